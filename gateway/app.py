@@ -1,0 +1,187 @@
+"""The application factory and its lifespan: everything long-lived is built here, once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import worker
+from gateway.api import router
+from gateway.auth.service import KeyVerifier
+from gateway.config import Settings, load_settings
+from gateway.db import Database
+from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.integrations.lago.client import LagoClient
+from gateway.logging import RequestIdMiddleware, configure_logging, get_logger
+from gateway.responses import OrjsonResponse
+from gateway.runtime import Runtime
+from gateway.usage.lookups import LagoLookups
+from gateway.usage.outbox import OutboxWriter
+
+log = get_logger(__name__)
+EMULATOR_BASE_URL = "http://lago-emulator"
+
+
+def _lago_client(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> LagoClient:
+    base_url = settings.lago_api_url or EMULATOR_BASE_URL
+    return LagoClient(
+        base_url, settings.lago_key, timeout=settings.lago_timeout_seconds, transport=transport
+    )
+
+
+def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport:
+    from lago.emulator import create_app as create_emulator
+
+    emulator = create_emulator(api_key=settings.lago_key)
+    app.mount("/lago", emulator)
+    app.state.emulator = emulator
+    log.warning("app.lago.embedded_emulator", hint="set GATEWAY_LAGO_API_URL for a real Lago")
+    return httpx.ASGITransport(app=emulator)
+
+
+@asynccontextmanager
+async def build_runtime(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Runtime]:
+    """Everything long-lived of one process, closed in reverse order on exit."""
+    database = Database(settings.database_url)
+    lago = _lago_client(settings, transport)
+    runtime = Runtime(
+        settings=settings,
+        database=database,
+        lago=lago,
+        verifier=KeyVerifier(database, settings.api_key_cache_seconds),
+        ingest=OutboxWriter(database),
+        lookups=LagoLookups(lago),
+    )
+    await runtime.ingest.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.ingest.stop()
+        await lago.aclose()
+        await database.dispose()
+
+
+@asynccontextmanager
+async def running_workers(runtime: Runtime, *, enabled: bool) -> AsyncIterator[None]:
+    """Run the background jobs for the duration of the block."""
+    if not enabled:
+        yield
+        return
+    stop = asyncio.Event()
+    jobs = asyncio.create_task(worker.run_all(runtime, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await jobs
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    lago_transport: httpx.AsyncBaseTransport | None = None,
+    run_workers: bool = False,
+) -> FastAPI:
+    """Build the gateway. ``lago_transport`` lets tests put the emulator or respx under Lago calls."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        transport = lago_transport
+        if transport is None and settings.uses_emulator:
+            transport = _embedded_emulator(app, settings)
+        async with build_runtime(settings, transport) as runtime:
+            app.state.runtime = runtime
+            async with running_workers(runtime, enabled=run_workers):
+                yield
+
+    app = FastAPI(
+        title="Billing gateway",
+        version="0.1.0",
+        description="Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (``gateway serve --workers N``)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return create_app(settings, run_workers=worker.workers_enabled())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> Response:
+        return OrjsonResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        details: dict[str, list[str]] = {}
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"] if part not in ("body", "query", "path")]
+            details.setdefault(".".join(loc) or "body", []).append(err["type"])
+        body = {"status": 422, "error": "Unprocessable Entity", "code": "validation_errors"}
+        return OrjsonResponse({**body, "error_details": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"status": exc.status_code, "error": str(exc.detail), "code": code}
+        return OrjsonResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("app.unhandled_error", error=type(exc).__name__)
+        body = {"status": 500, "error": "Internal Server Error", "code": "internal_error"}
+        return OrjsonResponse(body, status_code=500)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over the limit with 413 before any handler reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(f"body over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"body over {self.max_bytes} bytes")
+        await OrjsonResponse(error.body(), status_code=413)(scope, receive, send)

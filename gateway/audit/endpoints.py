@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.audit import service
+from gateway.audit.schemas import AuditEntryOut, AuditPage
+from gateway.auth.dependencies import BillingReader
+from gateway.errors import ValidationFailed
+from gateway.runtime import RuntimeDep
+
+router = APIRouter(prefix="/gateway/audit", tags=["audit"])
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise ValidationFailed(details={"cursor": ["invalid_value"]})
+    return int(cursor)
+
+
+@router.get("", response_model=AuditPage)
+async def list_audit_entries(
+    runtime: RuntimeDep,
+    _: BillingReader,
+    action: Annotated[str | None, Query(description="Exact action, or a prefix ending in *")] = None,
+    target: Annotated[str | None, Query(description="A target id")] = None,
+    since: Annotated[datetime | None, Query(description="From this time, inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="Before this time")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AuditPage:
+    """The audit log, newest first, with filters and cursor pagination."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(details={name: ["timezone_required"]})
+    filters = service.AuditFilter(action=action, target=target, since=since, until=until)
+    async with runtime.database.session() as session:
+        rows = await service.search(session, filters, before_id=_decode_cursor(cursor), limit=limit)
+    entries = [AuditEntryOut.model_validate(row, from_attributes=True) for row in rows]
+    next_cursor = str(entries[-1].id) if len(entries) == limit else None
+    return AuditPage(entries=entries, next_cursor=next_cursor)

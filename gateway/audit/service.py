@@ -1,0 +1,97 @@
+"""The append-only audit log: written in the same transaction as the change it records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, cast, insert, or_
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.audit.models import AuditEntry
+from gateway.db import utcnow
+from gateway.logging import request_id_var
+
+MAX_TARGET_IDS = 100
+
+
+@dataclass
+class AuditFilter:
+    action: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def entry(
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    target: str | None = None,
+    target_ids: list[str] | None = None,
+    upstream: str | None = None,
+    status: int | None = None,
+    latency_ms: float | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """One audit row as a plain dict (target ids capped; the count goes in ``detail``)."""
+    if target_ids is not None and len(target_ids) > MAX_TARGET_IDS:
+        detail = {**(detail or {}), "target_count": len(target_ids)}
+        target_ids = target_ids[:MAX_TARGET_IDS]
+    return {
+        "at": at or utcnow(),
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "target_ids": target_ids,
+        "upstream": upstream,
+        "outcome": outcome,
+        "status": status,
+        "latency_ms": None if latency_ms is None else round(latency_ms, 3),
+        "request_id": request_id_var.get(),
+        "detail": detail,
+    }
+
+
+def record(session: AsyncSession, **fields: Any) -> None:
+    """Add an audit row to the session's transaction (committed with the change)."""
+    session.add(AuditEntry(**entry(**fields)))
+
+
+async def record_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert prepared audit rows on a raw connection (hot paths and workers)."""
+    if rows:
+        await connection.execute(insert(AuditEntry), rows)
+
+
+async def search(
+    session: AsyncSession, filters: AuditFilter, *, before_id: int | None, limit: int
+) -> list[AuditEntry]:
+    """Newest first, keyset-paginated by id."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc())  # type: ignore[union-attr]
+    if filters.action:
+        if filters.action.endswith("*"):
+            query = query.where(AuditEntry.action.startswith(filters.action[:-1]))  # type: ignore[attr-defined]
+        else:
+            query = query.where(AuditEntry.action == filters.action)
+    if filters.target:
+        needle = filters.target.replace('"', "")
+        query = query.where(
+            or_(
+                AuditEntry.target == filters.target,
+                cast(AuditEntry.target_ids, String).like(f'%"{needle}"%'),
+            )
+        )
+    if filters.since:
+        query = query.where(AuditEntry.at >= filters.since)
+    if filters.until:
+        query = query.where(AuditEntry.at < filters.until)
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)  # type: ignore[arg-type,operator]
+    result = await session.exec(query.limit(limit))
+    return list(result.all())

@@ -1,0 +1,78 @@
+"""``gateway keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from gateway.auth import service
+from gateway.config import load_settings
+from gateway.db import Database
+
+
+@click.group("keys")
+def keys() -> None:
+    """Manage gateway API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A unique name; it appears in the audit log.")
+@click.option(
+    "--scope", "scopes", multiple=True, required=True,
+    type=click.Choice([s.value for s in service.Scope]), help="Repeat for several scopes.",
+)
+def create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key; it is printed once, alone on the last line."""
+
+    async def go() -> str:
+        database = Database(load_settings().database_url)
+        try:
+            async with database.session() as session:
+                key = await service.create_key(session, name, list(scopes))
+                await session.commit()
+                return key
+        finally:
+            await database.dispose()
+
+    key = asyncio.run(go())
+    click.echo(f"created key {name!r} with scopes {' '.join(sorted(scopes))}; store it now:", err=False)
+    click.echo(key)
+
+
+@keys.command("list")
+def list_() -> None:
+    """List keys (names, scopes, state; never the keys)."""
+
+    async def go() -> list[str]:
+        database = Database(load_settings().database_url)
+        try:
+            async with database.session() as session:
+                rows = await service.list_keys(session)
+        finally:
+            await database.dispose()
+        return [
+            f"{k.name}\t{k.scopes}\t{'revoked' if k.revoked_at else 'active'}\t{k.created_at:%Y-%m-%d}"
+            for k in rows
+        ]
+
+    for line in asyncio.run(go()):
+        click.echo(line)
+
+
+@keys.command("revoke")
+@click.argument("name")
+def revoke(name: str) -> None:
+    """Revoke a key by name."""
+
+    async def go() -> None:
+        database = Database(load_settings().database_url)
+        try:
+            async with database.session() as session:
+                await service.revoke_key(session, name)
+                await session.commit()
+        finally:
+            await database.dispose()
+
+    asyncio.run(go())
+    click.echo(f"revoked {name!r}")

@@ -1,0 +1,128 @@
+"""Gateway API keys: created once and shown once, stored as SHA-256 hashes, scoped."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.auth.models import ApiKey
+from gateway.db import Database, utcnow
+from gateway.errors import Conflict, NotFound, ValidationFailed
+
+KEY_PREFIX = "gw_"
+
+
+class Scope(StrEnum):
+    EVENTS_WRITE = "events:write"
+    BILLING_WRITE = "billing:write"
+    BILLING_READ = "billing:read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is as safe as a slow one here.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(values: list[str] | tuple[str, ...]) -> list[str]:
+    """Validate scope names; raise naming the first unknown one."""
+    known = {scope.value for scope in Scope}
+    for value in values:
+        if value not in known:
+            raise ValidationFailed(details={"scopes": [f"unknown scope {value!r}"]})
+    if not values:
+        raise ValidationFailed(details={"scopes": ["at least one scope is required"]})
+    return sorted(set(values))
+
+
+async def create_key(session: AsyncSession, name: str, scopes: list[str]) -> str:
+    """Create a key and return it in clear; this is the only time it is visible."""
+    existing = await session.exec(select(ApiKey).where(ApiKey.name == name))
+    if existing.first() is not None:
+        raise Conflict(f"a key named {name!r} already exists", code="key_name_taken")
+    prefix = secrets.token_hex(6)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    session.add(
+        ApiKey(
+            name=name,
+            prefix=prefix,
+            key_hash=hash_key(key),
+            scopes=" ".join(parse_scopes(scopes)),
+            created_at=utcnow(),
+        )
+    )
+    await session.flush()
+    return key
+
+
+async def list_keys(session: AsyncSession) -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    result = await session.exec(select(ApiKey).order_by(ApiKey.id))
+    return list(result.all())
+
+
+async def revoke_key(session: AsyncSession, name: str) -> None:
+    """Revoke a key by name; it stops working within the verifier's cache time."""
+    result = await session.exec(select(ApiKey).where(ApiKey.name == name))
+    key = result.first()
+    if key is None:
+        raise NotFound(f"no key named {name!r}", code="key_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+        await session.flush()
+
+
+class KeyVerifier:
+    """Checks bearer keys against the database, caching answers for a few seconds."""
+
+    def __init__(self, database: Database, cache_seconds: float) -> None:
+        self._database = database
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def verify(self, key: str) -> Principal | None:
+        """The principal for ``key``, or None when it is unknown or revoked."""
+        digest = hash_key(key)
+        cached = self._cache.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = await self._lookup(key, digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._cache_seconds, principal)
+        return principal
+
+    async def _lookup(self, key: str, digest: str) -> Principal | None:
+        parts = key.split("_")
+        if len(parts) < 3 or not key.startswith(KEY_PREFIX):
+            return None
+        async with self._database.session() as session:
+            result = await session.exec(
+                select(ApiKey).where(ApiKey.prefix == parts[1])
+            )
+            row = result.first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.key_hash, digest):
+            return None
+        return Principal(name=row.name, scopes=frozenset(row.scopes.split()))

@@ -1,0 +1,91 @@
+"""Settings, read from the environment with the ``GATEWAY_`` prefix.
+
+A missing or malformed setting fails at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DATABASE_URL = "sqlite:///gateway.db"
+EMULATOR_LAGO_KEY = "lago-emulator-key"
+
+
+class CollectionMode(StrEnum):
+    GATEWAY = "gateway"
+    LAGO = "lago"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    database_url: str = EMBEDDED_DATABASE_URL
+    # Empty means "the bundled Lago emulator, in process" (embedded default only).
+    lago_api_url: str = ""
+    lago_api_key: SecretStr = SecretStr("")
+    lago_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    stripe_secret_key: SecretStr = SecretStr("")
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    lago_webhook_hmac_key: SecretStr = SecretStr("")
+    collection: CollectionMode = CollectionMode.GATEWAY
+    relay_allow_private: bool = False
+    session_secret: SecretStr = SecretStr("")
+
+    batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    body_max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
+    forward_batch_size: Annotated[int, Field(ge=1, le=100)] = 100
+    forward_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    forward_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    forward_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    api_key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _lago_is_configured_outside_the_embedded_default(self) -> Settings:
+        if self.lago_api_url and not self.lago_api_key.get_secret_value():
+            raise ValueError("GATEWAY_LAGO_API_KEY is required when GATEWAY_LAGO_API_URL is set")
+        if not self.lago_api_url and not self.is_sqlite:
+            raise ValueError(
+                "GATEWAY_LAGO_API_URL is required with a PostgreSQL GATEWAY_DATABASE_URL "
+                "(the bundled Lago emulator is for the embedded SQLite default only)"
+            )
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ValueError("GATEWAY_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_emulator(self) -> bool:
+        return not self.lago_api_url
+
+    @cached_property
+    def lago_key(self) -> str:
+        return self.lago_api_key.get_secret_value() or EMULATOR_LAGO_KEY
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, or raise SettingsError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            name = f"GATEWAY_{field.upper()}" if field else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("; ".join(problems)) from exc

@@ -1,0 +1,35 @@
+"""What a running gateway process holds: built once in the lifespan, shared by endpoints and workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from gateway.auth.service import KeyVerifier
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.integrations.lago.client import LagoClient
+from gateway.usage.lookups import LagoLookups
+from gateway.usage.outbox import OutboxWriter
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+    lago: LagoClient
+    verifier: KeyVerifier
+    ingest: OutboxWriter
+    lookups: LagoLookups
+    # Capabilities hang further long-lived pieces here (Stripe client, signers...).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

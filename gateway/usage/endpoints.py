@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway.audit.service import record
+from gateway.auth.dependencies import Admin, BillingReader, EventsWriter
+from gateway.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from gateway.runtime import Runtime, RuntimeDep
+from gateway.usage import schemas, store
+from gateway.usage.service import UsageIngest
+
+router = APIRouter(tags=["usage"])
+
+
+def _ingest(runtime: Runtime) -> UsageIngest:
+    return UsageIngest(runtime.ingest, runtime.lookups, runtime.settings.batch_max_events)
+
+
+async def _read_root(request: Request, root: str) -> Any:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the body is not valid JSON", code="invalid_json") from exc
+    if not isinstance(body, dict) or body.get(root) is None:
+        raise BadRequest(f"param is missing or the value is empty: {root}", code="bad_request")
+    return body[root]
+
+
+def _json(content: Any) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+@router.post(
+    "/api/v1/events",
+    response_model=schemas.EventResponse,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": schemas.EventCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    }}}},
+)
+async def create_event(request: Request, runtime: RuntimeDep, principal: EventsWriter) -> Response:
+    """Accept one usage event; answered once it is durably stored, forwarded to Lago later."""
+    raw = await _read_root(request, "event")
+    events = await _ingest(runtime).accept([raw], actor=principal.name, batch=False)
+    return _json({"event": events[0]})
+
+
+@router.post(
+    "/api/v1/events/batch",
+    response_model=schemas.EventsResponse,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": schemas.EventsBatchCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    }}}},
+)
+async def create_events_batch(
+    request: Request, runtime: RuntimeDep, principal: EventsWriter
+) -> Response:
+    """Accept a batch all-or-nothing (errors keyed by index); identical repeats are not errors."""
+    raw = await _read_root(request, "events")
+    if not isinstance(raw, list):
+        raise ValidationFailed(details={"events": ["invalid_type"]})
+    events = await _ingest(runtime).accept(raw, actor=principal.name, batch=True)
+    return _json({"events": events})
+
+
+@router.get("/gateway/events/{transaction_id}", response_model=schemas.StoredEventResponse)
+async def get_event(
+    transaction_id: str,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    external_subscription_id: str | None = None,
+) -> dict[str, Any]:
+    """A stored event and its delivery state: pending, forwarded (when) or dead (Lago's reason)."""
+    found = await store.find_events(runtime.database, transaction_id, external_subscription_id)
+    if not found:
+        raise NotFound(code="event_not_found")
+    if len(found) > 1:
+        subs = sorted(event["external_subscription_id"] for event in found)
+        raise Conflict(
+            "several subscriptions use this transaction id: pass external_subscription_id",
+            code="ambiguous_transaction_id",
+            details={"external_subscription_id": subs},
+        )
+    return {"event": found[0]}
+
+
+@router.get("/gateway/outbox/dead", response_model=schemas.DeadPage)
+async def list_dead_events(
+    runtime: RuntimeDep,
+    _: BillingReader,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Events Lago refused, with its reason, oldest first."""
+    rows = await store.list_dead(runtime.database, int(cursor or 0), limit)
+    next_cursor = str(rows[-1][0]) if len(rows) == limit else None
+    return {"events": [event for _, event in rows], "next_cursor": next_cursor}
+
+
+@router.post("/gateway/outbox/replay", response_model=schemas.ReplayResult)
+async def replay_dead_events(
+    body: schemas.ReplayRequest, runtime: RuntimeDep, principal: Admin
+) -> dict[str, Any]:
+    """Re-queue dead events (all, or by transaction id) once their cause is fixed."""
+    async with runtime.database.session() as session:
+        conn = await session.connection()
+        replayed = await store.replay_dead(conn, body.transaction_ids)
+        record(session, actor=principal.name, action="usage.outbox.replay", outcome="success",
+               target_ids=replayed, status=200)
+        await session.commit()
+    runtime.ingest.new_events.set()
+    return {"replayed": replayed}

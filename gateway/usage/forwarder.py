@@ -1,0 +1,282 @@
+"""The forwarder: drains the outbox into Lago's batch endpoint, exactly once per event.
+
+Lago keeps the first copy of a (subscription, transaction id) and answers 422
+``value_already_exist`` for a resend, so a resend after a crash or a lost answer is
+harmless; the forwarder only has to resend byte-identical payloads and read the 422s.
+Order: events are claimed oldest first, several batches in flight, so per subscription
+they reach Lago roughly, not strictly, in acceptance order; Lago's sums and counts do
+not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.audit.service import entry, record_many
+from gateway.integrations.lago.client import LagoClient, LagoUnavailable
+from gateway.logging import get_logger
+from gateway.runtime import Runtime
+from gateway.usage import metrics, store
+from gateway.usage.lookups import Known, LagoLookups
+from gateway.usage.store import Claimed
+
+log = get_logger(__name__)
+ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
+IDLE_POLL_SECONDS = 0.5
+GAUGE_SECONDS = 5.0
+
+
+class UsageSink(Protocol):
+    """Where forwarded events go: Lago's REST batch endpoint today, a Kafka topic tomorrow."""
+
+    async def send_batch(self, payloads: list[str]) -> SinkResult: ...
+
+
+@dataclass
+class SinkResult:
+    """``errors`` maps a batch index to Lago's validation details for that event."""
+
+    ok: bool
+    status: int | None = None
+    errors: dict[int, dict[str, Any]] = field(default_factory=dict)
+    retry_after: float | None = None
+    reason: str | None = None
+
+
+class LagoBatchSink:
+    """Sends to ``POST /api/v1/events/batch``; the body is the stored payloads, byte for byte."""
+
+    def __init__(self, lago: LagoClient) -> None:
+        self._lago = lago
+
+    async def send_batch(self, payloads: list[str]) -> SinkResult:
+        body = ('{"events":[' + ",".join(payloads) + "]}").encode()
+        try:
+            response = await self._lago.send("POST", "/events/batch", body=body)
+        except LagoUnavailable as exc:
+            return SinkResult(ok=False, reason=exc.reason)
+        if response.status_code < 300:
+            return SinkResult(ok=True, status=response.status_code)
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        if response.status_code == 422:
+            errors = _indexed_errors(response.content, len(payloads))
+            if errors is not None:
+                return SinkResult(ok=False, status=422, errors=errors)
+        return SinkResult(
+            ok=False, status=response.status_code, retry_after=retry_after,
+            reason=f"Lago answered {response.status_code}",
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _indexed_errors(content: bytes, size: int) -> dict[int, dict[str, Any]] | None:
+    try:
+        details = orjson.loads(content).get("error_details")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(details, dict) or not details:
+        return None
+    if all(key.isdigit() and int(key) < size for key in details):
+        return {int(key): value for key, value in details.items()}
+    if size == 1 and "events" not in details:
+        return {0: details}
+    return None
+
+
+def is_duplicate(details: dict[str, Any]) -> bool:
+    return set(details) == {"transaction_id"} and details["transaction_id"] == ["value_already_exist"]
+
+
+class Backoff:
+    """Shared by a process's forwarding loops: when Lago struggles, all of them pause."""
+
+    def __init__(self, maximum: float) -> None:
+        self.maximum = maximum
+        self.failures = 0
+        self.resume_at = 0.0
+
+    def failed(self, retry_after: float | None) -> float:
+        self.failures += 1
+        delay = min(self.maximum, 0.25 * 2 ** min(self.failures - 1, 20))
+        delay = delay * (0.5 + random.random() / 2)
+        delay = max(delay, retry_after or 0.0)
+        self.resume_at = max(self.resume_at, time.monotonic() + delay)
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    async def wait(self) -> None:
+        pause = self.resume_at - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+
+class Forwarder:
+    def __init__(self, runtime: Runtime, sink: UsageSink | None = None) -> None:
+        self.runtime = runtime
+        self.sink = sink or LagoBatchSink(runtime.lago)
+        settings = runtime.settings
+        self.batch_size = settings.forward_batch_size
+        self.lease = settings.forward_lease_seconds
+        self.backoff = Backoff(settings.forward_backoff_max_seconds)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loops = [
+            asyncio.create_task(self._loop(stop))
+            for _ in range(self.runtime.settings.forward_concurrency)
+        ]
+        gauges = asyncio.create_task(self._gauges(stop))
+        try:
+            await asyncio.gather(*loops, gauges)
+        finally:
+            for task in (*loops, gauges):
+                task.cancel()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        wake = self.runtime.ingest.new_events
+        while not stop.is_set():
+            await self.backoff.wait()
+            claimed = await store.claim_due(self.runtime.database, self.batch_size, self.lease)
+            if claimed:
+                await self.forward(claimed)
+                continue
+            wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            await asyncio.wait(waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def forward(self, claimed: list[Claimed]) -> None:
+        """Send one claimed batch and record what became of each event."""
+        claimed, dead = await _recheck(self.runtime.lookups, claimed)
+        if claimed is None:
+            await self._retry([c.id for c in dead], None, "Lago unreachable for checks", refund=True)
+            return
+        if not claimed:
+            await self._settle([], {c.id: reason for c, reason in dead.items()}, [], None, 0.0)
+            return
+        started = time.perf_counter()
+        result = await self.sink.send_batch([c.payload for c in claimed])
+        elapsed = time.perf_counter() - started
+        metrics.FORWARD_LATENCY.observe(elapsed)
+        dead_reasons = {c.id: reason for c, reason in dead.items()}
+        if result.ok:
+            self.backoff.succeeded()
+            await self._settle(claimed, dead_reasons, [], result.status, elapsed)
+        elif result.errors:
+            self.backoff.succeeded()
+            delivered, again = [], []
+            for index, item in enumerate(claimed):
+                details = result.errors.get(index)
+                if details is None:
+                    again.append(item)
+                elif is_duplicate(details):
+                    delivered.append(item)
+                else:
+                    dead_reasons[item.id] = orjson.dumps(details).decode()
+            await self._settle(delivered, dead_reasons, again, 422, elapsed)
+        else:
+            delay = self.backoff.failed(result.retry_after)
+            metrics.FORWARD_RETRIES.inc()
+            log.warning("usage.forward.retry", status=result.status, reason=result.reason,
+                        events=len(claimed), delay=round(delay, 2))
+            await self._retry([c.id for c in claimed], result.status, result.reason or "error",
+                              delay=delay, elapsed=elapsed)
+
+    async def _settle(
+        self,
+        delivered: list[Claimed],
+        dead: dict[int, str],
+        again: list[Claimed],
+        status: int | None,
+        elapsed: float,
+    ) -> None:
+        async with self.runtime.database.engine.begin() as conn:
+            await store.mark_forwarded(conn, [c.id for c in delivered])
+            await store.mark_dead(conn, dead)
+            await store.reschedule(conn, [c.id for c in again], time.time(), None, refund=True)
+            await record_many(conn, [entry(
+                actor=ACTOR, action="usage.forward", upstream="lago", status=status,
+                outcome="forwarded" if not dead and not again else "partial",
+                target_ids=[c.transaction_id for c in delivered], latency_ms=elapsed * 1000,
+                detail={"forwarded": len(delivered), "dead": len(dead), "resent": len(again)},
+            )])
+        metrics.EVENTS_FORWARDED.inc(len(delivered))
+        metrics.EVENTS_DEAD.inc(len(dead))
+        if dead:
+            log.warning("usage.forward.dead", events=len(dead))
+
+    async def _retry(
+        self, ids: list[int], status: int | None, reason: str, *,
+        delay: float = 1.0, elapsed: float = 0.0, refund: bool = False,
+    ) -> None:
+        async with self.runtime.database.engine.begin() as conn:
+            await store.reschedule(conn, ids, time.time() + delay, reason, refund=refund)
+            await record_many(conn, [entry(
+                actor=ACTOR, action="usage.forward", upstream="lago", status=status,
+                outcome="retry", latency_ms=elapsed * 1000,
+                detail={"events": len(ids), "reason": reason, "delay_s": round(delay, 3)},
+            )])
+
+    async def _gauges(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                status = await store.status(self.runtime.database, with_rate=False)
+            except Exception as exc:
+                log.warning("usage.forward.gauges_failed", error=type(exc).__name__)
+            else:
+                metrics.EVENTS_PENDING.set(status.pending)
+                metrics.OLDEST_PENDING_AGE.set(status.oldest_pending_age_seconds or 0.0)
+                metrics.EVENTS_DEAD_STORED.set(status.dead)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
+            except TimeoutError:
+                pass
+
+
+async def _recheck(
+    lookups: LagoLookups, claimed: list[Claimed]
+) -> tuple[list[Claimed] | None, dict[Claimed, str]]:
+    """Events accepted while Lago was unreachable are checked before they are sent.
+
+    Returns (events to send, events found invalid with the reason); None to send when Lago
+    still cannot tell (then the second item holds the whole batch to retry).
+    """
+    if not any(c.needs_check for c in claimed):
+        return claimed, {}
+    send: list[Claimed] = []
+    dead: dict[Claimed, str] = {}
+    for c in claimed:
+        if not c.needs_check:
+            send.append(c)
+            continue
+        code, sub = await lookups.metric(c.code), await lookups.subscription(c.external_subscription_id)
+        if Known.UNSURE in (code, sub):
+            return None, dict.fromkeys(claimed, "")
+        if code is Known.NO:
+            dead[c] = '{"code":["billable_metric_not_found"]}'
+        elif sub is Known.NO:
+            dead[c] = '{"external_subscription_id":["subscription_not_found"]}'
+        else:
+            send.append(c)
+    return send, dead
+
+
+async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Worker job entry point."""
+    await Forwarder(runtime).run(stop)

@@ -1,0 +1,145 @@
+"""What Lago knows, cached: billable metric codes, subscriptions, a customer's one active subscription.
+
+Answers are three-valued: known, unknown, or "cannot tell" (Lago unreachable), in which case
+the event is accepted and checked again before it is forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
+
+from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
+
+METRICS_REFRESH_SECONDS = 2.0
+KNOWN_TTL = 600.0
+UNKNOWN_TTL = 2.0
+
+
+class Known(Enum):
+    YES = "yes"
+    NO = "no"
+    UNSURE = "unsure"
+
+
+class LagoLookups:
+    """Cached, single-flight lookups against Lago for event validation."""
+
+    def __init__(self, lago: LagoClient) -> None:
+        self._lago = lago
+        self._metric_codes: set[str] = set()
+        self._metrics_fetched_at = -1e9
+        self._metrics_refresh: asyncio.Task[bool] | None = None
+        self._subscriptions: dict[str, tuple[float, Known]] = {}
+        self._customers: dict[str, tuple[float, str | None, str | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # The catalog can add codes Lago does not list yet (and pin what the gateway accepts).
+        self.extra_metric_codes: set[str] = set()
+
+    async def metric(self, code: str) -> Known:
+        """Whether ``code`` is a billable metric (refreshing the list on a miss)."""
+        if code in self._metric_codes or code in self.extra_metric_codes:
+            return Known.YES
+        if time.monotonic() - self._metrics_fetched_at < METRICS_REFRESH_SECONDS:
+            return Known.NO
+        if self._metrics_refresh is None or self._metrics_refresh.done():
+            self._metrics_refresh = asyncio.ensure_future(self._refresh_metrics())
+        if not await asyncio.shield(self._metrics_refresh):
+            return Known.UNSURE
+        return Known.YES if code in self._metric_codes else Known.NO
+
+    async def _refresh_metrics(self) -> bool:
+        codes: set[str] = set()
+        page = 1
+        try:
+            while True:
+                body = await self._lago.call(
+                    "GET", "/billable_metrics", params={"page": page, "per_page": 100}
+                )
+                codes.update(m["code"] for m in body.get("billable_metrics", []))
+                next_page = (body.get("meta") or {}).get("next_page")
+                if not next_page:
+                    break
+                page = int(next_page)
+        except LagoError:
+            return False
+        self._metric_codes = codes
+        self._metrics_fetched_at = time.monotonic()
+        return True
+
+    async def subscription(self, external_id: str) -> Known:
+        """Whether Lago knows a subscription with this external id."""
+        cached = self._subscriptions.get(external_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return await self._single_flight(f"s:{external_id}", lambda: self._fetch_sub(external_id))
+
+    async def _fetch_sub(self, external_id: str) -> Known:
+        try:
+            await self._lago.call("GET", f"/subscriptions/{_quote(external_id)}")
+            answer = Known.YES
+        except LagoApiError as exc:
+            if exc.status != 404:
+                return Known.UNSURE
+            answer = Known.NO
+        except LagoError:
+            return Known.UNSURE
+        ttl = KNOWN_TTL if answer is Known.YES else UNKNOWN_TTL
+        self._subscriptions[external_id] = (time.monotonic() + ttl, answer)
+        return answer
+
+    def remember_subscription(self, external_id: str) -> None:
+        """Record a subscription the gateway just saw Lago create."""
+        self._subscriptions[external_id] = (time.monotonic() + KNOWN_TTL, Known.YES)
+
+    async def active_subscription_of(self, customer_id: str) -> tuple[str | None, str | None]:
+        """(subscription external id, None) or (None, reason); raises LagoError when unreachable."""
+        cached = self._customers.get(customer_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        return await self._single_flight(  # type: ignore[no-any-return]
+            f"c:{customer_id}", lambda: self._fetch_active(customer_id)
+        )
+
+    async def _fetch_active(self, customer_id: str) -> tuple[str | None, str | None]:
+        body = await self._lago.call(
+            "GET",
+            "/subscriptions",
+            params=[("external_customer_id", customer_id), ("status[]", "active")],
+        )
+        subs = body.get("subscriptions", [])
+        if len(subs) == 1:
+            answer: tuple[str | None, str | None] = (str(subs[0]["external_id"]), None)
+            ttl = KNOWN_TTL
+        else:
+            reason = "no_active_subscription" if not subs else "several_active_subscriptions"
+            answer, ttl = (None, reason), UNKNOWN_TTL
+        self._customers[customer_id] = (time.monotonic() + ttl, *answer)
+        return answer
+
+    async def _single_flight(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        future = self._inflight.get(key)
+        if future is not None:
+            return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await fetch()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed here; waiters re-raise it
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")

@@ -1,0 +1,295 @@
+"""The durable usage outbox: group-committed writes, and the claims the forwarder makes.
+
+Concurrent requests are written together: one transaction (one fsync) for everything that
+arrived while the previous one was committing. A request's rows are still all-or-nothing:
+when one of its keys clashes with a stored event, the rows it inserted are removed again
+before the commit. Keys never repeat across requests of one group, so removing one
+request's rows cannot take away a row another request counted on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.service import record_many
+from gateway.db import Database
+from gateway.logging import get_logger
+from gateway.usage.models import DEAD, FORWARDED, PENDING
+
+log = get_logger(__name__)
+MAX_GROUP_ROWS = 20_000
+SQLITE_CHUNK = 400
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event ready to store: the exact payload Lago will receive, and its fingerprint."""
+
+    external_subscription_id: str
+    transaction_id: str
+    code: str
+    payload: str
+    fingerprint: str
+    needs_check: bool = False
+
+    @property
+    def key(self) -> Key:
+        return (self.external_subscription_id, self.transaction_id)
+
+
+@dataclass
+class Stored:
+    """How a request's rows landed: ``clashes`` maps a row index to the stored payload it clashed with."""
+
+    duplicates: dict[int, str] = field(default_factory=dict)
+    clashes: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.clashes
+
+
+@dataclass
+class _Request:
+    rows: Sequence[OutboxRow]
+    actor: str
+    audit: dict[str, Any]
+    future: asyncio.Future[Stored]
+    keys: set[Key]
+
+
+class OutboxWriter:
+    """Group commit for the usage outbox; ``submit`` returns once the rows are durable."""
+
+    def __init__(self, database: Database, *, writers: int | None = None) -> None:
+        self._database = database
+        self._queue: list[_Request] = []
+        self._wakeup = asyncio.Event()
+        self._inflight: set[Key] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writers = writers or (1 if database.is_sqlite else 3)
+        self.new_events = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def submit(self, rows: Sequence[OutboxRow], actor: str, audit: dict[str, Any]) -> Stored:
+        """Store ``rows`` all-or-nothing with their audit row; wait for the commit."""
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Request(rows, actor, audit, future, {row.key for row in rows}))
+        self._wakeup.set()
+        return await future
+
+    def _take_group(self) -> list[_Request]:
+        group: list[_Request] = []
+        keys: set[Key] = set()
+        size = 0
+        waiting: list[_Request] = []
+        for request in self._queue:
+            clash = not request.keys.isdisjoint(keys) or not request.keys.isdisjoint(self._inflight)
+            if clash or (group and size + len(request.rows) > MAX_GROUP_ROWS):
+                waiting.append(request)
+                continue
+            group.append(request)
+            keys |= request.keys
+            size += len(request.rows)
+        self._queue = waiting
+        self._inflight |= keys
+        return group
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            group = self._take_group()
+            if not group:
+                continue
+            if self._queue:
+                self._wakeup.set()
+            try:
+                await self._write_with_retry(group)
+            finally:
+                for request in group:
+                    self._inflight -= request.keys
+                if self._queue:
+                    self._wakeup.set()
+
+    async def _write_with_retry(self, group: list[_Request]) -> None:
+        for attempt in range(3):
+            try:
+                results = await self._write(group)
+            except DBAPIError as exc:
+                if attempt < 2 and _is_transient(exc):
+                    continue
+                _fail(group, exc)
+                return
+            except Exception as exc:
+                _fail(group, exc)
+                return
+            for request, stored in zip(group, results, strict=True):
+                if not request.future.done():
+                    request.future.set_result(stored)
+            self.new_events.set()
+            return
+
+    async def _write(self, group: list[_Request]) -> list[Stored]:
+        rows = sorted(
+            ((row, i) for i, request in enumerate(group) for row in request.rows),
+            key=lambda pair: pair[0].key,
+        )
+        now = time.time()
+        async with self._database.engine.begin() as conn:
+            if self._database.is_postgres:
+                inserted = await _insert_pg(conn, rows, group, now)
+            else:
+                inserted = await _insert_sqlite(conn, rows, group, now)
+            missing = [row.key for row, _ in rows if row.key not in inserted]
+            existing = await _existing(conn, missing) if missing else {}
+            results = _judge(group, existing)
+            doomed = [
+                inserted[row.key]
+                for request, stored in zip(group, results, strict=True)
+                if not stored.accepted
+                for row in request.rows
+                if row.key in inserted
+            ]
+            if doomed:
+                await conn.execute(
+                    text("DELETE FROM usage_events WHERE id IN :ids").bindparams(
+                        bindparam("ids", expanding=True)
+                    ),
+                    {"ids": doomed},
+                )
+            await record_many(conn, [_audit_row(r, s) for r, s in zip(group, results, strict=True)])
+        return results
+
+
+def _fail(group: list[_Request], exc: Exception) -> None:
+    log.error("usage.outbox.write_failed", error=type(exc).__name__, requests=len(group))
+    for request in group:
+        if not request.future.done():
+            request.future.set_exception(exc)
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    name = type(exc.orig).__name__
+    return name in ("DeadlockDetected", "SerializationFailure") or "locked" in str(exc.orig)
+
+
+def _judge(group: list[_Request], existing: dict[Key, tuple[str, str]]) -> list[Stored]:
+    results = []
+    for request in group:
+        stored = Stored()
+        for index, row in enumerate(request.rows):
+            found = existing.get(row.key)
+            if found is None:
+                continue
+            fingerprint, payload = found
+            if fingerprint == row.fingerprint:
+                stored.duplicates[index] = payload
+            else:
+                stored.clashes[index] = payload
+        results.append(stored)
+    return results
+
+
+def _audit_row(request: _Request, stored: Stored) -> dict[str, Any]:
+    row = dict(request.audit)
+    if request.rows:
+        row["outcome"] = "accepted" if stored.accepted else "rejected"
+        row["status"] = 200 if stored.accepted else 422
+        detail = dict(row.get("detail") or {})
+        detail.update(events=len(request.rows), duplicates=len(stored.duplicates))
+        row["detail"] = detail
+    return row
+
+
+_COLUMNS = (
+    "external_subscription_id, transaction_id, code, payload, fingerprint, needs_check, "
+    "accepted_by, status, attempts, accepted_at, next_attempt_at"
+)
+
+
+async def _insert_pg(
+    conn: AsyncConnection, rows: list[tuple[OutboxRow, int]], group: list[_Request], now: float
+) -> dict[Key, int]:
+    sql = (
+        f"INSERT INTO usage_events ({_COLUMNS}) "
+        "SELECT s, t, c, p, f, n, a, %(status)s, 0, %(now)s, %(now)s FROM unnest("
+        "%(s)s::text[], %(t)s::text[], %(c)s::text[], %(p)s::text[], %(f)s::text[], "
+        "%(n)s::int[], %(a)s::text[]) AS u(s, t, c, p, f, n, a) "
+        "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
+        "RETURNING id, external_subscription_id, transaction_id"
+    )
+    params = {
+        "s": [r.external_subscription_id for r, _ in rows],
+        "t": [r.transaction_id for r, _ in rows],
+        "c": [r.code for r, _ in rows],
+        "p": [r.payload for r, _ in rows],
+        "f": [r.fingerprint for r, _ in rows],
+        "n": [int(r.needs_check) for r, _ in rows],
+        "a": [group[i].actor for _, i in rows],
+        "status": PENDING,
+        "now": now,
+    }
+    result = await conn.exec_driver_sql(sql, params)
+    return {(sub, tx): id_ for id_, sub, tx in result.all()}
+
+
+async def _insert_sqlite(
+    conn: AsyncConnection, rows: list[tuple[OutboxRow, int]], group: list[_Request], now: float
+) -> dict[Key, int]:
+    inserted: dict[Key, int] = {}
+    for start in range(0, len(rows), SQLITE_CHUNK):
+        chunk = rows[start : start + SQLITE_CHUNK]
+        values = ",".join(["(?,?,?,?,?,?,?,?,0,?,?)"] * len(chunk))
+        params: list[Any] = []
+        for row, i in chunk:
+            params += [row.external_subscription_id, row.transaction_id, row.code, row.payload]
+            params += [row.fingerprint, int(row.needs_check), group[i].actor, PENDING, now, now]
+        sql = (
+            f"INSERT INTO usage_events ({_COLUMNS}) VALUES {values} "
+            "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
+            "RETURNING id, external_subscription_id, transaction_id"
+        )
+        result = await conn.exec_driver_sql(sql, tuple(params))
+        inserted.update({(sub, tx): id_ for id_, sub, tx in result.all()})
+    return inserted
+
+
+async def _existing(conn: AsyncConnection, keys: list[Key]) -> dict[Key, tuple[str, str]]:
+    found: dict[Key, tuple[str, str]] = {}
+    for start in range(0, len(keys), SQLITE_CHUNK):
+        chunk = keys[start : start + SQLITE_CHUNK]
+        placeholders = ",".join(f"(:s{i}, :t{i})" for i in range(len(chunk)))
+        params: dict[str, str] = {}
+        for i, (sub, tx) in enumerate(chunk):
+            params[f"s{i}"], params[f"t{i}"] = sub, tx
+        result = await conn.execute(
+            text(
+                "SELECT external_subscription_id, transaction_id, fingerprint, payload "
+                f"FROM usage_events WHERE (external_subscription_id, transaction_id) IN "
+                f"(VALUES {placeholders})"
+            ),
+            params,
+        )
+        found.update({(s, t): (f, p) for s, t, f, p in result.all()})
+    return found
+
+
+__all__ = ["DEAD", "FORWARDED", "PENDING", "OutboxRow", "OutboxWriter", "Stored"]

@@ -1,0 +1,81 @@
+"""Request and response shapes, for the OpenAPI document (the hot path reads raw JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class EventIn(BaseModel):
+    transaction_id: str = Field(description="Unique per subscription; resends must reuse it")
+    external_subscription_id: str | None = Field(
+        None, description="Required unless external_customer_id names a customer with one active subscription"
+    )
+    external_customer_id: str | None = None
+    code: str = Field(description="A billable metric code")
+    timestamp: int | float | str | None = Field(
+        None, description="Unix seconds (number or numeric string) or RFC 3339; default: receive time"
+    )
+    properties: dict[str, str | int | float] | None = None
+    precise_total_amount_cents: str | None = None
+
+
+class EventCreate(BaseModel):
+    event: EventIn
+
+
+class EventsBatchCreate(BaseModel):
+    events: list[EventIn]
+
+
+class EventOut(BaseModel):
+    lago_id: str
+    transaction_id: str
+    lago_customer_id: str | None
+    code: str
+    timestamp: str
+    precise_total_amount_cents: str | None
+    properties: dict[str, Any]
+    lago_subscription_id: str | None
+    external_subscription_id: str
+    created_at: str
+
+
+class EventResponse(BaseModel):
+    event: EventOut
+
+
+class EventsResponse(BaseModel):
+    events: list[EventOut]
+
+
+class StoredEvent(BaseModel):
+    external_subscription_id: str
+    transaction_id: str
+    code: str
+    event: dict[str, Any]
+    status: str = Field(description="pending, forwarded or dead")
+    attempts: int
+    accepted_at: float
+    accepted_by: str
+    next_attempt_at: float | None
+    forwarded_at: float | None
+    last_error: str | None = Field(description="For dead events: Lago's reason")
+
+
+class StoredEventResponse(BaseModel):
+    event: StoredEvent
+
+
+class DeadPage(BaseModel):
+    events: list[StoredEvent]
+    next_cursor: str | None
+
+
+class ReplayRequest(BaseModel):
+    transaction_ids: list[str] | None = Field(None, description="Omit to replay every dead event")
+
+
+class ReplayResult(BaseModel):
+    replayed: list[str]

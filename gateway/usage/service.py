@@ -1,0 +1,211 @@
+"""Accepting usage events: validate, resolve, store durably, answer in Lago's shape."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.audit.service import entry
+from gateway.errors import UpstreamUnavailable, ValidationFailed
+from gateway.integrations.lago.client import LagoError
+from gateway.usage import metrics
+from gateway.usage.lookups import Known, LagoLookups
+from gateway.usage.outbox import OutboxRow, OutboxWriter
+from gateway.usage.parsing import Errors, ParsedEvent, parse_event
+
+LAGO_ID_NAMESPACE = uuid.UUID("6f1c1d52-3a57-4f5e-9a55-0d1e35a1b7a1")
+
+
+def iso_seconds(value: float) -> str:
+    moment = datetime.fromtimestamp(value, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def lago_shape(payload: dict[str, Any], created_at: str) -> dict[str, Any]:
+    """The event object Lago answers with, for a payload the gateway stores."""
+    sub, tx = payload["external_subscription_id"], payload["transaction_id"]
+    return {
+        "lago_id": str(uuid.uuid5(LAGO_ID_NAMESPACE, f"{sub}\x00{tx}")),
+        "transaction_id": tx,
+        "lago_customer_id": None,
+        "code": payload["code"],
+        "timestamp": iso_seconds(float(payload["timestamp"])),
+        "precise_total_amount_cents": payload.get("precise_total_amount_cents"),
+        "properties": payload.get("properties") or {},
+        "lago_subscription_id": None,
+        "external_subscription_id": sub,
+        "created_at": created_at,
+    }
+
+
+class UsageIngest:
+    """Validates events and stores them in the outbox; Lago is only consulted through caches."""
+
+    def __init__(self, writer: OutboxWriter, lookups: LagoLookups, batch_max: int) -> None:
+        self._writer = writer
+        self._lookups = lookups
+        self.batch_max = batch_max
+
+    async def accept(
+        self, raw_events: Sequence[Any], *, actor: str, batch: bool
+    ) -> list[dict[str, Any]]:
+        """Store the events all-or-nothing and return them in Lago's shape, or raise 422."""
+        received_at = time.time()
+        audit = {
+            "actor": actor,
+            "action": "usage.events.batch" if batch else "usage.events.create",
+            "target": None,
+        }
+        try:
+            events, needs_check = await self._validate(raw_events, received_at, batch)
+        except ValidationFailed:
+            metrics.EVENTS_REJECTED.inc(len(raw_events))
+            await self._writer.submit([], actor, _rejected(audit, len(raw_events)))
+            raise
+        rows, unique = _rows(events, needs_check)
+        audit["target"] = rows[0].transaction_id if len(rows) == 1 else None
+        audit["target_ids"] = [row.transaction_id for row in rows]
+        stored = await self._writer.submit(rows, actor, _audit_fields(audit))
+        if not stored.accepted:
+            metrics.EVENTS_REJECTED.inc(len(raw_events))
+            clash = {"transaction_id": ["value_already_exist"]}
+            raise ValidationFailed(
+                details={str(unique[i]): clash for i in stored.clashes} if batch else clash
+            )
+        metrics.EVENTS_ACCEPTED.inc(len(rows) - len(stored.duplicates))
+        metrics.EVENTS_DUPLICATE.inc(len(raw_events) - len(rows) + len(stored.duplicates))
+        created_at = iso_seconds(received_at)
+        by_key = {
+            row.key: stored.duplicates.get(i, row.payload) for i, row in enumerate(rows)
+        }
+        return [
+            lago_shape(orjson.loads(by_key[(e.external_subscription_id or "", e.transaction_id)]), created_at)
+            for e in events
+        ]
+
+    async def _validate(
+        self, raw_events: Sequence[Any], received_at: float, batch: bool
+    ) -> tuple[list[ParsedEvent], set[int]]:
+        if batch and not raw_events:
+            raise ValidationFailed(details={"events": ["no_events"]})
+        if len(raw_events) > self.batch_max:
+            raise ValidationFailed(details={"events": ["too_many_events"]})
+        errors: dict[int, Errors] = {}
+        parsed: list[ParsedEvent] = []
+        for index, raw in enumerate(raw_events):
+            result = parse_event(raw, received_at)
+            if isinstance(result, dict):
+                errors[index] = result
+            else:
+                parsed.append(result)
+        if errors:
+            raise _failed(errors, batch)
+        parsed = await self._resolve_customers(parsed, errors)
+        needs_check = await self._check_known(parsed, errors)
+        _check_repeats(parsed, errors)
+        if errors:
+            raise _failed(errors, batch)
+        return parsed, needs_check
+
+    async def _resolve_customers(
+        self, events: list[ParsedEvent], errors: dict[int, Errors]
+    ) -> list[ParsedEvent]:
+        resolved = []
+        for index, event in enumerate(events):
+            if event.external_subscription_id is None and event.external_customer_id is not None:
+                try:
+                    sub, reason = await self._lookups.active_subscription_of(
+                        event.external_customer_id
+                    )
+                except LagoError as exc:
+                    raise UpstreamUnavailable(
+                        "Lago is unreachable: send external_subscription_id, or retry"
+                    ) from exc
+                if sub is None:
+                    errors[index] = {"external_customer_id": [reason or "invalid_value"]}
+                else:
+                    event = event.with_subscription(sub)
+            resolved.append(event)
+        return resolved
+
+    async def _check_known(self, events: list[ParsedEvent], errors: dict[int, Errors]) -> set[int]:
+        codes = {e.code: await self._lookups.metric(e.code) for e in {e.code: e for e in events}.values()}
+        subs: dict[str, Known] = {}
+        for e in events:
+            if e.external_subscription_id and e.external_subscription_id not in subs:
+                subs[e.external_subscription_id] = await self._lookups.subscription(
+                    e.external_subscription_id
+                )
+        needs_check = set()
+        for index, e in enumerate(events):
+            sub_known = subs.get(e.external_subscription_id or "", Known.YES)
+            if codes[e.code] is Known.NO:
+                errors.setdefault(index, {})["code"] = ["billable_metric_not_found"]
+            if sub_known is Known.NO:
+                errors.setdefault(index, {})["external_subscription_id"] = ["subscription_not_found"]
+            if Known.UNSURE in (codes[e.code], sub_known):
+                needs_check.add(index)
+        return needs_check
+
+
+def _check_repeats(events: list[ParsedEvent], errors: dict[int, Errors]) -> None:
+    """Identical repeats inside one request are fine; the same key with other content is not."""
+    seen: dict[tuple[str | None, str], str] = {}
+    for index, e in enumerate(events):
+        key = (e.external_subscription_id, e.transaction_id)
+        fingerprint = e.fingerprint()
+        first = seen.setdefault(key, fingerprint)
+        if first != fingerprint:
+            errors.setdefault(index, {})["transaction_id"] = ["value_already_exist"]
+
+
+def _rows(events: list[ParsedEvent], needs_check: set[int]) -> tuple[list[OutboxRow], list[int]]:
+    """One row per distinct key, and for each row the index of the event it came from."""
+    rows: list[OutboxRow] = []
+    origin: list[int] = []
+    seen: set[tuple[str, str]] = set()
+    for index, e in enumerate(events):
+        assert e.external_subscription_id is not None
+        key = (e.external_subscription_id, e.transaction_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(
+            OutboxRow(
+                e.external_subscription_id,
+                e.transaction_id,
+                e.code,
+                e.payload(),
+                e.fingerprint(),
+                index in needs_check,
+            )
+        )
+        origin.append(index)
+    return rows, origin
+
+
+def _failed(errors: dict[int, Errors], batch: bool) -> ValidationFailed:
+    if batch:
+        return ValidationFailed(details={str(i): errs for i, errs in sorted(errors.items())})
+    return ValidationFailed(details=errors[min(errors)])
+
+
+def _audit_fields(audit: dict[str, Any]) -> dict[str, Any]:
+    return entry(
+        actor=audit["actor"],
+        action=audit["action"],
+        outcome="accepted",
+        target=audit.get("target"),
+        target_ids=audit.get("target_ids"),
+    )
+
+
+def _rejected(audit: dict[str, Any], count: int) -> dict[str, Any]:
+    row = _audit_fields(audit)
+    row.update(outcome="rejected", status=422, detail={"events": count})
+    return row

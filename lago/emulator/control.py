@@ -1,0 +1,60 @@
+"""Unauthenticated control endpoints under ``/_emulator`` for an emulator in its own process."""
+
+from __future__ import annotations
+
+import itertools
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .errors import BadRequest
+from .http import ok, read_json, state_of
+
+
+async def health(request: Request) -> Response:
+    """GET /health, as Lago answers it."""
+    return ok(
+        {
+            "message": "Success",
+            "version": "emulator",
+            "github_url": "https://github.com/getlago/lago-api",
+        }
+    )
+
+
+async def stats(request: Request) -> Response:
+    """GET /_emulator/stats: stored events, duplicates, requests by status, faults."""
+    state = state_of(request)
+    return ok({**state.stats(), "faults": state.faults.snapshot()})
+
+
+async def faults(request: Request) -> Response:
+    """POST /_emulator/faults: set fault fields (``outage_seconds`` starts an outage)."""
+    state = state_of(request)
+    settings = await read_json(request)
+    if not isinstance(settings, dict):
+        raise BadRequest("expected a JSON object of fault settings")
+    if settings.pop("clear", False):
+        state.faults.clear()
+    try:
+        state.faults.configure(settings)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(str(exc)) from exc
+    return ok({"faults": state.faults.snapshot()})
+
+
+async def reset(request: Request) -> Response:
+    """POST /_emulator/reset: forget everything."""
+    state_of(request).reset()
+    return ok({"reset": True})
+
+
+async def events(request: Request) -> Response:
+    """GET /_emulator/events?limit=: stored events, oldest first."""
+    state = state_of(request)
+    try:
+        limit = int(request.query_params.get("limit", 100))
+    except ValueError as exc:
+        raise BadRequest("limit must be an integer") from exc
+    chosen = list(itertools.islice(state.events.values(), max(limit, 0)))
+    return ok({"events": chosen, "total": len(state.events)})

@@ -1,0 +1,156 @@
+"""Shared fixtures: every database-backed test runs on SQLite and on a real PostgreSQL server.
+
+The PostgreSQL server is started by the test run itself (``tests/support/postgres.py``); with
+no server binaries the PostgreSQL half skips, unless GATEWAY_TEST_REQUIRE_POSTGRES=1 (CI).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.auth.service import create_key
+from gateway.config import Settings
+from gateway.migrations.runner import upgrade
+from gateway.runtime import Runtime
+from lago.emulator import EmulatorState, create_app as create_emulator
+from tests.support import postgres
+
+LAGO_URL = "http://lago.test"
+LAGO_KEY = "test-lago-key"
+_counter = itertools.count()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db", default=os.environ.get("GATEWAY_TEST_DB", "both"),
+        choices=["both", "sqlite", "postgres"], help="Which databases to run the suite on.",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("--db")
+        backends = ["sqlite", "postgres"] if choice == "both" else [choice]
+        metafunc.parametrize("backend", backends, scope="function")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer | None]:
+    try:
+        server = postgres.start()
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get(postgres.REQUIRE_ENV) == "1":
+            raise
+        pytest.skip(f"no PostgreSQL server available: {exc}")
+        yield None
+        return
+    try:
+        template_url = postgres.create_database(server, "gateway_template")
+        upgrade(template_url)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database on ``backend``."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gateway.db'}"
+        upgrade(url)
+        return url
+    server = request.getfixturevalue("postgres_server")
+    if server is None:
+        pytest.skip("no PostgreSQL server")
+    return postgres.create_database(server, f"gw_test_{os.getpid()}_{next(_counter)}", "gateway_template")
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "lago_api_url": LAGO_URL,
+        "lago_api_key": LAGO_KEY,
+        "lago_timeout_seconds": 2.0,
+        "forward_lease_seconds": 5.0,
+        "forward_backoff_max_seconds": 0.5,
+        "api_key_cache_seconds": 0.0,
+        "log_json": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def emulator() -> EmulatorState:
+    """A fresh Lago emulator state (its app is mounted under the gateway's Lago client)."""
+    return EmulatorState()
+
+
+@dataclass
+class Gateway:
+    """A running gateway app in process, its HTTP client, and a way to mint keys."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    emulator: EmulatorState
+    lago_app: Any
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    async def key(self, *scopes: str, name: str | None = None) -> str:
+        async with self.runtime.database.session() as session:
+            key = await create_key(session, name or f"key-{next(_counter)}", list(scopes))
+            await session.commit()
+        return key
+
+    async def headers(self, *scopes: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.key(*scopes)}"}
+
+
+async def start_gateway(
+    settings: Settings, emulator: EmulatorState, *, run_workers: bool = False,
+    lago_transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[Gateway, LifespanManager]:
+    lago_app = create_emulator(emulator, api_key=LAGO_KEY)
+    transport = lago_transport or httpx.ASGITransport(app=lago_app)
+    app = create_app(settings, lago_transport=transport, run_workers=run_workers)
+    manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
+    await manager.__aenter__()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://gateway.test")
+    return Gateway(app, client, emulator, lago_app), manager
+
+
+@pytest.fixture
+async def gateway(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
+    """The gateway on a fresh database, Lago emulated in process, workers off."""
+    gw, manager = await start_gateway(make_settings(database_url), emulator)
+    try:
+        yield gw
+    finally:
+        await gw.client.aclose()
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def gateway_with_workers(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
+    """The gateway with its background workers running."""
+    gw, manager = await start_gateway(make_settings(database_url), emulator, run_workers=True)
+    try:
+        yield gw
+    finally:
+        await gw.client.aclose()
+        await manager.__aexit__(None, None, None)
