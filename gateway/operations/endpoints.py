@@ -31,7 +31,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     except Exception as exc:
         log.warning("operations.readyz.database_down", error=type(exc).__name__)
         checks["database"] = "down"
-    checks["lago"] = "ok" if await runtime.lago.ping() else "unreachable"
+    checks["lago"] = await runtime.lago.ping()
     ready = checks["database"] == "ok"
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

@@ -74,9 +74,9 @@ def _relax_ambiguous_one_of(node: Any) -> None:
 def _allow_null_in_nullable_enums(node: Any) -> None:
     if isinstance(node, dict):
         kinds, values = node.get("type"), node.get("enum")
-        if isinstance(kinds, list) and "null" in kinds and isinstance(values, list):
-            if None not in values:
-                values.append(None)
+        nullable = isinstance(kinds, list) and "null" in kinds
+        if nullable and isinstance(values, list) and None not in values:
+            values.append(None)
         for value in node.values():
             _allow_null_in_nullable_enums(value)
     elif isinstance(node, list):

@@ -63,18 +63,28 @@ def catalog_factory() -> Any:
 
 
 async def create_catalog(client: httpx.AsyncClient) -> dict[str, str]:
-    """A sum metric ``tokens``, a count metric ``calls``, plans ``basic`` (10 $) and ``pro`` (50 $)."""
+    """Metrics ``tokens`` (sum) and ``calls`` (count); plans ``basic`` (10 $), ``pro`` (50 $)."""
     tokens = await client.post(
         "/billable_metrics",
-        json={"billable_metric": {"name": "Tokens", "code": "tokens",
-                                  "aggregation_type": "sum_agg", "field_name": "tokens"}},
+        json={
+            "billable_metric": {
+                "name": "Tokens",
+                "code": "tokens",
+                "aggregation_type": "sum_agg",
+                "field_name": "tokens",
+            }
+        },
     )
     calls = await client.post(
         "/billable_metrics",
-        json={"billable_metric": {"name": "Calls", "code": "calls", "aggregation_type": "count_agg"}},
+        json={
+            "billable_metric": {"name": "Calls", "code": "calls", "aggregation_type": "count_agg"}
+        },
     )
-    metric_ids = {"tokens": tokens.json()["billable_metric"]["lago_id"],
-                  "calls": calls.json()["billable_metric"]["lago_id"]}
+    metric_ids = {
+        "tokens": tokens.json()["billable_metric"]["lago_id"],
+        "calls": calls.json()["billable_metric"]["lago_id"],
+    }
     for code, amount in (("basic", 1000), ("pro", 5000)):
         response = await client.post("/plans", json={"plan": _plan(code, amount, metric_ids)})
         assert response.status_code == 200, response.text
@@ -83,15 +93,37 @@ async def create_catalog(client: httpx.AsyncClient) -> dict[str, str]:
 
 def _plan(code: str, amount: int, metric_ids: dict[str, str]) -> dict[str, Any]:
     return {
-        "name": code.title(), "code": code, "interval": "monthly",
-        "amount_cents": amount, "amount_currency": "USD", "pay_in_advance": False,
+        "name": code.title(),
+        "code": code,
+        "interval": "monthly",
+        "amount_cents": amount,
+        "amount_currency": "USD",
+        "pay_in_advance": False,
         "charges": [
-            {"billable_metric_id": metric_ids["tokens"], "charge_model": "standard",
-             "properties": {"amount": "0.01"}},
-            {"billable_metric_id": metric_ids["calls"], "charge_model": "graduated",
-             "properties": {"graduated_ranges": [
-                 {"from_value": 0, "to_value": 10, "per_unit_amount": "0", "flat_amount": "0"},
-                 {"from_value": 11, "to_value": None, "per_unit_amount": "0.5",
-                  "flat_amount": "1"}]}},
+            {
+                "billable_metric_id": metric_ids["tokens"],
+                "charge_model": "standard",
+                "properties": {"amount": "0.01"},
+            },
+            {
+                "billable_metric_id": metric_ids["calls"],
+                "charge_model": "graduated",
+                "properties": {
+                    "graduated_ranges": [
+                        {
+                            "from_value": 0,
+                            "to_value": 10,
+                            "per_unit_amount": "0",
+                            "flat_amount": "0",
+                        },
+                        {
+                            "from_value": 11,
+                            "to_value": None,
+                            "per_unit_amount": "0.5",
+                            "flat_amount": "1",
+                        },
+                    ]
+                },
+            },
         ],
     }

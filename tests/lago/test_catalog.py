@@ -11,8 +11,12 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_metric_crud(lago: httpx.AsyncClient, state: EmulatorState) -> None:
-    created = await lago.post("/billable_metrics", json={"billable_metric": {
-        "name": "Calls", "code": "calls", "aggregation_type": "count_agg"}})
+    created = await lago.post(
+        "/billable_metrics",
+        json={
+            "billable_metric": {"name": "Calls", "code": "calls", "aggregation_type": "count_agg"}
+        },
+    )
     renamed = await lago.put("/billable_metrics/calls", json={"billable_metric": {"name": "API"}})
     listed = await lago.get("/billable_metrics")
     deleted = await lago.delete("/billable_metrics/calls")
@@ -36,8 +40,10 @@ async def test_metric_code_is_unique(lago: httpx.AsyncClient) -> None:
 
 
 async def test_sum_metric_needs_a_field_name(lago: httpx.AsyncClient) -> None:
-    response = await lago.post("/billable_metrics", json={"billable_metric": {
-        "name": "T", "code": "t", "aggregation_type": "sum_agg"}})
+    response = await lago.post(
+        "/billable_metrics",
+        json={"billable_metric": {"name": "T", "code": "t", "aggregation_type": "sum_agg"}},
+    )
 
     assert response.json()["error_details"] == {"field_name": ["value_is_missing"]}
 
@@ -55,10 +61,19 @@ async def test_plan_charges_reference_metrics(
 
 
 async def test_plan_with_unknown_metric_is_404(lago: httpx.AsyncClient) -> None:
-    response = await lago.post("/plans", json={"plan": {
-        "name": "X", "code": "x", "interval": "monthly", "amount_cents": 0,
-        "amount_currency": "USD", "charges": [{"billable_metric_id": "nope",
-                                               "charge_model": "standard"}]}})
+    response = await lago.post(
+        "/plans",
+        json={
+            "plan": {
+                "name": "X",
+                "code": "x",
+                "interval": "monthly",
+                "amount_cents": 0,
+                "amount_currency": "USD",
+                "charges": [{"billable_metric_id": "nope", "charge_model": "standard"}],
+            }
+        },
+    )
 
     assert response.status_code == 404
     assert response.json()["code"] == "billable_metric_not_found"

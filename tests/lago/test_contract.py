@@ -6,28 +6,32 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 
 from lago.emulator import EmulatorState, create_app
-from lago.emulator.contract import ContractViolation, validate_request, validate_response
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("require_spec")]
-
-AUTH = {"authorization": "Bearer k", "content-type": "application/json"}
 
 
 @pytest_asyncio.fixture
 async def checked(state: EmulatorState, make_client: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(create_app(state, api_key="test-lago-key", validate=True)) as client:
         yield client
-    assert not state.contract_violations, "\n\n".join(state.contract_violations)
+
+
+def assert_clean(violations: list[str]) -> None:
+    assert not violations, "\n\n".join(violations)
 
 
 def event(transaction_id: str) -> dict[str, Any]:
-    return {"transaction_id": transaction_id, "external_subscription_id": "sub_1",
-            "code": "tokens", "timestamp": 1756684800, "properties": {"tokens": 1, "m": "x"}}
+    return {
+        "transaction_id": transaction_id,
+        "external_subscription_id": "sub_1",
+        "code": "tokens",
+        "timestamp": 1756684800,
+        "properties": {"tokens": 1, "m": "x"},
+    }
 
 
 async def expect(response: httpx.Awaitable[httpx.Response] | Any, status: int = 200) -> Any:
@@ -37,24 +41,57 @@ async def expect(response: httpx.Awaitable[httpx.Response] | Any, status: int = 
 
 
 async def test_tier_one_endpoints_match_the_spec(
-    checked: httpx.AsyncClient, catalog_factory: Any
+    checked: httpx.AsyncClient, state: EmulatorState, catalog_factory: Any
 ) -> None:
     c = checked
     await catalog_factory(c)
-    await expect(c.post("/customers", json={"customer": {
-        "external_id": "acme", "name": "Acme", "currency": "USD", "email": "a@acme.test",
-        "metadata": [{"key": "tier", "value": "gold", "display_in_invoice": False}],
-        "billing_configuration": {"invoice_grace_period": 2}}}))
+    await expect(
+        c.post(
+            "/customers",
+            json={
+                "customer": {
+                    "external_id": "acme",
+                    "name": "Acme",
+                    "currency": "USD",
+                    "email": "a@acme.test",
+                    "metadata": [{"key": "tier", "value": "gold", "display_in_invoice": False}],
+                    "billing_configuration": {"invoice_grace_period": 2},
+                }
+            },
+        )
+    )
     await expect(c.get("/customers"))
     await expect(c.get("/customers/acme"))
     await expect(c.get("/customers/nobody"), 404)
-    await expect(c.post("/subscriptions", json={"subscription": {
-        "external_customer_id": "acme", "plan_code": "pro", "external_id": "sub_1"}}))
-    await expect(c.post("/subscriptions", json={"subscription": {
-        "external_customer_id": "acme", "plan_code": "basic", "external_id": "sub_1"}}))
+    await expect(
+        c.post(
+            "/subscriptions",
+            json={
+                "subscription": {
+                    "external_customer_id": "acme",
+                    "plan_code": "pro",
+                    "external_id": "sub_1",
+                }
+            },
+        )
+    )
+    await expect(
+        c.post(
+            "/subscriptions",
+            json={
+                "subscription": {
+                    "external_customer_id": "acme",
+                    "plan_code": "basic",
+                    "external_id": "sub_1",
+                }
+            },
+        )
+    )
     await expect(c.get("/subscriptions", params={"external_customer_id": "acme"}))
     await expect(c.get("/subscriptions/sub_1"))
-    await expect(c.put("/subscriptions/sub_1", json={"subscription": {"name": "Team", "ending_at": None}}))
+    await expect(
+        c.put("/subscriptions/sub_1", json={"subscription": {"name": "Team", "ending_at": None}})
+    )
     await expect(c.post("/events", json={"event": event("t1")}))
     await expect(c.post("/events", json={"event": event("t1")}), 422)
     await expect(c.post("/events/batch", json={"events": [event("t2"), event("t3")]}))
@@ -70,32 +107,17 @@ async def test_tier_one_endpoints_match_the_spec(
     await expect(c.delete("/subscriptions/sub_1"))
     await expect(c.delete("/customers/acme"))
     await expect(c.delete("/plans/basic"))
+    assert_clean(state.contract_violations)
 
 
-async def test_error_bodies_match_the_spec(checked: httpx.AsyncClient) -> None:
+async def test_error_bodies_match_the_spec(
+    checked: httpx.AsyncClient, state: EmulatorState
+) -> None:
     await expect(checked.post("/events", json={"nothing": {}}), 400)
     await expect(checked.get("/plans", headers={"Authorization": "Bearer wrong"}), 401)
     await expect(checked.get("/plans/none"), 404)
     await expect(checked.post("/billable_metrics", json={"billable_metric": {"name": "x"}}), 422)
 
-
-def test_integer_event_properties_are_valid_despite_the_specs_one_of(require_spec: None) -> None:
-    body = orjson.dumps({"event": event("t1")})
-
-    validate_request("POST", "/api/v1/events", {}, AUTH, body)
-
-
-def test_nulls_from_an_sdk_are_tolerated_only_when_allowed(require_spec: None) -> None:
-    body = orjson.dumps({"event": {**event("t1"), "precise_total_amount_cents": None,
-                                   "timestamp": None}})
-
-    validate_request("POST", "/events", {}, AUTH, body, allow_nulls=True)
-    with pytest.raises(ContractViolation, match="POST /events"):
-        validate_request("POST", "/events", {}, AUTH, body)
-
-
-def test_a_bad_response_is_reported_with_its_path(require_spec: None) -> None:
-    body = orjson.dumps({"event": {"transaction_id": "t1"}})
-
-    with pytest.raises(ContractViolation, match=r"response 200 to GET /events/\{?t1"):
-        validate_response("GET", "/events/t1", 200, {"content-type": "application/json"}, body)
+    requests = [v for v in state.contract_violations if v.startswith("request ")]
+    assert len(requests) == 2, "the two malformed requests are reported"
+    assert_clean([v for v in state.contract_violations if not v.startswith("request ")])

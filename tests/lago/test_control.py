@@ -10,8 +10,11 @@ from lago.emulator import EmulatorState
 pytestmark = pytest.mark.asyncio
 
 ROOT = "http://lago.test"
-EVENTS = {"events": [{"transaction_id": f"t{i}", "external_subscription_id": "s", "code": "c"}
-                     for i in range(3)]}
+EVENTS = {
+    "events": [
+        {"transaction_id": f"t{i}", "external_subscription_id": "s", "code": "c"} for i in range(3)
+    ]
+}
 
 
 async def test_stats_count_events_duplicates_and_statuses(lago: httpx.AsyncClient) -> None:

@@ -13,16 +13,32 @@ pytestmark = pytest.mark.asyncio
 
 
 def subscription(plan: str, external_id: str = "sub_1", customer: str = "acme") -> dict[str, Any]:
-    return {"subscription": {"external_customer_id": customer, "plan_code": plan,
-                             "external_id": external_id}}
+    return {
+        "subscription": {
+            "external_customer_id": customer,
+            "plan_code": plan,
+            "external_id": external_id,
+        }
+    }
 
 
 async def test_customer_upsert_changes_only_the_given_keys(
     lago: httpx.AsyncClient, state: EmulatorState
 ) -> None:
-    first = await lago.post("/customers", json={"customer": {
-        "external_id": "acme", "name": "Acme", "email": "a@acme.test", "currency": "USD"}})
-    second = await lago.post("/customers", json={"customer": {"external_id": "acme", "name": "ACME"}})
+    first = await lago.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "acme",
+                "name": "Acme",
+                "email": "a@acme.test",
+                "currency": "USD",
+            }
+        },
+    )
+    second = await lago.post(
+        "/customers", json={"customer": {"external_id": "acme", "name": "ACME"}}
+    )
 
     assert first.json()["customer"]["lago_id"] == second.json()["customer"]["lago_id"]
     assert state.customers["acme"]["name"] == "ACME"
@@ -33,11 +49,24 @@ async def test_customer_upsert_changes_only_the_given_keys(
 async def test_customer_billing_configuration_merges(
     lago: httpx.AsyncClient, state: EmulatorState
 ) -> None:
-    await lago.post("/customers", json={"customer": {
-        "external_id": "acme", "billing_configuration": {"invoice_grace_period": 3}}})
-    await lago.post("/customers", json={"customer": {
-        "external_id": "acme", "billing_configuration": {"document_locale": "fr",
-                                                          "payment_provider": None}}})
+    await lago.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "acme",
+                "billing_configuration": {"invoice_grace_period": 3},
+            }
+        },
+    )
+    await lago.post(
+        "/customers",
+        json={
+            "customer": {
+                "external_id": "acme",
+                "billing_configuration": {"document_locale": "fr", "payment_provider": None},
+            }
+        },
+    )
 
     config = state.customers["acme"]["billing_configuration"]
     assert config == {"invoice_grace_period": 3, "document_locale": "fr"}
@@ -50,15 +79,25 @@ async def test_customers_list_is_paginated_with_lagos_meta(lago: httpx.AsyncClie
     page = (await lago.get("/customers", params={"page": 2, "per_page": 2})).json()
 
     assert [c["external_id"] for c in page["customers"]] == ["c2"]
-    assert page["meta"] == {"current_page": 2, "next_page": None, "prev_page": 1,
-                            "total_pages": 2, "total_count": 3}
+    assert page["meta"] == {
+        "current_page": 2,
+        "next_page": None,
+        "prev_page": 1,
+        "total_pages": 2,
+        "total_count": 3,
+    }
 
 
 async def test_empty_list_meta_is_page_zero(lago: httpx.AsyncClient) -> None:
     meta = (await lago.get("/customers")).json()["meta"]
 
-    assert meta == {"current_page": 0, "next_page": None, "prev_page": None,
-                    "total_pages": 0, "total_count": 0}
+    assert meta == {
+        "current_page": 0,
+        "next_page": None,
+        "prev_page": None,
+        "total_pages": 0,
+        "total_count": 0,
+    }
 
 
 async def test_unknown_customer_is_404_customer_not_found(lago: httpx.AsyncClient) -> None:

@@ -13,8 +13,14 @@ pytestmark = pytest.mark.asyncio
 
 
 def event(transaction_id: str, subscription: str = "sub_1", **extra: Any) -> dict[str, Any]:
-    return {"transaction_id": transaction_id, "external_subscription_id": subscription,
-            "code": "tokens", "timestamp": 1756684800, "properties": {"tokens": 5}, **extra}
+    return {
+        "transaction_id": transaction_id,
+        "external_subscription_id": subscription,
+        "code": "tokens",
+        "timestamp": 1756684800,
+        "properties": {"tokens": 5},
+        **extra,
+    }
 
 
 def details(response: httpx.Response) -> Any:
@@ -98,8 +104,12 @@ async def test_batch_with_a_duplicate_inside_the_payload_stores_nothing(
 
 
 async def test_batch_errors_are_keyed_by_index_as_strings(lago: httpx.AsyncClient) -> None:
-    batch = [event("a"), {"external_subscription_id": "s", "code": "c"},
-             event("c", timestamp="2025-09-01T00:00:00Z"), {"transaction_id": "d"}]
+    batch = [
+        event("a"),
+        {"external_subscription_id": "s", "code": "c"},
+        event("c", timestamp="2025-09-01T00:00:00Z"),
+        {"transaction_id": "d"},
+    ]
     response = await lago.post("/events/batch", json={"events": batch})
 
     assert details(response) == {
@@ -112,14 +122,18 @@ async def test_batch_errors_are_keyed_by_index_as_strings(lago: httpx.AsyncClien
 async def test_batch_of_more_than_100_is_too_many_events(
     lago: httpx.AsyncClient, state: EmulatorState
 ) -> None:
-    response = await lago.post("/events/batch", json={"events": [event(str(i)) for i in range(101)]})
+    response = await lago.post(
+        "/events/batch", json={"events": [event(str(i)) for i in range(101)]}
+    )
 
     assert details(response) == {"events": ["too_many_events"]}
     assert state.events == {}
 
 
 async def test_batch_of_exactly_100_is_accepted(lago: httpx.AsyncClient) -> None:
-    response = await lago.post("/events/batch", json={"events": [event(str(i)) for i in range(100)]})
+    response = await lago.post(
+        "/events/batch", json={"events": [event(str(i)) for i in range(100)]}
+    )
 
     assert response.status_code == 200
 
@@ -132,8 +146,10 @@ async def test_empty_batch_is_no_events(lago: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("missing", "expected"),
-    [("transaction_id", {"transaction_id": ["value_is_missing"]}),
-     ("code", {"code": ["value_is_missing"]})],
+    [
+        ("transaction_id", {"transaction_id": ["value_is_missing"]}),
+        ("code", {"code": ["value_is_missing"]}),
+    ],
 )
 async def test_missing_required_field_is_value_is_missing(
     lago: httpx.AsyncClient, missing: str, expected: dict[str, Any]
@@ -173,7 +189,9 @@ async def test_missing_root_key_is_400(lago: httpx.AsyncClient) -> None:
 
     assert response.status_code == 400
     assert response.json() == {
-        "status": 400, "error": "BadRequest: param is missing or the value is empty: event"}
+        "status": 400,
+        "error": "BadRequest: param is missing or the value is empty: event",
+    }
 
 
 async def test_get_event_by_transaction_id(lago: httpx.AsyncClient) -> None:

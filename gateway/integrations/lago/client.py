@@ -133,10 +133,12 @@ class LagoClient:
         data = orjson.loads(response.content)
         return data if isinstance(data, dict) else {"data": data}
 
-    async def ping(self) -> bool:
-        """Whether Lago answers its health check."""
+    async def ping(self) -> str:
+        """Lago's state as the gateway sees it: ok, unauthorized, failing or unreachable."""
         try:
-            response = await self._http.get(f"{self.base_url}/health", timeout=2.0)
+            response = await self._http.get("/billable_metrics", params={"per_page": 1}, timeout=2.0)
         except httpx.HTTPError:
-            return False
-        return response.status_code < 500
+            return "unreachable"
+        if response.status_code in (401, 403):
+            return "unauthorized"
+        return "ok" if response.status_code < 500 else "unreachable"

@@ -1,4 +1,4 @@
-"""Inbound webhooks and the relay (endpoints, messages, attempts).
+"""Inbound webhooks (the verified inbox).
 
 Revision ID: 0004
 Revises: 0003

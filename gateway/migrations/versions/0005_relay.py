@@ -1,4 +1,4 @@
-"""Collection attempts (Stripe PaymentIntents for Lago invoices).
+"""Relay: subscriber endpoints, messages, delivery attempts.
 
 Revision ID: 0005
 Revises: 0004

@@ -1,0 +1,92 @@
+"""HTTP endpoints for wallets and wallet transactions."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .clock import iso
+from .customers import get_customer
+from .errors import NotFound
+from .http import ok, paginate, read_root, state_of
+from .outbox import emit
+from .state import EmulatorState, Record
+from .wallets import SETTABLE, create_wallet, get_wallet, serialize, top_up
+
+
+def _customer_wallets(state: EmulatorState, external_customer_id: str) -> list[Record]:
+    get_customer(state, external_customer_id)
+    found = [w for w in state.wallets.values() if w["external_customer_id"] == external_customer_id]
+    return [serialize(state, w) for w in found]
+
+
+async def create(request: Request) -> Response:
+    """POST /wallets."""
+    state = state_of(request)
+    wallet = create_wallet(state, await read_root(request, "wallet"))
+    return ok({"wallet": serialize(state, wallet)})
+
+
+async def index(request: Request) -> Response:
+    """GET /wallets?external_customer_id=."""
+    customer_id = request.query_params.get("external_customer_id", "")
+    return paginate(request, "wallets", _customer_wallets(state_of(request), customer_id))
+
+
+async def customer_index(request: Request) -> Response:
+    """GET /customers/{external_customer_id}/wallets."""
+    customer_id = request.path_params["external_customer_id"]
+    return paginate(request, "wallets", _customer_wallets(state_of(request), customer_id))
+
+
+async def show(request: Request) -> Response:
+    """GET /wallets/{lago_id}."""
+    state = state_of(request)
+    return ok({"wallet": serialize(state, get_wallet(state, request.path_params["lago_id"]))})
+
+
+async def update(request: Request) -> Response:
+    """PUT /wallets/{lago_id}."""
+    state = state_of(request)
+    wallet = get_wallet(state, request.path_params["lago_id"])
+    params = await read_root(request, "wallet")
+    wallet.update({key: params[key] for key in SETTABLE if key in params})
+    emit(state, "wallet.updated", "wallet", serialize(state, wallet))
+    return ok({"wallet": serialize(state, wallet)})
+
+
+async def destroy(request: Request) -> Response:
+    """DELETE /wallets/{lago_id}: terminate."""
+    state = state_of(request)
+    wallet = get_wallet(state, request.path_params["lago_id"])
+    if wallet["status"] == "active":
+        wallet.update(status="terminated", terminated_at=iso(state.now()))
+        emit(state, "wallet.terminated", "wallet", serialize(state, wallet))
+    return ok({"wallet": serialize(state, wallet)})
+
+
+async def create_transactions(request: Request) -> Response:
+    """POST /wallet_transactions: paid, granted and voided credits."""
+    state = state_of(request)
+    params = await read_root(request, "wallet_transaction")
+    wallet = state.wallets.get(str(params.get("wallet_id")))
+    if wallet is None:
+        raise NotFound("wallet")
+    return ok({"wallet_transactions": top_up(state, wallet, params)})
+
+
+async def transactions(request: Request) -> Response:
+    """GET /wallets/{lago_id}/wallet_transactions?status=&transaction_status=&transaction_type=."""
+    state = state_of(request)
+    wallet = get_wallet(state, request.path_params["lago_id"])
+    filters = {
+        k: request.query_params[k]
+        for k in ("status", "transaction_status", "transaction_type")
+        if k in request.query_params
+    }
+    found = [
+        t
+        for t in state.wallet_transactions.values()
+        if t["lago_wallet_id"] == wallet["lago_id"] and all(t[k] == v for k, v in filters.items())
+    ]
+    return paginate(request, "wallet_transactions", found)
