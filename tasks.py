@@ -30,9 +30,18 @@ def _ensure_venv(extras: str) -> None:
     target = f".[{extras}]" if extras else "."
     print(f"installing {target} into {VENV} (first run only) ...", flush=True)
     subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", target],
-        cwd=ROOT, check=True,
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        ],
+        cwd=ROOT,
+        check=True,
     )
     stamp.touch()
 
@@ -49,15 +58,24 @@ def _print_dev_key(env: dict[str, str]) -> None:
     """On the embedded default, make one admin key for the newcomer (printed, never logged)."""
     gateway = str(BIN / "gateway")
     subprocess.run([gateway, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-    listed = subprocess.run([gateway, "keys", "list"], cwd=ROOT, env=env, check=True,
-                            capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        [gateway, "keys", "list"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     if any(line.split("\t")[0] == "dev" for line in listed.splitlines()):
         print("embedded default: an admin key named 'dev' exists already (gateway keys list)")
         return
-    created = subprocess.run(
-        [gateway, "keys", "create", "--name", "dev", "--scope", "admin"],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    created = (
+        subprocess.run(
+            [gateway, "keys", "create", "--name", "dev", "--scope", "admin"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     print("embedded default: created an admin key named 'dev' for you:")
     print(f"  export GATEWAY_KEY={created}")
 

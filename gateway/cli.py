@@ -39,9 +39,12 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="API processes.")
-@click.option("--no-worker", is_flag=True, help="Serve the API only; run `gateway worker` elsewhere.")
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="API processes."
+)
+@click.option(
+    "--no-worker", is_flag=True, help="Serve the API only; run `gateway worker` elsewhere."
+)
 def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     """Run the API and, unless --no-worker, the background workers in the same process."""
     import uvicorn
@@ -52,8 +55,14 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     settings = _settings()
     configure_logging(settings.log_level, json=settings.log_json)
     ensure_current(settings)
-    options = {"host": host, "port": port, "loop": "uvloop", "http": "httptools",
-               "access_log": False, "log_config": None}
+    options = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_config": None,
+    }
     if workers == 1:
         from gateway.app import create_app
 
@@ -73,8 +82,11 @@ def worker() -> None:
 
     settings = _settings()
     if settings.uses_emulator:
-        click.echo("configuration error: GATEWAY_LAGO_API_URL: `gateway worker` needs a real Lago "
-                   "(the bundled emulator lives inside `gateway serve`)", err=True)
+        click.echo(
+            "configuration error: GATEWAY_LAGO_API_URL: `gateway worker` needs a real Lago "
+            "(the bundled emulator lives inside `gateway serve`)",
+            err=True,
+        )
         sys.exit(2)
     configure_logging(settings.log_level, json=settings.log_json)
 

@@ -23,7 +23,8 @@ from gateway.auth.service import create_key
 from gateway.config import Settings
 from gateway.migrations.runner import upgrade
 from gateway.runtime import Runtime
-from lago.emulator import EmulatorState, create_app as create_emulator
+from lago.emulator import EmulatorState
+from lago.emulator import create_app as create_emulator
 from tests.support import postgres
 
 LAGO_URL = "http://lago.test"
@@ -33,8 +34,10 @@ _counter = itertools.count()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--db", default=os.environ.get("GATEWAY_TEST_DB", "both"),
-        choices=["both", "sqlite", "postgres"], help="Which databases to run the suite on.",
+        "--db",
+        default=os.environ.get("GATEWAY_TEST_DB", "both"),
+        choices=["both", "sqlite", "postgres"],
+        help="Which databases to run the suite on.",
     )
 
 
@@ -73,7 +76,9 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     server = request.getfixturevalue("postgres_server")
     if server is None:
         pytest.skip("no PostgreSQL server")
-    return postgres.create_database(server, f"gw_test_{os.getpid()}_{next(_counter)}", "gateway_template")
+    return postgres.create_database(
+        server, f"gw_test_{os.getpid()}_{next(_counter)}", "gateway_template"
+    )
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -122,7 +127,10 @@ class Gateway:
 
 
 async def start_gateway(
-    settings: Settings, emulator: EmulatorState, *, run_workers: bool = False,
+    settings: Settings,
+    emulator: EmulatorState,
+    *,
+    run_workers: bool = False,
     lago_transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[Gateway, LifespanManager]:
     lago_app = create_emulator(emulator, api_key=LAGO_KEY)
@@ -130,7 +138,9 @@ async def start_gateway(
     app = create_app(settings, lago_transport=transport, run_workers=run_workers)
     manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
     await manager.__aenter__()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://gateway.test")
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=manager.app), base_url="http://gateway.test"
+    )
     return Gateway(app, client, emulator, lago_app), manager
 
 
@@ -146,7 +156,9 @@ async def gateway(database_url: str, emulator: EmulatorState) -> AsyncIterator[G
 
 
 @pytest.fixture
-async def gateway_with_workers(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
+async def gateway_with_workers(
+    database_url: str, emulator: EmulatorState
+) -> AsyncIterator[Gateway]:
     """The gateway with its background workers running."""
     gw, manager = await start_gateway(make_settings(database_url), emulator, run_workers=True)
     try:

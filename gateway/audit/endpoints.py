@@ -26,7 +26,9 @@ def _decode_cursor(cursor: str | None) -> int | None:
 async def list_audit_entries(
     runtime: RuntimeDep,
     _: BillingReader,
-    action: Annotated[str | None, Query(description="Exact action, or a prefix ending in *")] = None,
+    action: Annotated[
+        str | None, Query(description="Exact action, or a prefix ending in *")
+    ] = None,
     target: Annotated[str | None, Query(description="A target id")] = None,
     since: Annotated[datetime | None, Query(description="From this time, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="Before this time")] = None,

@@ -16,7 +16,8 @@ class AuditEntry(SQLModel, table=True):
     __table_args__ = (Index("ix_audit_entries_action_at", "action", "at"),)
 
     id: int | None = Field(
-        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     actor: str = Field(sa_column=Column(String(100), nullable=False))

@@ -73,25 +73,25 @@ async def search(
     session: AsyncSession, filters: AuditFilter, *, before_id: int | None, limit: int
 ) -> list[AuditEntry]:
     """Newest first, keyset-paginated by id."""
-    query = select(AuditEntry).order_by(AuditEntry.id.desc())  # type: ignore[union-attr]
+    table = AuditEntry.__table__.c  # type: ignore[attr-defined]
+    query = select(AuditEntry).order_by(table.id.desc())
     if filters.action:
         if filters.action.endswith("*"):
-            query = query.where(AuditEntry.action.startswith(filters.action[:-1]))  # type: ignore[attr-defined]
+            query = query.where(table.action.startswith(filters.action[:-1]))
         else:
-            query = query.where(AuditEntry.action == filters.action)
+            query = query.where(table.action == filters.action)
     if filters.target:
         needle = filters.target.replace('"', "")
         query = query.where(
             or_(
-                AuditEntry.target == filters.target,
-                cast(AuditEntry.target_ids, String).like(f'%"{needle}"%'),
+                table.target == filters.target, cast(table.target_ids, String).like(f'%"{needle}"%')
             )
         )
     if filters.since:
-        query = query.where(AuditEntry.at >= filters.since)
+        query = query.where(table.at >= filters.since)
     if filters.until:
-        query = query.where(AuditEntry.at < filters.until)
+        query = query.where(table.at < filters.until)
     if before_id is not None:
-        query = query.where(AuditEntry.id < before_id)  # type: ignore[arg-type,operator]
+        query = query.where(table.id < before_id)
     result = await session.exec(query.limit(limit))
     return list(result.all())

@@ -19,8 +19,12 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--name", required=True, help="A unique name; it appears in the audit log.")
 @click.option(
-    "--scope", "scopes", multiple=True, required=True,
-    type=click.Choice([s.value for s in service.Scope]), help="Repeat for several scopes.",
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice([s.value for s in service.Scope]),
+    help="Repeat for several scopes.",
 )
 def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once, alone on the last line."""
@@ -36,7 +40,9 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
             await database.dispose()
 
     key = asyncio.run(go())
-    click.echo(f"created key {name!r} with scopes {' '.join(sorted(scopes))}; store it now:", err=False)
+    click.echo(
+        f"created key {name!r} with scopes {' '.join(sorted(scopes))}; store it now:", err=False
+    )
     click.echo(key)
 
 

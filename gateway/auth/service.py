@@ -75,7 +75,8 @@ async def create_key(session: AsyncSession, name: str, scopes: list[str]) -> str
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
     """Every key, revoked ones included, oldest first."""
-    result = await session.exec(select(ApiKey).order_by(ApiKey.id))
+    id_column = ApiKey.__table__.c.id  # type: ignore[attr-defined]
+    result = await session.exec(select(ApiKey).order_by(id_column))
     return list(result.all())
 
 
@@ -117,9 +118,7 @@ class KeyVerifier:
         if len(parts) < 3 or not key.startswith(KEY_PREFIX):
             return None
         async with self._database.session() as session:
-            result = await session.exec(
-                select(ApiKey).where(ApiKey.prefix == parts[1])
-            )
+            result = await session.exec(select(ApiKey).where(ApiKey.prefix == parts[1]))
             row = result.first()
         if row is None or row.revoked_at is not None:
             return None

@@ -29,7 +29,11 @@ def status() -> None:
             await database.dispose()
 
     result = asyncio.run(go())
-    age = "-" if result.oldest_pending_age_seconds is None else f"{result.oldest_pending_age_seconds:.1f}s"
+    age = (
+        "-"
+        if result.oldest_pending_age_seconds is None
+        else f"{result.oldest_pending_age_seconds:.1f}s"
+    )
     click.echo(f"pending: {result.pending}")
     click.echo(f"oldest pending age: {age}")
     click.echo(f"dead: {result.dead}")
@@ -49,9 +53,16 @@ def replay(replay_all: bool, transaction_ids: tuple[str, ...]) -> None:
         try:
             async with database.session() as session:
                 conn = await session.connection()
-                replayed = await store.replay_dead(conn, None if replay_all else list(transaction_ids))
-                record(session, actor="cli", action="usage.outbox.replay", outcome="success",
-                       target_ids=replayed)
+                replayed = await store.replay_dead(
+                    conn, None if replay_all else list(transaction_ids)
+                )
+                record(
+                    session,
+                    actor="cli",
+                    action="usage.outbox.replay",
+                    outcome="success",
+                    target_ids=replayed,
+                )
                 await session.commit()
                 return replayed
         finally:

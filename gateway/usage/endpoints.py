@@ -36,9 +36,18 @@ def _json(content: Any) -> Response:
 @router.post(
     "/api/v1/events",
     response_model=schemas.EventResponse,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": schemas.EventCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    }}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": schemas.EventCreate.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
+        }
+    },
 )
 async def create_event(request: Request, runtime: RuntimeDep, principal: EventsWriter) -> Response:
     """Accept one usage event; answered once it is durably stored, forwarded to Lago later."""
@@ -50,9 +59,18 @@ async def create_event(request: Request, runtime: RuntimeDep, principal: EventsW
 @router.post(
     "/api/v1/events/batch",
     response_model=schemas.EventsResponse,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": schemas.EventsBatchCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-    }}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": schemas.EventsBatchCreate.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
+        }
+    },
 )
 async def create_events_batch(
     request: Request, runtime: RuntimeDep, principal: EventsWriter
@@ -107,8 +125,14 @@ async def replay_dead_events(
     async with runtime.database.session() as session:
         conn = await session.connection()
         replayed = await store.replay_dead(conn, body.transaction_ids)
-        record(session, actor=principal.name, action="usage.outbox.replay", outcome="success",
-               target_ids=replayed, status=200)
+        record(
+            session,
+            actor=principal.name,
+            action="usage.outbox.replay",
+            outcome="success",
+            target_ids=replayed,
+            status=200,
+        )
         await session.commit()
     runtime.ingest.new_events.set()
     return {"replayed": replayed}

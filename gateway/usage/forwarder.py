@@ -11,6 +11,7 @@ not depend on arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -71,7 +72,9 @@ class LagoBatchSink:
             if errors is not None:
                 return SinkResult(ok=False, status=422, errors=errors)
         return SinkResult(
-            ok=False, status=response.status_code, retry_after=retry_after,
+            ok=False,
+            status=response.status_code,
+            retry_after=retry_after,
             reason=f"Lago answered {response.status_code}",
         )
 
@@ -98,7 +101,9 @@ def _indexed_errors(content: bytes, size: int) -> dict[int, dict[str, Any]] | No
 
 
 def is_duplicate(details: dict[str, Any]) -> bool:
-    return set(details) == {"transaction_id"} and details["transaction_id"] == ["value_already_exist"]
+    return set(details) == {"transaction_id"} and details["transaction_id"] == [
+        "value_already_exist"
+    ]
 
 
 class Backoff:
@@ -111,9 +116,9 @@ class Backoff:
 
     def failed(self, retry_after: float | None) -> float:
         self.failures += 1
-        delay = min(self.maximum, 0.25 * 2 ** min(self.failures - 1, 20))
+        delay = min(self.maximum, 0.25 * 2.0 ** min(self.failures - 1, 20))
         delay = delay * (0.5 + random.random() / 2)
-        delay = max(delay, retry_after or 0.0)
+        delay = max(delay, float(retry_after or 0.0))
         self.resume_at = max(self.resume_at, time.monotonic() + delay)
         return delay
 
@@ -157,19 +162,24 @@ class Forwarder:
                 continue
             wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
 
     async def forward(self, claimed: list[Claimed]) -> None:
         """Send one claimed batch and record what became of each event."""
-        claimed, dead = await _recheck(self.runtime.lookups, claimed)
-        if claimed is None:
-            await self._retry([c.id for c in dead], None, "Lago unreachable for checks", refund=True)
+        checked, dead = await _recheck(self.runtime.lookups, claimed)
+        if checked is None:
+            await self._retry(
+                [c.id for c in dead], None, "Lago unreachable for checks", refund=True
+            )
             return
-        if not claimed:
+        if not checked:
             await self._settle([], {c.id: reason for c, reason in dead.items()}, [], None, 0.0)
             return
+        claimed = checked
         started = time.perf_counter()
         result = await self.sink.send_batch([c.payload for c in claimed])
         elapsed = time.perf_counter() - started
@@ -193,10 +203,20 @@ class Forwarder:
         else:
             delay = self.backoff.failed(result.retry_after)
             metrics.FORWARD_RETRIES.inc()
-            log.warning("usage.forward.retry", status=result.status, reason=result.reason,
-                        events=len(claimed), delay=round(delay, 2))
-            await self._retry([c.id for c in claimed], result.status, result.reason or "error",
-                              delay=delay, elapsed=elapsed)
+            log.warning(
+                "usage.forward.retry",
+                status=result.status,
+                reason=result.reason,
+                events=len(claimed),
+                delay=round(delay, 2),
+            )
+            await self._retry(
+                [c.id for c in claimed],
+                result.status,
+                result.reason or "error",
+                delay=delay,
+                elapsed=elapsed,
+            )
 
     async def _settle(
         self,
@@ -210,28 +230,56 @@ class Forwarder:
             await store.mark_forwarded(conn, [c.id for c in delivered])
             await store.mark_dead(conn, dead)
             await store.reschedule(conn, [c.id for c in again], time.time(), None, refund=True)
-            await record_many(conn, [entry(
-                actor=ACTOR, action="usage.forward", upstream="lago", status=status,
-                outcome="forwarded" if not dead and not again else "partial",
-                target_ids=[c.transaction_id for c in delivered], latency_ms=elapsed * 1000,
-                detail={"forwarded": len(delivered), "dead": len(dead), "resent": len(again)},
-            )])
+            await record_many(
+                conn,
+                [
+                    entry(
+                        actor=ACTOR,
+                        action="usage.forward",
+                        upstream="lago",
+                        status=status,
+                        outcome="forwarded" if not dead and not again else "partial",
+                        target_ids=[c.transaction_id for c in delivered],
+                        latency_ms=elapsed * 1000,
+                        detail={
+                            "forwarded": len(delivered),
+                            "dead": len(dead),
+                            "resent": len(again),
+                        },
+                    )
+                ],
+            )
         metrics.EVENTS_FORWARDED.inc(len(delivered))
         metrics.EVENTS_DEAD.inc(len(dead))
         if dead:
             log.warning("usage.forward.dead", events=len(dead))
 
     async def _retry(
-        self, ids: list[int], status: int | None, reason: str, *,
-        delay: float = 1.0, elapsed: float = 0.0, refund: bool = False,
+        self,
+        ids: list[int],
+        status: int | None,
+        reason: str,
+        *,
+        delay: float = 1.0,
+        elapsed: float = 0.0,
+        refund: bool = False,
     ) -> None:
         async with self.runtime.database.engine.begin() as conn:
             await store.reschedule(conn, ids, time.time() + delay, reason, refund=refund)
-            await record_many(conn, [entry(
-                actor=ACTOR, action="usage.forward", upstream="lago", status=status,
-                outcome="retry", latency_ms=elapsed * 1000,
-                detail={"events": len(ids), "reason": reason, "delay_s": round(delay, 3)},
-            )])
+            await record_many(
+                conn,
+                [
+                    entry(
+                        actor=ACTOR,
+                        action="usage.forward",
+                        upstream="lago",
+                        status=status,
+                        outcome="retry",
+                        latency_ms=elapsed * 1000,
+                        detail={"events": len(ids), "reason": reason, "delay_s": round(delay, 3)},
+                    )
+                ],
+            )
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -243,10 +291,8 @@ class Forwarder:
                 metrics.EVENTS_PENDING.set(status.pending)
                 metrics.OLDEST_PENDING_AGE.set(status.oldest_pending_age_seconds or 0.0)
                 metrics.EVENTS_DEAD_STORED.set(status.dead)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
-            except TimeoutError:
-                pass
 
 
 async def _recheck(
@@ -265,7 +311,10 @@ async def _recheck(
         if not c.needs_check:
             send.append(c)
             continue
-        code, sub = await lookups.metric(c.code), await lookups.subscription(c.external_subscription_id)
+        code, sub = (
+            await lookups.metric(c.code),
+            await lookups.subscription(c.external_subscription_id),
+        )
         if Known.UNSURE in (code, sub):
             return None, dict.fromkeys(claimed, "")
         if code is Known.NO:

@@ -75,7 +75,10 @@ class LagoLookups:
         cached = self._subscriptions.get(external_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        return await self._single_flight(f"s:{external_id}", lambda: self._fetch_sub(external_id))
+        answer: Known = await self._single_flight(
+            f"s:{external_id}", lambda: self._fetch_sub(external_id)
+        )
+        return answer
 
     async def _fetch_sub(self, external_id: str) -> Known:
         try:

@@ -44,7 +44,8 @@ class UsageEvent(SQLModel, table=True):
     )
 
     id: int | None = Field(
-        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
     external_subscription_id: str = Field(sa_column=Column(String(255), nullable=False))
     transaction_id: str = Field(sa_column=Column(String(255), nullable=False))

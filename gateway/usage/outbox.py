@@ -248,7 +248,8 @@ async def _insert_pg(
         "now": now,
     }
     result = await conn.exec_driver_sql(sql, params)
-    return {(sub, tx): id_ for id_, sub, tx in result.all()}
+    found: list[Any] = list(result.all())
+    return {(row[1], row[2]): row[0] for row in found}
 
 
 async def _insert_sqlite(
@@ -268,7 +269,8 @@ async def _insert_sqlite(
             "RETURNING id, external_subscription_id, transaction_id"
         )
         result = await conn.exec_driver_sql(sql, tuple(params))
-        inserted.update({(sub, tx): id_ for id_, sub, tx in result.all()})
+        found: list[Any] = list(result.all())
+        inserted.update({(row[1], row[2]): row[0] for row in found})
     return inserted
 
 

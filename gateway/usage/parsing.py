@@ -159,14 +159,19 @@ def parse_event(raw: Any, received_at: float) -> ParsedEvent | Errors:
     for name, value in (("transaction_id", transaction_id), ("code", code)):
         if value is None and name not in errors:
             errors[name] = ["value_is_missing"]
-    if subscription is None and customer is None and not errors.keys() & {
-        "external_subscription_id",
-        "external_customer_id",
-    }:
+    if (
+        subscription is None
+        and customer is None
+        and not errors.keys()
+        & {
+            "external_subscription_id",
+            "external_customer_id",
+        }
+    ):
         errors["external_subscription_id"] = ["value_is_missing"]
     given = raw.get("timestamp") is not None
-    timestamp = normalise_timestamp(raw["timestamp"]) if given else _format_seconds(
-        round(received_at, 3)
+    timestamp = (
+        normalise_timestamp(raw["timestamp"]) if given else _format_seconds(round(received_at, 3))
     )
     if timestamp is None:
         errors["timestamp"] = ["invalid_format"]

@@ -10,12 +10,14 @@ from pydantic import BaseModel, Field
 class EventIn(BaseModel):
     transaction_id: str = Field(description="Unique per subscription; resends must reuse it")
     external_subscription_id: str | None = Field(
-        None, description="Required unless external_customer_id names a customer with one active subscription"
+        None,
+        description="Required unless external_customer_id names a customer with one active subscription",
     )
     external_customer_id: str | None = None
     code: str = Field(description="A billable metric code")
     timestamp: int | float | str | None = Field(
-        None, description="Unix seconds (number or numeric string) or RFC 3339; default: receive time"
+        None,
+        description="Unix seconds (number or numeric string) or RFC 3339; default: receive time",
     )
     properties: dict[str, str | int | float] | None = None
     precise_total_amount_cents: str | None = None

@@ -56,7 +56,7 @@ class UsageIngest:
     ) -> list[dict[str, Any]]:
         """Store the events all-or-nothing and return them in Lago's shape, or raise 422."""
         received_at = time.time()
-        audit = {
+        audit: dict[str, Any] = {
             "actor": actor,
             "action": "usage.events.batch" if batch else "usage.events.create",
             "target": None,
@@ -80,11 +80,12 @@ class UsageIngest:
         metrics.EVENTS_ACCEPTED.inc(len(rows) - len(stored.duplicates))
         metrics.EVENTS_DUPLICATE.inc(len(raw_events) - len(rows) + len(stored.duplicates))
         created_at = iso_seconds(received_at)
-        by_key = {
-            row.key: stored.duplicates.get(i, row.payload) for i, row in enumerate(rows)
-        }
+        by_key = {row.key: stored.duplicates.get(i, row.payload) for i, row in enumerate(rows)}
         return [
-            lago_shape(orjson.loads(by_key[(e.external_subscription_id or "", e.transaction_id)]), created_at)
+            lago_shape(
+                orjson.loads(by_key[(e.external_subscription_id or "", e.transaction_id)]),
+                created_at,
+            )
             for e in events
         ]
 
@@ -134,7 +135,9 @@ class UsageIngest:
         return resolved
 
     async def _check_known(self, events: list[ParsedEvent], errors: dict[int, Errors]) -> set[int]:
-        codes = {e.code: await self._lookups.metric(e.code) for e in {e.code: e for e in events}.values()}
+        codes = {
+            e.code: await self._lookups.metric(e.code) for e in {e.code: e for e in events}.values()
+        }
         subs: dict[str, Known] = {}
         for e in events:
             if e.external_subscription_id and e.external_subscription_id not in subs:
@@ -147,7 +150,9 @@ class UsageIngest:
             if codes[e.code] is Known.NO:
                 errors.setdefault(index, {})["code"] = ["billable_metric_not_found"]
             if sub_known is Known.NO:
-                errors.setdefault(index, {})["external_subscription_id"] = ["subscription_not_found"]
+                errors.setdefault(index, {})["external_subscription_id"] = [
+                    "subscription_not_found"
+                ]
             if Known.UNSURE in (codes[e.code], sub_known):
                 needs_check.add(index)
         return needs_check

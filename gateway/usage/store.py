@@ -9,11 +9,12 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 
 from gateway.db import Database
 from gateway.usage.models import DEAD, FORWARDED, PENDING
 
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,15 @@ async def find_events(
         where += " AND external_subscription_id = :sub"
         params["sub"] = subscription
     async with database.engine.connect() as conn:
-        rows = (await conn.execute(text(f"SELECT {_COLUMNS} FROM usage_events WHERE {where}"), params)).all()
+        rows = (
+            await conn.execute(text(f"SELECT {_COLUMNS} FROM usage_events WHERE {where}"), params)
+        ).all()
     return [describe(row) for row in rows]
 
 
-async def list_dead(database: Database, after_id: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+async def list_dead(
+    database: Database, after_id: int, limit: int
+) -> list[tuple[int, dict[str, Any]]]:
     async with database.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -137,9 +142,7 @@ async def list_dead(database: Database, after_id: int, limit: int) -> list[tuple
     return [(row.id, describe(row)) for row in rows]
 
 
-async def replay_dead(
-    conn: AsyncConnection, transaction_ids: list[str] | None
-) -> list[str]:
+async def replay_dead(conn: AsyncConnection, transaction_ids: list[str] | None) -> list[str]:
     """Put dead events back in the queue (all, or those with these transaction ids)."""
     where = "status = :dead"
     stmt_params: dict[str, Any] = {"dead": DEAD}

@@ -11,8 +11,14 @@ from tests.conftest import Gateway
 async def _write(gateway: Gateway, count: int, action: str = "test.action") -> None:
     async with gateway.runtime.database.session() as session:
         for i in range(count):
-            record(session, actor="tester", action=action, outcome="success", target=f"t{i}",
-                   target_ids=[f"t{i}", "shared"])
+            record(
+                session,
+                actor="tester",
+                action=action,
+                outcome="success",
+                target=f"t{i}",
+                target_ids=[f"t{i}", "shared"],
+            )
         await session.commit()
 
 
@@ -30,11 +36,16 @@ async def test_audit_is_append_only(gateway: Gateway) -> None:
 async def test_audit_pages_newest_first_with_cursor(gateway: Gateway) -> None:
     await _write(gateway, 5)
     headers = await gateway.headers("billing:read")
-    first = (await gateway.client.get("/gateway/audit?limit=3&action=test.action", headers=headers)).json()
+    first = (
+        await gateway.client.get("/gateway/audit?limit=3&action=test.action", headers=headers)
+    ).json()
     assert [e["target"] for e in first["entries"]] == ["t4", "t3", "t2"]
-    second = (await gateway.client.get(
-        f"/gateway/audit?limit=3&action=test.action&cursor={first['next_cursor']}", headers=headers
-    )).json()
+    second = (
+        await gateway.client.get(
+            f"/gateway/audit?limit=3&action=test.action&cursor={first['next_cursor']}",
+            headers=headers,
+        )
+    ).json()
     assert [e["target"] for e in second["entries"]] == ["t1", "t0"]
     assert second["next_cursor"] is None
 
@@ -45,13 +56,19 @@ async def test_audit_filters_by_target_action_prefix_and_time(gateway: Gateway) 
     headers = await gateway.headers("billing:read")
     by_target = (await gateway.client.get("/gateway/audit?target=t1", headers=headers)).json()
     assert [e["target"] for e in by_target["entries"]] == ["t1"]
-    shared = (await gateway.client.get("/gateway/audit?target=shared&action=test.*", headers=headers)).json()
+    shared = (
+        await gateway.client.get("/gateway/audit?target=shared&action=test.*", headers=headers)
+    ).json()
     assert len(shared["entries"]) == 3
-    future = (await gateway.client.get(
-        "/gateway/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=headers
-    )).json()
+    future = (
+        await gateway.client.get(
+            "/gateway/audit", params={"since": "2999-01-01T00:00:00Z"}, headers=headers
+        )
+    ).json()
     assert future["entries"] == []
-    naive = await gateway.client.get("/gateway/audit", params={"since": "2020-01-01T00:00:00"}, headers=headers)
+    naive = await gateway.client.get(
+        "/gateway/audit", params={"since": "2020-01-01T00:00:00"}, headers=headers
+    )
     assert naive.status_code == 422 and "since" in naive.json()["error_details"]
 
 
@@ -60,10 +77,21 @@ async def test_accepted_batch_writes_one_audit_row_with_targets(gateway: Gateway
 
     await _seed(gateway)
     headers = await gateway.headers("events:write", "billing:read")
-    events = [{"transaction_id": f"a{i}", "external_subscription_id": "sub_1",
-               "code": "photo_generation", "timestamp": 1756684800} for i in range(3)]
-    assert (await gateway.client.post("/api/v1/events/batch", json={"events": events}, headers=headers)).status_code == 200
-    rows = (await gateway.client.get("/gateway/audit?action=usage.events.batch", headers=headers)).json()["entries"]
+    events = [
+        {
+            "transaction_id": f"a{i}",
+            "external_subscription_id": "sub_1",
+            "code": "photo_generation",
+            "timestamp": 1756684800,
+        }
+        for i in range(3)
+    ]
+    assert (
+        await gateway.client.post("/api/v1/events/batch", json={"events": events}, headers=headers)
+    ).status_code == 200
+    rows = (
+        await gateway.client.get("/gateway/audit?action=usage.events.batch", headers=headers)
+    ).json()["entries"]
     assert len(rows) == 1
     assert rows[0]["target_ids"] == ["a0", "a1", "a2"] and rows[0]["outcome"] == "accepted"
     assert rows[0]["request_id"]

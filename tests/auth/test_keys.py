@@ -21,7 +21,9 @@ async def test_right_key_wrong_scope_is_403(gateway: Gateway) -> None:
     response = await gateway.client.post("/api/v1/events", json=EVENT, headers=headers)
     assert response.status_code == 403
     body = response.json()
-    assert body["status"] == 403 and body["error"] == "Forbidden" and body["code"] == "missing_scope"
+    assert (
+        body["status"] == 403 and body["error"] == "Forbidden" and body["code"] == "missing_scope"
+    )
 
 
 async def test_admin_scope_admits_every_route(gateway: Gateway) -> None:
@@ -33,7 +35,11 @@ async def test_admin_scope_admits_every_route(gateway: Gateway) -> None:
 async def test_keys_are_stored_only_as_hashes(gateway: Gateway) -> None:
     key = await gateway.key("events:write", name="hashed")
     async with gateway.runtime.database.engine.connect() as conn:
-        row = (await conn.execute(text("SELECT * FROM api_keys WHERE name = 'hashed'"))).mappings().one()
+        row = (
+            (await conn.execute(text("SELECT * FROM api_keys WHERE name = 'hashed'")))
+            .mappings()
+            .one()
+        )
     assert key not in {str(value) for value in row.values()}
     assert row["key_hash"] == hash_key(key)
 

@@ -50,8 +50,14 @@ async def test_oversized_body_is_413(gateway: Gateway) -> None:
         ({"GATEWAY_BATCH_MAX_EVENTS": "lots"}, "GATEWAY_BATCH_MAX_EVENTS"),
         ({"GATEWAY_LAGO_API_URL": "http://lago:3000"}, "GATEWAY_LAGO_API_KEY"),
         ({"GATEWAY_DATABASE_URL": "postgresql://db/gw"}, "GATEWAY_LAGO_API_URL"),
-        ({"GATEWAY_DATABASE_URL": "mysql://db/gw", "GATEWAY_LAGO_API_URL": "http://l", "GATEWAY_LAGO_API_KEY": "k"},
-         "GATEWAY_DATABASE_URL"),
+        (
+            {
+                "GATEWAY_DATABASE_URL": "mysql://db/gw",
+                "GATEWAY_LAGO_API_URL": "http://l",
+                "GATEWAY_LAGO_API_KEY": "k",
+            },
+            "GATEWAY_DATABASE_URL",
+        ),
     ],
 )
 def test_bad_setting_fails_naming_the_variable(

@@ -50,8 +50,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]),
-            capture_output=True, check=False,
+            _as_postgres(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]
+            ),
+            capture_output=True,
+            check=False,
         )
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
@@ -70,20 +73,50 @@ def start(*, durable: bool = False, extra: tuple[str, ...] = ()) -> PostgresServ
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-                      "-E", "UTF8", "--no-sync"]),
-        capture_output=True, check=True,
+        _as_postgres(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        capture_output=True,
+        check=True,
     )
     port = free_port()
-    options = [f"-p {port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={root}",
-               "-c max_connections=200", "-c shared_buffers=256MB"]
+    options = [
+        f"-p {port}",
+        "-c listen_addresses=127.0.0.1",
+        f"-c unix_socket_directories={root}",
+        "-c max_connections=200",
+        "-c shared_buffers=256MB",
+    ]
     if not durable:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     options += list(extra)
     subprocess.run(
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(root / "log"), "-w",
-                      "-o", " ".join(options), "start"]),
-        capture_output=True, check=True,
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(datadir),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                " ".join(options),
+                "start",
+            ]
+        ),
+        capture_output=True,
+        check=True,
     )
     server = PostgresServer(bindir, datadir, port)
     _wait_ready(server)

@@ -78,7 +78,9 @@ class LagoClient:
             base_url=f"{self.base_url}/api/v1",
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             transport=transport,
         )
 
@@ -127,7 +129,9 @@ class LagoClient:
     ) -> dict[str, Any]:
         response = await self.send(method, path, body=body, params=params)
         if response.status_code >= 400:
-            raise LagoApiError(response.status_code, _error_body(response), retry_after_seconds(response))
+            raise LagoApiError(
+                response.status_code, _error_body(response), retry_after_seconds(response)
+            )
         if not response.content:
             return {}
         data = orjson.loads(response.content)
@@ -136,7 +140,9 @@ class LagoClient:
     async def ping(self) -> str:
         """Lago's state as the gateway sees it: ok, unauthorized, failing or unreachable."""
         try:
-            response = await self._http.get("/billable_metrics", params={"per_page": 1}, timeout=2.0)
+            response = await self._http.get(
+                "/billable_metrics", params={"per_page": 1}, timeout=2.0
+            )
         except httpx.HTTPError:
             return "unreachable"
         if response.status_code in (401, 403):
