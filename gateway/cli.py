@@ -53,6 +53,13 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     from gateway.migrations.runner import ensure_current
 
     settings = _settings()
+    if workers > 1 and settings.uses_emulator:
+        click.echo(
+            "configuration error: GATEWAY_LAGO_API_URL: --workers above 1 needs a real Lago "
+            "(each process would get its own in-memory emulator)",
+            err=True,
+        )
+        sys.exit(2)
     configure_logging(settings.log_level, json=settings.log_json)
     ensure_current(settings)
     options = {

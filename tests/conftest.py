@@ -132,8 +132,11 @@ async def start_gateway(
     *,
     run_workers: bool = False,
     lago_transport: httpx.AsyncBaseTransport | None = None,
+    validate_contract: bool = True,
 ) -> tuple[Gateway, LifespanManager]:
-    lago_app = create_emulator(emulator, api_key=LAGO_KEY)
+    # Every request the gateway sends and every answer the emulator gives is checked against
+    # Lago's OpenAPI spec; the fixtures fail a test that caused a violation.
+    lago_app = create_emulator(emulator, api_key=LAGO_KEY, validate=validate_contract)
     transport = lago_transport or httpx.ASGITransport(app=lago_app)
     app = create_app(settings, lago_transport=transport, run_workers=run_workers)
     manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
@@ -153,6 +156,7 @@ async def gateway(database_url: str, emulator: EmulatorState) -> AsyncIterator[G
     finally:
         await gw.client.aclose()
         await manager.__aexit__(None, None, None)
+    assert emulator.contract_violations == [], "Lago contract violations"
 
 
 @pytest.fixture
@@ -166,3 +170,4 @@ async def gateway_with_workers(
     finally:
         await gw.client.aclose()
         await manager.__aexit__(None, None, None)
+    assert emulator.contract_violations == [], "Lago contract violations"
