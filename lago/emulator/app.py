@@ -9,7 +9,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from . import control, customers, events, metrics, plans, subscriptions
+from . import (
+    applied_coupons,
+    control,
+    coupons,
+    credit_notes,
+    customers,
+    events,
+    invoices,
+    metrics,
+    plans,
+    subscriptions,
+    usage,
+    wallet_endpoints,
+    webhook_endpoints,
+)
 from .contract import load_spec, missing_spec_reason
 from .errors import LagoError, error_body
 from .guard import Guard
@@ -45,6 +59,53 @@ def _api_routes() -> list[BaseRoute]:
         Route("/plans/{code}", plans.show, methods=["GET"]),
         Route("/plans/{code}", plans.update, methods=["PUT"]),
         Route("/plans/{code}", plans.destroy, methods=["DELETE"]),
+    ]
+
+
+def _billing_routes() -> list[BaseRoute]:
+    customer = "/customers/{external_customer_id}"
+    invoice = "/invoices/{lago_id}"
+    return [
+        Route(f"{customer}/current_usage", usage.current, methods=["GET"]),
+        Route(f"{customer}/wallets", wallet_endpoints.customer_index, methods=["GET"]),
+        Route(f"{customer}/applied_coupons", applied_coupons.customer_index, methods=["GET"]),
+        Route(
+            f"{customer}/applied_coupons/{{applied_coupon_id}}",
+            applied_coupons.destroy,
+            methods=["DELETE"],
+        ),
+        Route("/wallets", wallet_endpoints.create, methods=["POST"]),
+        Route("/wallets", wallet_endpoints.index, methods=["GET"]),
+        Route("/wallets/{lago_id}", wallet_endpoints.show, methods=["GET"]),
+        Route("/wallets/{lago_id}", wallet_endpoints.update, methods=["PUT"]),
+        Route("/wallets/{lago_id}", wallet_endpoints.destroy, methods=["DELETE"]),
+        Route(
+            "/wallets/{lago_id}/wallet_transactions", wallet_endpoints.transactions, methods=["GET"]
+        ),
+        Route("/wallet_transactions", wallet_endpoints.create_transactions, methods=["POST"]),
+        Route("/coupons", coupons.create, methods=["POST"]),
+        Route("/coupons", coupons.index, methods=["GET"]),
+        Route("/coupons/{code}", coupons.show, methods=["GET"]),
+        Route("/coupons/{code}", coupons.update, methods=["PUT"]),
+        Route("/coupons/{code}", coupons.destroy, methods=["DELETE"]),
+        Route("/applied_coupons", applied_coupons.create, methods=["POST"]),
+        Route("/applied_coupons", applied_coupons.index, methods=["GET"]),
+        Route("/invoices", invoices.index, methods=["GET"]),
+        Route(invoice, invoices.show, methods=["GET"]),
+        Route(invoice, invoices.update, methods=["PUT"]),
+        Route(f"{invoice}/refresh", invoices.refresh, methods=["PUT"]),
+        Route(f"{invoice}/finalize", invoices.finalize_draft, methods=["PUT"]),
+        Route(f"{invoice}/void", invoices.void, methods=["POST"]),
+        Route(f"{invoice}/download", invoices.download, methods=["POST"]),
+        Route(f"{invoice}/retry_payment", invoices.retry_payment, methods=["POST"]),
+        Route("/credit_notes", credit_notes.create, methods=["POST"]),
+        Route("/credit_notes", credit_notes.index, methods=["GET"]),
+        Route("/credit_notes/{lago_id}", credit_notes.show, methods=["GET"]),
+        Route("/webhook_endpoints", webhook_endpoints.create, methods=["POST"]),
+        Route("/webhook_endpoints", webhook_endpoints.index, methods=["GET"]),
+        Route("/webhook_endpoints/{lago_id}", webhook_endpoints.show, methods=["GET"]),
+        Route("/webhook_endpoints/{lago_id}", webhook_endpoints.destroy, methods=["DELETE"]),
+        Route("/webhooks/json_public_key", webhook_endpoints.json_public_key, methods=["GET"]),
     ]
 
 
@@ -90,7 +151,7 @@ def create_app(
     if validate:
         middleware.insert(0, _contract_middleware(lago_state, allow_request_nulls))
     app = Starlette(
-        routes=[Mount("/api/v1", routes=_api_routes()), *_control_routes()],
+        routes=[Mount("/api/v1", routes=_api_routes() + _billing_routes()), *_control_routes()],
         middleware=middleware,
         exception_handlers={LagoError: error_response, HTTPException: _http_error},
     )

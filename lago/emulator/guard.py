@@ -19,6 +19,13 @@ from .state import EmulatorState
 _JSON = (b"content-type", b"application/json")
 
 
+def route_path(scope: Scope) -> str:
+    """The path inside this app, also when it is mounted under a prefix (``root_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 async def answer(send: Send, status: int, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     """Send Lago's error body for ``status``."""
     body = orjson.dumps(error_body(status))
@@ -40,7 +47,7 @@ class Guard:
         self.api_key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/v1"):
+        if scope["type"] != "http" or not route_path(scope).startswith("/api/v1"):
             await self.app(scope, receive, send)
             return
         counts = self.state.requests_by_status

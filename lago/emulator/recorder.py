@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .contract import ContractViolation, Spec, validate_request, validate_response
+from .guard import route_path
 
 # Injected faults (429, 5xx) are not Lago responses, and the spec does not describe them.
 _UNCHECKED_STATUSES = frozenset({429, 500, 503, 504})
@@ -33,7 +34,7 @@ class ContractRecorder:
         self.allow_nulls = allow_nulls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/v1"):
+        if scope["type"] != "http" or not route_path(scope).startswith("/api/v1"):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -86,4 +87,4 @@ class ContractRecorder:
 def _parts(scope: Scope) -> tuple[str, str, list[tuple[str, str]], dict[str, str]]:
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-    return scope["method"], scope["path"], query, headers
+    return scope["method"], route_path(scope), query, headers

@@ -7,12 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .clock import new_id, utc_now
 from .faults import Faults
+from .outbox import Webhook
+
+if TYPE_CHECKING:
+    import httpx
 
 Record = dict[str, Any]
 
@@ -44,8 +48,10 @@ class EmulatorState:
     invoices: dict[str, Record] = field(default_factory=dict)
     credit_notes: dict[str, Record] = field(default_factory=dict)
     webhook_endpoints: dict[str, Record] = field(default_factory=dict)
-    webhooks_pending: list[Any] = field(default_factory=list)
-    webhooks_sent: list[Any] = field(default_factory=list)
+    webhooks_pending: list[Webhook] = field(default_factory=list)
+    webhooks_sent: list[Webhook] = field(default_factory=list)
+    webhook_attempts: int = 3
+    webhook_retry_delays: tuple[float, ...] = (0.0, 0.0)
     event_requests: int = 0
     duplicate_rejections: int = 0
     requests_by_status: Counter[int] = field(default_factory=Counter)
@@ -60,7 +66,12 @@ class EmulatorState:
         )
         fresh.clock = self.clock
         for name, value in vars(fresh).items():
-            if name not in ("rsa_private_key", "faults"):
+            if name not in (
+                "rsa_private_key",
+                "faults",
+                "webhook_attempts",
+                "webhook_retry_delays",
+            ):
                 setattr(self, name, value)
         self.faults.clear()
 
@@ -85,6 +96,37 @@ class EmulatorState:
             if record["external_id"] == external_id and record["status"] == status:
                 found = record
         return found
+
+    def issue_invoice(
+        self,
+        external_customer_id: str,
+        amount_cents: int,
+        currency: str = "USD",
+        invoice_type: str = "subscription",
+        status: str = "finalized",
+        fees: list[dict[str, Any]] | None = None,
+    ) -> Record:
+        """Issue an invoice as Lago's billing run would (coupons and credits applied when
+        finalized) and queue its webhook; returns the invoice's wire form."""
+        # Imported here: billing needs this module's types, and this method is its entry.
+        from .billing import issue_invoice
+
+        return issue_invoice(
+            self,
+            external_customer_id,
+            amount_cents,
+            currency=currency,
+            invoice_type=invoice_type,
+            status=status,
+            fees=fees,
+        )
+
+    async def deliver_webhooks(self, client: httpx.AsyncClient) -> list[Webhook]:
+        """Post every queued webhook with ``client`` (``webhook_attempts`` tries each,
+        ``webhook_retry_delays`` between them); they end up in ``webhooks_sent``."""
+        from .delivery import deliver
+
+        return await deliver(self, client, self.webhook_attempts, self.webhook_retry_delays)
 
     def stats(self) -> dict[str, Any]:
         """Counters for ``GET /_emulator/stats``."""

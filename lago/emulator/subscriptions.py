@@ -71,11 +71,18 @@ def serialize(state: EmulatorState, subscription: Record) -> Record:
     return body
 
 
+def _announce(state: EmulatorState, webhook_type: str, subscription: Record) -> None:
+    """Subscription webhooks carry the customer too."""
+    body = serialize(state, subscription)
+    body["customer"] = state.customers.get(subscription["external_customer_id"])
+    emit(state, webhook_type, "subscription", body)
+
+
 def _end(state: EmulatorState, subscription: Record) -> None:
     now = iso(state.now())
     if subscription["status"] == "pending":
         subscription.update(status="canceled", canceled_at=now)
-        emit(state, "subscription.canceled", "subscription", serialize(state, subscription))
+        _announce(state, "subscription.canceled", subscription)
         return
     subscription.update(
         status="terminated", terminated_at=now, next_plan_code=None, downgrade_plan_date=None
@@ -83,13 +90,13 @@ def _end(state: EmulatorState, subscription: Record) -> None:
     pending = state.subscription(subscription["external_id"], "pending")
     if pending is not None:
         pending.update(status="canceled", canceled_at=now)
-    emit(state, "subscription.terminated", "subscription", serialize(state, subscription))
+    _announce(state, "subscription.terminated", subscription)
 
 
 def _start(state: EmulatorState, record: Record) -> Record:
     state.subscriptions[record["lago_id"]] = record
     if record["status"] == "active":
-        emit(state, "subscription.started", "subscription", serialize(state, record))
+        _announce(state, "subscription.started", record)
     return record
 
 
@@ -121,7 +128,7 @@ def _downgrade(state: EmulatorState, current: Record, new: Record) -> Record:
     period = current_period(state, current)
     downgrade_date = next_period_date(period[1]).isoformat() if period else None
     current.update(next_plan_code=pending["plan_code"], downgrade_plan_date=downgrade_date)
-    emit(state, "subscription.updated", "subscription", serialize(state, current))
+    _announce(state, "subscription.updated", current)
     return current
 
 
@@ -205,7 +212,7 @@ async def update(request: Request) -> Response:
             found[name] = params[name]
     if params.get("subscription_at") and found["status"] == "pending":
         found["subscription_at"] = iso(parse_iso(params["subscription_at"]))
-    emit(state, "subscription.updated", "subscription", serialize(state, found))
+    _announce(state, "subscription.updated", found)
     return ok({"subscription": serialize(state, found)})
 
 

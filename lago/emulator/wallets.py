@@ -176,46 +176,34 @@ def _credits(params: dict[str, Any], key: str) -> Decimal:
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
 
 
+_TOP_UPS: dict[str, dict[str, Any]] = {
+    "paid_credits": {"status": "pending", "settled_at": None, "transaction_status": "purchased"},
+    "granted_credits": {},
+    "voided_credits": {"transaction_status": "voided", "transaction_type": "outbound"},
+}
+
+
 def top_up(state: EmulatorState, wallet: Record, params: dict[str, Any]) -> list[Record]:
-    """Transactions for ``paid_credits`` (pending, invoiced), ``granted_credits`` (settled
-    now) and ``voided_credits`` (settled now, outbound)."""
+    """Transactions for ``paid_credits`` (pending until their credit invoice is paid),
+    ``granted_credits`` (settled now) and ``voided_credits`` (settled now, outbound)."""
+    amounts = {key: _credits(params, key) for key in _TOP_UPS}
+    if amounts["voided_credits"] > credits_of(wallet):
+        raise ValidationFailed({"voided_credits": ["insufficient_credits"]})
     now = iso(state.now())
     made: list[Record] = []
-    paid, granted, voided = (
-        _credits(params, k) for k in ("paid_credits", "granted_credits", "voided_credits")
-    )
-    if voided > credits_of(wallet):
-        raise ValidationFailed({"voided_credits": ["insufficient_credits"]})
-    if paid > 0:
-        pending = _transaction(
-            wallet,
-            now,
-            paid,
-            status="pending",
-            settled_at=None,
-            transaction_status="purchased",
-            name=params.get("name"),
-        )
-        pending["lago_invoice_id"] = _credit_invoice(state, wallet, pending)["lago_id"]
-        made.append(pending)
-    if granted > 0:
-        made.append(_transaction(wallet, now, granted, name=params.get("name")))
-        set_credits(wallet, credits_of(wallet) + granted)
-    if voided > 0:
-        made.append(
-            _transaction(
-                wallet,
-                now,
-                voided,
-                transaction_status="voided",
-                transaction_type="outbound",
-                name=params.get("name"),
-            )
-        )
-        set_credits(wallet, credits_of(wallet) - voided)
-    for transaction in made:
+    for key, fields in _TOP_UPS.items():
+        credits = amounts[key]
+        if credits <= 0:
+            continue
+        transaction = _transaction(wallet, now, credits, name=params.get("name"), **fields)
+        if key == "paid_credits":
+            transaction["lago_invoice_id"] = _credit_invoice(state, wallet, transaction)["lago_id"]
+        else:
+            change = -credits if key == "voided_credits" else credits
+            set_credits(wallet, credits_of(wallet) + change)
         state.wallet_transactions[transaction["lago_id"]] = transaction
         emit(state, "wallet_transaction.created", "wallet_transaction", transaction)
+        made.append(transaction)
     return made
 
 

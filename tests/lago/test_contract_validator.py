@@ -7,7 +7,12 @@ from typing import Any
 import orjson
 import pytest
 
-from lago.emulator.contract import ContractViolation, validate_request, validate_response
+from lago.emulator.contract import (
+    ContractViolation,
+    validate_request,
+    validate_response,
+    validate_webhook,
+)
 
 pytestmark = pytest.mark.usefixtures("require_spec")
 
@@ -45,3 +50,16 @@ def test_a_bad_response_is_reported_with_its_path() -> None:
 
     with pytest.raises(ContractViolation, match=r"response 200 to GET /events/\{?t1"):
         validate_response("GET", "/events/t1", 200, {"content-type": "application/json"}, body)
+
+
+def test_a_webhook_with_the_wrong_object_is_reported() -> None:
+    body = orjson.dumps(
+        {
+            "webhook_type": "invoice.created",
+            "object_type": "invoice",
+            "organization_id": "6a2d1b58-5a0e-4a0d-9c4c-2f1f3f8a0b11",
+        }
+    )
+
+    with pytest.raises(ContractViolation, match=r"webhook invoice\.created"):
+        validate_webhook("invoice.created", {}, body)

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from lago.emulator import EmulatorState, Faults, create_app
 
@@ -149,3 +151,20 @@ async def test_requests_are_counted_by_status(
     await lago.post("/events", json=EVENT)
 
     assert state.requests_by_status == {200: 1, 422: 1, 500: 1}
+
+
+async def test_faults_and_auth_apply_when_mounted_under_a_prefix(
+    state: EmulatorState, make_client: Any
+) -> None:
+    host = Starlette(routes=[Mount("/lago", app=create_app(state, api_key="test-lago-key"))])
+    async with make_client(host) as client:
+        stored = await client.post("http://lago.test/lago/api/v1/events", json=EVENT)
+        unauthorized = await client.get(
+            "http://lago.test/lago/api/v1/customers", headers={"Authorization": "Bearer no"}
+        )
+        state.faults.error_rate = 1.0
+        faulted = await client.post("http://lago.test/lago/api/v1/events", json=EVENT)
+
+    assert stored.status_code == 200
+    assert unauthorized.status_code == 401
+    assert faulted.status_code == 500
