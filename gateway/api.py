@@ -3,10 +3,28 @@
 from fastapi import APIRouter
 
 from gateway.audit.endpoints import router as audit_router
+from gateway.billing.endpoints import router as billing_router
+from gateway.catalog.endpoints import router as catalog_router
+from gateway.collection.endpoints import router as collection_router
+from gateway.customers.endpoints import router as customers_router
+from gateway.invoices.endpoints import router as invoices_router
 from gateway.operations.endpoints import router as operations_router
+from gateway.packs.endpoints import router as packs_router
+from gateway.relay.endpoints import router as relay_router
+from gateway.subscriptions.endpoints import router as subscriptions_router
 from gateway.usage.endpoints import router as usage_router
+from gateway.webhooks.endpoints import router as webhooks_router
 
 router = APIRouter()
 router.include_router(operations_router)
 router.include_router(usage_router)
 router.include_router(audit_router)
+router.include_router(webhooks_router)
+router.include_router(relay_router)
+router.include_router(catalog_router)
+router.include_router(packs_router)
+router.include_router(customers_router)
+router.include_router(subscriptions_router)
+router.include_router(invoices_router)
+router.include_router(collection_router)
+router.include_router(billing_router)

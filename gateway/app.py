@@ -20,7 +20,9 @@ from gateway.auth.service import KeyVerifier
 from gateway.config import Settings, load_settings
 from gateway.db import Database
 from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.finance.app import create_finance_app
 from gateway.integrations.lago.client import LagoClient
+from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import RequestIdMiddleware, configure_logging, get_logger
 from gateway.responses import OrjsonResponse
 from gateway.runtime import Runtime
@@ -38,6 +40,20 @@ def _lago_client(settings: Settings, transport: httpx.AsyncBaseTransport | None)
     )
 
 
+def _stripe_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> StripeClient | None:
+    key = settings.stripe_secret_key.get_secret_value()
+    if not key:
+        return None
+    return StripeClient(
+        key,
+        base_url=settings.stripe_api_base,
+        timeout=settings.stripe_timeout_seconds,
+        transport=transport,
+    )
+
+
 def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport:
     from lago.emulator import create_app as create_emulator
 
@@ -50,7 +66,9 @@ def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTrans
 
 @asynccontextmanager
 async def build_runtime(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    stripe_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything long-lived of one process, closed in reverse order on exit."""
     database = Database(settings.database_url)
@@ -62,6 +80,7 @@ async def build_runtime(
         verifier=KeyVerifier(database, settings.api_key_cache_seconds),
         ingest=OutboxWriter(database),
         lookups=LagoLookups(lago),
+        stripe=_stripe_client(settings, stripe_transport),
     )
     await runtime.ingest.start()
     try:
@@ -69,6 +88,8 @@ async def build_runtime(
     finally:
         await runtime.ingest.stop()
         await lago.aclose()
+        if runtime.stripe is not None:
+            await runtime.stripe.aclose()
         await database.dispose()
 
 
@@ -91,6 +112,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     lago_transport: httpx.AsyncBaseTransport | None = None,
+    stripe_transport: httpx.AsyncBaseTransport | None = None,
     run_workers: bool = False,
 ) -> FastAPI:
     """Build the gateway. ``lago_transport`` lets tests put the emulator or respx under Lago calls."""
@@ -101,7 +123,7 @@ def create_app(
         transport = lago_transport
         if transport is None and settings.uses_emulator:
             transport = _embedded_emulator(app, settings)
-        async with build_runtime(settings, transport) as runtime:
+        async with build_runtime(settings, transport, stripe_transport) as runtime:
             app.state.runtime = runtime
             async with running_workers(runtime, enabled=run_workers):
                 yield
@@ -115,6 +137,7 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
+    app.mount("/finance", create_finance_app(app, settings))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -10,8 +10,11 @@ import sys
 import click
 
 from gateway.auth.cli import keys
+from gateway.catalog.cli import catalog
 from gateway.config import Settings, SettingsError, load_settings
+from gateway.relay.cli import relay
 from gateway.usage.cli import outbox
+from gateway.webhooks.cli import lago, webhooks
 
 
 def _settings() -> Settings:
@@ -110,3 +113,7 @@ def worker() -> None:
 
 main.add_command(keys)
 main.add_command(outbox)
+main.add_command(relay)
+main.add_command(lago)
+main.add_command(webhooks)
+main.add_command(catalog)

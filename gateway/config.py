@@ -36,18 +36,38 @@ class Settings(BaseSettings):
 
     stripe_secret_key: SecretStr = SecretStr("")
     stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     stripe_webhook_secret: SecretStr = SecretStr("")
     lago_webhook_hmac_key: SecretStr = SecretStr("")
+    # JWT webhooks: Lago's LAGO_API_URL when it differs from lago_api_url (default: the same).
+    lago_webhook_issuer: str = ""
     collection: CollectionMode = CollectionMode.GATEWAY
+    # Dunning: days to wait after each failed collection attempt before the next one.
+    collection_retry_days: tuple[Annotated[float, Field(ge=0)], ...] = (1, 3, 5, 7)
+    collection_reconcile_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # Where Stripe Checkout and the billing portal send the customer back (per call overridable).
+    collection_return_url: str = ""
     relay_allow_private: bool = False
+    # Seconds to wait after each failed attempt (the first attempt is immediate), ±20% jitter.
+    relay_retry_schedule: tuple[Annotated[float, Field(ge=0)], ...] = (
+        5, 300, 1800, 7200, 18000, 36000, 36000,
+    )
+    relay_timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
+    relay_concurrency: Annotated[int, Field(ge=1, le=2048)] = 256
+    relay_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    relay_disable_after_seconds: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
     session_secret: SecretStr = SecretStr("")
+    # The catalog file (lago/catalog.yaml: working folder, else the packaged one); "" for none.
+    catalog_path: str = "lago/catalog.yaml"
 
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 1000
     body_max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
+    webhook_body_max_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     forward_batch_size: Annotated[int, Field(ge=1, le=100)] = 100
     forward_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     forward_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     forward_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    outbox_retention_days: Annotated[float, Field(gt=0)] = 30.0
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
     log_level: str = "INFO"
     log_json: bool = True

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from gateway.auth.service import KeyVerifier
+from gateway.catalog.schemas import Catalog
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
+from gateway.integrations.stripe.client import StripeClient
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import OutboxWriter
 
@@ -23,6 +25,10 @@ class Runtime:
     verifier: KeyVerifier
     ingest: OutboxWriter
     lookups: LagoLookups
+    # The catalog file loaded at start (token packs, allowances, pinned usage codes).
+    catalog: Catalog | None = None
+    # Set when GATEWAY_STRIPE_SECRET_KEY is.
+    stripe: StripeClient | None = None
     # Capabilities hang further long-lived pieces here (Stripe client, signers...).
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -6,9 +6,12 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 
+from gateway.collection import collector, reconciler
 from gateway.logging import get_logger
+from gateway.relay import sender as relay_sender
 from gateway.runtime import Runtime
-from gateway.usage import forwarder
+from gateway.usage import forwarder, retention
+from gateway.webhooks import processor as webhooks_processor
 
 log = get_logger(__name__)
 
@@ -16,6 +19,11 @@ Job = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forwarder.run),
+    ("usage.retention", retention.run),
+    ("webhooks.processor", webhooks_processor.run),
+    ("relay.sender", relay_sender.run),
+    ("collection.collector", collector.run),
+    ("collection.reconciler", reconciler.run),
 ]
 
 NO_WORKER_ENV = "GATEWAY_NO_WORKER"

@@ -133,12 +133,15 @@ async def start_gateway(
     run_workers: bool = False,
     lago_transport: httpx.AsyncBaseTransport | None = None,
     validate_contract: bool = True,
+    stripe_transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[Gateway, LifespanManager]:
     # Every request the gateway sends and every answer the emulator gives is checked against
     # Lago's OpenAPI spec; the fixtures fail a test that caused a violation.
     lago_app = create_emulator(emulator, api_key=LAGO_KEY, validate=validate_contract)
     transport = lago_transport or httpx.ASGITransport(app=lago_app)
-    app = create_app(settings, lago_transport=transport, run_workers=run_workers)
+    app = create_app(
+        settings, lago_transport=transport, stripe_transport=stripe_transport, run_workers=run_workers
+    )
     manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
     await manager.__aenter__()
     client = httpx.AsyncClient(

@@ -12,11 +12,16 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any
 
-from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
+from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError, LagoUnavailable
 
 METRICS_REFRESH_SECONDS = 2.0
 KNOWN_TTL = 600.0
 UNKNOWN_TTL = 2.0
+# While Lago struggles, acceptance must not wait on it: a lookup answers "cannot tell" after
+# LOOKUP_WAIT_SECONDS (the fetch goes on and fills the cache), and a failed lookup is not
+# tried again for UNSURE_TTL, so one slow Lago call is not paid by every request.
+LOOKUP_WAIT_SECONDS = 1.0
+UNSURE_TTL = 1.0
 
 
 class Known(Enum):
@@ -32,22 +37,35 @@ class LagoLookups:
         self._lago = lago
         self._metric_codes: set[str] = set()
         self._metrics_fetched_at = -1e9
+        self._metrics_failed_at = -1e9
         self._metrics_refresh: asyncio.Task[bool] | None = None
         self._subscriptions: dict[str, tuple[float, Known]] = {}
         self._customers: dict[str, tuple[float, str | None, str | None]] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         # The catalog can add codes Lago does not list yet (and pin what the gateway accepts).
         self.extra_metric_codes: set[str] = set()
+        # When a catalog is loaded: a code must be in it as well as known to Lago.
+        self.allowed_codes: set[str] | None = None
 
     async def metric(self, code: str) -> Known:
         """Whether ``code`` is a billable metric (refreshing the list on a miss)."""
+        if self.allowed_codes is not None and code not in self.allowed_codes:
+            return Known.NO
         if code in self._metric_codes or code in self.extra_metric_codes:
             return Known.YES
         if time.monotonic() - self._metrics_fetched_at < METRICS_REFRESH_SECONDS:
             return Known.NO
+        if time.monotonic() - self._metrics_failed_at < UNSURE_TTL:
+            return Known.UNSURE
         if self._metrics_refresh is None or self._metrics_refresh.done():
             self._metrics_refresh = asyncio.ensure_future(self._refresh_metrics())
-        if not await asyncio.shield(self._metrics_refresh):
+        try:
+            refreshed = await asyncio.wait_for(
+                asyncio.shield(self._metrics_refresh), LOOKUP_WAIT_SECONDS
+            )
+        except TimeoutError:
+            return Known.UNSURE
+        if not refreshed:
             return Known.UNSURE
         return Known.YES if code in self._metric_codes else Known.NO
 
@@ -65,6 +83,7 @@ class LagoLookups:
                     break
                 page = int(next_page)
         except LagoError:
+            self._metrics_failed_at = time.monotonic()
             return False
         self._metric_codes = codes
         self._metrics_fetched_at = time.monotonic()
@@ -75,9 +94,12 @@ class LagoLookups:
         cached = self._subscriptions.get(external_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        answer: Known = await self._single_flight(
-            f"s:{external_id}", lambda: self._fetch_sub(external_id)
-        )
+        try:
+            answer: Known = await self._single_flight(
+                f"s:{external_id}", lambda: self._fetch_sub(external_id)
+            )
+        except TimeoutError:
+            return Known.UNSURE
         return answer
 
     async def _fetch_sub(self, external_id: str) -> Known:
@@ -85,12 +107,10 @@ class LagoLookups:
             await self._lago.call("GET", f"/subscriptions/{_quote(external_id)}")
             answer = Known.YES
         except LagoApiError as exc:
-            if exc.status != 404:
-                return Known.UNSURE
-            answer = Known.NO
+            answer = Known.NO if exc.status == 404 else Known.UNSURE
         except LagoError:
-            return Known.UNSURE
-        ttl = KNOWN_TTL if answer is Known.YES else UNKNOWN_TTL
+            answer = Known.UNSURE
+        ttl = {Known.YES: KNOWN_TTL, Known.NO: UNKNOWN_TTL, Known.UNSURE: UNSURE_TTL}[answer]
         self._subscriptions[external_id] = (time.monotonic() + ttl, answer)
         return answer
 
@@ -103,9 +123,12 @@ class LagoLookups:
         cached = self._customers.get(customer_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1], cached[2]
-        return await self._single_flight(  # type: ignore[no-any-return]
-            f"c:{customer_id}", lambda: self._fetch_active(customer_id)
-        )
+        try:
+            return await self._single_flight(  # type: ignore[no-any-return]
+                f"c:{customer_id}", lambda: self._fetch_active(customer_id)
+            )
+        except TimeoutError as exc:
+            raise LagoUnavailable("lookup timed out") from exc
 
     async def _fetch_active(self, customer_id: str) -> tuple[str | None, str | None]:
         body = await self._lago.call(
@@ -124,22 +147,13 @@ class LagoLookups:
         return answer
 
     async def _single_flight(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
-        future = self._inflight.get(key)
-        if future is not None:
-            return await asyncio.shield(future)
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await fetch()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed here; waiters re-raise it
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[key]
+        """One fetch per key at a time; callers wait at most LOOKUP_WAIT_SECONDS (TimeoutError)."""
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(fetch())
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.wait_for(asyncio.shield(task), LOOKUP_WAIT_SECONDS)
 
 
 def _quote(value: str) -> str:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, text
+import orjson
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -155,26 +156,20 @@ class OutboxWriter:
         now = time.time()
         async with self._database.engine.begin() as conn:
             if self._database.is_postgres:
-                inserted = await _insert_pg(conn, rows, group, now)
+                missing = await _insert_pg(conn, rows, group, now)
             else:
-                inserted = await _insert_sqlite(conn, rows, group, now)
-            missing = [row.key for row, _ in rows if row.key not in inserted]
-            existing = await _existing(conn, missing) if missing else {}
+                missing = await _insert_sqlite(conn, rows, group, now)
+            existing = await _existing(conn, sorted(missing)) if missing else {}
             results = _judge(group, existing)
             doomed = [
-                inserted[row.key]
+                row.key
                 for request, stored in zip(group, results, strict=True)
                 if not stored.accepted
                 for row in request.rows
-                if row.key in inserted
+                if row.key not in missing
             ]
             if doomed:
-                await conn.execute(
-                    text("DELETE FROM usage_events WHERE id IN :ids").bindparams(
-                        bindparam("ids", expanding=True)
-                    ),
-                    {"ids": doomed},
-                )
+                await _delete(conn, doomed)
             await record_many(conn, [_audit_row(r, s) for r, s in zip(group, results, strict=True)])
         return results
 
@@ -227,35 +222,42 @@ _COLUMNS = (
 
 async def _insert_pg(
     conn: AsyncConnection, rows: list[tuple[OutboxRow, int]], group: list[_Request], now: float
-) -> dict[Key, int]:
+) -> set[Key]:
+    """Insert the rows; return the keys that were not inserted (already stored)."""
+    # One JSON parameter: psycopg dumps arrays element by element in Python, JSON in C.
     sql = (
-        f"INSERT INTO usage_events ({_COLUMNS}) "
-        "SELECT s, t, c, p, f, n, a, %(status)s, 0, %(now)s, %(now)s FROM unnest("
-        "%(s)s::text[], %(t)s::text[], %(c)s::text[], %(p)s::text[], %(f)s::text[], "
-        "%(n)s::int[], %(a)s::text[]) AS u(s, t, c, p, f, n, a) "
+        "WITH u AS (SELECT * FROM json_to_recordset(%(rows)s::json) "
+        "AS u(s text, t text, c text, p text, f text, n int, a text)), "
+        f"ins AS (INSERT INTO usage_events ({_COLUMNS}) "
+        "SELECT s, t, c, p, f, n, a, %(status)s, 0, %(now)s, %(now)s FROM u "
         "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
-        "RETURNING id, external_subscription_id, transaction_id"
+        "RETURNING external_subscription_id AS s, transaction_id AS t) "
+        "SELECT u.s, u.t FROM u LEFT JOIN ins ON ins.s = u.s AND ins.t = u.t WHERE ins.s IS NULL"
     )
-    params = {
-        "s": [r.external_subscription_id for r, _ in rows],
-        "t": [r.transaction_id for r, _ in rows],
-        "c": [r.code for r, _ in rows],
-        "p": [r.payload for r, _ in rows],
-        "f": [r.fingerprint for r, _ in rows],
-        "n": [int(r.needs_check) for r, _ in rows],
-        "a": [group[i].actor for _, i in rows],
-        "status": PENDING,
-        "now": now,
-    }
-    result = await conn.exec_driver_sql(sql, params)
+    data = orjson.dumps(
+        [
+            {
+                "s": r.external_subscription_id,
+                "t": r.transaction_id,
+                "c": r.code,
+                "p": r.payload,
+                "f": r.fingerprint,
+                "n": int(r.needs_check),
+                "a": group[i].actor,
+            }
+            for r, i in rows
+        ]
+    ).decode()
+    result = await conn.exec_driver_sql(sql, {"rows": data, "status": PENDING, "now": now})
     found: list[Any] = list(result.all())
-    return {(row[1], row[2]): row[0] for row in found}
+    return {(row[0], row[1]) for row in found}
 
 
 async def _insert_sqlite(
     conn: AsyncConnection, rows: list[tuple[OutboxRow, int]], group: list[_Request], now: float
-) -> dict[Key, int]:
-    inserted: dict[Key, int] = {}
+) -> set[Key]:
+    """Insert the rows; return the keys that were not inserted (already stored)."""
+    inserted: set[Key] = set()
     for start in range(0, len(rows), SQLITE_CHUNK):
         chunk = rows[start : start + SQLITE_CHUNK]
         values = ",".join(["(?,?,?,?,?,?,?,?,0,?,?)"] * len(chunk))
@@ -266,12 +268,12 @@ async def _insert_sqlite(
         sql = (
             f"INSERT INTO usage_events ({_COLUMNS}) VALUES {values} "
             "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
-            "RETURNING id, external_subscription_id, transaction_id"
+            "RETURNING external_subscription_id, transaction_id"
         )
         result = await conn.exec_driver_sql(sql, tuple(params))
         found: list[Any] = list(result.all())
-        inserted.update({(row[1], row[2]): row[0] for row in found})
-    return inserted
+        inserted.update((row[0], row[1]) for row in found)
+    return {row.key for row, _ in rows} - inserted
 
 
 async def _existing(conn: AsyncConnection, keys: list[Key]) -> dict[Key, tuple[str, str]]:
@@ -292,6 +294,23 @@ async def _existing(conn: AsyncConnection, keys: list[Key]) -> dict[Key, tuple[s
         )
         found.update({(s, t): (f, p) for s, t, f, p in result.all()})
     return found
+
+
+async def _delete(conn: AsyncConnection, keys: list[Key]) -> None:
+    """Take back rows this transaction inserted for a request that is refused after all."""
+    for start in range(0, len(keys), SQLITE_CHUNK):
+        chunk = keys[start : start + SQLITE_CHUNK]
+        placeholders = ",".join(f"(:s{i}, :t{i})" for i in range(len(chunk)))
+        params: dict[str, str] = {}
+        for i, (sub, tx) in enumerate(chunk):
+            params[f"s{i}"], params[f"t{i}"] = sub, tx
+        await conn.execute(
+            text(
+                "DELETE FROM usage_events WHERE (external_subscription_id, transaction_id) IN "
+                f"(VALUES {placeholders})"
+            ),
+            params,
+        )
 
 
 __all__ = ["DEAD", "FORWARDED", "PENDING", "OutboxRow", "OutboxWriter", "Stored"]

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 MAX_ID_LENGTH = 255
+_SCALARS = (str, int, float)
 Errors = dict[str, list[str]]
 
 
@@ -44,6 +45,10 @@ class ParsedEvent:
 
     def payload(self) -> str:
         """The exact JSON Lago receives on every attempt (no nulls: spec-valid)."""
+        return orjson.dumps(self.body()).decode()
+
+    def body(self) -> dict[str, Any]:
+        """The event as Lago receives it, before serialisation."""
         body: dict[str, Any] = {
             "transaction_id": self.transaction_id,
             "external_subscription_id": self.external_subscription_id,
@@ -54,7 +59,7 @@ class ParsedEvent:
             body["properties"] = self.properties
         if self.precise_total_amount_cents is not None:
             body["precise_total_amount_cents"] = self.precise_total_amount_cents
-        return orjson.dumps(body).decode()
+        return body
 
     def fingerprint(self) -> str:
         """Identity of the event as sent: a stamped (absent) timestamp is not part of it."""
@@ -105,6 +110,8 @@ def normalise_timestamp(value: Any) -> int | str | None:
 
 def _identifier(raw: dict[str, Any], name: str, errors: Errors) -> str | None:
     value = raw.get(name)
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+        return value  # the common case, first: this runs for every event
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -125,7 +132,10 @@ def _properties(raw: Any, errors: Errors) -> dict[str, str | int | float] | None
         errors["properties"] = ["invalid_type"]
         return None
     for key, value in raw.items():
-        ok = isinstance(value, str | int | float) and not isinstance(value, bool)
+        kind = type(value)
+        if kind is str or kind is int or (kind is float and math.isfinite(value)):
+            continue  # exact types: bool (an int subclass) and NaN/inf fall through
+        ok = isinstance(value, _SCALARS) and not isinstance(value, bool)
         if not ok or (isinstance(value, float) and not math.isfinite(value)):
             errors[f"properties.{key}"] = ["invalid_value"]
     return raw
@@ -169,10 +179,14 @@ def parse_event(raw: Any, received_at: float) -> ParsedEvent | Errors:
         }
     ):
         errors["external_subscription_id"] = ["value_is_missing"]
-    given = raw.get("timestamp") is not None
-    timestamp = (
-        normalise_timestamp(raw["timestamp"]) if given else _format_seconds(round(received_at, 3))
-    )
+    raw_timestamp = raw.get("timestamp")
+    given = raw_timestamp is not None
+    if type(raw_timestamp) is int and raw_timestamp >= 0:
+        timestamp: int | str | None = raw_timestamp
+    elif given:
+        timestamp = normalise_timestamp(raw_timestamp)
+    else:
+        timestamp = _format_seconds(round(received_at, 3))
     if timestamp is None:
         errors["timestamp"] = ["invalid_format"]
     properties = _properties(raw.get("properties"), errors)

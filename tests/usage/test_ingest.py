@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-
 from tests.conftest import Gateway
 
 
@@ -33,8 +31,8 @@ async def test_single_event_is_stored_then_forwarded_once(gateway: Gateway) -> N
     clash = await gateway.client.post("/api/v1/events", json=body, headers=headers)
     assert clash.status_code == 422
     assert clash.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
-    from gateway.usage.forwarder import Forwarder
     from gateway.usage import store
+    from gateway.usage.forwarder import Forwarder
 
     claimed = await store.claim_due(gateway.runtime.database, 100, 5)
     assert len(claimed) == 1

@@ -1,0 +1,1 @@
+"""Lago pass-throughs: wallets, wallet transactions, applied coupons, plans, metrics, coupons."""

@@ -1,0 +1,73 @@
+"""What the gateway checks in wallet and coupon bodies before Lago sees them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from gateway.billing.payloads import Id, LagoInput
+
+# Lago takes credit amounts as decimal strings ("10.0"); numbers are accepted too.
+Credits = Decimal
+
+
+class WalletInput(LagoInput):
+    external_customer_id: Id
+    currency: Id
+    rate_amount: Credits
+    name: str | None = None
+    code: str | None = None
+    paid_credits: Credits | None = None
+    granted_credits: Credits | None = None
+    expiration_at: str | None = None
+    invoice_requires_successful_payment: bool | None = None
+
+
+class WalletCreate(BaseModel):
+    """``POST /api/v1/wallets``."""
+
+    wallet: WalletInput
+
+
+class WalletChanges(LagoInput):
+    name: str | None = None
+    code: str | None = None
+    expiration_at: str | None = None
+    invoice_requires_successful_payment: bool | None = None
+
+
+class WalletUpdate(BaseModel):
+    """``PUT /api/v1/wallets/{lago_id}``."""
+
+    wallet: WalletChanges
+
+
+class WalletTransactionInput(LagoInput):
+    wallet_id: UUID
+    paid_credits: Credits | None = None
+    granted_credits: Credits | None = None
+    voided_credits: Credits | None = None
+
+
+class WalletTransactionCreate(BaseModel):
+    """``POST /api/v1/wallet_transactions``: a top-up (paid, granted) or a void."""
+
+    wallet_transaction: WalletTransactionInput
+
+
+class AppliedCouponInput(LagoInput):
+    external_customer_id: Id
+    coupon_code: Id
+    amount_cents: int | None = None
+    amount_currency: str | None = None
+    percentage_rate: Credits | None = None
+    frequency: str | None = None
+    frequency_duration: int | None = None
+
+
+class AppliedCouponCreate(BaseModel):
+    """``POST /api/v1/applied_coupons``."""
+
+    applied_coupon: AppliedCouponInput

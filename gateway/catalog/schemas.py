@@ -1,0 +1,323 @@
+"""The catalog file as pydantic models: Lago's payloads, plus the sections only the gateway reads.
+
+Metrics, plans and coupons mirror Lago's create payloads field for field, except that a
+charge names its metric by ``billable_metric_code`` (Lago wants the metric's ``lago_id``,
+which the gateway resolves when it applies the file). ``allowances`` on a plan and the
+``token_wallet``, ``token_costs`` and ``token_packs`` sections never go to Lago.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")
+CREDIT_PLACES = Decimal("0.00001")
+
+
+def _decimal_text(value: Any) -> Any:
+    """YAML numbers become Lago's decimal strings ("0.25"); anything else must parse."""
+    if isinstance(value, bool):
+        raise ValueError("must be a decimal number")
+    if isinstance(value, int | float | Decimal):
+        value = str(value)
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a decimal number") from None
+        if not number.is_finite() or number < 0:
+            raise ValueError("must be a decimal number, zero or more")
+    return value
+
+
+def _unlimited(value: Any) -> Any:
+    return None if value == "unlimited" else value
+
+
+DecimalText = Annotated[str, BeforeValidator(_decimal_text)]
+Code = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricFilter(Strict):
+    key: str
+    values: list[str] = Field(min_length=1)
+
+
+class BillableMetric(Strict):
+    """``POST /billable_metrics`` body."""
+
+    code: Code
+    name: str
+    description: str | None = None
+    aggregation_type: Literal[
+        "count_agg", "sum_agg", "max_agg", "unique_count_agg", "weighted_sum_agg", "latest_agg"
+    ]
+    field_name: str | None = None
+    recurring: bool = False
+    expression: str | None = None
+    rounding_function: Literal["ceil", "floor", "round"] | None = None
+    rounding_precision: int | None = None
+    weighted_interval: Literal["seconds"] | None = None
+    filters: list[MetricFilter] = []
+
+    @model_validator(mode="after")
+    def _field_name_unless_counting(self) -> BillableMetric:
+        if self.aggregation_type != "count_agg" and not self.field_name:
+            raise ValueError(f"field_name is required with {self.aggregation_type}")
+        return self
+
+
+class Band(Strict):
+    from_value: int = Field(ge=0)
+    to_value: int | None
+
+
+class Range(Band):
+    flat_amount: DecimalText
+    per_unit_amount: DecimalText
+
+
+class PercentageRange(Band):
+    rate: DecimalText
+    flat_amount: DecimalText
+
+
+class ChargeProperties(Strict):
+    """Lago's charge properties; only the keys the file sets are sent and compared."""
+
+    amount: DecimalText | None = None
+    graduated_ranges: list[Range] | None = None
+    graduated_percentage_ranges: list[PercentageRange] | None = None
+    volume_ranges: list[Range] | None = None
+    package_size: int | None = Field(default=None, ge=1)
+    free_units: int | None = Field(default=None, ge=0)
+    rate: DecimalText | None = None
+    fixed_amount: DecimalText | None = None
+    free_units_per_events: int | None = None
+    free_units_per_total_aggregation: DecimalText | None = None
+    per_transaction_max_amount: DecimalText | None = None
+    per_transaction_min_amount: DecimalText | None = None
+    grouped_by: list[str] | None = None
+    pricing_group_keys: list[str] | None = None
+    presentation_group_keys: list[dict[str, Any]] | None = None
+
+
+_REQUIRED_PROPERTIES = {
+    "standard": ("amount",),
+    "package": ("amount", "package_size"),
+    "graduated": ("graduated_ranges",),
+    "graduated_percentage": ("graduated_percentage_ranges",),
+    "volume": ("volume_ranges",),
+    "percentage": ("rate",),
+    "dynamic": (),
+}
+
+
+class ChargeFilter(Strict):
+    values: dict[str, list[str]]
+    properties: ChargeProperties = ChargeProperties()
+    invoice_display_name: str | None = None
+
+
+class Charge(Strict):
+    """One usage-based charge of a plan; ``key`` identifies it within the plan."""
+
+    billable_metric_code: Code
+    code: Code | None = None
+    charge_model: Literal[
+        "standard",
+        "graduated",
+        "graduated_percentage",
+        "package",
+        "percentage",
+        "volume",
+        "dynamic",
+    ]
+    invoice_display_name: str | None = None
+    pay_in_advance: bool = False
+    invoiceable: bool = True
+    prorated: bool = False
+    min_amount_cents: int = Field(default=0, ge=0)
+    properties: ChargeProperties = ChargeProperties()
+    filters: list[ChargeFilter] = []
+
+    @property
+    def key(self) -> str:
+        return self.code or self.billable_metric_code
+
+    @model_validator(mode="after")
+    def _properties_fit_the_model(self) -> Charge:
+        for name in _REQUIRED_PROPERTIES[self.charge_model]:
+            if getattr(self.properties, name) is None:
+                raise ValueError(f"a {self.charge_model} charge needs properties.{name}")
+        for name in ("graduated_ranges", "graduated_percentage_ranges", "volume_ranges"):
+            ranges = getattr(self.properties, name)
+            if ranges is not None:
+                _check_ranges(name, ranges)
+        return self
+
+
+def _check_ranges(name: str, ranges: Sequence[Band]) -> None:
+    expected = 0
+    for index, band in enumerate(ranges):
+        if band.from_value != expected:
+            raise ValueError(f"properties.{name}[{index}].from_value must be {expected}")
+        last = index == len(ranges) - 1
+        if last != (band.to_value is None):
+            raise ValueError(f"properties.{name}: only the last range has to_value null")
+        if band.to_value is not None:
+            if band.to_value <= band.from_value:
+                raise ValueError(f"properties.{name}[{index}].to_value must exceed from_value")
+            expected = band.to_value + 1
+    if not ranges:
+        raise ValueError(f"properties.{name} needs at least one range")
+
+
+class Allowance(Strict):
+    """Gateway-only: what the plan includes per period, and what happens beyond it."""
+
+    included: Annotated[int | None, BeforeValidator(_unlimited)] = Field(ge=0)
+    # tokens: paid from the token wallet; invoice: billed in arrears; blocked: not allowed.
+    beyond: Literal["tokens", "invoice", "blocked"] = "tokens"
+
+
+class Plan(Strict):
+    """``POST /plans`` body (charges by metric code), plus gateway-only ``allowances``."""
+
+    code: Code
+    name: str
+    invoice_display_name: str | None = None
+    description: str | None = None
+    interval: Literal["weekly", "monthly", "quarterly", "semiannual", "yearly"]
+    amount_cents: int = Field(ge=0)
+    amount_currency: Currency
+    pay_in_advance: bool = False
+    trial_period: float | None = Field(default=None, ge=0)
+    bill_charges_monthly: bool | None = None
+    charges: list[Charge] = []
+    allowances: dict[str, Allowance] = {}
+
+
+class AppliesTo(Strict):
+    plan_codes: list[str] = []
+    billable_metric_codes: list[str] = []
+
+
+class Coupon(Strict):
+    """``POST /coupons`` body."""
+
+    code: Code
+    name: str
+    description: str | None = None
+    coupon_type: Literal["fixed_amount", "percentage"]
+    amount_cents: int | None = Field(default=None, gt=0)
+    amount_currency: Currency | None = None
+    percentage_rate: DecimalText | None = None
+    frequency: Literal["once", "recurring", "forever"]
+    frequency_duration: int | None = Field(default=None, ge=1)
+    reusable: bool = True
+    expiration: Literal["no_expiration", "time_limit"] = "no_expiration"
+    expiration_at: AwareDatetime | None = None
+    applies_to: AppliesTo | None = None
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> Coupon:
+        if self.coupon_type == "fixed_amount" and (
+            not self.amount_cents or not self.amount_currency
+        ):
+            raise ValueError("a fixed_amount coupon needs amount_cents and amount_currency")
+        if self.coupon_type == "percentage" and self.percentage_rate is None:
+            raise ValueError("a percentage coupon needs percentage_rate")
+        if self.frequency == "recurring" and self.frequency_duration is None:
+            raise ValueError("a recurring coupon needs frequency_duration")
+        if self.expiration == "time_limit" and self.expiration_at is None:
+            raise ValueError("expiration time_limit needs expiration_at")
+        return self
+
+
+class TokenWallet(Strict):
+    """Gateway-only: the Lago wallet token packs top up (1 credit = 1 token)."""
+
+    code: Code = "tokens"
+    name: str = "Tokens"
+    currency: Currency
+    # What one token is worth in ``currency``: Lago invoices paid credits at this rate,
+    # and a wallet pays usage invoices at it.
+    rate_amount: DecimalText
+
+    @model_validator(mode="after")
+    def _positive_rate(self) -> TokenWallet:
+        if Decimal(self.rate_amount) <= 0:
+            raise ValueError("rate_amount must be above zero")
+        return self
+
+
+class TokenCost(Strict):
+    """Gateway-only: tokens one item costs, an item being ``per_units`` of ``metric``."""
+
+    metric: Code
+    tokens: int = Field(gt=0)
+    per_units: int = Field(default=1, gt=0)
+
+
+class TokenPack(Strict):
+    """Gateway-only: a pack a customer buys, ``tokens`` + ``bonus_tokens`` for ``price_cents``."""
+
+    code: Code
+    name: str
+    tokens: int = Field(gt=0)
+    bonus_tokens: int = Field(default=0, ge=0)
+    price_cents: int = Field(gt=0)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.tokens + self.bonus_tokens
+
+    def paid_credits(self, wallet: TokenWallet) -> Decimal:
+        """Credits Lago invoices: exactly the price at the wallet's rate."""
+        return (Decimal(self.price_cents) / 100 / Decimal(wallet.rate_amount)).normalize()
+
+    def granted_credits(self, wallet: TokenWallet) -> Decimal:
+        """The rest of the pack, granted free (settled at once, as Lago grants)."""
+        return (Decimal(self.total_tokens) - self.paid_credits(wallet)).normalize()
+
+
+class Catalog(Strict):
+    """The whole file."""
+
+    version: Literal[1] = 1
+    billable_metrics: list[BillableMetric] = []
+    plans: list[Plan] = []
+    coupons: list[Coupon] = []
+    token_wallet: TokenWallet | None = None
+    token_costs: dict[str, TokenCost] = {}
+    token_packs: list[TokenPack] = []
+
+    def plan(self, code: str) -> Plan | None:
+        return next((p for p in self.plans if p.code == code), None)
+
+    def pack(self, code: str) -> TokenPack | None:
+        return next((p for p in self.token_packs if p.code == code), None)
+
+    @property
+    def metric_codes(self) -> set[str]:
+        return {m.code for m in self.billable_metrics}

@@ -1,0 +1,1 @@
+"""Customers on the Lago-compatible surface, and their link to a Stripe customer."""

@@ -1,0 +1,75 @@
+"""Lago's customer routes (``/api/v1/customers``), plus current usage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from gateway.auth.dependencies import BillingReader, BillingWriter
+from gateway.billing.payloads import body_schema, read_root
+from gateway.customers.linking import StripeLinks
+from gateway.customers.schemas import CustomerCreate
+from gateway.customers.service import Customers
+from gateway.responses import OrjsonResponse
+from gateway.runtime import Runtime, RuntimeDep
+
+router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
+PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 100)")]
+
+
+def customers(runtime: Runtime) -> Customers:
+    """The customers service of this process (others, e.g. collection, call it too)."""
+    links = StripeLinks(runtime.database, runtime.stripe)
+    return Customers(runtime.database, runtime.lago, links, runtime.settings.collection)
+
+
+@router.post("", openapi_extra=body_schema(CustomerCreate))
+async def upsert_customer(
+    request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Create or update a customer by ``external_id``, linking its Stripe customer."""
+    params = read_root(await request.body(), "customer")
+    return OrjsonResponse(await customers(runtime).upsert(params, principal.name))
+
+
+@router.get("")
+async def list_customers(
+    request: Request, runtime: RuntimeDep, _: BillingReader, page: Page = None,
+    per_page: PerPage = None,
+) -> Response:
+    """Lago's customer list, with its filters and ``meta`` pagination."""
+    query = list(request.query_params.multi_items())
+    return OrjsonResponse(await customers(runtime).index(query))
+
+
+@router.get("/{external_id}")
+async def get_customer(external_id: str, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """One customer, as Lago has it."""
+    return OrjsonResponse(await customers(runtime).get(external_id))
+
+
+@router.delete("/{external_id}")
+async def delete_customer(
+    external_id: str, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Delete the customer in Lago (its subscriptions are terminated)."""
+    return OrjsonResponse(await customers(runtime).delete(external_id, principal.name))
+
+
+@router.get("/{external_id}/current_usage")
+async def current_usage(
+    external_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    external_subscription_id: Annotated[
+        str | None,
+        Query(description="Optional when the customer has exactly one active subscription"),
+    ] = None,
+) -> Response:
+    """Usage of the current billing period, priced by the plan."""
+    query = list(request.query_params.multi_items())
+    return OrjsonResponse(await customers(runtime).current_usage(external_id, query))

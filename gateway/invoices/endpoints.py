@@ -1,0 +1,163 @@
+"""Lago-compatible invoice routes, the PDF and the CSV export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from gateway.auth.dependencies import BillingReader, BillingWriter
+from gateway.collection import dunning
+from gateway.config import CollectionMode
+from gateway.customers.linking import from_stripe
+from gateway.errors import BadRequest
+from gateway.integrations.stripe.client import StripeError
+from gateway.invoices import export, files, service
+from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
+from gateway.runtime import Runtime, RuntimeDep
+
+router = APIRouter(tags=["invoices"])
+
+
+def _json(content: Any) -> Response:
+    if not content:
+        return Response(status_code=200)
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+async def _body(request: Request, root: str | None = None) -> dict[str, Any] | None:
+    raw = await request.body()
+    if not raw.strip():
+        if root is not None:
+            raise BadRequest(f"param is missing or the value is empty: {root}")
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the body is not valid JSON", code="invalid_json") from exc
+    if not isinstance(body, dict) or (root is not None and not isinstance(body.get(root), dict)):
+        raise BadRequest(f"param is missing or the value is empty: {root or 'body'}")
+    return body
+
+
+@router.get("/api/v1/invoices")
+async def list_invoices(request: Request, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """Lago's invoice list: its filters (``statuses[]``, ``payment_statuses[]``, dates...)
+    and pagination, passed through."""
+    filters, page, per_page = parse_listing(request.query_params, default_per_page=100)
+    return _json(await service.list_page(runtime.lago, filters, page, per_page))
+
+
+@router.get("/api/v1/invoices/{lago_id}")
+async def get_invoice(lago_id: str, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """One invoice with its fees, credits and customer."""
+    return _json({"invoice": await service.fetch(runtime.lago, lago_id)})
+
+
+async def _act(
+    runtime: Runtime, lago_id: str, action: str, actor: str, body: dict[str, Any] | None
+) -> Response:
+    answer = await service.act(
+        runtime.database, runtime.lago, lago_id, action, actor=actor, body=body
+    )
+    return _json(answer)
+
+
+@router.put("/api/v1/invoices/{lago_id}")
+async def update_invoice(
+    lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Set ``payment_status`` or ``metadata`` (audited)."""
+    body = await _body(request, "invoice")
+    return await _act(runtime, lago_id, "update", principal.name, body)
+
+
+@router.post("/api/v1/invoices/{lago_id}/download")
+async def download_invoice(
+    lago_id: str, runtime: RuntimeDep, principal: BillingReader
+) -> Response:
+    """The invoice with its ``file_url``, or 200 with no body while the PDF is generated."""
+    return await _act(runtime, lago_id, "download", principal.name, None)
+
+
+@router.put("/api/v1/invoices/{lago_id}/refresh")
+async def refresh_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
+    """Recompute a draft invoice (audited)."""
+    return await _act(runtime, lago_id, "refresh", principal.name, None)
+
+
+@router.put("/api/v1/invoices/{lago_id}/finalize")
+async def finalize_invoice(
+    lago_id: str, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Finalize a draft invoice (audited)."""
+    return await _act(runtime, lago_id, "finalize", principal.name, None)
+
+
+@router.post("/api/v1/invoices/{lago_id}/void")
+async def void_invoice(
+    lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Void a finalized, unpaid invoice; optional credit note and refund amounts (audited)."""
+    return await _act(runtime, lago_id, "void", principal.name, await _body(request))
+
+
+@router.post("/api/v1/invoices/{lago_id}/retry_payment")
+async def retry_invoice_payment(
+    lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Collect again. With gateway collection this starts a new Stripe attempt now;
+    with Lago collection Lago retries. 200 with no body, as Lago answers."""
+    body = await _body(request)
+    if runtime.settings.collection == CollectionMode.GATEWAY:
+        try:
+            await dunning.retry_now(runtime, service.check_id(lago_id), actor=principal.name)
+        except StripeError as exc:
+            raise from_stripe(exc) from exc
+        return Response(status_code=200)
+    return await _act(runtime, lago_id, "retry_payment", principal.name, body)
+
+
+@router.get("/gateway/invoices/export.csv", response_class=StreamingResponse)
+async def export_invoices(request: Request, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """Every invoice matching Lago's filters as CSV, streamed page by page from Lago."""
+    filters = parse_filters(request.query_params)
+    first = await export.first_page(runtime.lago, filters)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        export.csv_chunks(runtime.lago, filters, first),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="invoices-{stamp}.csv"'},
+    )
+
+
+@router.get(
+    "/gateway/invoices/{lago_id}/pdf",
+    response_class=StreamingResponse,
+    responses={202: {"model": PdfPending, "description": "Lago is generating the PDF"}},
+)
+async def invoice_pdf(lago_id: str, runtime: RuntimeDep, principal: BillingReader) -> Response:
+    """The invoice's PDF, streamed from Lago; 202 while Lago generates it (ask again)."""
+    return await pdf_response(runtime, lago_id, principal.name)
+
+
+async def pdf_response(runtime: Runtime, lago_id: str, actor: str) -> Response:
+    """The PDF as a download, or 202 ``generating`` with ``Retry-After``."""
+    invoice, url = await service.locate_pdf(runtime.database, runtime.lago, lago_id, actor=actor)
+    if url is None:
+        pending = PdfPending(lago_id=lago_id).model_dump()
+        return Response(
+            orjson.dumps(pending),
+            status_code=202,
+            media_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+    opened = await files.open_file(url, wait_seconds=max(runtime.settings.lago_timeout_seconds, 30.0))
+    name = service.pdf_filename(invoice.get("number"), lago_id)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if opened.content_length:
+        headers["Content-Length"] = opened.content_length
+    return StreamingResponse(opened.chunks, media_type=opened.content_type, headers=headers)

@@ -1,0 +1,95 @@
+"""The gateway's own billing endpoints: buy a token pack, read the balance, apply a promo code."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+
+from gateway.audit.service import record
+from gateway.auth.dependencies import BillingReader, BillingWriter
+from gateway.errors import GatewayError, from_lago
+from gateway.integrations.lago.client import LagoError
+from gateway.packs import balance, service
+from gateway.packs.schemas import PromoCode
+from gateway.responses import OrjsonResponse
+from gateway.runtime import Runtime, RuntimeDep
+
+router = APIRouter(tags=["token packs"])
+
+
+@router.post("/gateway/customers/{external_id}/token-packs/{pack}", status_code=201)
+async def buy_token_pack(
+    external_id: str,
+    pack: str,
+    runtime: RuntimeDep,
+    principal: BillingWriter,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> OrjsonResponse:
+    """Buy a catalog token pack: a Lago wallet top-up (paid credits pending until invoiced and
+    paid, bonus credits at once). Repeats with the same ``Idempotency-Key`` buy once."""
+    stale_after = runtime.settings.lago_timeout_seconds * 6 + 10
+    result = await service.buy_pack(
+        runtime.database,
+        runtime.lago,
+        runtime.catalog,
+        actor=principal.name,
+        external_customer_id=external_id,
+        pack_code=pack,
+        idempotency_key=idempotency_key,
+        stale_after=stale_after,
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return OrjsonResponse(result.body, status_code=result.status, headers=headers)
+
+
+@router.get("/gateway/customers/{external_id}/balance")
+async def get_balance(
+    external_id: str,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    external_subscription_id: Annotated[str | None, Query(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Plan, period, usage against the plan's allowances, token wallet credits and token costs,
+    with a ``can_generate`` hint per metric."""
+    try:
+        found = await balance.customer_balance(
+            runtime.lago, runtime.catalog, external_id, external_subscription_id
+        )
+    except LagoError as exc:
+        raise from_lago(exc) from exc
+    return {"balance": found}
+
+
+@router.post("/gateway/customers/{external_id}/promo-codes")
+async def apply_promo_code(
+    external_id: str, body: PromoCode, runtime: RuntimeDep, principal: BillingWriter
+) -> dict[str, Any]:
+    """Apply a coupon by its code; unknown → 404, expired or already applied → 422."""
+    started = time.perf_counter()
+    audit: dict[str, Any] = {
+        "actor": principal.name,
+        "action": "packs.promo_code.apply",
+        "target": external_id,
+        "upstream": "lago",
+        "detail": {"code": body.code},
+    }
+    try:
+        applied = await service.apply_promo_code(
+            runtime.lago, external_customer_id=external_id, code=body.code.strip()
+        )
+    except GatewayError as exc:
+        outcome = "failed" if exc.status >= 500 else "rejected"
+        await _audit(runtime, {**audit, "outcome": outcome, "status": exc.status}, started)
+        raise
+    lago_id = (applied.get("applied_coupon") or {}).get("lago_id")
+    audit.update(outcome="success", status=200, target_ids=[lago_id] if lago_id else None)
+    await _audit(runtime, audit, started)
+    return applied
+
+
+async def _audit(runtime: Runtime, fields: dict[str, Any], started: float) -> None:
+    async with runtime.database.session() as session:
+        record(session, **fields, latency_ms=(time.perf_counter() - started) * 1000)
+        await session.commit()

@@ -1,0 +1,381 @@
+"""The sender: delivers due relay messages to their endpoints, signed per Standard Webhooks.
+
+Deliveries live in the database and are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
+so any number of sender processes can drain one database and a SIGKILL loses nothing: a
+lease runs out and the delivery is due again. Up to ``relay_concurrency`` attempts are in
+flight at once; their outcomes are written in groups (one transaction for everything that
+finished while the previous group was committing). A delivery whose success was sent but
+not yet recorded when the process died is sent again under the same ``webhook-id``: the
+receiver's dedup on that id makes it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.service import entry, record_many
+from gateway.config import Settings
+from gateway.db import Database
+from gateway.logging import get_logger
+from gateway.relay import metrics, store
+from gateway.relay.destinations import DestinationGuard
+from gateway.relay.models import DELIVERED, FAILED, PENDING
+from gateway.relay.outbound import Pools, Signer, retry_after_seconds
+from gateway.relay.service import enqueue_message, subscribe_wakeup, unsubscribe_wakeup
+from gateway.relay.store import Claimed, Outcome
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+log = get_logger(__name__)
+ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
+CLAIM_BATCH = 500
+IDLE_POLL_SECONDS = 0.5
+HOT_POLL_SECONDS = 0.005
+HOT_SECONDS = 1.0
+BUSY_POLL_SECONDS = 0.005
+GAUGE_SECONDS = 5.0
+CLAIM_RETRY_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 5.0
+JITTER = 0.2
+
+
+class Sender:
+    """One process's delivery loop; ``transport`` lets tests put an ASGI receiver underneath."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        actor: str = ACTOR,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.actor = actor
+        self.concurrency = settings.relay_concurrency
+        self.min_claim = max(1, self.concurrency // 8)
+        self.schedule = tuple(settings.relay_retry_schedule)
+        # A lease must outlive the slowest attempt, or a second sender could start it again.
+        self.lease = max(settings.relay_lease_seconds, settings.relay_timeout_seconds * 1.5 + 1.0)
+        self.pools = Pools(self.concurrency, settings.relay_timeout_seconds, transport)
+        self.guard = DestinationGuard(settings.relay_allow_private)
+        self.signer = Signer()
+        self.wake = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], Claimed] = {}
+        self._slot_free = asyncio.Event()
+        self._outcomes: list[Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._hot_until = 0.0
+        # Retry times this process scheduled: the loop wakes for them instead of polling late.
+        self._retries: list[float] = []
+        self._rescheduled = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; then finish or hand back what is in flight."""
+        subscribe_wakeup(self.wake)
+        settling = asyncio.Event()
+        settler = asyncio.create_task(self._settle_loop(settling))
+        gauges = asyncio.create_task(self._gauges(stop))
+        try:
+            await self._claim_loop(stop)
+        finally:
+            unsubscribe_wakeup(self.wake)
+            gauges.cancel()
+            await self._drain()
+            settling.set()
+            self._outcomes_ready.set()
+            await settler
+            await self.pools.aclose()
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free < self.min_claim:
+                # Busy: claim in groups, not one row (one transaction) per finished attempt.
+                self._slot_free.clear()
+                await _first(stop.wait(), self._slot_free.wait(), seconds=BUSY_POLL_SECONDS)
+                continue
+            if self.wake.is_set():
+                # Enqueuers wake us before their commit: keep looking often for a moment.
+                self.wake.clear()
+                self._hot_until = time.monotonic() + HOT_SECONDS
+            try:
+                claimed = await store.claim_due(self.database, min(free, CLAIM_BATCH), self.lease)
+            except Exception as exc:  # the database is away: attempts in flight carry on
+                log.warning("relay.send.claim_failed", error=type(exc).__name__)
+                await _first(stop.wait(), seconds=CLAIM_RETRY_SECONDS)
+                continue
+            for item in claimed:
+                task = asyncio.create_task(self._deliver(item))
+                self._inflight[task] = item
+                task.add_done_callback(self._finished)
+            if claimed:
+                continue
+            self._rescheduled.clear()
+            await _first(
+                stop.wait(),
+                self.wake.wait(),
+                self._rescheduled.wait(),
+                seconds=self._idle_seconds(),
+            )
+
+    def _idle_seconds(self) -> float:
+        hot = time.monotonic() < self._hot_until
+        seconds = HOT_POLL_SECONDS if hot else IDLE_POLL_SECONDS
+        now = time.time()
+        while self._retries and self._retries[0] <= now:
+            heapq.heappop(self._retries)
+        if self._retries:
+            seconds = min(seconds, self._retries[0] - now + 0.001)
+        return seconds
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._slot_free.set()
+
+    async def _drain(self) -> None:
+        """On stop: let attempts in flight finish for a moment, then hand back their leases."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=SHUTDOWN_GRACE_SECONDS)
+        unfinished = list(self._inflight.items())
+        for task, _ in unfinished:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in unfinished), return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(Exception):
+                async with self.database.engine.begin() as conn:
+                    await store.release(conn, [claimed for _, claimed in unfinished])
+
+    async def _deliver(self, claimed: Claimed) -> None:
+        try:
+            outcome = await self.attempt(claimed)
+        except Exception as exc:  # a bug must not leave the lease to loop forever unrecorded
+            log.exception("relay.send.attempt_crashed", error=type(exc).__name__)
+            outcome = self._failure(claimed, time.time(), 0.0, error=f"internal: {type(exc).__name__}")
+        self._outcomes.append(outcome)
+        self._outcomes_ready.set()
+
+    async def attempt(self, claimed: Claimed) -> Outcome:
+        """Send one delivery once and judge the answer."""
+        now = time.time()
+        target = claimed.target
+        if target is None or not target.enabled:
+            return Outcome(
+                claimed, FAILED, now, now, error="endpoint disabled or deleted", attempted=False
+            )
+        refusal = await self.guard.refusal(target.url)
+        if refusal is not None:
+            return self._failure(claimed, now, 0.0, error=f"refused: {refusal}")
+        timestamp = int(now)
+        headers = {
+            "webhook-id": claimed.message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": self.signer.sign(
+                target.signing_secrets(now), claimed.message_id, timestamp, claimed.body
+            ),
+        }
+        started = time.perf_counter()
+        try:
+            status, answer_headers, kept = await self.pools.post(
+                target.url, claimed.body.encode(), headers
+            )
+        except (httpx.TimeoutException, TimeoutError):
+            return self._failure(claimed, now, time.perf_counter() - started, error="timeout")
+        except Exception as exc:  # any transport failure is the subscriber's failed attempt
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            return self._failure(claimed, now, time.perf_counter() - started, error=error)
+        latency = time.perf_counter() - started
+        metrics.ATTEMPT_LATENCY.observe(latency)
+        if 200 <= status < 300:
+            metrics.DELIVERIES.labels(outcome="delivered").inc()
+            metrics.RECEIPT_TO_DELIVERY.observe(max(0.0, time.time() - claimed.created_at))
+            return Outcome(
+                claimed,
+                DELIVERED,
+                now,
+                now,
+                http_status=status,
+                latency_ms=latency * 1000,
+                response_body=kept,
+            )
+        retry_after = None
+        if status in (429, 503):
+            retry_after = retry_after_seconds(answer_headers.get("retry-after"), now)
+        return self._failure(
+            claimed,
+            now,
+            latency,
+            status=status,
+            body=kept,
+            error=f"HTTP {status}",
+            retry_after=retry_after,
+            disable="endpoint answered 410 Gone" if status == 410 else None,
+        )
+
+    def _failure(
+        self,
+        claimed: Claimed,
+        now: float,
+        latency: float,
+        *,
+        error: str,
+        status: int | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+        disable: str | None = None,
+    ) -> Outcome:
+        """A failed attempt: retried on the schedule (never sooner than Retry-After), or given up."""
+        index = claimed.attempt - 1
+        exhausted = disable is not None or index >= len(self.schedule)
+        next_at = now
+        if not exhausted:
+            delay = self.schedule[index] * random.uniform(1 - JITTER, 1 + JITTER)
+            next_at = now + max(delay, retry_after or 0.0)
+        metrics.DELIVERIES.labels(outcome="failed" if exhausted else "retry").inc()
+        return Outcome(
+            claimed,
+            FAILED if exhausted else PENDING,
+            now,
+            next_at,
+            http_status=status,
+            latency_ms=latency * 1000,
+            response_body=body,
+            error=error,
+            disable_reason=disable,
+        )
+
+    async def _settle_loop(self, settling: asyncio.Event) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            self._outcomes_ready.clear()
+            batch, self._outcomes = self._outcomes, []
+            if batch:
+                await self._settle_with_retry(batch)
+            if settling.is_set() and not self._outcomes:
+                return
+
+    async def _settle_with_retry(self, batch: list[Outcome]) -> None:
+        for attempt in range(5):
+            try:
+                await self.settle(batch)
+                return
+            except Exception as exc:
+                log.warning(
+                    "relay.send.settle_failed", error=type(exc).__name__, outcomes=len(batch)
+                )
+                await asyncio.sleep(0.2 * 2**attempt)
+        # The leases run out and these deliveries are sent again: at least once, never lost.
+        log.error("relay.send.settle_abandoned", outcomes=len(batch))
+
+    async def settle(self, outcomes: list[Outcome]) -> None:
+        """Record a group of outcomes and their effect on endpoint health, in one transaction."""
+        healthy, failing, newly_failing, disable = _endpoint_effects(outcomes)
+        async with self.database.engine.begin() as conn:
+            await store.record_outcomes(conn, outcomes)
+            await store.mark_healthy(conn, healthy)
+            await store.mark_failing(conn, newly_failing)
+            cutoff = time.time() - self.settings.relay_disable_after_seconds
+            for endpoint_id in await store.failing_longer_than(conn, sorted(failing), cutoff):
+                disable.setdefault(endpoint_id, "failing for too long")
+            for endpoint_id, reason in sorted(disable.items()):
+                await self._disable(conn, endpoint_id, reason)
+        retries = [o.next_attempt_at for o in outcomes if o.status == PENDING]
+        for at in retries:
+            heapq.heappush(self._retries, at)
+        if retries:
+            self._rescheduled.set()
+
+    async def _disable(self, conn: AsyncConnection, endpoint_id: str, reason: str) -> None:
+        disabled = await store.disable_endpoint(conn, endpoint_id, reason)
+        if disabled is None:
+            return
+        metrics.ENDPOINTS_DISABLED.labels(reason="gone" if "410" in reason else "failing").inc()
+        await enqueue_message(
+            conn,
+            message_id=f"msg_{uuid.uuid4().hex}",
+            type="gateway.endpoint.disabled",
+            source="gateway",
+            data={"endpoint_id": endpoint_id, "url": disabled["url"], "reason": reason},
+        )
+        await record_many(
+            conn,
+            [
+                entry(
+                    actor=self.actor,
+                    action="relay.endpoint.disable",
+                    outcome="disabled",
+                    target=endpoint_id,
+                    detail={"reason": reason},
+                )
+            ],
+        )
+        log.warning("relay.endpoint.disabled", endpoint_id=endpoint_id, reason=reason)
+
+    async def _gauges(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                metrics.DELIVERIES_PENDING.set(await store.pending_count(self.database))
+            except Exception as exc:
+                log.warning("relay.send.gauges_failed", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
+
+
+def _endpoint_effects(
+    outcomes: list[Outcome],
+) -> tuple[list[str], dict[str, float], dict[str, float], dict[str, str]]:
+    """From each endpoint's latest attempt in the group: healthy again, failing, newly failing.
+
+    Also the endpoints to disable at once (410). Healthy endpoints staying healthy cost no write.
+    """
+    latest: dict[str, Outcome] = {}
+    disable: dict[str, str] = {}
+    for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
+        if outcome.attempted and outcome.claimed.target is not None:
+            latest[outcome.claimed.endpoint_id] = outcome
+        if outcome.disable_reason is not None:
+            disable[outcome.claimed.endpoint_id] = outcome.disable_reason
+    healthy: list[str] = []
+    failing: dict[str, float] = {}
+    newly: dict[str, float] = {}
+    for endpoint_id, outcome in sorted(latest.items()):
+        was_failing = outcome.claimed.target is not None and (
+            outcome.claimed.target.failing_since is not None
+        )
+        if outcome.succeeded:
+            if was_failing:
+                healthy.append(endpoint_id)
+        else:
+            failing[endpoint_id] = outcome.attempted_at
+            if not was_failing:
+                newly[endpoint_id] = outcome.attempted_at
+    return healthy, failing, newly, disable
+
+
+async def _first(*waits: Coroutine[Any, Any, Any], seconds: float) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Worker job entry point."""
+    transport = runtime.extras.get("relay.transport")
+    await Sender(runtime.settings, runtime.database, transport=transport).run(stop)

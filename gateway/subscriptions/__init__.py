@@ -1,0 +1,1 @@
+"""Subscriptions on the Lago-compatible surface: create, plan changes, termination."""

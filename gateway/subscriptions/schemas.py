@@ -1,0 +1,44 @@
+"""What the gateway checks in subscription bodies before Lago sees them (the rest passes through)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from gateway.billing.payloads import Id, LagoInput
+
+
+class SubscriptionInput(LagoInput):
+    external_customer_id: Id
+    plan_code: Id
+    external_id: Id
+    name: str | None = None
+    billing_time: Literal["calendar", "anniversary"] | None = None
+    subscription_at: str | None = None
+    ending_at: str | None = None
+
+
+class SubscriptionCreate(BaseModel):
+    """``POST /api/v1/subscriptions``: a new plan on an existing external id is a plan change."""
+
+    subscription: SubscriptionInput
+
+
+class SubscriptionChanges(LagoInput):
+    name: str | None = None
+    ending_at: str | None = None
+    subscription_at: str | None = None
+
+
+class SubscriptionUpdate(BaseModel):
+    """``PUT /api/v1/subscriptions/{external_id}``."""
+
+    subscription: SubscriptionChanges
+
+
+TERMINATION_QUERY = {
+    "status": ("active", "pending"),
+    "on_termination_invoice": ("generate", "skip"),
+    "on_termination_credit_note": ("credit", "refund", "skip"),
+}

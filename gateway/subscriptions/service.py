@@ -1,0 +1,93 @@
+"""Subscriptions in Lago: create (a different plan on the same external id is Lago's plan
+change: an upgrade at once, a downgrade at the end of the period), update, terminate, read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.billing.passthrough import Params, Write, read, refuse, segment, write
+from gateway.billing.payloads import check
+from gateway.db import Database
+from gateway.errors import ValidationFailed
+from gateway.integrations.lago.client import LagoClient
+from gateway.subscriptions.schemas import (
+    TERMINATION_QUERY,
+    SubscriptionChanges,
+    SubscriptionInput,
+)
+from gateway.usage.lookups import LagoLookups
+
+
+class Subscriptions:
+    """The subscriptions capability over Lago."""
+
+    def __init__(self, database: Database, lago: LagoClient, lookups: LagoLookups) -> None:
+        self._database = database
+        self._lago = lago
+        self._lookups = lookups
+
+    async def create(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Create, keep (same plan), upgrade or schedule a downgrade, as Lago decides."""
+        target = params.get("external_id")
+        change = Write(actor, "subscriptions.create", target if isinstance(target, str) else None)
+        try:
+            check(SubscriptionInput, params)
+        except ValidationFailed as exc:
+            raise await refuse(self._database, change, exc) from exc
+        change = Write(actor, change.action, change.target, {"plan_code": params["plan_code"]})
+
+        async def learn(_: AsyncSession, answer: dict[str, Any]) -> None:
+            # Usage validation knows the subscription at once (no wait for its cache).
+            self._lookups.remember_subscription(params["external_id"])
+
+        return await write(
+            self._database, self._lago, change, "POST", "/subscriptions",
+            json={"subscription": params}, then=learn,
+        )
+
+    async def update(
+        self, external_id: str, params: dict[str, Any], query: Params, actor: str
+    ) -> dict[str, Any]:
+        """Update name, end date, start (pending only) or overrides; ``?status=`` picks the record."""
+        change = Write(actor, "subscriptions.update", external_id)
+        try:
+            check(SubscriptionChanges, params)
+            _check_query(query, ("status",))
+        except ValidationFailed as exc:
+            raise await refuse(self._database, change, exc) from exc
+        path = f"/subscriptions/{segment(external_id)}"
+        return await write(
+            self._database, self._lago, change, "PUT", path,
+            json={"subscription": params}, params=query,
+        )
+
+    async def terminate(self, external_id: str, query: Params, actor: str) -> dict[str, Any]:
+        """Terminate (or cancel a pending one), with Lago's termination options."""
+        change = Write(actor, "subscriptions.terminate", external_id)
+        try:
+            _check_query(query, tuple(TERMINATION_QUERY))
+        except ValidationFailed as exc:
+            raise await refuse(self._database, change, exc) from exc
+        path = f"/subscriptions/{segment(external_id)}"
+        return await write(self._database, self._lago, change, "DELETE", path, params=query)
+
+    async def get(self, external_id: str, query: Params) -> dict[str, Any]:
+        """One subscription (``?status=`` for a pending or terminated one)."""
+        return await read(self._lago, f"/subscriptions/{segment(external_id)}", query)
+
+    async def index(self, query: Params) -> dict[str, Any]:
+        """Lago's list: ``external_customer_id``, ``plan_code``, ``status[]``, pagination."""
+        return await read(self._lago, "/subscriptions", query)
+
+
+def _check_query(query: Params, allowed: tuple[str, ...]) -> None:
+    """Termination options and ``status`` take Lago's values only."""
+    wrong = {
+        name: ["value_is_invalid"]
+        for name, value in query
+        if name in allowed and value not in TERMINATION_QUERY[name]
+    }
+    if wrong:
+        raise ValidationFailed(details=wrong)

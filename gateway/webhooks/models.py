@@ -1,0 +1,68 @@
+"""The inbound webhook inbox: one row per verified webhook, until it is handled.
+
+Times are Unix seconds (floats), as in the usage outbox and the relay: the claim path stays
+dialect-neutral. ``next_attempt_at`` doubles as the claim lease while a row is being
+handled. ``body`` is the provider's raw body, byte for byte (decoded as UTF-8).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+RECEIVED = "received"
+HANDLED = "handled"
+FAILED = "failed"
+STATUSES = (RECEIVED, HANDLED, FAILED)
+
+LAGO = "lago"
+STRIPE = "stripe"
+SOURCES = (LAGO, STRIPE)
+
+
+class InboundWebhook(SQLModel, table=True):
+    """A verified webhook from Lago or Stripe, unique on (source, provider event id).
+
+    ``body_sha256`` is unique per source too: Lago signs only the body, so a captured body
+    resent under a fresh ``X-Lago-Unique-Key`` is a duplicate, not a new webhook.
+    """
+
+    __tablename__ = "inbound_webhooks"
+    __table_args__ = (
+        UniqueConstraint("source", "provider_event_id", name="uq_inbound_webhooks_source_event"),
+        UniqueConstraint("source", "body_sha256", name="uq_inbound_webhooks_source_body"),
+        Index(
+            "ix_inbound_webhooks_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'received'"),
+            sqlite_where=text("status = 'received'"),
+        ),
+        Index("ix_inbound_webhooks_status", "status"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    source: str = Field(sa_column=Column(String(16), nullable=False))
+    provider_event_id: str = Field(sa_column=Column(String(255), nullable=False))
+    event_type: str = Field(sa_column=Column(String(255), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    body_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    received_at: float = Field(sa_column=Column(Float, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    next_attempt_at: float = Field(sa_column=Column(Float, nullable=False))
+    handled_at: float | None = Field(default=None, sa_column=Column(Float))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,0 +1,152 @@
+"""Figure 2: single-event ingest through ``POST /api/v1/events`` at 50 concurrent connections,
+durable PostgreSQL, load from wrk (latency distribution with ``--latency``); beside it, in the
+same run, a bare FastAPI endpoint that validates the same body and stores nothing
+(``tests/bench/bare_app.py``), served the same way.
+
+    /work/venv/bin/python -m tests.bench.bench_ingest_single [--workers 1,2] [--seconds 10]
+
+The gateway runs ``serve --no-worker``: this figure is acceptance; forwarding is figure 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+from tests.bench import support
+from tests.bench.support import Stack, say
+
+SUBSCRIPTIONS = 50
+
+SINGLE_LUA = """
+local counter = 0
+local tid = 0
+function setup(thread)
+  tid = tid + 1
+  thread:set("tid", tid)
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid .. "-"
+  subs = tonumber(args[2])
+end
+function request()
+  counter = counter + 1
+  return wrk.format(nil, "/api/v1/events", nil,
+    '{"event":{"transaction_id":"' .. prefix .. counter ..
+    '","external_subscription_id":"sub_' .. (counter % subs) ..
+    '","code":"photo_generation","timestamp":' .. (1756684800 + counter % 86400) ..
+    ',"properties":{"model":"flux-1","seconds":' .. (counter % 7 + 1) .. '}}}')
+end
+"""
+
+
+def _wrk(
+    stack: Stack, url: str, lua: str, options: argparse.Namespace, seconds: float
+) -> support.WrkResult:
+    return support.run_wrk(
+        url,
+        lua,
+        connections=options.connections,
+        threads=2,
+        seconds=seconds,
+        args=[uuid.uuid4().hex[:8], str(SUBSCRIPTIONS)],
+        workdir=stack.workdir,
+    )
+
+
+def gateway_run(
+    stack: Stack, workers: int, options: argparse.Namespace
+) -> tuple[float, support.WrkResult]:
+    url = stack.database(f"bench_single_w{workers}")
+    emulator = stack.emulator(f"emulator-w{workers}")
+    emulator.seed(SUBSCRIPTIONS)
+    env = support.gateway_env(url, emulator)
+    key = support.create_key(env, "bench", "events:write")
+    gateway = stack.gateway(env, workers=workers, no_worker=True, name=f"gateway-w{workers}")
+    lua = support.lua_headers(key) + SINGLE_LUA
+    say(f"warming up the gateway ({workers} API worker(s)) ...")
+    _wrk(stack, gateway.url, lua, options, 3)
+    before = support.scalar(url, "SELECT count(*) FROM usage_events")
+    assert stack.pg is not None
+    spy = None
+    if options.profile:
+        out = Path(options.profile) / f"single-w{workers}.txt"
+        spy = support.profile(gateway.process.pid, options.seconds - 1, out)
+    meter = support.CpuMeter(gateway=gateway.process.pid, postgres=support.postmaster_pid(stack.pg))
+    with meter:
+        result = _wrk(stack, gateway.url, lua, options, options.seconds)
+    meter.add("wrk", result.cpu_seconds, result.duration)
+    say(meter.summary())
+    after = support.scalar(url, "SELECT count(*) FROM usage_events")
+    if spy is not None:
+        spy.wait(30)
+    gateway.process.stop()
+    emulator.process.stop()
+    if result.non_2xx or result.socket_errors:
+        say(f"WARNING: {result.non_2xx} non-2xx answers, {result.socket_errors} socket errors")
+    return (after - before) / result.duration, result
+
+
+def baseline_run(stack: Stack, workers: int, options: argparse.Namespace) -> support.WrkResult:
+    port = support.postgres.free_port()
+    argv = [sys.executable, "-m", "uvicorn", "tests.bench.bare_app:app", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--workers", str(workers), "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    process = stack.spawn(f"bare-w{workers}", argv)
+    url = f"http://127.0.0.1:{port}"
+    support.wait_http(f"{url}/docs", process)
+    lua = support.lua_headers("unused") + SINGLE_LUA
+    _wrk(stack, url, lua, options, 3)
+    meter = support.CpuMeter(bare_app=process.pid)
+    with meter:
+        result = _wrk(stack, url, lua, options, options.seconds)
+    meter.add("wrk", result.cpu_seconds, result.duration)
+    say(meter.summary())
+    process.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", default="1,2", help="API worker counts to try")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", help="a folder for py-spy profiles of the gateway")
+    options = parser.parse_args()
+    support.require_wrk()
+    counts = [int(w) for w in options.workers.split(",")]
+    figures: dict[int, tuple[float, support.WrkResult]] = {}
+    baselines: dict[int, support.WrkResult] = {}
+    with Stack() as stack:
+        for workers in counts:
+            figures[workers] = gateway_run(stack, workers, options)
+            rate, result = figures[workers]
+            print(
+                f"gateway, {workers} API worker(s): {rate:,.0f} events/s durable, "
+                f"p50 {result.p50_ms:.1f} ms, p90 {result.p90_ms:.1f} ms, "
+                f"p99 {result.p99_ms:.1f} ms, non-2xx {result.non_2xx}",
+                flush=True,
+            )
+        for workers in counts:
+            baselines[workers] = base = baseline_run(stack, workers, options)
+            print(
+                f"baseline bare FastAPI, {workers} worker(s): {base.rate:,.0f} req/s, "
+                f"p50 {base.p50_ms:.1f} ms, p99 {base.p99_ms:.1f} ms",
+                flush=True,
+            )
+    best_workers, (best, best_result) = max(figures.items(), key=lambda item: item[1][0])
+    base = baselines[best_workers]
+    met = best >= 5_000 and best_result.p99_ms < 25
+    print(
+        f"RESULT single ingest: {best:,.0f} events/s, p99 {best_result.p99_ms:.1f} ms "
+        f"(best: {best_workers} API worker(s), {options.connections} connections) | baseline "
+        f"{base.rate:,.0f} req/s, p99 {base.p99_ms:.1f} ms | ratio {best / base.rate:.2f} "
+        f"(aim >= 0.5) | target 5,000/s and p99 < 25 ms: {'met' if met else 'MISSED'}"
+    )
+    print(support.cpu_note())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The finance pages in a real browser: Debian's Chromium driven by Playwright, against a
+real uvicorn server on 127.0.0.1. Screenshots of each page land in ``tests/artifacts/``.
+
+CI needs: ``apt-get install -y chromium`` and ``pip install playwright`` (Playwright's own
+browser download is not used: ``executable_path`` points at Debian's Chromium).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from gateway.collection.models import Collection
+from lago.emulator.customers import upsert_customer
+from tests.conftest import Gateway
+from tests.support.postgres import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` (already started) behind a real uvicorn server on 127.0.0.1."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _seed(gateway: Gateway) -> dict[str, Any]:
+    emulator = gateway.emulator
+    upsert_customer(emulator, {"external_id": "acme", "name": "Acme Inc",
+                               "email": "ap@acme.test", "currency": "USD"})
+    upsert_customer(emulator, {"external_id": "globex", "name": "Globex", "currency": "EUR"})
+    acme = [emulator.issue_invoice("acme", cents) for cents in (12_000, 4_550, 990)]
+    emulator.issue_invoice("globex", 7_000, currency="EUR")
+    emulator.issue_invoice("globex", 300, currency="EUR", status="draft")
+    paid = acme[0]
+    emulator.invoices[paid["lago_id"]].update(
+        payment_status="succeeded", total_paid_amount_cents=12_000, total_due_amount_cents=0
+    )
+    now = time.time()
+    async with gateway.runtime.database.session() as session:
+        session.add(Collection(
+            invoice_id=paid["lago_id"], invoice_number=paid["number"], attempt=1,
+            kind="off_session", external_customer_id="acme", stripe_customer_id="cus_acme",
+            payment_intent_id="pi_3Browser", amount_cents=12_000, currency="USD",
+            status="succeeded", idempotency_key=f"invoice-{paid['lago_id']}-attempt-1",
+            lago_status="succeeded", created_by="collector", created_at=now, updated_at=now,
+        ))
+        await session.commit()
+    return {"paid": paid}
+
+
+async def test_finance_pages_in_chromium(gateway: Gateway) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    seeded = await _seed(gateway)
+    key = await gateway.key("billing:read", name="finance-browser")
+
+    async with serving(gateway.app) as base, playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        context = await browser.new_context(accept_downloads=True)
+        page = await context.new_page()
+        try:
+            await page.goto(f"{base}/finance/invoices")
+            assert page.url.startswith(f"{base}/finance/login")  # nothing without a session
+            await page.screenshot(path=ARTIFACTS / "finance-login.png", full_page=True)
+
+            await page.fill("input[name=api_key]", key)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/finance/invoices")
+            assert await page.locator("table.invoices tbody tr").count() == 5
+            await page.screenshot(path=ARTIFACTS / "finance-invoices.png", full_page=True)
+
+            await page.fill("input[name=external_customer_id]", "acme")
+            await page.select_option("select[name=payment_status]", "pending")
+            await page.click("form.filters button[type=submit]")
+            await page.wait_for_url("**/finance/invoices?*")
+            assert await page.locator("table.invoices tbody tr").count() == 2
+            totals = await page.locator("table.totals").inner_text()
+            assert "55.40 USD" in totals  # 45.50 + 9.90 outstanding
+            await page.screenshot(path=ARTIFACTS / "finance-invoices-filtered.png", full_page=True)
+
+            async with page.expect_download() as started:
+                await page.click("a.export")
+            download = await started.value
+            content = Path(await download.path()).read_text()
+            rows = list(csv.DictReader(io.StringIO(content)))
+            assert sorted(row["total_amount"] for row in rows) == ["45.50", "9.90"]
+            assert {row["payment_status"] for row in rows} == {"pending"}
+
+            await page.goto(f"{base}/finance/invoices")
+            await page.click(f"text={seeded['paid']['number']}")
+            await page.wait_for_url(f"**/finance/invoices/{seeded['paid']['lago_id']}")
+            body = await page.locator("main").inner_text()
+            assert "Acme Inc" in body
+            assert "pi_3Browser" in body
+            assert "120.00 USD" in body
+            await page.screenshot(path=ARTIFACTS / "finance-invoice.png", full_page=True)
+
+            await page.click("text=Collection")
+            await page.wait_for_url(f"{base}/finance/collection")
+            assert "Outstanding" in await page.locator("main").inner_text()
+            await page.screenshot(path=ARTIFACTS / "finance-collection.png", full_page=True)
+
+            await page.click("text=Sign out")
+            await page.wait_for_url(f"{base}/finance/login")
+            await page.goto(f"{base}/finance/collection")
+            assert page.url.startswith(f"{base}/finance/login")
+        finally:
+            await context.close()
+            await browser.close()
