@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     session_secret: SecretStr = SecretStr("")
     # The catalog file (lago/catalog.yaml: working folder, else the packaged one); "" for none.
     catalog_path: str = "lago/catalog.yaml"
+    # How often the token pack reconciler checks purchases whose bonus waits for payment.
+    packs_reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 1000
     body_max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024

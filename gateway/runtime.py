@@ -33,7 +33,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in a thread pool, on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

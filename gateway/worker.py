@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.collection import collector, reconciler
 from gateway.logging import get_logger
+from gateway.packs import reconciler as packs_reconciler
 from gateway.relay import sender as relay_sender
 from gateway.runtime import Runtime
 from gateway.usage import forwarder, retention
@@ -24,6 +25,7 @@ JOBS: list[tuple[str, Job]] = [
     ("relay.sender", relay_sender.run),
     ("collection.collector", collector.run),
     ("collection.reconciler", reconciler.run),
+    ("packs.reconciler", packs_reconciler.run),
 ]
 
 NO_WORKER_ENV = "GATEWAY_NO_WORKER"

@@ -131,8 +131,12 @@ async def claim_attempt(
             action="collection.attempt.claimed",
             outcome="pending",
             target=claimed.invoice_id,
-            detail={"attempt": attempt, "kind": kind, "amount_cents": claimed.amount_cents,
-                    "currency": claimed.currency},
+            detail={
+                "attempt": attempt,
+                "kind": kind,
+                "amount_cents": claimed.amount_cents,
+                "currency": claimed.currency,
+            },
         )
     return claimed
 
@@ -149,8 +153,9 @@ async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") 
     if method is None and row.stripe_customer_id:
         method = await stripe.default_payment_method(row.stripe_customer_id)
     if method is None or row.stripe_customer_id is None:
-        await record(runtime, row.id, rows.StripeOutcome(REQUIRES_ACTION, "no_payment_method"),
-                     actor=actor)
+        await record(
+            runtime, row.id, rows.StripeOutcome(REQUIRES_ACTION, "no_payment_method"), actor=actor
+        )
         return
     try:
         intent = await _adopt_late(runtime, row) or await stripe.create_payment_intent(
@@ -162,8 +167,9 @@ async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") 
         await record(runtime, row.id, outcome, actor=actor)
         return
     metrics.STRIPE_CALLS.labels(call="payment_intent.create").inc()
-    await record(runtime, row.id, rows.outcome_of_payment_intent(intent), intent_id=intent["id"],
-                 actor=actor)
+    await record(
+        runtime, row.id, rows.outcome_of_payment_intent(intent), intent_id=intent["id"], actor=actor
+    )
 
 
 def _intent_params(row: Collection, method: str) -> dict[str, Any]:
@@ -270,9 +276,15 @@ async def _after_move(
         target=row.invoice_id,
         target_ids=[row.payment_intent_id] if row.payment_intent_id else None,
         upstream="stripe",
-        detail={"attempt": row.attempt, "kind": row.kind, "from": before, "via": via,
-                "amount_cents": row.amount_cents, "currency": row.currency,
-                "failure_code": row.failure_code},
+        detail={
+            "attempt": row.attempt,
+            "kind": row.kind,
+            "from": before,
+            "via": via,
+            "amount_cents": row.amount_cents,
+            "currency": row.currency,
+            "failure_code": row.failure_code,
+        },
     )
     conn = await session.connection()
     if row.status in rows.PAID:
@@ -311,8 +323,12 @@ async def follow_up(runtime: Runtime, row: Collection, *, actor: str) -> None:
         if row.status == REQUIRES_ACTION and row.kind == OFF_SESSION:
             await checkout.ask_customer(runtime, row, actor=actor)
     except (StripeError, LagoError, GatewayError) as exc:
-        log.warning("collection.follow_up_deferred", collection_id=row.id,
-                    error=type(exc).__name__, code=getattr(exc, "code", None))
+        log.warning(
+            "collection.follow_up_deferred",
+            collection_id=row.id,
+            error=type(exc).__name__,
+            code=getattr(exc, "code", None),
+        )
     wake_event(runtime).set()
 
 
@@ -327,8 +343,14 @@ async def refresh_from_stripe(
     except StripeRejected as exc:
         log.warning("collection.intent_missing", collection_id=row.id, code=exc.code)
         return row
-    return await record(runtime, row.id, rows.outcome_of_payment_intent(intent),
-                        intent_id=intent["id"], actor=actor, via=via)
+    return await record(
+        runtime,
+        row.id,
+        rows.outcome_of_payment_intent(intent),
+        intent_id=intent["id"],
+        actor=actor,
+        via=via,
+    )
 
 
 def still_pending(row: Collection) -> bool:

@@ -145,9 +145,15 @@ async def drive_payment_link(runtime: Runtime, row: Collection, *, actor: str) -
             link_expires_at=float(checkout.get("expires_at") or time.time() + 86400),
             claimed_until=None,
         )
-        audit(session, actor=actor, action="collection.payment_link", outcome="opened",
-              target=fresh.invoice_id, upstream="stripe",
-              detail={"attempt": fresh.attempt, "reason": fresh.failure_code})
+        audit(
+            session,
+            actor=actor,
+            action="collection.payment_link",
+            outcome="opened",
+            target=fresh.invoice_id,
+            upstream="stripe",
+            detail={"attempt": fresh.attempt, "reason": fresh.failure_code},
+        )
         if fresh.failure_code:
             await raise_action_required(conn, session, fresh, fresh.failure_code)
         await session.commit()
@@ -158,8 +164,13 @@ async def close_link(runtime: Runtime, row: Collection, *, actor: str) -> bool:
     """Expire an open link before another attempt; False if the customer paid on it."""
     stripe = charger.stripe_of(runtime)
     if row.checkout_session_id is None:
-        await charger.record(runtime, row.id, rows.StripeOutcome(CANCELED, row.failure_code),
-                             actor=actor, via="close")
+        await charger.record(
+            runtime,
+            row.id,
+            rows.StripeOutcome(CANCELED, row.failure_code),
+            actor=actor,
+            via="close",
+        )
         return True
     try:
         session = await stripe.expire_checkout_session(row.checkout_session_id)
@@ -187,8 +198,14 @@ async def settle_session(
     if session.get("status") != "complete" or not intent_id:
         return row
     intent = await charger.stripe_of(runtime).retrieve_payment_intent(str(intent_id))
-    return await charger.record(runtime, row.id, rows.outcome_of_payment_intent(intent),
-                                intent_id=intent["id"], actor=actor, via=via)
+    return await charger.record(
+        runtime,
+        row.id,
+        rows.outcome_of_payment_intent(intent),
+        intent_id=intent["id"],
+        actor=actor,
+        via=via,
+    )
 
 
 async def _stripe_customer(runtime: Runtime, external_id: str, actor: str) -> str:
@@ -245,6 +262,13 @@ async def portal_link(
 
 async def _audit_link(runtime: Runtime, actor: str, action: str, external_id: str) -> None:
     async with runtime.database.session() as session:
-        audit(session, actor=actor, action=action, outcome="opened", target=external_id,
-              upstream="stripe", status=200)
+        audit(
+            session,
+            actor=actor,
+            action=action,
+            outcome="opened",
+            target=external_id,
+            upstream="stripe",
+            status=200,
+        )
         await session.commit()

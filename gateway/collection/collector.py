@@ -34,8 +34,12 @@ async def _each(what: str, items: Sequence[T], step: Callable[[T], Awaitable[Non
             await step(item)
             done += 1
         except Exception as exc:
-            log.warning("collection.collector.step_failed", step=what,
-                        error=type(exc).__name__, item=getattr(item, "id", None))
+            log.warning(
+                "collection.collector.step_failed",
+                step=what,
+                error=type(exc).__name__,
+                item=getattr(item, "id", None),
+            )
     return done
 
 

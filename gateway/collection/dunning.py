@@ -17,7 +17,7 @@ from gateway.collection import service as rows
 from gateway.collection.checkout import close_link
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
-from gateway.errors import GatewayError, UpstreamRejected, UpstreamUnavailable
+from gateway.errors import Conflict, GatewayError, UpstreamRejected
 from gateway.invoices import service as invoices
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
@@ -118,7 +118,9 @@ async def retry_now(runtime: Runtime, invoice_id: str, *, actor: str) -> Collect
     """A retry asked for by a person or a service: a new attempt now (the schedule restarts
     from its result). 405 as Lago answers when the invoice is paid or being charged."""
     if not charger.enabled(runtime):
-        raise UpstreamUnavailable("gateway collection needs Stripe (GATEWAY_STRIPE_SECRET_KEY)")
+        raise Conflict(
+            "gateway collection needs GATEWAY_STRIPE_SECRET_KEY", code="stripe_not_configured"
+        )
     invoice = await invoices.fetch(runtime.lago, invoice_id)
     if not charger.collectable(invoice) or rows.amount_due(invoice) == 0:
         raise PaymentNotAllowed("the invoice is not finalized or already paid")

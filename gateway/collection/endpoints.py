@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.auth.dependencies import BillingWriter
-from gateway.collection import charger, checkout
+from gateway.collection import checkout
 from gateway.collection.schemas import (
     CheckoutRequest,
     CheckoutResponse,
@@ -24,9 +24,15 @@ router = APIRouter(prefix="/gateway", tags=["collection"])
 
 
 def _require_gateway_collection(runtime: Runtime) -> None:
+    """409 unless the gateway collects (a configuration state, not an outage)."""
     if runtime.settings.collection != CollectionMode.GATEWAY:
-        raise Conflict("Lago collects payments (GATEWAY_COLLECTION=lago)", code="collection_by_lago")
-    charger.stripe_of(runtime)
+        raise Conflict(
+            "Lago collects payments (GATEWAY_COLLECTION=lago)", code="collection_by_lago"
+        )
+    if runtime.stripe is None:
+        raise Conflict(
+            "gateway collection needs GATEWAY_STRIPE_SECRET_KEY", code="stripe_not_configured"
+        )
 
 
 @router.post("/invoices/{lago_id}/payment-link", response_model=PaymentLinkResponse)
@@ -34,20 +40,29 @@ async def invoice_payment_link(
     lago_id: str, runtime: RuntimeDep, principal: BillingWriter
 ) -> PaymentLinkResponse:
     """A hosted Stripe Checkout link to pay the invoice (the open one if there is one)."""
+    lago_id = check_id(lago_id)
     _require_gateway_collection(runtime)
     try:
-        row = await checkout.open_link(runtime, check_id(lago_id), actor=principal.name)
+        row = await checkout.open_link(runtime, lago_id, actor=principal.name)
     except StripeError as exc:
         raise from_stripe(exc) from exc
     return PaymentLinkResponse.model_validate(
-        {"payment_link": {"invoice_id": row.invoice_id, "attempt": row.attempt,
-                          "url": row.payment_link, "expires_at": row.link_expires_at}}
+        {
+            "payment_link": {
+                "invoice_id": row.invoice_id,
+                "attempt": row.attempt,
+                "url": row.payment_link,
+                "expires_at": row.link_expires_at,
+            }
+        }
     )
 
 
 @router.post("/customers/{external_id}/checkout", response_model=CheckoutResponse)
 async def customer_checkout(
-    external_id: str, runtime: RuntimeDep, principal: BillingWriter,
+    external_id: str,
+    runtime: RuntimeDep,
+    principal: BillingWriter,
     body: CheckoutRequest | None = None,
 ) -> CheckoutResponse:
     """A Stripe Checkout link (setup mode): the card saved becomes the customer's default."""
@@ -66,7 +81,9 @@ async def customer_checkout(
 
 @router.post("/customers/{external_id}/portal", response_model=PortalResponse)
 async def customer_portal(
-    external_id: str, runtime: RuntimeDep, principal: BillingWriter,
+    external_id: str,
+    runtime: RuntimeDep,
+    principal: BillingWriter,
     body: PortalRequest | None = None,
 ) -> PortalResponse:
     """A Stripe billing portal link for the customer."""

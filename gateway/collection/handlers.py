@@ -53,8 +53,11 @@ async def on_invoice_settled(runtime: Runtime, inbound: InboundWebhook, payload:
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, str(invoice.get("lago_id")))
         conn = await session.connection()
-        await conn.execute(update(_TABLE).where(_TABLE.c.invoice_id == invoice.get("lago_id"))
-                           .values(next_retry_at=None))
+        await conn.execute(
+            update(_TABLE)
+            .where(_TABLE.c.invoice_id == invoice.get("lago_id"))
+            .values(next_retry_at=None)
+        )
         await session.commit()
     current = rows.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
@@ -92,8 +95,14 @@ async def on_payment_intent(runtime: Runtime, inbound: InboundWebhook, payload: 
     if row is None:
         return
     intent = await charger.stripe_of(runtime).retrieve_payment_intent(str(_object(payload)["id"]))
-    await charger.record(runtime, row.id, rows.outcome_of_payment_intent(intent),
-                         intent_id=intent["id"], actor=STRIPE_ACTOR, via=inbound.event_type)
+    await charger.record(
+        runtime,
+        row.id,
+        rows.outcome_of_payment_intent(intent),
+        intent_id=intent["id"],
+        actor=STRIPE_ACTOR,
+        via=inbound.event_type,
+    )
 
 
 async def on_checkout_session(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
@@ -125,12 +134,20 @@ async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: An
         conn = await session.connection()
         await conn.execute(
             update(_TABLE)
-            .where(_TABLE.c.external_customer_id == link.external_id,
-                   _TABLE.c.next_retry_at.is_not(None))
+            .where(
+                _TABLE.c.external_customer_id == link.external_id,
+                _TABLE.c.next_retry_at.is_not(None),
+            )
             .values(next_retry_at=time.time())
         )
-        audit(session, actor=STRIPE_ACTOR, action="collection.default_payment_method",
-              outcome="updated", target=link.external_id, upstream="stripe")
+        audit(
+            session,
+            actor=STRIPE_ACTOR,
+            action="collection.default_payment_method",
+            outcome="updated",
+            target=link.external_id,
+            upstream="stripe",
+        )
         await session.commit()
     charger.wake_event(runtime).set()
 
@@ -147,8 +164,9 @@ async def on_refund(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> 
         return
     row = await refunds.by_stripe_refund(runtime, str(refund.get("id")))
     if row is not None:
-        await refunds.apply_refund(runtime, row.id, str(refund.get("status")), refund["id"],
-                                   actor=STRIPE_ACTOR)
+        await refunds.apply_refund(
+            runtime, row.id, str(refund.get("status")), refund["id"], actor=STRIPE_ACTOR
+        )
 
 
 async def on_dispute(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:

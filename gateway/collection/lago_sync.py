@@ -137,9 +137,7 @@ async def lose_dispute(runtime: Runtime, invoice_id: str, *, actor: str) -> None
         await session.commit()
 
 
-async def credit_note_refunded(
-    runtime: Runtime, credit_note_id: str, refund_status: str
-) -> bool:
+async def credit_note_refunded(runtime: Runtime, credit_note_id: str, refund_status: str) -> bool:
     """``PUT /credit_notes/{id}`` refund status; False when Lago refused it."""
     try:
         await runtime.lago.call(
@@ -150,7 +148,8 @@ async def credit_note_refunded(
     except LagoApiError as exc:
         if exc.retryable:
             raise
-        log.warning("collection.refund_status_refused", credit_note_id=credit_note_id,
-                    status=exc.status)
+        log.warning(
+            "collection.refund_status_refused", credit_note_id=credit_note_id, status=exc.status
+        )
         return False
     return True

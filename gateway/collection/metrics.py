@@ -19,5 +19,7 @@ DUPLICATE_CHARGES = Counter(
     "gateway_collection_duplicate_charges_total", "Second payments on a paid invoice, refunded"
 )
 RECONCILER_REPAIRS = Counter(
-    "gateway_collection_reconciler_repairs_total", "What the reconciler found and repaired", ["kind"]
+    "gateway_collection_reconciler_repairs_total",
+    "What the reconciler found and repaired",
+    ["kind"],
 )

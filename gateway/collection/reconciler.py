@@ -51,8 +51,11 @@ async def _lago_invoices(runtime: Runtime, now: float, repaired: Counter[str]) -
             invoice = await invoices.fetch(runtime.lago, listed["lago_id"])
             await charger.start(runtime, invoice, actor=ACTOR)
         except Exception as exc:
-            log.warning("collection.reconcile.invoice_failed", invoice_id=listed["lago_id"],
-                        error=type(exc).__name__)
+            log.warning(
+                "collection.reconcile.invoice_failed",
+                invoice_id=listed["lago_id"],
+                error=type(exc).__name__,
+            )
             continue
         repaired["lago_invoice"] += 1
 
@@ -79,8 +82,11 @@ async def _stripe_attempts(runtime: Runtime, now: float, repaired: Counter[str])
             if await _settle(runtime, row):
                 repaired["stripe_payment" if row.kind == OFF_SESSION else "payment_link"] += 1
         except Exception as exc:
-            log.warning("collection.reconcile.attempt_failed", collection_id=row.id,
-                        error=type(exc).__name__)
+            log.warning(
+                "collection.reconcile.attempt_failed",
+                collection_id=row.id,
+                error=type(exc).__name__,
+            )
 
 
 async def _links_owed(runtime: Runtime, now: float, repaired: Counter[str]) -> None:
@@ -90,8 +96,9 @@ async def _links_owed(runtime: Runtime, now: float, repaired: Counter[str]) -> N
         try:
             await checkout.ask_customer(runtime, row, actor=ACTOR)
         except Exception as exc:
-            log.warning("collection.reconcile.link_failed", collection_id=row.id,
-                        error=type(exc).__name__)
+            log.warning(
+                "collection.reconcile.link_failed", collection_id=row.id, error=type(exc).__name__
+            )
             continue
         repaired["payment_link_opened"] += 1
 
@@ -110,8 +117,13 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
     if repaired:
         log.info("collection.reconcile.repaired", **repaired)
         async with runtime.database.session() as session:
-            audit(session, actor=ACTOR, action="collection.reconcile", outcome="repaired",
-                  detail=dict(repaired))
+            audit(
+                session,
+                actor=ACTOR,
+                action="collection.reconcile",
+                outcome="repaired",
+                detail=dict(repaired),
+            )
             await session.commit()
     return dict(repaired)
 

@@ -105,8 +105,11 @@ async def apply_refund(
         binds = bool(stripe_refund_id) and not row.stripe_refund_id
         if not forward and not binds:
             return  # stale or duplicate
-        values: dict[str, Any] = {"status": status if forward else row.status,
-                                  "updated_at": time.time(), "claimed_until": None}
+        values: dict[str, Any] = {
+            "status": status if forward else row.status,
+            "updated_at": time.time(),
+            "claimed_until": None,
+        }
         if binds:
             values["stripe_refund_id"] = stripe_refund_id
         if error:
@@ -117,10 +120,16 @@ async def apply_refund(
             return  # moved by someone else meanwhile
         if forward:
             metrics.REFUNDS.labels(outcome=status).inc()
-            audit(session, actor=actor, action=f"collection.refund.{status}", outcome=status,
-                  target=row.invoice_id, target_ids=[row.credit_note_id], upstream="stripe",
-                  detail={"amount_cents": row.amount_cents, "currency": row.currency,
-                          "error": error})
+            audit(
+                session,
+                actor=actor,
+                action=f"collection.refund.{status}",
+                outcome=status,
+                target=row.invoice_id,
+                target_ids=[row.credit_note_id],
+                upstream="stripe",
+                detail={"amount_cents": row.amount_cents, "currency": row.currency, "error": error},
+            )
         await session.commit()
     final = forward and status in ("succeeded", "failed")
     if final and not row.credit_note_id.startswith("duplicate-"):
@@ -131,8 +140,9 @@ async def apply_refund(
 async def _set_lago_status(runtime: Runtime, row_id: int | None, value: str) -> None:
     async with runtime.database.session() as session:
         conn = await session.connection()
-        await conn.execute(update(_REFUNDS).where(_REFUNDS.c.id == row_id)
-                           .values(lago_status=value))
+        await conn.execute(
+            update(_REFUNDS).where(_REFUNDS.c.id == row_id).values(lago_status=value)
+        )
         await session.commit()
 
 
@@ -145,8 +155,9 @@ async def refund_if_duplicate(runtime: Runtime, row: Collection, *, actor: str) 
         return
     metrics.DUPLICATE_CHARGES.inc()
     log.error("collection.duplicate_charge", invoice_id=row.invoice_id, attempt=row.attempt)
-    claimed = await _claim(runtime, row, f"duplicate-{row.payment_intent_id}", None,
-                           row.amount_cents)
+    claimed = await _claim(
+        runtime, row, f"duplicate-{row.payment_intent_id}", None, row.amount_cents
+    )
     if claimed is not None:
         await drive_refund(runtime, claimed, actor=actor)
 
@@ -155,11 +166,13 @@ async def stalled_refunds(runtime: Runtime, now: float, limit: int) -> list[Coll
     """Claimed refunds whose Stripe call never got recorded."""
     async with runtime.database.session() as session:
         result = await session.exec(
-            select(CollectionRefund).where(
+            select(CollectionRefund)
+            .where(
                 CollectionRefund.status == PENDING,
                 CollectionRefund.stripe_refund_id == None,  # noqa: E711
                 CollectionRefund.claimed_until <= now,  # type: ignore[operator]
-            ).limit(limit)
+            )
+            .limit(limit)
         )
         return list(result.all())
 
@@ -190,9 +203,16 @@ async def refunded_amount(runtime: Runtime, intent_id: str, *, actor: str) -> No
         status = REFUNDED if refunded >= fresh.amount_cents else fresh.status
         conn = await session.connection()
         if await rows.move(conn, fresh, status, refunded_amount_cents=refunded):
-            audit(session, actor=actor, action="collection.refunded", outcome=fresh.status,
-                  target=fresh.invoice_id, target_ids=[intent_id], upstream="stripe",
-                  detail={"refunded_amount_cents": refunded, "currency": fresh.currency})
+            audit(
+                session,
+                actor=actor,
+                action="collection.refunded",
+                outcome=fresh.status,
+                target=fresh.invoice_id,
+                target_ids=[intent_id],
+                upstream="stripe",
+                detail={"refunded_amount_cents": refunded, "currency": fresh.currency},
+            )
             await session.commit()
 
 
@@ -212,9 +232,16 @@ async def dispute_changed(runtime: Runtime, dispute_id: str, *, actor: str) -> N
         conn = await session.connection()
         moved = await rows.move(conn, row, target, dispute_id=dispute_id, dispute_status=status)
         if moved and before != status:
-            audit(session, actor=actor, action="collection.dispute", outcome=status,
-                  target=row.invoice_id, target_ids=[dispute_id], upstream="stripe",
-                  detail={"amount_cents": dispute.get("amount"), "reason": dispute.get("reason")})
+            audit(
+                session,
+                actor=actor,
+                action="collection.dispute",
+                outcome=status,
+                target=row.invoice_id,
+                target_ids=[dispute_id],
+                upstream="stripe",
+                detail={"amount_cents": dispute.get("amount"), "reason": dispute.get("reason")},
+            )
         await session.commit()
     if status == "lost" and before != "lost":
         await lago_sync.lose_dispute(runtime, row.invoice_id, actor=actor)

@@ -97,7 +97,9 @@ def outcome_of_payment_intent(intent: dict[str, Any]) -> StripeOutcome:
 async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Collection]:
     """Every attempt on an invoice, first to last."""
     result = await session.exec(
-        select(Collection).where(Collection.invoice_id == invoice_id).order_by(col(Collection.attempt))
+        select(Collection)
+        .where(Collection.invoice_id == invoice_id)
+        .order_by(col(Collection.attempt))
     )
     return list(result.all())
 
@@ -336,7 +338,9 @@ async def awaiting_link(session: AsyncSession, since: float, limit: int) -> list
             col(Collection.failure_code).is_not(None),
             col(Collection.updated_at) >= since,
             ~select(later.c.id)
-            .where(later.c.invoice_id == Collection.invoice_id, later.c.attempt > Collection.attempt)
+            .where(
+                later.c.invoice_id == Collection.invoice_id, later.c.attempt > Collection.attempt
+            )
             .exists(),
             ~select(paid_rows.c.id)
             .where(paid_rows.c.invoice_id == Collection.invoice_id, paid_rows.c.status.in_(PAID))

@@ -85,7 +85,9 @@ def session_secret(settings: Settings) -> str:
     return secret
 
 
-def create_finance_app(parent: FastAPI, settings: Settings, mount_path: str = "/finance") -> FastAPI:
+def create_finance_app(
+    parent: FastAPI, settings: Settings, mount_path: str = "/finance"
+) -> FastAPI:
     """The finance pages; ``parent`` holds the runtime (built in its lifespan)."""
     finance = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     finance.state.parent = parent

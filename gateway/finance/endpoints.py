@@ -117,8 +117,13 @@ def page(
     request: Request, name: str, viewer: Viewer | None, status: int = 200, **context: Any
 ) -> Response:
     flashes = request.session.pop("flash", [])
-    values = {"base": base_of(request), "viewer": viewer, "csrf": csrf_token(request),
-              "flashes": flashes, **context}
+    values = {
+        "base": base_of(request),
+        "viewer": viewer,
+        "csrf": csrf_token(request),
+        "flashes": flashes,
+        **context,
+    }
     return templates.TemplateResponse(request, name, values, status_code=status)
 
 
@@ -148,11 +153,21 @@ async def login(request: Request) -> Response:
     form = await check_csrf(request)
     runtime = runtime_of(request)
     signed = await service.sign_in(runtime.database, form.get("api_key", ""))
-    await _audit(runtime, signed.name if signed else "finance", "finance.sign_in",
-                 "success" if signed else "rejected")
+    await _audit(
+        runtime,
+        signed.name if signed else "finance",
+        "finance.sign_in",
+        "success" if signed else "rejected",
+    )
     if signed is None:
-        return page(request, "login.html", None, status=401, next=form.get("next", ""),
-                    error="That key is unknown, revoked, or lacks the billing:read scope.")
+        return page(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=form.get("next", ""),
+            error="That key is unknown, revoked, or lacks the billing:read scope.",
+        )
     request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
     request.session.update({"key_prefix": signed.prefix, "key_hash": signed.key_hash})
     return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
@@ -189,9 +204,19 @@ async def invoice_list(request: Request, viewer: SignedIn) -> Response:
     def page_query(n: int) -> str:
         return urlencode({**kept, "page": n})
 
-    return page(request, "invoices.html", viewer, section="invoices", form=form, error=error,
-                listing=listing, query=urlencode(kept), page_query=page_query,
-                statuses=STATUSES, payment_statuses=PAYMENT_STATUSES)
+    return page(
+        request,
+        "invoices.html",
+        viewer,
+        section="invoices",
+        form=form,
+        error=error,
+        listing=listing,
+        query=urlencode(kept),
+        page_query=page_query,
+        statuses=STATUSES,
+        payment_statuses=PAYMENT_STATUSES,
+    )
 
 
 @router.get("/invoices/export.csv", include_in_schema=False)
@@ -213,8 +238,15 @@ async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Re
     view = await service.invoice_view(runtime.database, runtime.lago, lago_id)
     gateway_mode = runtime.settings.collection == CollectionMode.GATEWAY
     can_collect = gateway_mode and runtime.stripe is not None and collectable(view.invoice)
-    return page(request, "invoice.html", viewer, section="invoices", view=view,
-                inv=view.invoice, can_collect=can_collect)
+    return page(
+        request,
+        "invoice.html",
+        viewer,
+        section="invoices",
+        view=view,
+        inv=view.invoice,
+        can_collect=can_collect,
+    )
 
 
 @router.get("/invoices/{lago_id}/pdf", include_in_schema=False)
@@ -224,13 +256,23 @@ async def invoice_pdf(lago_id: str, request: Request, viewer: SignedIn) -> Respo
         runtime.database, runtime.lago, lago_id, actor=viewer.name
     )
     if url is None:
-        return page(request, "message.html", viewer, status=202, heading="PDF being generated",
-                    message="Lago is generating this PDF; the page retries in a few seconds.",
-                    refresh=5, back=f"{base_of(request)}/invoices/{lago_id}")
+        return page(
+            request,
+            "message.html",
+            viewer,
+            status=202,
+            heading="PDF being generated",
+            message="Lago is generating this PDF; the page retries in a few seconds.",
+            refresh=5,
+            back=f"{base_of(request)}/invoices/{lago_id}",
+        )
     opened = await files.open_file(url)
     name = invoices.pdf_filename(invoice.get("number"), lago_id)
-    return StreamingResponse(opened.chunks, media_type=opened.content_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        opened.chunks,
+        media_type=opened.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _require_write(viewer: Viewer) -> None:
@@ -270,8 +312,14 @@ async def invoice_payment_link(lago_id: str, request: Request, viewer: SignedIn)
 async def collection_overview(request: Request, viewer: SignedIn) -> Response:
     runtime = runtime_of(request)
     view = await service.overview(runtime.database, runtime.lago)
-    return page(request, "collection.html", viewer, section="collection", view=view,
-                mode=runtime.settings.collection.value)
+    return page(
+        request,
+        "collection.html",
+        viewer,
+        section="collection",
+        view=view,
+        mode=runtime.settings.collection.value,
+    )
 
 
 async def _audit(runtime: Runtime, actor: str, action: str, outcome: str) -> None:
@@ -296,8 +344,16 @@ def install_error_pages(app: FastAPI) -> None:
         text = exc.message or exc.error
         if exc.status >= 500:
             text = f"{text} — Lago or Stripe did not answer; try again shortly."
-        return page(request, "message.html", None, status=exc.status, heading=heading,
-                    message=text, back=f"{base_of(request)}/invoices", refresh=None)
+        return page(
+            request,
+            "message.html",
+            None,
+            status=exc.status,
+            heading=heading,
+            message=text,
+            back=f"{base_of(request)}/invoices",
+            refresh=None,
+        )
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: Exception) -> Response:

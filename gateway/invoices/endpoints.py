@@ -76,9 +76,7 @@ async def update_invoice(
 
 
 @router.post("/api/v1/invoices/{lago_id}/download")
-async def download_invoice(
-    lago_id: str, runtime: RuntimeDep, principal: BillingReader
-) -> Response:
+async def download_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingReader) -> Response:
     """The invoice with its ``file_url``, or 200 with no body while the PDF is generated."""
     return await _act(runtime, lago_id, "download", principal.name, None)
 
@@ -90,9 +88,7 @@ async def refresh_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingW
 
 
 @router.put("/api/v1/invoices/{lago_id}/finalize")
-async def finalize_invoice(
-    lago_id: str, runtime: RuntimeDep, principal: BillingWriter
-) -> Response:
+async def finalize_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
     """Finalize a draft invoice (audited)."""
     return await _act(runtime, lago_id, "finalize", principal.name, None)
 
@@ -155,7 +151,9 @@ async def pdf_response(runtime: Runtime, lago_id: str, actor: str) -> Response:
             media_type="application/json",
             headers={"Retry-After": "5"},
         )
-    opened = await files.open_file(url, wait_seconds=max(runtime.settings.lago_timeout_seconds, 30.0))
+    opened = await files.open_file(
+        url, wait_seconds=max(runtime.settings.lago_timeout_seconds, 30.0)
+    )
     name = service.pdf_filename(invoice.get("number"), lago_id)
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if opened.content_length:

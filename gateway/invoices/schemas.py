@@ -22,7 +22,9 @@ INVOICE_TYPES = (
     "advance_charges",
     "progressive_billing",
 )
-LAGO_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+LAGO_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _METADATA_KEY = re.compile(r"^metadata\[([^\]]{1,100})\]$")
 MAX_PER_PAGE = 100

@@ -2,7 +2,8 @@
 
 Usage comes from Lago's current usage of the active subscription; allowances and token
 costs from the catalog; credits from the customer's token wallet (settled, pending paid
-credits whose invoice is unpaid, and Lago's ongoing balance net of current usage).
+credits whose invoice is unpaid, and Lago's ongoing balance net of current usage), and
+the pack bonuses the gateway owes once those invoices are paid (not in Lago yet).
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from sqlmodel import select
+
 from gateway.catalog.schemas import Allowance, Catalog, Plan, TokenWallet
+from gateway.db import Database
 from gateway.errors import Conflict, NotFound
 from gateway.integrations.lago.client import LagoClient
+from gateway.packs.models import AWAITING_PAYMENT, PackPurchase
 from gateway.packs.service import all_pages, token_wallet
 
 
@@ -60,8 +65,24 @@ async def _pending_credits(lago: LagoClient, wallet_id: str) -> Decimal:
     return sum((Decimal(str(t.get("credit_amount") or 0)) for t in pending), Decimal(0))
 
 
+async def _pending_bonus(database: Database, customer_id: str) -> Decimal:
+    """Bonus credits of packs bought but not paid yet (granted once their payment settles)."""
+    async with database.session() as session:
+        owed = await session.exec(
+            select(PackPurchase.bonus_credits).where(
+                PackPurchase.external_customer_id == customer_id,
+                PackPurchase.bonus_status == AWAITING_PAYMENT,
+            )
+        )
+        return sum((Decimal(c) for c in owed if c), Decimal(0))
+
+
+def _text(credits: Decimal) -> str:
+    return format(credits.normalize(), "f") if credits else "0"
+
+
 async def _wallet(
-    lago: LagoClient, config: TokenWallet | None, customer_id: str
+    lago: LagoClient, database: Database, config: TokenWallet | None, customer_id: str
 ) -> dict[str, Any] | None:
     if config is None:
         return None
@@ -74,6 +95,7 @@ async def _wallet(
             "settled_credits": "0",
             "pending_credits": "0",
             "ongoing_credits": "0",
+            "pending_bonus_credits": "0",
         }
     pending = await _pending_credits(lago, str(wallet["lago_id"]))
     return {
@@ -81,8 +103,9 @@ async def _wallet(
         "currency": wallet.get("currency"),
         "lago_id": wallet["lago_id"],
         "settled_credits": str(wallet.get("credits_balance") or "0"),
-        "pending_credits": format(pending.normalize(), "f"),
+        "pending_credits": _text(pending),
         "ongoing_credits": str(wallet.get("credits_ongoing_balance") or "0"),
+        "pending_bonus_credits": _text(await _pending_bonus(database, customer_id)),
     }
 
 
@@ -149,12 +172,14 @@ def _plan(
 
 async def customer_balance(
     lago: LagoClient,
+    database: Database,
     catalog: Catalog | None,
     external_customer_id: str,
     external_subscription_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``balance`` object of ``GET /gateway/customers/{id}/balance``."""
-    wallet = await _wallet(lago, catalog.token_wallet if catalog else None, external_customer_id)
+    config = catalog.token_wallet if catalog else None
+    wallet = await _wallet(lago, database, config, external_customer_id)
     if wallet is None:
         await lago.call("GET", f"/customers/{_q(external_customer_id)}")
     subscription = await _subscription(lago, external_customer_id, external_subscription_id)

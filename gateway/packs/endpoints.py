@@ -27,8 +27,9 @@ async def buy_token_pack(
     principal: BillingWriter,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> OrjsonResponse:
-    """Buy a catalog token pack: a Lago wallet top-up (paid credits pending until invoiced and
-    paid, bonus credits at once). Repeats with the same ``Idempotency-Key`` buy once."""
+    """Buy a catalog token pack: a Lago wallet top-up of its paid credits (pending until the
+    credit invoice is paid); the bonus is granted once that payment settles. Repeats with the
+    same ``Idempotency-Key`` buy once."""
     stale_after = runtime.settings.lago_timeout_seconds * 6 + 10
     result = await service.buy_pack(
         runtime.database,
@@ -51,11 +52,11 @@ async def get_balance(
     _: BillingReader,
     external_subscription_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
-    """Plan, period, usage against the plan's allowances, token wallet credits and token costs,
-    with a ``can_generate`` hint per metric."""
+    """Plan, period, usage against the plan's allowances, token wallet credits (settled, pending
+    and the pending bonus of unpaid packs) and token costs, with a ``can_generate`` hint."""
     try:
         found = await balance.customer_balance(
-            runtime.lago, runtime.catalog, external_id, external_subscription_id
+            runtime.lago, runtime.database, runtime.catalog, external_id, external_subscription_id
         )
     except LagoError as exc:
         raise from_lago(exc) from exc

@@ -132,8 +132,10 @@ async def finish(
     status: int,
     body: dict[str, Any] | None,
     audit: dict[str, Any],
+    owed: dict[str, Any] | None = None,
 ) -> None:
-    """Store the answer (``body`` None: outcome unknown, claimable again) with its audit row."""
+    """Store the answer (``body`` None: outcome unknown, claimable again) with its audit row,
+    and ``owed``: the bonus columns of a purchase whose bonus waits for its payment."""
     async with database.session() as session:
         await session.exec(
             update(PackPurchase)
@@ -143,6 +145,7 @@ async def finish(
                 response_status=status,
                 response_body=None if body is None else orjson.dumps(body).decode(),
                 completed_at=utcnow(),
+                **(owed or {}),
             )
         )
         record(session, **audit)

@@ -2,29 +2,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.db import UTCDateTime
 
+# The request (idempotency record).
 IN_PROGRESS = "in_progress"
 DONE = "done"
 FAILED = "failed"
 
+# The bonus (granted credits) a purchase owes once its paid credits settle.
+AWAITING_PAYMENT = "awaiting_payment"
+BONUS_GRANTED = "bonus_granted"
+PAYMENT_FAILED = "payment_failed"
+
 
 class PackPurchase(SQLModel, table=True):
-    """One token pack purchase, and the idempotency record of its request.
+    """One token pack purchase, the idempotency record of its request, and its owed bonus.
 
     The row is committed ``in_progress`` before Lago is called, so a concurrent duplicate
     (same caller, same ``Idempotency-Key``) finds it and waits instead of buying twice.
     ``done`` rows keep the answer that repeats replay; ``failed`` rows (Lago unreachable,
     outcome unknown) may be claimed again, and the retry first looks for the purchase in
     Lago by ``purchase_id``. Purchases without a key have a NULL key (never unique-clash).
+
+    Only the paid credits are topped up at purchase. The bonus is owed (``bonus_status``
+    ``awaiting_payment``) until the paid wallet transaction (``lago_transaction_id``)
+    settles, then granted once (``bonus_granted``, ``bonus_transaction_id``); a failed
+    payment withholds it (``payment_failed``, still watched: a later payment grants it).
+    ``bonus_lease_until`` is the claim of whoever is checking or granting it;
+    ``bonus_next_check_at`` when the reconciler looks at it next.
     """
 
     __tablename__ = "pack_purchases"
     __table_args__ = (
         UniqueConstraint("actor", "idempotency_key", name="uq_pack_purchases_actor_key"),
+        Index("ix_pack_purchases_bonus_due", "bonus_status", "bonus_next_check_at"),
     )
 
     id: int | None = Field(
@@ -44,3 +58,16 @@ class PackPurchase(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     claimed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    lago_wallet_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    lago_transaction_id: str | None = Field(
+        default=None, sa_column=Column(String(255), index=True)
+    )
+    lago_invoice_id: str | None = Field(default=None, sa_column=Column(String(255), index=True))
+    bonus_status: str | None = Field(default=None, sa_column=Column(String(24)))
+    # Credits as exact decimal text ("1000.2"): no float, no SQLite Decimal warnings.
+    bonus_credits: str | None = Field(default=None, sa_column=Column(String(40)))
+    bonus_transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    bonus_checks: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    bonus_next_check_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    bonus_lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    bonus_settled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

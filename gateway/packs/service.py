@@ -1,24 +1,28 @@
 """Token packs and promo codes: a pack is one Lago wallet top-up, a promo code one applied coupon.
 
-A pack's paid credits become a Lago ``credit`` invoice (pending until it is paid, as in
-Lago); its granted credits settle at once. Each top-up is named after the gateway's
-purchase id, so a retry whose first attempt had an unknown outcome finds it in Lago
-instead of buying again.
+A pack's top-up carries only its paid credits: they become a Lago ``credit`` invoice and
+stay pending until it is paid, as in Lago. The bonus (the pack's granted credits) is
+recorded as owed on the purchase and granted by ``gateway.packs.settlement`` once the
+paid credits settle, so nothing is spendable before the customer has paid. Each top-up is
+named after the gateway's purchase id, so a retry whose first attempt had an unknown
+outcome finds it in Lago instead of buying again.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 from gateway.catalog.schemas import Catalog, TokenPack, TokenWallet
-from gateway.db import Database
+from gateway.db import Database, utcnow
 from gateway.errors import GatewayError, NotFound, UpstreamRejected, ValidationFailed, from_lago
 from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
 from gateway.packs import idempotency
 from gateway.packs.idempotency import Claim, Replay
+from gateway.packs.models import AWAITING_PAYMENT
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,28 @@ async def buy_pack(
             )
         raise error from exc
     audit.update(latency_ms=_since(started), status=201, outcome="success")
-    await idempotency.finish(database, claimed, status=201, body=body, audit=audit)
+    owed = _owed(body, pack.granted_credits(wallet))
+    await idempotency.finish(database, claimed, status=201, body=body, audit=audit, owed=owed)
     return Purchase(201, body, replayed=False)
+
+
+def _owed(body: dict[str, Any], bonus: Decimal) -> dict[str, Any]:
+    """The purchase's bonus columns: owed until the paid transaction settles (none, no bonus)."""
+    purchase = body["token_pack_purchase"]
+    paid = next(
+        (t for t in purchase["wallet_transactions"] if t["transaction_status"] == "purchased"),
+        None,
+    )
+    if paid is None or bonus <= 0:
+        return {}
+    return {
+        "lago_wallet_id": purchase["lago_wallet_id"],
+        "lago_transaction_id": paid["lago_id"],
+        "lago_invoice_id": purchase["lago_invoice_id"],
+        "bonus_status": AWAITING_PAYMENT,
+        "bonus_credits": _text(bonus),
+        "bonus_next_check_at": utcnow(),
+    }
 
 
 def _since(started: float) -> float:
@@ -104,7 +128,9 @@ async def _top_up(
     wallet = await token_wallet(lago, config, customer_id, create=True)
     assert wallet is not None
     if claimed.retry:
-        earlier = await _transactions_of(lago, str(wallet["lago_id"]), claimed.purchase_id)
+        earlier = await transactions_of(
+            lago, str(wallet["lago_id"]), claimed.purchase_id, "purchased"
+        )
         if earlier:
             return _answer(pack, config, customer_id, wallet, earlier, claimed.purchase_id)
     request: dict[str, Any] = {
@@ -113,9 +139,6 @@ async def _top_up(
         "name": f"{pack.name} token pack ({claimed.purchase_id})",
         "metadata": [{"key": "gateway_purchase_id", "value": claimed.purchase_id}],
     }
-    granted = pack.granted_credits(config)
-    if granted > 0:
-        request["granted_credits"] = _text(granted)
     answer = await lago.call("POST", "/wallet_transactions", json={"wallet_transaction": request})
     made = answer.get("wallet_transactions") or []
     return _answer(pack, config, customer_id, wallet, made, claimed.purchase_id)
@@ -134,6 +157,7 @@ def _answer(
     purchase_id: str,
 ) -> dict[str, Any]:
     paid = next((t for t in transactions if t.get("transaction_status") == "purchased"), None)
+    bonus = pack.granted_credits(config)
     return {
         "token_pack_purchase": {
             "purchase_id": purchase_id,
@@ -141,12 +165,13 @@ def _answer(
             "external_customer_id": customer_id,
             "tokens": pack.total_tokens,
             "paid_credits": _text(pack.paid_credits(config)),
-            "granted_credits": _text(pack.granted_credits(config)),
+            "granted_credits": _text(bonus),
             "amount_cents": pack.price_cents,
             "currency": config.currency,
             "status": paid.get("status") if paid else "settled",
             "lago_wallet_id": wallet["lago_id"],
             "lago_invoice_id": paid.get("lago_invoice_id") if paid else None,
+            "bonus_status": AWAITING_PAYMENT if paid and bonus > 0 else None,
             "wallet_transactions": [
                 {
                     key: t.get(key)
@@ -203,11 +228,15 @@ async def token_wallet(
     return None
 
 
-async def _transactions_of(
-    lago: LagoClient, wallet_id: str, purchase_id: str
+async def transactions_of(
+    lago: LagoClient, wallet_id: str, purchase_id: str, transaction_status: str
 ) -> list[dict[str, Any]]:
+    """The wallet's transactions of this kind made for ``purchase_id`` (by name or metadata)."""
     found = await all_pages(
-        lago, f"/wallets/{wallet_id}/wallet_transactions", "wallet_transactions", {}
+        lago,
+        f"/wallets/{quote(wallet_id, safe='')}/wallet_transactions",
+        "wallet_transactions",
+        {"transaction_status": transaction_status},
     )
     return [
         t

@@ -8,7 +8,7 @@ requests themselves. The sender spreads its connections over small pools instead
 from __future__ import annotations
 
 import asyncio
-import itertools
+from collections import deque
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -16,15 +16,16 @@ import httpx
 from standardwebhooks import Webhook
 
 USER_AGENT = "billing-gateway-relay/0.1"
-CONNECTIONS_PER_POOL = 4
+CONNECTIONS_PER_POOL = 2
 RESPONSE_KEEP_BYTES = 2048
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
 
 class Pools:
-    """``size`` connections in httpx pools of ``CONNECTIONS_PER_POOL``, used in turn.
+    """``size`` connections in httpx pools of ``CONNECTIONS_PER_POOL``.
 
-    Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
+    Each request takes a free slot (a pool with room), so no request waits in one pool while
+    another has an idle connection. Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
     redirects, URL merging) is work the sender never needs, a fifth of the CPU per request.
     An injected transport (tests: an ASGI subscriber) replaces the pools.
     """
@@ -34,17 +35,18 @@ class Pools:
     ) -> None:
         self.timeout = timeout
         self._timeouts = httpx.Timeout(timeout).as_dict()
+        per_pool = min(size, CONNECTIONS_PER_POOL)
         if transport is not None:
             self.transports = [transport]
+            per_pool = size
         else:
-            per_pool = min(size, CONNECTIONS_PER_POOL)
             limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
             count = max(1, -(-size // per_pool))
             tls = httpx.create_ssl_context()  # one context: loading CA certificates is slow
             self.transports = [
                 httpx.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(count)
             ]
-        self._turn = itertools.cycle(self.transports)
+        self._slots = deque(i for i in range(len(self.transports)) for _ in range(per_pool))
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str]
@@ -57,12 +59,19 @@ class Pools:
             headers={**headers, "user-agent": USER_AGENT, "content-type": "application/json"},
             extensions={"timeout": self._timeouts},
         )
-        async with asyncio.timeout(self.timeout):
-            response = await next(self._turn).handle_async_request(request)
-            try:
-                kept = await read_head(response)
-            finally:
-                await response.aclose()
+        # More callers than slots (not the sender's case) share the first pool.
+        slot = self._slots.popleft() if self._slots else None
+        try:
+            async with asyncio.timeout(self.timeout):
+                transport = self.transports[slot or 0]
+                response = await transport.handle_async_request(request)
+                try:
+                    kept = await read_head(response)
+                finally:
+                    await response.aclose()
+        finally:
+            if slot is not None:
+                self._slots.append(slot)
         retry_after = response.headers.get("retry-after")
         return response.status_code, ({"retry-after": retry_after} if retry_after else {}), kept
 

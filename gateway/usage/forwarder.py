@@ -32,6 +32,7 @@ from gateway.usage.store import Claimed
 log = get_logger(__name__)
 ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
 IDLE_POLL_SECONDS = 0.5
+CLAIM_BATCHES = 4
 GAUGE_SECONDS = 5.0
 
 
@@ -131,6 +132,19 @@ class Backoff:
             await asyncio.sleep(pause)
 
 
+@dataclass
+class _Outcome:
+    """What became of one sent batch; outcomes of one claim are recorded in one transaction."""
+
+    delivered: list[Claimed] = field(default_factory=list)
+    dead: dict[int, str] = field(default_factory=dict)
+    again: list[Claimed] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    retry_at: float = 0.0
+    reason: str | None = None
+    audit: dict[str, Any] | None = None
+
+
 class Forwarder:
     def __init__(self, runtime: Runtime, sink: UsageSink | None = None) -> None:
         self.runtime = runtime
@@ -154,9 +168,12 @@ class Forwarder:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = self.runtime.ingest.new_events
+        # Each claim takes several batches: one claim and one settling transaction then
+        # serve CLAIM_BATCHES requests to Lago, which sent in parallel.
+        limit = self.batch_size * CLAIM_BATCHES
         while not stop.is_set():
             await self.backoff.wait()
-            claimed = await store.claim_due(self.runtime.database, self.batch_size, self.lease)
+            claimed = await store.claim_due(self.runtime.database, limit, self.lease)
             if claimed:
                 await self.forward(claimed)
                 continue
@@ -169,117 +186,91 @@ class Forwarder:
                 waiter.cancel()
 
     async def forward(self, claimed: list[Claimed]) -> None:
-        """Send one claimed batch and record what became of each event."""
+        """Send claimed events in batches (in parallel) and record what became of each."""
         checked, dead = await _recheck(self.runtime.lookups, claimed)
         if checked is None:
             await self._retry(
                 [c.id for c in dead], None, "Lago unreachable for checks", refund=True
             )
             return
-        if not checked:
-            await self._settle([], {c.id: reason for c, reason in dead.items()}, [], None, 0.0)
-            return
-        claimed = checked
+        size = self.batch_size
+        batches = [checked[i : i + size] for i in range(0, len(checked), size)]
+        outcomes = list(await asyncio.gather(*(self._send(batch) for batch in batches)))
+        if dead:
+            outcomes.append(
+                _Outcome(
+                    dead={c.id: reason for c, reason in dead.items()},
+                    audit=_forward_audit([], len(dead), 0, None, 0.0),
+                )
+            )
+        await self._record(outcomes)
+
+    async def _send(self, batch: list[Claimed]) -> _Outcome:
         started = time.perf_counter()
-        result = await self.sink.send_batch([c.payload for c in claimed])
+        result = await self.sink.send_batch([c.payload for c in batch])
         elapsed = time.perf_counter() - started
         metrics.FORWARD_LATENCY.observe(elapsed)
-        dead_reasons = {c.id: reason for c, reason in dead.items()}
         if result.ok:
             self.backoff.succeeded()
-            await self._settle(claimed, dead_reasons, [], result.status, elapsed)
-        elif result.errors:
+            return _Outcome(
+                delivered=batch, audit=_forward_audit(batch, 0, 0, result.status, elapsed)
+            )
+        if result.errors:
             self.backoff.succeeded()
-            delivered, again = [], []
-            for index, item in enumerate(claimed):
+            outcome = _Outcome()
+            for index, item in enumerate(batch):
                 details = result.errors.get(index)
                 if details is None:
-                    again.append(item)
+                    outcome.again.append(item)
                 elif is_duplicate(details):
-                    delivered.append(item)
+                    outcome.delivered.append(item)
                 else:
-                    dead_reasons[item.id] = orjson.dumps(details).decode()
-            await self._settle(delivered, dead_reasons, again, 422, elapsed)
-        else:
-            delay = self.backoff.failed(result.retry_after)
-            metrics.FORWARD_RETRIES.inc()
-            log.warning(
-                "usage.forward.retry",
-                status=result.status,
-                reason=result.reason,
-                events=len(claimed),
-                delay=round(delay, 2),
+                    outcome.dead[item.id] = orjson.dumps(details).decode()
+            outcome.audit = _forward_audit(
+                outcome.delivered, len(outcome.dead), len(outcome.again), 422, elapsed
             )
-            await self._retry(
-                [c.id for c in claimed],
-                result.status,
-                result.reason or "error",
-                delay=delay,
-                elapsed=elapsed,
-            )
+            return outcome
+        delay = self.backoff.failed(result.retry_after)
+        metrics.FORWARD_RETRIES.inc()
+        reason = result.reason or "error"
+        log.warning(
+            "usage.forward.retry",
+            status=result.status,
+            reason=reason,
+            events=len(batch),
+            delay=round(delay, 2),
+        )
+        return _Outcome(
+            retry=[c.id for c in batch],
+            retry_at=time.time() + delay,
+            reason=reason,
+            audit=_retry_audit(len(batch), result.status, reason, delay, elapsed),
+        )
 
-    async def _settle(
-        self,
-        delivered: list[Claimed],
-        dead: dict[int, str],
-        again: list[Claimed],
-        status: int | None,
-        elapsed: float,
-    ) -> None:
+    async def _record(self, outcomes: list[_Outcome]) -> None:
+        """One transaction for everything one claim's batches came to."""
+        delivered = [c for o in outcomes for c in o.delivered]
+        dead = {id_: reason for o in outcomes for id_, reason in o.dead.items()}
+        again = [c.id for o in outcomes for c in o.again]
         async with self.runtime.database.engine.begin() as conn:
             await store.mark_forwarded(conn, [c.id for c in delivered])
             await store.mark_dead(conn, dead)
-            await store.reschedule(conn, [c.id for c in again], time.time(), None, refund=True)
-            await record_many(
-                conn,
-                [
-                    entry(
-                        actor=ACTOR,
-                        action="usage.forward",
-                        upstream="lago",
-                        status=status,
-                        outcome="forwarded" if not dead and not again else "partial",
-                        target_ids=[c.transaction_id for c in delivered],
-                        latency_ms=elapsed * 1000,
-                        detail={
-                            "forwarded": len(delivered),
-                            "dead": len(dead),
-                            "resent": len(again),
-                        },
-                    )
-                ],
-            )
+            await store.reschedule(conn, again, time.time(), None, refund=True)
+            for o in outcomes:
+                if o.retry:
+                    await store.reschedule(conn, o.retry, o.retry_at, o.reason)
+            await record_many(conn, [o.audit for o in outcomes if o.audit is not None])
         metrics.EVENTS_FORWARDED.inc(len(delivered))
         metrics.EVENTS_DEAD.inc(len(dead))
         if dead:
             log.warning("usage.forward.dead", events=len(dead))
 
     async def _retry(
-        self,
-        ids: list[int],
-        status: int | None,
-        reason: str,
-        *,
-        delay: float = 1.0,
-        elapsed: float = 0.0,
-        refund: bool = False,
+        self, ids: list[int], status: int | None, reason: str, *, refund: bool = False
     ) -> None:
         async with self.runtime.database.engine.begin() as conn:
-            await store.reschedule(conn, ids, time.time() + delay, reason, refund=refund)
-            await record_many(
-                conn,
-                [
-                    entry(
-                        actor=ACTOR,
-                        action="usage.forward",
-                        upstream="lago",
-                        status=status,
-                        outcome="retry",
-                        latency_ms=elapsed * 1000,
-                        detail={"events": len(ids), "reason": reason, "delay_s": round(delay, 3)},
-                    )
-                ],
-            )
+            await store.reschedule(conn, ids, time.time() + 1.0, reason, refund=refund)
+            await record_many(conn, [_retry_audit(len(ids), status, reason, 1.0, 0.0)])
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -293,6 +284,35 @@ class Forwarder:
                 metrics.EVENTS_DEAD_STORED.set(status.dead)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
+
+
+def _forward_audit(
+    delivered: list[Claimed], dead: int, again: int, status: int | None, elapsed: float
+) -> dict[str, Any]:
+    return entry(
+        actor=ACTOR,
+        action="usage.forward",
+        upstream="lago",
+        status=status,
+        outcome="forwarded" if not dead and not again else "partial",
+        target_ids=[c.transaction_id for c in delivered],
+        latency_ms=elapsed * 1000,
+        detail={"forwarded": len(delivered), "dead": dead, "resent": again},
+    )
+
+
+def _retry_audit(
+    events: int, status: int | None, reason: str, delay: float, elapsed: float
+) -> dict[str, Any]:
+    return entry(
+        actor=ACTOR,
+        action="usage.forward",
+        upstream="lago",
+        status=status,
+        outcome="retry",
+        latency_ms=elapsed * 1000,
+        detail={"events": events, "reason": reason, "delay_s": round(delay, 3)},
+    )
 
 
 async def _recheck(

@@ -17,6 +17,26 @@ from gateway.usage.models import DEAD, FORWARDED, PENDING
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 
+def _id_in(conn: AsyncConnection, ids: list[int]) -> tuple[Any, dict[str, Any]]:
+    """``id IN ids`` as SQL and parameters.
+
+    On PostgreSQL one array literal: 100 expanded placeholders cost a fresh compile in
+    SQLAlchemy and a fresh parse in psycopg (it caches only statements of <= 50 parameters)
+    on every forwarded batch.
+    """
+    if conn.dialect.name == "postgresql":
+        return "id = ANY(CAST(:ids AS BIGINT[]))", {"ids": "{" + ",".join(map(str, ids)) + "}"}
+    return "id IN :ids", {"ids": ids}
+
+
+def _where_ids(conn: AsyncConnection, sql: str, ids: list[int], params: dict[str, Any]) -> Any:
+    clause, extra = _id_in(conn, ids)
+    statement = text(sql.replace("{ids}", clause))
+    if "IN :ids" in clause:
+        statement = statement.bindparams(_IDS)
+    return statement, {**params, **extra}
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: int
@@ -49,11 +69,13 @@ async def claim_due(database: Database, limit: int, lease_seconds: float) -> lis
 async def mark_forwarded(conn: AsyncConnection, ids: list[int]) -> None:
     if ids:
         await conn.execute(
-            text(
+            *_where_ids(
+                conn,
                 "UPDATE usage_events SET status = :s, forwarded_at = :now, last_error = NULL "
-                "WHERE id IN :ids"
-            ).bindparams(_IDS),
-            {"s": FORWARDED, "now": time.time(), "ids": ids},
+                "WHERE {ids}",
+                ids,
+                {"s": FORWARDED, "now": time.time()},
+            )
         )
 
 
@@ -72,19 +94,20 @@ async def reschedule(
     if ids:
         refund_sql = ", attempts = attempts - 1" if refund else ""
         await conn.execute(
-            text(
+            *_where_ids(
+                conn,
                 "UPDATE usage_events SET next_attempt_at = :at, last_error = :e"
-                f"{refund_sql} WHERE id IN :ids AND status = :pending"
-            ).bindparams(_IDS),
-            {"at": at, "e": error, "ids": ids, "pending": PENDING},
+                f"{refund_sql} WHERE {{ids}} AND status = :pending",
+                ids,
+                {"at": at, "e": error, "pending": PENDING},
+            )
         )
 
 
 async def mark_checked(conn: AsyncConnection, ids: list[int]) -> None:
     if ids:
         await conn.execute(
-            text("UPDATE usage_events SET needs_check = 0 WHERE id IN :ids").bindparams(_IDS),
-            {"ids": ids},
+            *_where_ids(conn, "UPDATE usage_events SET needs_check = 0 WHERE {ids}", ids, {})
         )
 
 

@@ -148,6 +148,8 @@ def gateway_run(
     meter.add("wrk", result.cpu_seconds, result.duration)
     say(meter.summary())
     after = support.scalar(url, "SELECT count(*) FROM usage_events")
+    cpu_us = meter.result["gateway"] * result.duration / max(1, after - before) * 1e6
+    say(f"gateway CPU per accepted event: {cpu_us:.1f} us")
     if spy is not None:
         spy.wait(30)
     gateway.process.stop()

@@ -133,7 +133,12 @@ async def _send(client: httpx.AsyncClient, body: bytes, progress: Progress) -> N
 
 
 async def produce(
-    url: str, key: str, prefix: str, total: int, producers: int, progress: Progress,
+    url: str,
+    key: str,
+    prefix: str,
+    total: int,
+    producers: int,
+    progress: Progress,
     resend_every: int = 10,
 ) -> None:
     """``total`` unique events in batches of 100; every ``resend_every``-th batch sent twice."""
@@ -205,8 +210,10 @@ async def soak(stack: Stack, options: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_sampling.wait(), 10.0)
             stored = emulator.stats()["events_stored"]
-            say(f"{time.monotonic() - started:6.0f}s sent {progress.sent:,} / {options.events:,}"
-                f", Lago holds {stored:,}")
+            say(
+                f"{time.monotonic() - started:6.0f}s sent {progress.sent:,} / {options.events:,}"
+                f", Lago holds {stored:,}"
+            )
 
     tasks = [asyncio.create_task(sampler()), asyncio.create_task(report())]
     chaos_task = asyncio.create_task(chaos())
@@ -234,8 +241,9 @@ async def soak(stack: Stack, options: argparse.Namespace) -> dict[str, Any]:
         "stats": stats,
         "emulator_ids": holds,
         "outbox": {
-            status: support.scalar(url, "SELECT count(*) FROM usage_events WHERE status = %s",
-                                   status)
+            status: support.scalar(
+                url, "SELECT count(*) FROM usage_events WHERE status = %s", status
+            )
             for status in ("pending", "forwarded", "dead")
         },
         "rss": gateway.rss,
@@ -283,23 +291,33 @@ def print_soak(result: dict[str, Any], options: argparse.Namespace) -> bool:
     exact = stats["events_stored"] == result["events"] and outbox["forwarded"] == result["events"]
     clean = outbox["pending"] == 0 and outbox["dead"] == 0
     ids = result["emulator_ids"]
-    print(f"SOAK {result['events']:,} unique events, {result['producers']} producers, "
-          f"{result['resent_batches']:,} batches sent twice, Lago failing "
-          f"{options.error_rate:.0%} + {options.outage:.0f} s outage, gateway SIGKILLed twice")
-    print(f"  ingest {result['ingest_seconds']:.0f} s ({result['events'] / result['ingest_seconds']:,.0f}"
-          f" events/s acknowledged), drain after the last ack {result['drain_seconds']:.0f} s, "
-          f"{result['requests']:,} batch requests ({result['retried_requests']:,} retried while "
-          f"the gateway was down)")
-    print(f"  Lago (emulator): {stats['events_stored']:,} stored, "
-          f"{stats['duplicate_rejections']:,} resends refused as value_already_exist, "
-          f"answers {stats['requests_by_status']}, faults {stats['faults_injected']}")
+    print(
+        f"SOAK {result['events']:,} unique events, {result['producers']} producers, "
+        f"{result['resent_batches']:,} batches sent twice, Lago failing "
+        f"{options.error_rate:.0%} + {options.outage:.0f} s outage, gateway SIGKILLed twice"
+    )
+    print(
+        f"  ingest {result['ingest_seconds']:.0f} s ({result['events'] / result['ingest_seconds']:,.0f}"
+        f" events/s acknowledged), drain after the last ack {result['drain_seconds']:.0f} s, "
+        f"{result['requests']:,} batch requests ({result['retried_requests']:,} retried while "
+        f"the gateway was down)"
+    )
+    print(
+        f"  Lago (emulator): {stats['events_stored']:,} stored, "
+        f"{stats['duplicate_rejections']:,} resends refused as value_already_exist, "
+        f"answers {stats['requests_by_status']}, faults {stats['faults_injected']}"
+    )
     print(f"  outbox: {outbox}")
-    print("  transaction ids in Lago == the unique ids: "
-          + ("not compared (over 300,000)" if ids is None else str(ids)))
+    print(
+        "  transaction ids in Lago == the unique ids: "
+        + ("not compared (over 300,000)" if ids is None else str(ids))
+    )
     print("  gateway RSS (API + workers, sampled every 2 s):\n" + rss_lines)
     ok = exact and clean and ids is not False and flat
-    print(f"RESULT soak: exactly the unique events, none twice: {exact and ids is not False}; "
-          f"none pending or dead: {clean}; RSS flat: {flat} -> {'PASS' if ok else 'FAIL'}")
+    print(
+        f"RESULT soak: exactly the unique events, none twice: {exact and ids is not False}; "
+        f"none pending or dead: {clean}; RSS flat: {flat} -> {'PASS' if ok else 'FAIL'}"
+    )
     return ok
 
 
@@ -308,8 +326,8 @@ def print_soak(result: dict[str, Any], options: argparse.Namespace) -> bool:
 FILL_FORWARDED = """
 INSERT INTO usage_events (external_subscription_id, transaction_id, code, payload, fingerprint,
     needs_check, accepted_by, status, attempts, accepted_at, next_attempt_at, forwarded_at)
-SELECT 'old_sub_' || (g % 500), 'old-' || g, 'photo_generation',
-    '{"transaction_id":"old-' || g || '","external_subscription_id":"old_sub_' || (g % 500)
+SELECT 'old_sub_' || (g %% 500), 'old-' || g, 'photo_generation',
+    '{"transaction_id":"old-' || g || '","external_subscription_id":"old_sub_' || (g %% 500)
         || '","code":"photo_generation","timestamp":1756684800}',
     md5(g::text), 0, 'bench', 'forwarded', 1, t, t, t + 1
 FROM generate_series(%s, %s) AS g, LATERAL (SELECT 1700000000 + g * 0.01 AS t) AS n
@@ -324,7 +342,7 @@ async def throughput(stack: Stack, name: str, rows: int, options: argparse.Names
         fill_started = time.monotonic()
         step = 1_000_000
         for lo in range(1, rows + 1, step):
-            support.execute(url, FILL_FORWARDED % (lo, min(rows, lo + step - 1)))
+            support.execute(url, FILL_FORWARDED, lo, min(rows, lo + step - 1))
         support.execute(url, "VACUUM ANALYZE usage_events")
         size = support.scalar(url, "SELECT pg_size_pretty(pg_total_relation_size('usage_events'))")
         say(f"{name}: filled in {time.monotonic() - fill_started:.0f} s ({size} with indexes)")
@@ -336,8 +354,9 @@ async def throughput(stack: Stack, name: str, rows: int, options: argparse.Names
     gateway.start()
     progress = Progress(options.tp_events)
     started = time.monotonic()
-    await produce(gateway.url, key, name, options.tp_events, options.producers, progress,
-                  resend_every=10**9)
+    await produce(
+        gateway.url, key, name, options.tp_events, options.producers, progress, resend_every=10**9
+    )
     while emulator.stats()["events_stored"] < options.tp_events:
         await asyncio.sleep(0.05)
     elapsed = time.monotonic() - started
@@ -345,8 +364,10 @@ async def throughput(stack: Stack, name: str, rows: int, options: argparse.Names
     gateway.process.stop()
     emulator.process.stop()
     rate = options.tp_events / elapsed
-    print(f"  {name}: {rows:,} forwarded rows already in the outbox -> {options.tp_events:,} "
-          f"events ingested and forwarded in {elapsed:.1f} s = {rate:,.0f} events/s")
+    print(
+        f"  {name}: {rows:,} forwarded rows already in the outbox -> {options.tp_events:,} "
+        f"events ingested and forwarded in {elapsed:.1f} s = {rate:,.0f} events/s"
+    )
     return rate
 
 
@@ -354,8 +375,9 @@ async def throughput(stack: Stack, name: str, rows: int, options: argparse.Names
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=1_000_000, help="unique soak events")
     parser.add_argument("--producers", type=int, default=8)
     parser.add_argument("--error-rate", type=float, default=0.2)
@@ -380,9 +402,11 @@ async def amain(options: argparse.Namespace) -> int:
             drop = (empty - full) / empty
             passed = drop <= 0.20
             ok = ok and passed
-            print(f"RESULT throughput: {empty:,.0f} -> {full:,.0f} events/s with {options.rows:,}"
-                  f" forwarded rows ({drop:+.1%} drop; limit 20%) -> "
-                  f"{'PASS' if passed else 'FAIL'}")
+            print(
+                f"RESULT throughput: {empty:,.0f} -> {full:,.0f} events/s with {options.rows:,}"
+                f" forwarded rows ({drop:+.1%} drop; limit 20%) -> "
+                f"{'PASS' if passed else 'FAIL'}"
+            )
     print(support.cpu_note())
     return 0 if ok else 1
 

@@ -377,7 +377,7 @@ def scalar(database_url: str, sql: str, *params: Any) -> Any:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(sql, params).fetchone()
+        row = conn.execute(sql, params or None).fetchone()
     return None if row is None else row[0]
 
 
@@ -385,7 +385,7 @@ def execute(database_url: str, sql: str, *params: Any) -> None:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql, params)
+        conn.execute(sql, params or None)
 
 
 def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:

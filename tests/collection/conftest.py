@@ -57,8 +57,15 @@ class Harness:
 
     async def customer(self, external_id: str, behaviour: str = SUCCEED) -> str:
         """A customer in Lago, its Stripe customer with a default card, and their link."""
-        upsert_customer(self.emulator, {"external_id": external_id, "name": external_id.title(),
-                                        "email": f"ap@{external_id}.test", "currency": "USD"})
+        upsert_customer(
+            self.emulator,
+            {
+                "external_id": external_id,
+                "name": external_id.title(),
+                "email": f"ap@{external_id}.test",
+                "currency": "USD",
+            },
+        )
         stripe_id = self.stripe.add_customer(f"ap@{external_id}.test")
         self.stripe.add_card(stripe_id, behaviour)
         async with self.gw.runtime.database.session() as session:
@@ -76,7 +83,7 @@ class Harness:
             self.posted.append(event)
 
     def new_stripe_events(self) -> list[dict[str, Any]]:
-        fresh = self.stripe.events[self.sent:]
+        fresh = self.stripe.events[self.sent :]
         self.sent = len(self.stripe.events)
         return fresh
 
@@ -88,8 +95,13 @@ class Harness:
         return handled
 
     async def settle(
-        self, *, stripe: bool = True, shuffle: random.Random | None = None, twice: bool = False,
-        collect: bool = True, now: float | None = None,
+        self,
+        *,
+        stripe: bool = True,
+        shuffle: random.Random | None = None,
+        twice: bool = False,
+        collect: bool = True,
+        now: float | None = None,
     ) -> None:
         """Deliver, process and collect until nothing is left to do."""
         for _ in range(20):
@@ -112,7 +124,8 @@ class Harness:
     async def attempts(self, invoice_id: str) -> list[Collection]:
         async with self.gw.runtime.database.session() as session:
             result = await session.exec(
-                select(Collection).where(Collection.invoice_id == invoice_id)
+                select(Collection)
+                .where(Collection.invoice_id == invoice_id)
                 .order_by(Collection.attempt)  # type: ignore[arg-type]
             )
             return list(result.all())
@@ -122,7 +135,11 @@ class Harness:
 
 
 async def start_collecting(
-    database_url: str, emulator: EmulatorState, stripe: FakeStripe, *, run_workers: bool = False,
+    database_url: str,
+    emulator: EmulatorState,
+    stripe: FakeStripe,
+    *,
+    run_workers: bool = False,
     **overrides: Any,
 ) -> tuple[Harness, Any]:
     create_endpoint(emulator, {"webhook_url": LAGO_HOOK, "signature_algo": "hmac"})

@@ -39,6 +39,7 @@ DECLINE = "decline"
 INSUFFICIENT = "insufficient_funds"
 AUTHENTICATE = "authentication_required"
 REQUIRES_ACTION = "requires_action"
+PROCESSING = "processing"  # settles later (bank debits): see ``finish_processing``
 
 
 def new_id(prefix: str) -> str:
@@ -72,8 +73,15 @@ class StripeFailure(Exception):
 
 
 def _missing(kind: str, object_id: str) -> StripeFailure:
-    return StripeFailure(404, {"type": "invalid_request_error", "code": "resource_missing",
-                               "message": f"No such {kind}: '{object_id}'", "param": "id"})
+    return StripeFailure(
+        404,
+        {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": f"No such {kind}: '{object_id}'",
+            "param": "id",
+        },
+    )
 
 
 class FakeStripe(httpx.AsyncBaseTransport):
@@ -95,6 +103,7 @@ class FakeStripe(httpx.AsyncBaseTransport):
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.behaviour: dict[str, str] = {}  # payment method → what charging it does
         self.down = False
+        self.unreachable_paths: set[str] = set()  # regexes: these requests fail to connect
         # Called after a PaymentIntent is stored and before its answer leaves (crash tests).
         self.after_intent_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._replays: dict[str, tuple[str, int, bytes]] = {}
@@ -104,20 +113,39 @@ class FakeStripe(httpx.AsyncBaseTransport):
     def add_customer(self, email: str | None = None) -> str:
         customer_id = new_id("cus")
         self.customers[customer_id] = {
-            "id": customer_id, "object": "customer", "email": email, "name": None,
-            "metadata": {}, "livemode": False, "created": int(time.time()),
-            "invoice_settings": {"default_payment_method": None, "custom_fields": None,
-                                 "footer": None, "rendering_options": None},
+            "id": customer_id,
+            "object": "customer",
+            "email": email,
+            "name": None,
+            "metadata": {},
+            "livemode": False,
+            "created": int(time.time()),
+            "invoice_settings": {
+                "default_payment_method": None,
+                "custom_fields": None,
+                "footer": None,
+                "rendering_options": None,
+            },
         }
         return customer_id
 
     def add_card(self, customer_id: str, behaviour: str = SUCCEED, default: bool = True) -> str:
         method_id = new_id("pm")
-        last4 = {SUCCEED: "4242", DECLINE: "0002", INSUFFICIENT: "9995",
-                 AUTHENTICATE: "3184", REQUIRES_ACTION: "3155"}[behaviour]
+        last4 = {
+            SUCCEED: "4242",
+            DECLINE: "0002",
+            INSUFFICIENT: "9995",
+            AUTHENTICATE: "3184",
+            REQUIRES_ACTION: "3155",
+            PROCESSING: "3000",
+        }[behaviour]
         self.payment_methods[method_id] = {
-            "id": method_id, "object": "payment_method", "type": "card",
-            "customer": customer_id, "created": int(time.time()), "livemode": False,
+            "id": method_id,
+            "object": "payment_method",
+            "type": "card",
+            "customer": customer_id,
+            "created": int(time.time()),
+            "livemode": False,
             "card": {"brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2034},
             "metadata": {},
         }
@@ -127,8 +155,11 @@ class FakeStripe(httpx.AsyncBaseTransport):
         return method_id
 
     def intents_for(self, invoice_id: str) -> list[dict[str, Any]]:
-        return [i for i in self.payment_intents.values()
-                if i["metadata"].get("lago_invoice_id") == invoice_id]
+        return [
+            i
+            for i in self.payment_intents.values()
+            if i["metadata"].get("lago_invoice_id") == invoice_id
+        ]
 
     def succeeded_charges(self, invoice_id: str) -> int:
         return sum(1 for i in self.intents_for(invoice_id) if i["status"] == "succeeded")
@@ -140,21 +171,28 @@ class FakeStripe(httpx.AsyncBaseTransport):
         method = self.add_card(session["customer"], behaviour, default=False)
         if session["mode"] == "setup":
             intent = self._setup_intent(session, method)
-            session.update(status="complete", setup_intent=intent["id"],
-                           payment_status="no_payment_required")
+            session.update(
+                status="complete", setup_intent=intent["id"], payment_status="no_payment_required"
+            )
         else:
             data = session["_payment_intent_data"]
-            intent = self._new_intent({
-                "amount": session["amount_total"], "currency": session["currency"],
-                "customer": session["customer"], "payment_method": method,
-                "metadata": data.get("metadata", {}),
-                "setup_future_usage": data.get("setup_future_usage"),
-            })
+            intent = self._new_intent(
+                {
+                    "amount": session["amount_total"],
+                    "currency": session["currency"],
+                    "customer": session["customer"],
+                    "payment_method": method,
+                    "metadata": data.get("metadata", {}),
+                    "setup_future_usage": data.get("setup_future_usage"),
+                }
+            )
             self._charge(intent, behaviour)
             paid = intent["status"] == "succeeded"
-            session.update(payment_intent=intent["id"],
-                           status="complete" if paid else "open",
-                           payment_status="paid" if paid else "unpaid")
+            session.update(
+                payment_intent=intent["id"],
+                status="complete" if paid else "open",
+                payment_status="paid" if paid else "unpaid",
+            )
         if session["status"] == "complete":
             self._event("checkout.session.completed", session)
         return session
@@ -169,10 +207,17 @@ class FakeStripe(httpx.AsyncBaseTransport):
         intent = self.payment_intents[intent_id]
         dispute_id = new_id("dp")
         self.disputes[dispute_id] = {
-            "id": dispute_id, "object": "dispute", "amount": intent["amount"],
-            "currency": intent["currency"], "charge": intent["latest_charge"],
-            "payment_intent": intent_id, "reason": "fraudulent", "status": status,
-            "created": int(time.time()), "livemode": False, "metadata": {},
+            "id": dispute_id,
+            "object": "dispute",
+            "amount": intent["amount"],
+            "currency": intent["currency"],
+            "charge": intent["latest_charge"],
+            "payment_intent": intent_id,
+            "reason": "fraudulent",
+            "status": status,
+            "created": int(time.time()),
+            "livemode": False,
+            "metadata": {},
         }
         self._event("charge.dispute.created", self.disputes[dispute_id])
         return dispute_id
@@ -185,23 +230,27 @@ class FakeStripe(httpx.AsyncBaseTransport):
         """The body and headers Stripe posts for ``event``."""
         body = orjson.dumps(event)
         stamp = at or int(time.time())
-        mac = hmac.new(self.webhook_secret.encode(), f"{stamp}.".encode() + body,
-                       hashlib.sha256).hexdigest()
-        return body, {"Stripe-Signature": f"t={stamp},v1={mac}",
-                      "Content-Type": "application/json"}
+        mac = hmac.new(
+            self.webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256
+        ).hexdigest()
+        return body, {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
 
     # ---- the wire -------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         await asyncio.sleep(0)
-        if self.down:
+        if self.down or any(re.fullmatch(p, request.url.path) for p in self.unreachable_paths):
             raise httpx.ConnectError("connection refused", request=request)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return self._answer(401, {"error": {"type": "invalid_request_error",
-                                                "message": "Invalid API Key provided"}})
-        pairs = parse_qsl(body.decode() if request.method == "POST" else request.url.query.decode(),
-                          keep_blank_values=True)
+            return self._answer(
+                401,
+                {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}},
+            )
+        pairs = parse_qsl(
+            body.decode() if request.method == "POST" else request.url.query.decode(),
+            keep_blank_values=True,
+        )
         params = parse_form(pairs)
         path = request.url.path
         self.requests.append((request.method, path, params))
@@ -211,12 +260,21 @@ class FakeStripe(httpx.AsyncBaseTransport):
             if key in self._replays:
                 seen, status, content = self._replays[key]
                 if seen != fingerprint:
-                    return self._answer(400, {"error": {
-                        "type": "idempotency_error",
-                        "message": "Keys for idempotent requests can only be used with the "
-                                   "same parameters they were first used with."}})
-                return httpx.Response(status, content=content, headers={
-                    "Content-Type": "application/json", "Idempotent-Replayed": "true"})
+                    return self._answer(
+                        400,
+                        {
+                            "error": {
+                                "type": "idempotency_error",
+                                "message": "Keys for idempotent requests can only be used with the "
+                                "same parameters they were first used with.",
+                            }
+                        },
+                    )
+                return httpx.Response(
+                    status,
+                    content=content,
+                    headers={"Content-Type": "application/json", "Idempotent-Replayed": "true"},
+                )
         try:
             status, answer = 200, await self._route(request.method, path, params)
         except StripeFailure as failure:
@@ -229,8 +287,9 @@ class FakeStripe(httpx.AsyncBaseTransport):
         return httpx.Response(status, content=content, headers={"Content-Type": "application/json"})
 
     def _answer(self, status: int, body: dict[str, Any]) -> httpx.Response:
-        return httpx.Response(status, content=orjson.dumps(body),
-                              headers={"Content-Type": "application/json"})
+        return httpx.Response(
+            status, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        )
 
     async def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
         routes = [
@@ -256,15 +315,21 @@ class FakeStripe(httpx.AsyncBaseTransport):
             if verb == method and found:
                 result: dict[str, Any] = handler(*found.groups(), params)  # type: ignore[operator]
                 return _public(result)
-        raise StripeFailure(404, {"type": "invalid_request_error",
-                                  "message": f"Unrecognized request URL ({method} {path})"})
+        raise StripeFailure(
+            404,
+            {
+                "type": "invalid_request_error",
+                "message": f"Unrecognized request URL ({method} {path})",
+            },
+        )
 
     # ---- endpoints --------------------------------------------------------------------
 
     def _create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
         customer_id = self.add_customer(params.get("email"))
-        self.customers[customer_id].update(name=params.get("name"),
-                                           metadata=params.get("metadata", {}))
+        self.customers[customer_id].update(
+            name=params.get("name"), metadata=params.get("metadata", {})
+        )
         self._event("customer.created", self.customers[customer_id])
         return self.customers[customer_id]
 
@@ -287,7 +352,9 @@ class FakeStripe(httpx.AsyncBaseTransport):
         self._get_customer(customer_id, params)
         found = [m for m in self.payment_methods.values() if m["customer"] == customer_id]
         found.sort(key=lambda m: m["created"], reverse=True)
-        return _list(found[: int(params.get("limit", 10))], f"/v1/customers/{customer_id}/payment_methods")
+        return _list(
+            found[: int(params.get("limit", 10))], f"/v1/customers/{customer_id}/payment_methods"
+        )
 
     def _get_method(self, method_id: str, params: dict[str, Any]) -> dict[str, Any]:
         if method_id not in self.payment_methods:
@@ -301,17 +368,28 @@ class FakeStripe(httpx.AsyncBaseTransport):
             raise _missing("PaymentMethod", str(params.get("payment_method")))
         intent = self._new_intent(params)
         if params.get("confirm") == "true":
-            self._charge(intent, self.behaviour[intent["payment_method"]],
-                         off_session=params.get("off_session") == "true")
+            self._charge(
+                intent,
+                self.behaviour[intent["payment_method"]],
+                off_session=params.get("off_session") == "true",
+            )
             if intent["last_payment_error"] is not None:
-                raise StripeFailure(402, {**copy.deepcopy(intent["last_payment_error"]),
-                                          "payment_intent": _public(intent)})
+                raise StripeFailure(
+                    402,
+                    {
+                        **copy.deepcopy(intent["last_payment_error"]),
+                        "payment_intent": _public(intent),
+                    },
+                )
         return intent
 
     def _list_intents(self, params: dict[str, Any]) -> dict[str, Any]:
         since = int((params.get("created") or {}).get("gte", 0))
-        found = [i for i in self.payment_intents.values()
-                 if i["customer"] == params.get("customer") and i["created"] >= since]
+        found = [
+            i
+            for i in self.payment_intents.values()
+            if i["customer"] == params.get("customer") and i["created"] >= since
+        ]
         return _list(sorted(found, key=lambda i: i["created"], reverse=True), "/v1/payment_intents")
 
     def _get_intent(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -327,10 +405,15 @@ class FakeStripe(httpx.AsyncBaseTransport):
         if intent is None:
             raise _missing("payment_intent", intent_id)
         if intent["status"] in ("succeeded", "canceled", "processing"):
-            raise StripeFailure(400, {
-                "type": "invalid_request_error", "code": "payment_intent_unexpected_state",
-                "message": "You cannot cancel this PaymentIntent because it has a status of "
-                           f"{intent['status']}."})
+            raise StripeFailure(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_unexpected_state",
+                    "message": "You cannot cancel this PaymentIntent because it has a status of "
+                    f"{intent['status']}.",
+                },
+            )
         intent.update(status="canceled", canceled_at=int(time.time()))
         self._event("payment_intent.canceled", intent)
         return intent
@@ -341,16 +424,24 @@ class FakeStripe(httpx.AsyncBaseTransport):
         item = (params.get("line_items") or [{}])[0]
         price = item.get("price_data") or {}
         self.checkout_sessions[session_id] = {
-            "id": session_id, "object": "checkout.session", "mode": mode, "status": "open",
-            "payment_status": "unpaid", "customer": params.get("customer"),
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": mode,
+            "status": "open",
+            "payment_status": "unpaid",
+            "customer": params.get("customer"),
             "customer_email": params.get("customer_email"),
             "client_reference_id": params.get("client_reference_id"),
             "amount_total": int(price.get("unit_amount", 0)) * int(item.get("quantity", 1) or 1),
-            "currency": price.get("currency"), "metadata": params.get("metadata", {}),
-            "payment_intent": None, "setup_intent": None,
-            "success_url": params.get("success_url"), "cancel_url": params.get("cancel_url"),
+            "currency": price.get("currency"),
+            "metadata": params.get("metadata", {}),
+            "payment_intent": None,
+            "setup_intent": None,
+            "success_url": params.get("success_url"),
+            "cancel_url": params.get("cancel_url"),
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
-            "expires_at": int(time.time()) + 24 * 3600, "created": int(time.time()),
+            "expires_at": int(time.time()) + 24 * 3600,
+            "created": int(time.time()),
             "livemode": False,
             "_payment_intent_data": params.get("payment_intent_data") or {},
             "_setup_intent_data": params.get("setup_intent_data") or {},
@@ -365,9 +456,14 @@ class FakeStripe(httpx.AsyncBaseTransport):
     def _expire_session(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
         session = self._get_session(session_id, params)
         if session["status"] != "open":
-            raise StripeFailure(400, {
-                "type": "invalid_request_error", "code": "checkout_session_unexpected_state",
-                "message": f"This Checkout Session is already {session['status']}."})
+            raise StripeFailure(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "checkout_session_unexpected_state",
+                    "message": f"This Checkout Session is already {session['status']}.",
+                },
+            )
         self.expire_checkout(session_id)
         return session
 
@@ -381,30 +477,50 @@ class FakeStripe(httpx.AsyncBaseTransport):
             raise _missing("customer", str(params.get("customer")))
         session_id = new_id("bps")
         self.portal_sessions[session_id] = {
-            "id": session_id, "object": "billing_portal.session", "customer": params["customer"],
-            "return_url": params.get("return_url"), "created": int(time.time()),
-            "livemode": False, "url": f"https://billing.stripe.com/p/session/test_{session_id}",
+            "id": session_id,
+            "object": "billing_portal.session",
+            "customer": params["customer"],
+            "return_url": params.get("return_url"),
+            "created": int(time.time()),
+            "livemode": False,
+            "url": f"https://billing.stripe.com/p/session/test_{session_id}",
         }
         return self.portal_sessions[session_id]
 
     def _create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
         intent = self.payment_intents.get(str(params.get("payment_intent")))
         if intent is None or intent["status"] != "succeeded":
-            raise StripeFailure(400, {"type": "invalid_request_error",
-                                      "code": "charge_not_refundable",
-                                      "message": "This PaymentIntent has no successful charge."})
+            raise StripeFailure(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "charge_not_refundable",
+                    "message": "This PaymentIntent has no successful charge.",
+                },
+            )
         charge = self.charges[intent["latest_charge"]]
         amount = int(params.get("amount") or charge["amount"] - charge["amount_refunded"])
         if amount > charge["amount"] - charge["amount_refunded"]:
-            raise StripeFailure(400, {"type": "invalid_request_error",
-                                      "code": "charge_already_refunded",
-                                      "message": "Refund amount is greater than unrefunded amount."})
+            raise StripeFailure(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "charge_already_refunded",
+                    "message": "Refund amount is greater than unrefunded amount.",
+                },
+            )
         refund_id = new_id("re")
         self.refunds[refund_id] = {
-            "id": refund_id, "object": "refund", "amount": amount, "charge": charge["id"],
-            "payment_intent": intent["id"], "currency": charge["currency"],
-            "metadata": params.get("metadata", {}), "status": "succeeded",
-            "created": int(time.time()), "reason": None,
+            "id": refund_id,
+            "object": "refund",
+            "amount": amount,
+            "charge": charge["id"],
+            "payment_intent": intent["id"],
+            "currency": charge["currency"],
+            "metadata": params.get("metadata", {}),
+            "status": "succeeded",
+            "created": int(time.time()),
+            "reason": None,
         }
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
@@ -422,39 +538,70 @@ class FakeStripe(httpx.AsyncBaseTransport):
     def _new_intent(self, params: dict[str, Any]) -> dict[str, Any]:
         intent_id = new_id("pi")
         intent = {
-            "id": intent_id, "object": "payment_intent", "amount": int(params["amount"]),
-            "amount_received": 0, "currency": params["currency"],
-            "customer": params.get("customer"), "payment_method": params.get("payment_method"),
-            "description": params.get("description"), "metadata": params.get("metadata", {}),
-            "status": "requires_confirmation", "last_payment_error": None,
-            "latest_charge": None, "next_action": None, "canceled_at": None,
-            "capture_method": "automatic", "confirmation_method": "automatic",
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": int(params["amount"]),
+            "amount_received": 0,
+            "currency": params["currency"],
+            "customer": params.get("customer"),
+            "payment_method": params.get("payment_method"),
+            "description": params.get("description"),
+            "metadata": params.get("metadata", {}),
+            "status": "requires_confirmation",
+            "last_payment_error": None,
+            "latest_charge": None,
+            "next_action": None,
+            "canceled_at": None,
+            "capture_method": "automatic",
+            "confirmation_method": "automatic",
             "setup_future_usage": params.get("setup_future_usage"),
             "client_secret": f"{intent_id}_secret_{secrets.token_hex(8)}",
-            "created": int(time.time()), "livemode": False, "payment_method_types": ["card"],
+            "created": int(time.time()),
+            "livemode": False,
+            "payment_method_types": ["card"],
         }
         self.payment_intents[intent_id] = intent
         self._event("payment_intent.created", intent)
         return intent
 
+    def finish_processing(self, intent_id: str) -> None:
+        """A processing payment settles (its events are recorded like any other)."""
+        self._charge(self.payment_intents[intent_id], SUCCEED)
+
     def _charge(self, intent: dict[str, Any], behaviour: str, off_session: bool = True) -> None:
+        if behaviour == PROCESSING:
+            intent.update(status="processing")
+            self._event("payment_intent.processing", intent)
+            return
         if behaviour == REQUIRES_ACTION:
-            intent.update(status="requires_action",
-                          next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}})
+            intent.update(
+                status="requires_action",
+                next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}},
+            )
             self._event("payment_intent.requires_action", intent)
             return
         if behaviour == SUCCEED:
             charge_id = new_id("ch")
             self.charges[charge_id] = {
-                "id": charge_id, "object": "charge", "amount": intent["amount"],
-                "amount_captured": intent["amount"], "amount_refunded": 0, "refunded": False,
-                "currency": intent["currency"], "customer": intent["customer"],
-                "payment_intent": intent["id"], "payment_method": intent["payment_method"],
-                "paid": True, "status": "succeeded", "disputed": False,
-                "created": int(time.time()), "metadata": intent["metadata"],
+                "id": charge_id,
+                "object": "charge",
+                "amount": intent["amount"],
+                "amount_captured": intent["amount"],
+                "amount_refunded": 0,
+                "refunded": False,
+                "currency": intent["currency"],
+                "customer": intent["customer"],
+                "payment_intent": intent["id"],
+                "payment_method": intent["payment_method"],
+                "paid": True,
+                "status": "succeeded",
+                "disputed": False,
+                "created": int(time.time()),
+                "metadata": intent["metadata"],
             }
-            intent.update(status="succeeded", amount_received=intent["amount"],
-                          latest_charge=charge_id)
+            intent.update(
+                status="succeeded", amount_received=intent["amount"], latest_charge=charge_id
+            )
             self._event("charge.succeeded", self.charges[charge_id])
             self._event("payment_intent.succeeded", intent)
             return
@@ -463,35 +610,54 @@ class FakeStripe(httpx.AsyncBaseTransport):
             INSUFFICIENT: ("card_declined", "insufficient_funds"),
             AUTHENTICATE: ("authentication_required", "authentication_required"),
         }[behaviour]
-        message = {"card_declined": "Your card was declined.",
-                   "authentication_required": "Your card was declined. This transaction "
-                                              "requires authentication."}[code]
-        intent.update(status="requires_payment_method", last_payment_error={
-            "type": "card_error", "code": code, "decline_code": decline, "message": message,
-            "payment_method": self.payment_methods[intent["payment_method"]],
-        })
+        message = {
+            "card_declined": "Your card was declined.",
+            "authentication_required": "Your card was declined. This transaction "
+            "requires authentication.",
+        }[code]
+        intent.update(
+            status="requires_payment_method",
+            last_payment_error={
+                "type": "card_error",
+                "code": code,
+                "decline_code": decline,
+                "message": message,
+                "payment_method": self.payment_methods[intent["payment_method"]],
+            },
+        )
         self._event("payment_intent.payment_failed", intent)
 
     def _setup_intent(self, session: dict[str, Any], method: str) -> dict[str, Any]:
         intent_id = new_id("seti")
         self.setup_intents[intent_id] = {
-            "id": intent_id, "object": "setup_intent", "customer": session["customer"],
-            "payment_method": method, "status": "succeeded", "usage": "off_session",
+            "id": intent_id,
+            "object": "setup_intent",
+            "customer": session["customer"],
+            "payment_method": method,
+            "status": "succeeded",
+            "usage": "off_session",
             "metadata": session["_setup_intent_data"].get("metadata", {}),
-            "created": int(time.time()), "livemode": False,
+            "created": int(time.time()),
+            "livemode": False,
         }
         self._event("setup_intent.created", self.setup_intents[intent_id])
         self._event("setup_intent.succeeded", self.setup_intents[intent_id])
         return self.setup_intents[intent_id]
 
     def _event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.events.append({
-            "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
-            "created": int(time.time()), "data": {"object": _public(copy.deepcopy(obj))},
-            "livemode": False, "pending_webhooks": 1,
-            "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": None},
-            "type": kind,
-        })
+        self.events.append(
+            {
+                "id": new_id("evt"),
+                "object": "event",
+                "api_version": API_VERSION,
+                "created": int(time.time()),
+                "data": {"object": _public(copy.deepcopy(obj))},
+                "livemode": False,
+                "pending_webhooks": 1,
+                "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": None},
+                "type": kind,
+            }
+        )
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:

@@ -16,22 +16,35 @@ async def test_finalized_invoice_is_charged_and_lago_shows_it_paid(harness: Harn
 
     [intent] = harness.stripe.intents_for(issued["lago_id"])
     assert intent["status"] == "succeeded"
-    assert (intent["amount"], intent["currency"], intent["customer"]) == (4_250, "usd",
-                                                                          stripe_customer)
+    assert (intent["amount"], intent["currency"], intent["customer"]) == (
+        4_250,
+        "usd",
+        stripe_customer,
+    )
     assert intent["metadata"]["lago_invoice_id"] == issued["lago_id"]
-    create = [p for m, path, p in harness.stripe.requests if path == "/v1/payment_intents"
-              and m == "POST"]
+    create = [
+        p for m, path, p in harness.stripe.requests if path == "/v1/payment_intents" and m == "POST"
+    ]
     assert create[0]["off_session"] == "true" and create[0]["confirm"] == "true"
     assert harness.invoice(issued["lago_id"])["payment_status"] == "succeeded"
     [attempt] = await harness.attempts(issued["lago_id"])
     assert (attempt.status, attempt.lago_status, attempt.payment_intent_id) == (
-        "succeeded", "succeeded", intent["id"])
+        "succeeded",
+        "succeeded",
+        intent["id"],
+    )
     assert attempt.idempotency_key == f"invoice-{issued['lago_id']}-attempt-1"
     async with harness.gw.runtime.database.session() as session:
-        actions = (await session.exec(select(AuditEntry.action).where(
-            AuditEntry.target == issued["lago_id"]))).all()
-    assert {"collection.attempt.claimed", "collection.attempt.succeeded",
-            "collection.lago_sync"} <= set(actions)
+        actions = (
+            await session.exec(
+                select(AuditEntry.action).where(AuditEntry.target == issued["lago_id"])
+            )
+        ).all()
+    assert {
+        "collection.attempt.claimed",
+        "collection.attempt.succeeded",
+        "collection.lago_sync",
+    } <= set(actions)
 
 
 async def test_zero_amount_invoice_is_marked_paid_without_stripe(harness: Harness) -> None:
@@ -56,9 +69,21 @@ async def test_token_pack_credit_invoice_is_collected_and_settles_the_wallet(
 ) -> None:
     await harness.customer("acme")
     lago = harness.gw.runtime.lago
-    wallet = (await lago.call("POST", "/wallets", json={"wallet": {
-        "external_customer_id": "acme", "rate_amount": "1", "currency": "USD",
-        "paid_credits": "25", "name": "Tokens"}}))["wallet"]
+    wallet = (
+        await lago.call(
+            "POST",
+            "/wallets",
+            json={
+                "wallet": {
+                    "external_customer_id": "acme",
+                    "rate_amount": "1",
+                    "currency": "USD",
+                    "paid_credits": "25",
+                    "name": "Tokens",
+                }
+            },
+        )
+    )["wallet"]
     [credit] = [i for i in harness.emulator.invoices.values() if i["invoice_type"] == "credit"]
 
     await harness.settle()
@@ -75,7 +100,10 @@ async def test_lago_collection_mode_runs_none_of_it(
     from tests.collection.conftest import start_collecting
 
     found, manager = await start_collecting(
-        database_url, emulator, stripe, collection="lago"  # type: ignore[arg-type]
+        database_url,
+        emulator,
+        stripe,
+        collection="lago",  # type: ignore[arg-type]
     )
     try:
         await found.customer("acme")

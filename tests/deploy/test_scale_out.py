@@ -127,8 +127,9 @@ async def _webhooks(clients: list[httpx.AsyncClient]) -> None:
         body, headers = _lago_webhook(index)
         await _post(clients[index % 2], "/gateway/webhooks/lago", content=body, headers=headers)
         if index % 5 == 0:  # Lago retrying the same webhook, to the other process
-            await _post(clients[(index + 1) % 2], "/gateway/webhooks/lago", content=body,
-                        headers=headers)
+            await _post(
+                clients[(index + 1) % 2], "/gateway/webhooks/lago", content=body, headers=headers
+            )
 
 
 async def _message_ids(client: httpx.AsyncClient) -> set[str]:
@@ -184,7 +185,9 @@ async def test_two_api_and_two_worker_processes_forward_and_relay_exactly_once(
 
     auth = {"Authorization": f"Bearer {key}"}
     with Subscriber() as subscriber:
-        clients = [httpx.AsyncClient(base_url=api.url or "", headers=auth, timeout=30) for api in apis]
+        clients = [
+            httpx.AsyncClient(base_url=api.url or "", headers=auth, timeout=30) for api in apis
+        ]
         lago = httpx.AsyncClient(base_url=emulator.url or "", timeout=10)
         try:
             for path in ("/a", "/b"):

@@ -62,8 +62,10 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 async def _seed(gateway: Gateway) -> dict[str, Any]:
     emulator = gateway.emulator
-    upsert_customer(emulator, {"external_id": "acme", "name": "Acme Inc",
-                               "email": "ap@acme.test", "currency": "USD"})
+    upsert_customer(
+        emulator,
+        {"external_id": "acme", "name": "Acme Inc", "email": "ap@acme.test", "currency": "USD"},
+    )
     upsert_customer(emulator, {"external_id": "globex", "name": "Globex", "currency": "EUR"})
     acme = [emulator.issue_invoice("acme", cents) for cents in (12_000, 4_550, 990)]
     emulator.issue_invoice("globex", 7_000, currency="EUR")
@@ -74,13 +76,25 @@ async def _seed(gateway: Gateway) -> dict[str, Any]:
     )
     now = time.time()
     async with gateway.runtime.database.session() as session:
-        session.add(Collection(
-            invoice_id=paid["lago_id"], invoice_number=paid["number"], attempt=1,
-            kind="off_session", external_customer_id="acme", stripe_customer_id="cus_acme",
-            payment_intent_id="pi_3Browser", amount_cents=12_000, currency="USD",
-            status="succeeded", idempotency_key=f"invoice-{paid['lago_id']}-attempt-1",
-            lago_status="succeeded", created_by="collector", created_at=now, updated_at=now,
-        ))
+        session.add(
+            Collection(
+                invoice_id=paid["lago_id"],
+                invoice_number=paid["number"],
+                attempt=1,
+                kind="off_session",
+                external_customer_id="acme",
+                stripe_customer_id="cus_acme",
+                payment_intent_id="pi_3Browser",
+                amount_cents=12_000,
+                currency="USD",
+                status="succeeded",
+                idempotency_key=f"invoice-{paid['lago_id']}-attempt-1",
+                lago_status="succeeded",
+                created_by="collector",
+                created_at=now,
+                updated_at=now,
+            )
+        )
         await session.commit()
     return {"paid": paid}
 

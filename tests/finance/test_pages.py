@@ -46,8 +46,13 @@ def _seed(gateway: Gateway) -> dict[str, str]:
 
 
 async def test_no_page_is_readable_without_signing_in(gateway: Gateway) -> None:
-    for path in ("/finance/", "/finance/invoices", "/finance/collection",
-                 "/finance/invoices/export.csv", "/finance/invoices/x/pdf"):
+    for path in (
+        "/finance/",
+        "/finance/invoices",
+        "/finance/collection",
+        "/finance/invoices/export.csv",
+        "/finance/invoices/x/pdf",
+    ):
         answer = await gateway.client.get(path)
         assert answer.status_code == 303, path
         assert answer.headers["location"].startswith("/finance/login"), path
@@ -75,8 +80,9 @@ async def test_wrong_or_unscoped_keys_are_refused_and_audited(gateway: Gateway) 
         assert answer.status_code == 401
         assert "lacks the billing:read scope" in answer.text
     async with gateway.runtime.database.session() as session:
-        rows = (await session.exec(select(AuditEntry).where(
-            AuditEntry.action == "finance.sign_in"))).all()
+        rows = (
+            await session.exec(select(AuditEntry).where(AuditEntry.action == "finance.sign_in"))
+        ).all()
     assert [row.outcome for row in rows] == ["rejected", "rejected"]
 
 
@@ -115,8 +121,11 @@ async def test_invoice_list_filters_and_totals_per_currency(gateway: Gateway) ->
     await _sign_in(gateway, gateway.client)
 
     everything = (await gateway.client.get("/finance/invoices")).text
-    acme = (await gateway.client.get(
-        "/finance/invoices", params={"external_customer_id": "acme", "currency": "usd"})).text
+    acme = (
+        await gateway.client.get(
+            "/finance/invoices", params={"external_customer_id": "acme", "currency": "usd"}
+        )
+    ).text
     bad = await gateway.client.get("/finance/invoices", params={"issuing_date_from": "soon"})
 
     assert "170.00 USD" in everything  # 120 + 50 issued

@@ -9,7 +9,9 @@ excluded: relay endpoints accept private URLs here, so no fuzzed host name is ev
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +31,9 @@ from lago.emulator import create_app as create_emulator
 from tests.conftest import LAGO_KEY, make_settings
 
 EXAMPLES_PER_OPERATION = 30
+# The one 5xx answered by design here: Stripe is left unconfigured (nothing may leave this
+# process), and the Stripe-only routes then say so with 503 upstream_unavailable.
+STRIPE_NOT_CONFIGURED = "Stripe is not configured"
 # Operations left out of the fuzz run, with the reason (none so far).
 EXCLUDED: dict[str, str] = {}
 
@@ -66,11 +71,16 @@ def gateway_schema(fuzz_database: str) -> Iterator[schemathesis.BaseSchema]:
 
 def _strategy(operation: schemathesis.APIOperation) -> st.SearchStrategy[schemathesis.Case]:
     modes = [operation.as_strategy(GenerationMode.POSITIVE)]
-    try:
+    with contextlib.suppress(Exception):  # an operation with nothing to make invalid
         modes.append(operation.as_strategy(GenerationMode.NEGATIVE))
-    except Exception:  # noqa: BLE001 - an operation with nothing to make invalid
-        pass
     return st.one_of(modes)
+
+
+def no_server_error(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> Any:
+    """Schemathesis' 5xx check, except the designed answer of a Stripe-only route without Stripe."""
+    if response.status_code == 503 and STRIPE_NOT_CONFIGURED in response.text:
+        return True
+    return not_a_server_error(ctx, response, case)
 
 
 def test_no_operation_answers_5xx_or_breaks_its_response_schema(
@@ -93,7 +103,7 @@ def test_no_operation_answers_5xx_or_breaks_its_response_schema(
         )
         def fuzz(case: schemathesis.Case) -> None:
             case.call_and_validate(
-                headers=headers, checks=[not_a_server_error, response_schema_conformance]
+                headers=headers, checks=[no_server_error, response_schema_conformance]
             )
 
         with subtests.test(operation=operation.label):

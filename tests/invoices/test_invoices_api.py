@@ -88,7 +88,9 @@ async def test_writes_need_billing_write(gateway: Gateway, method: str, suffix: 
     headers = await gateway.headers("billing:read")
 
     answer = await gateway.client.request(
-        method, f"/api/v1/invoices/{issued['lago_id']}{suffix}", headers=headers,
+        method,
+        f"/api/v1/invoices/{issued['lago_id']}{suffix}",
+        headers=headers,
         json={"invoice": {"payment_status": "succeeded"}},
     )
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gateway.packs import reconciler
 from tests.conftest import Gateway
 from tests.packs.conftest import subscribe
 
@@ -72,7 +73,9 @@ async def test_balance_shows_plan_period_usage_against_allowances_tokens_and_cos
     }
 
 
-async def test_paid_credits_stay_pending_until_the_credit_invoice_is_paid(shop: Gateway) -> None:
+async def test_paid_credits_and_the_bonus_stay_pending_until_the_credit_invoice_is_paid(
+    shop: Gateway,
+) -> None:
     await subscribe(shop, "bob", "free_monthly")
     bought = await shop.client.post(
         "/gateway/customers/bob/token-packs/medium", headers=await shop.headers("billing:write")
@@ -83,10 +86,15 @@ async def test_paid_credits_stay_pending_until_the_credit_invoice_is_paid(shop: 
     await shop.runtime.lago.call(
         "PUT", f"/invoices/{invoice_id}", json={"invoice": {"payment_status": "succeeded"}}
     )
+    paid = (await _balance(shop, "bob"))["wallet"]
+    await reconciler.run_once(shop.runtime)
     after = (await _balance(shop, "bob"))["wallet"]
 
-    assert (before["settled_credits"], before["pending_credits"]) == ("75.2", "199.8")
-    assert (after["settled_credits"], after["pending_credits"]) == ("275.0", "0")
+    assert (before["settled_credits"], before["pending_credits"]) == ("0.0", "199.8")
+    assert before["pending_bonus_credits"] == "75.2"
+    assert (paid["settled_credits"], paid["pending_credits"]) == ("199.8", "0")
+    assert paid["pending_bonus_credits"] == "75.2"
+    assert (after["settled_credits"], after["pending_bonus_credits"]) == ("275.0", "0")
     assert after["ongoing_credits"] == "275.0"
 
 
@@ -101,7 +109,7 @@ async def test_beyond_the_free_allowance_only_tokens_allow_a_generation(shop: Ga
     with_bonus_only = (await _balance(shop, "carol"))["usage"]["photo_generation"]
 
     assert (without_tokens["remaining_included"], without_tokens["can_generate"]) == (0, False)
-    # The Small pack's bonus is 0.2 tokens: not enough for a 5-token photo until it is paid.
+    # Nothing of the Small pack is spendable until it is paid (not even its 0.2 bonus tokens).
     assert with_bonus_only["can_generate"] is False
 
 

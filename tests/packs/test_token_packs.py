@@ -18,7 +18,7 @@ from tests.packs.conftest import purchased, subscribe
 URL = "/gateway/customers/{}/token-packs/{}"
 
 
-async def test_a_pack_is_one_top_up_of_paid_and_bonus_credits_on_a_new_token_wallet(
+async def test_a_pack_is_one_top_up_of_its_paid_credits_on_a_new_token_wallet(
     shop: Gateway,
 ) -> None:
     await subscribe(shop, "alice", "basic_monthly")
@@ -35,13 +35,20 @@ async def test_a_pack_is_one_top_up_of_paid_and_bonus_credits_on_a_new_token_wal
         "75.2",
         999,
     )
-    assert body["status"] == "pending"
+    assert (body["status"], body["bonus_status"]) == ("pending", "awaiting_payment")
     [wallet] = shop.emulator.wallets.values()
     assert (wallet["code"], wallet["rate_amount"], wallet["currency"]) == ("tokens", "0.05", "USD")
-    transactions = {t["transaction_status"]: t for t in shop.emulator.wallet_transactions.values()}
-    assert transactions["purchased"]["status"] == "pending"
-    assert transactions["purchased"]["credit_amount"] == "199.8"
-    assert transactions["granted"]["status"] == "settled"
+    [paid] = shop.emulator.wallet_transactions.values()
+    assert (paid["transaction_status"], paid["status"]) == ("purchased", "pending")
+    assert paid["credit_amount"] == "199.8"
+    assert body["wallet_transactions"] == [
+        {
+            "lago_id": paid["lago_id"],
+            "transaction_status": "purchased",
+            "status": "pending",
+            "credit_amount": "199.8",
+        }
+    ]
     invoice = shop.emulator.invoices[body["lago_invoice_id"]]
     assert (invoice["invoice_type"], invoice["total_amount_cents"]) == ("credit", 999)
     async with shop.runtime.database.session() as session:

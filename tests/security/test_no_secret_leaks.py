@@ -58,7 +58,8 @@ def production_logs(capsys: pytest.CaptureFixture[str], log_level: str) -> Itera
     """Production logging (JSON on stderr), uncached so every module logs into this capture."""
     configure_logging(log_level, json=True)
     structlog.configure(
-        cache_logger_on_first_use=False, logger_factory=structlog.PrintLoggerFactory(_CurrentStderr())
+        cache_logger_on_first_use=False,
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),
     )
     try:
         yield
@@ -105,8 +106,13 @@ def _stripe_signed(body: bytes, secret: str) -> dict[str, str]:
     return {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
 
 
-async def _drive(traffic: Traffic, keys: dict[str, str], emulator: EmulatorState, lago_hmac: str,
-                 stripe_webhook_secret: str) -> list[str]:
+async def _drive(
+    traffic: Traffic,
+    keys: dict[str, str],
+    emulator: EmulatorState,
+    lago_hmac: str,
+    stripe_webhook_secret: str,
+) -> list[str]:
     """Representative requests; returns the relay endpoint secrets the gateway issued."""
     admin, events, billing = keys["admin"], keys["events"], keys["billing"]
     send = traffic.send
@@ -123,22 +129,47 @@ async def _drive(traffic: Traffic, keys: dict[str, str], emulator: EmulatorState
     await send("GET", "/api/v1/customers/acme", billing)
     await send("GET", "/api/v1/customers/nobody", billing)
 
-    webhook = orjson.dumps({"webhook_type": "customer.updated", "object_type": "customer",
-                            "customer": {"external_id": "acme"}})
+    webhook = orjson.dumps(
+        {
+            "webhook_type": "customer.updated",
+            "object_type": "customer",
+            "customer": {"external_id": "acme"},
+        }
+    )
     forged = {**_lago_signed(webhook, "not-the-key"), "X-Lago-Signature": "Zm9yZ2Vk"}
     await send("POST", "/gateway/webhooks/lago", content=webhook, headers=forged)
-    await send("POST", "/gateway/webhooks/lago", content=webhook,
-               headers=_lago_signed(webhook, lago_hmac))
-    stripe_event = orjson.dumps({"id": "evt_1", "object": "event", "type": "customer.updated",
-                                 "created": int(time.time()), "data": {"object": {"id": "cus_1"}}})
-    await send("POST", "/gateway/webhooks/stripe", content=stripe_event,
-               headers={"Stripe-Signature": "t=1,v1=deadbeef"})
-    await send("POST", "/gateway/webhooks/stripe", content=stripe_event,
-               headers=_stripe_signed(stripe_event, stripe_webhook_secret))
+    await send(
+        "POST", "/gateway/webhooks/lago", content=webhook, headers=_lago_signed(webhook, lago_hmac)
+    )
+    stripe_event = orjson.dumps(
+        {
+            "id": "evt_1",
+            "object": "event",
+            "type": "customer.updated",
+            "created": int(time.time()),
+            "data": {"object": {"id": "cus_1"}},
+        }
+    )
+    await send(
+        "POST",
+        "/gateway/webhooks/stripe",
+        content=stripe_event,
+        headers={"Stripe-Signature": "t=1,v1=deadbeef"},
+    )
+    await send(
+        "POST",
+        "/gateway/webhooks/stripe",
+        content=stripe_event,
+        headers=_stripe_signed(stripe_event, stripe_webhook_secret),
+    )
 
     relay_secrets = []
-    created = await send("POST", "/gateway/endpoints", admin,
-                         json={"url": "http://127.0.0.1:9/hook", "filter_types": ["*"]})
+    created = await send(
+        "POST",
+        "/gateway/endpoints",
+        admin,
+        json={"url": "http://127.0.0.1:9/hook", "filter_types": ["*"]},
+    )
     if created.status_code == 201:
         endpoint = created.json()["endpoint"]["id"]
         relay_secrets.append(created.json()["secret"])
@@ -193,8 +224,13 @@ async def test_no_secret_appears_in_logs_error_bodies_or_audit(
             "billing": await gateway.key("billing:write", "billing:read"),
             "unknown": f"gw_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}",
         }
-        relay_secrets = await _drive(traffic, keys, emulator, values["lago_webhook_hmac_key"],
-                                     values["stripe_webhook_secret"])
+        relay_secrets = await _drive(
+            traffic,
+            keys,
+            emulator,
+            values["lago_webhook_hmac_key"],
+            values["stripe_webhook_secret"],
+        )
         audit = await _audit_rows(gateway)
     finally:
         await gateway.client.aclose()

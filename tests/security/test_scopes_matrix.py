@@ -1,4 +1,4 @@
-"""Every route × every scope answers as the README's Auth section says.
+"""Every route, with every scope, answers as the README's Auth section says.
 
 A route's required scope is read from its dependencies (the ``require(scope)`` dependency of
 ``gateway/auth/dependencies.py``), never from a hand-kept table, so a new route is checked the
@@ -81,7 +81,8 @@ def guarded(app: FastAPI) -> list[Operation]:
     return [
         op
         for op in operations(app)
-        if op.path.startswith(GUARDED_PREFIXES) and (op.method, op.path) not in SIGNATURE_AUTHENTICATED
+        if op.path.startswith(GUARDED_PREFIXES)
+        and (op.method, op.path) not in SIGNATURE_AUTHENTICATED
     ]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 import jwt
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 
@@ -312,8 +316,6 @@ async def test_replayed_lago_webhook_is_acknowledged_as_duplicate_and_relayed_on
 
 
 async def test_concurrent_copies_of_one_webhook_store_one_row(hooks: Hooks) -> None:
-    import asyncio
-
     body = lago_body()
     answers = await asyncio.gather(
         *(
@@ -348,3 +350,78 @@ async def _process(hooks: Hooks) -> None:
 
     while await Processor(hooks.gateway.runtime).process_due():
         pass
+
+
+async def test_received_webhook_is_audited_with_its_id_and_type(hooks: Hooks) -> None:
+    body = lago_body()
+
+    await hooks.client.post(
+        LAGO_PATH, content=body, headers={**lago_headers(body, "uk_a"), "X-Request-Id": "req-1"}
+    )
+
+    rows = await hooks.rows(
+        "SELECT actor, outcome, status, target, upstream, request_id, detail, at "
+        "FROM audit_entries WHERE action = 'webhooks.inbound.received'"
+    )
+    assert len(rows) == 1
+    row = rows[0]
+    detail = orjson.loads(row.detail) if isinstance(row.detail, str) else row.detail
+    assert (row.actor, row.outcome, row.status, row.target, row.upstream, row.request_id) == (
+        "webhook:lago",
+        "stored",
+        200,
+        "uk_a",
+        "lago",
+        "req-1",
+    )
+    assert detail == {"type": "invoice.created"}
+    assert row.at is not None
+
+
+async def test_unreachable_database_fails_the_request_instead_of_hanging(tmp_path: Path) -> None:
+    from gateway.audit.service import entry
+    from gateway.db import Database
+    from gateway.webhooks.inbox import InboxWriter, Incoming
+
+    database = Database(f"sqlite:///{tmp_path / 'missing' / 'gateway.db'}")
+    writer = InboxWriter(database)
+    item = Incoming(
+        "lago",
+        "uk_1",
+        "invoice.created",
+        "{}",
+        "0" * 64,
+        entry(actor="webhook:lago", action="webhooks.inbound.received", outcome="stored"),
+    )
+    try:
+        with pytest.raises(Exception, match="unable to open database"):
+            await asyncio.wait_for(writer.store(item), 5)
+    finally:
+        await database.dispose()
+
+
+async def test_embedded_default_verifies_the_bundled_emulators_jwt_webhooks(
+    tmp_path: Path,
+) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from gateway.app import create_app
+    from gateway.migrations.runner import upgrade
+    from tests.conftest import make_settings
+
+    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(database_url)
+    app = create_app(make_settings(database_url, lago_api_url="", lago_api_key=""))
+    async with LifespanManager(app) as manager:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://gateway.test"
+        )
+        lago = app.state.runtime.lago
+        endpoint = {"webhook_url": f"http://gateway.test{LAGO_PATH}", "signature_algo": "jwt"}
+        await lago.call("POST", "/webhook_endpoints", json={"webhook_endpoint": endpoint})
+        await lago.call("POST", "/customers", json={"customer": {"external_id": "acme"}})
+
+        sent = await app.state.emulator.state.lago.deliver_webhooks(client)
+        await client.aclose()
+
+    assert [w.attempts for w in sent] == [[200]]

@@ -211,7 +211,7 @@ class StripeClient:
 
     async def default_payment_method(self, customer_id: str) -> str | None:
         """The customer's ``invoice_settings.default_payment_method``, else its newest card."""
-        customer = await self._call(self._stripe.v1.customers.retrieve_async(customer_id))
+        customer = _plain(await self._call(self._stripe.v1.customers.retrieve_async(customer_id)))
         settings = customer.get("invoice_settings") or {}
         method = settings.get("default_payment_method")
         if method:

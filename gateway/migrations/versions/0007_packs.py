@@ -1,4 +1,4 @@
-"""Token pack purchases (and their Idempotency-Key records).
+"""Token pack purchases (their Idempotency-Key records and the bonus each one owes).
 
 Revision ID: 0007
 Revises: 0006
@@ -32,10 +32,27 @@ def upgrade() -> None:
         sa.Column("created_at", TSTZ, nullable=False),
         sa.Column("claimed_at", TSTZ, nullable=False),
         sa.Column("completed_at", TSTZ),
+        sa.Column("lago_wallet_id", sa.String(255)),
+        sa.Column("lago_transaction_id", sa.String(255)),
+        sa.Column("lago_invoice_id", sa.String(255)),
+        sa.Column("bonus_status", sa.String(24)),
+        sa.Column("bonus_credits", sa.String(40)),
+        sa.Column("bonus_transaction_id", sa.String(255)),
+        sa.Column("bonus_checks", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("bonus_next_check_at", TSTZ),
+        sa.Column("bonus_lease_until", TSTZ),
+        sa.Column("bonus_settled_at", TSTZ),
         sa.UniqueConstraint("actor", "idempotency_key", name="uq_pack_purchases_actor_key"),
     )
     op.create_index(
         "ix_pack_purchases_external_customer_id", "pack_purchases", ["external_customer_id"]
+    )
+    op.create_index(
+        "ix_pack_purchases_lago_transaction_id", "pack_purchases", ["lago_transaction_id"]
+    )
+    op.create_index("ix_pack_purchases_lago_invoice_id", "pack_purchases", ["lago_invoice_id"])
+    op.create_index(
+        "ix_pack_purchases_bonus_due", "pack_purchases", ["bonus_status", "bonus_next_check_at"]
     )
 
 

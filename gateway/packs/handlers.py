@@ -1,0 +1,62 @@
+"""What token packs do with Lago's webhooks (registered with ``gateway.webhooks.handlers``).
+
+A pack's paid top-up settled or failed (``wallet_transaction.updated``), or its credit
+invoice's payment changed (``invoice.payment_status_updated``): grant or withhold the
+pack's bonus. Both are idempotent: the purchase row's bonus state and the lookup of an
+earlier grant in Lago decide, however often or concurrently a webhook is handled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.packs import settlement
+from gateway.runtime import Runtime
+from gateway.webhooks.handlers import register
+from gateway.webhooks.models import InboundWebhook
+
+ACTOR = "webhook:lago"
+
+
+async def on_wallet_transaction(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
+    """A paid top-up of a pack settled (grant the bonus) or failed (withhold it)."""
+    transaction = payload.get("wallet_transaction") or {}
+    status, lago_id = transaction.get("status"), transaction.get("lago_id")
+    if status not in (settlement.SETTLED, settlement.FAILED) or not lago_id:
+        return
+    # BonusBusy propagates: the webhook is retried after whoever holds the purchase is done.
+    owed = await settlement.claim(runtime, transaction_id=str(lago_id))
+    if owed is not None:
+        await settlement.settle(runtime, owed, str(status), actor=ACTOR, via="webhook")
+
+
+async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
+    """A pack's credit invoice was paid or failed: act on its top-up's status, read from Lago."""
+    invoice = payload.get("invoice") or {}
+    paid = invoice.get("payment_status")
+    if invoice.get("invoice_type") != "credit" or paid not in ("succeeded", "failed"):
+        return
+    if not invoice.get("lago_id"):
+        return
+    owed = await settlement.claim(runtime, invoice_id=str(invoice["lago_id"]))
+    if owed is None:
+        return
+    statuses = await settlement.paid_statuses(runtime.lago, owed.wallet_id)
+    # Lago settles the top-up in a job after the payment: if not yet, the reconciler looks soon.
+    await settlement.settle(
+        runtime,
+        owed,
+        statuses.get(owed.transaction_id),
+        actor=ACTOR,
+        via="webhook",
+        recheck_soon=True,
+    )
+
+
+def install() -> None:
+    """Register the token pack handlers (idempotent)."""
+    register("lago", "wallet_transaction.updated", on_wallet_transaction)
+    register("lago", "invoice.payment_status_updated", on_credit_invoice)
+
+
+install()
