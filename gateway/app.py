@@ -26,6 +26,7 @@ from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import RequestIdMiddleware, configure_logging, get_logger
 from gateway.responses import OrjsonResponse
 from gateway.runtime import Runtime
+from gateway.usage.endpoints import fast_routes as ingest_fast_routes
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import OutboxWriter
 
@@ -137,6 +138,7 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
+    app.router.routes[0:0] = ingest_fast_routes
     app.mount("/finance", create_finance_app(app, settings))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -59,9 +59,7 @@ class PackPurchase(SQLModel, table=True):
     claimed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     lago_wallet_id: str | None = Field(default=None, sa_column=Column(String(255)))
-    lago_transaction_id: str | None = Field(
-        default=None, sa_column=Column(String(255), index=True)
-    )
+    lago_transaction_id: str | None = Field(default=None, sa_column=Column(String(255), index=True))
     lago_invoice_id: str | None = Field(default=None, sa_column=Column(String(255), index=True))
     bonus_status: str | None = Field(default=None, sa_column=Column(String(24)))
     # Credits as exact decimal text ("1000.2"): no float, no SQLite Decimal warnings.

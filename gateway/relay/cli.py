@@ -14,7 +14,7 @@ from gateway.audit.service import entry, record_many
 from gateway.config import load_settings
 from gateway.db import Database
 from gateway.errors import GatewayError
-from gateway.relay import service, subscribers
+from gateway.relay import messages, subscribers
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ def redeliver(message_id: str, endpoint_id: str | None) -> None:
         _audited(
             "relay.message.redeliver",
             message_id,
-            lambda conn: service.redeliver(conn, message_id, endpoint_id),
+            lambda conn: messages.redeliver(conn, message_id, endpoint_id),
         )
     )
     click.echo(f"queued {message_id} for {len(targets)} endpoint(s): {' '.join(targets)}")
@@ -96,7 +96,7 @@ def recover(endpoint_id: str, since: datetime) -> None:
         since = since.replace(tzinfo=UTC)
     ids = _run(
         _audited(
-            "relay.endpoint.recover", endpoint_id, lambda conn: service.recover(conn, endpoint_id, since)
+            "relay.endpoint.recover", endpoint_id, lambda conn: messages.recover(conn, endpoint_id, since)
         )
     )
     click.echo(f"requeued {len(ids)} message(s) for {endpoint_id}")

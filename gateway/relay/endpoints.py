@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from gateway.audit.service import record
 from gateway.auth.dependencies import Admin, BillingReader
 from gateway.errors import ValidationFailed
-from gateway.relay import schemas, service, subscribers
+from gateway.relay import messages, schemas, service, subscribers
 from gateway.relay.models import DELIVERY_STATUSES, SOURCES
 from gateway.runtime import RuntimeDep
 
@@ -149,7 +149,7 @@ async def recover_endpoint(
         raise ValidationFailed(details={"since": ["give a timezone (e.g. Z)"]})
     async with runtime.database.session() as session:
         conn = await session.connection()
-        message_ids = await service.recover(conn, endpoint_id, since)
+        message_ids = await messages.recover(conn, endpoint_id, since)
         record(
             session,
             actor=principal.name,
@@ -177,9 +177,9 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Relay messages, newest first, with their per-endpoint delivery state."""
-    filters = service.MessageFilter(type=type, source=source, endpoint_id=endpoint, status=status)
+    filters = messages.MessageFilter(type=type, source=source, endpoint_id=endpoint, status=status)
     async with runtime.database.engine.connect() as conn:
-        page, next_seq = await service.list_messages(
+        page, next_seq = await messages.list_messages(
             conn, filters, before=None if cursor is None else int(cursor), limit=limit
         )
     return {"messages": page, "next_cursor": None if next_seq is None else str(next_seq)}
@@ -189,7 +189,7 @@ async def list_messages(
 async def get_message(message_id: str, runtime: RuntimeDep, _: BillingReader) -> dict[str, Any]:
     """One message: the envelope as delivered, its deliveries and every attempt."""
     async with runtime.database.engine.connect() as conn:
-        return {"message": await service.get_message(conn, message_id)}
+        return {"message": await messages.get_message(conn, message_id)}
 
 
 @router.post("/gateway/messages/{message_id}/redeliver", response_model=schemas.Redelivered)
@@ -202,7 +202,7 @@ async def redeliver_message(
     """Send a message again, same ``webhook-id``: to one endpoint, or every enabled subscriber."""
     async with runtime.database.session() as session:
         conn = await session.connection()
-        targets = await service.redeliver(conn, message_id, endpoint_id)
+        targets = await messages.redeliver(conn, message_id, endpoint_id)
         record(
             session,
             actor=principal.name,

@@ -120,4 +120,5 @@ async def read_head(response: httpx.Response) -> str:
         kept += chunk
         if len(kept) >= RESPONSE_KEEP_BYTES:
             break
-    return kept[:RESPONSE_KEEP_BYTES].decode("utf-8", errors="replace")
+    # PostgreSQL text cannot hold NUL: a subscriber's binary answer must not block the record.
+    return kept[:RESPONSE_KEEP_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -48,6 +48,7 @@ HOT_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.005
 GAUGE_SECONDS = 5.0
 CLAIM_RETRY_SECONDS = 1.0
+SENDER_POOL_SIZE = 3
 SHUTDOWN_GRACE_SECONDS = 5.0
 JITTER = 0.2
 
@@ -67,7 +68,7 @@ class Sender:
         self.database = database
         self.actor = actor
         self.concurrency = settings.relay_concurrency
-        self.min_claim = max(1, self.concurrency // 8)
+        self.min_claim = max(1, self.concurrency // 4)
         self.schedule = tuple(settings.relay_retry_schedule)
         # A lease must outlive the slowest attempt, or a second sender could start it again.
         self.lease = max(settings.relay_lease_seconds, settings.relay_timeout_seconds * 1.5 + 1.0)
@@ -80,20 +81,21 @@ class Sender:
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._hot_until = 0.0
+        self._expected = 0
         # Retry times this process scheduled: the loop wakes for them instead of polling late.
         self._retries: list[float] = []
         self._rescheduled = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish or hand back what is in flight."""
-        subscribe_wakeup(self.wake)
+        subscribe_wakeup(self.notify)
         settling = asyncio.Event()
         settler = asyncio.create_task(self._settle_loop(settling))
         gauges = asyncio.create_task(self._gauges(stop))
         try:
             await self._claim_loop(stop)
         finally:
-            unsubscribe_wakeup(self.wake)
+            unsubscribe_wakeup(self.notify)
             gauges.cancel()
             await self._drain()
             settling.set()
@@ -109,16 +111,14 @@ class Sender:
                 self._slot_free.clear()
                 await _first(stop.wait(), self._slot_free.wait(), seconds=BUSY_POLL_SECONDS)
                 continue
-            if self.wake.is_set():
-                # Enqueuers wake us before their commit: keep looking often for a moment.
-                self.wake.clear()
-                self._hot_until = time.monotonic() + HOT_SECONDS
+            self.wake.clear()
             try:
                 claimed = await store.claim_due(self.database, min(free, CLAIM_BATCH), self.lease)
             except Exception as exc:  # the database is away: attempts in flight carry on
                 log.warning("relay.send.claim_failed", error=type(exc).__name__)
                 await _first(stop.wait(), seconds=CLAIM_RETRY_SECONDS)
                 continue
+            self._expected = max(0, self._expected - len(claimed))
             for item in claimed:
                 task = asyncio.create_task(self._deliver(item))
                 self._inflight[task] = item
@@ -133,8 +133,17 @@ class Sender:
                 seconds=self._idle_seconds(),
             )
 
+    def notify(self, deliveries: int) -> None:
+        """Called by ``enqueue_message`` in this process (before its commit) and by redelivery."""
+        if deliveries:
+            self._expected += deliveries
+            self._hot_until = time.monotonic() + HOT_SECONDS
+        self.wake.set()
+
     def _idle_seconds(self) -> float:
-        hot = time.monotonic() < self._hot_until
+        # Deliveries announced but not claimed yet are usually waiting for their commit:
+        # look again shortly (for a bounded time: another process may have claimed them).
+        hot = self._expected > 0 and time.monotonic() < self._hot_until
         seconds = HOT_POLL_SECONDS if hot else IDLE_POLL_SECONDS
         now = time.time()
         while self._retries and self._retries[0] <= now:
@@ -376,6 +385,11 @@ async def _first(*waits: Coroutine[Any, Any, Any], seconds: float) -> None:
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Worker job entry point."""
+    """Worker job entry point, on its own small connection pool: requests holding the shared
+    pool's connections must not hold up claims and outcomes."""
     transport = runtime.extras.get("relay.transport")
-    await Sender(runtime.settings, runtime.database, transport=transport).run(stop)
+    database = Database(runtime.settings.database_url, pool_size=SENDER_POOL_SIZE)
+    try:
+        await Sender(runtime.settings, database, transport=transport).run(stop)
+    finally:
+        await database.dispose()

@@ -5,40 +5,39 @@ Services flush, never commit: every function here writes in the caller's transac
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.errors import Conflict, NotFound
 from gateway.relay import metrics
-from gateway.relay.models import CANCELLED, DELIVERED, FAILED, PENDING, SOURCES
+from gateway.relay.models import PENDING, SOURCES
 
 MAX_ID_LENGTH = 255
 
-# Senders running in this process register here; enqueueing wakes them at once.
-_wakeups: set[asyncio.Event] = set()
+# Senders running in this process register here; enqueueing wakes them at once, telling
+# how many deliveries it added (0: "look now", for changes already committed).
+Wakeup = Callable[[int], None]
+_wakeups: set[Wakeup] = set()
 
 
-def subscribe_wakeup(event: asyncio.Event) -> None:
-    _wakeups.add(event)
+def subscribe_wakeup(wakeup: Wakeup) -> None:
+    _wakeups.add(wakeup)
 
 
-def unsubscribe_wakeup(event: asyncio.Event) -> None:
-    _wakeups.discard(event)
+def unsubscribe_wakeup(wakeup: Wakeup) -> None:
+    _wakeups.discard(wakeup)
 
 
-def wake_senders() -> None:
+def wake_senders(deliveries: int = 0) -> None:
     """Tell in-process senders that deliveries are (about to be) due."""
-    for event in _wakeups:
-        event.set()
+    for wakeup in list(_wakeups):
+        wakeup(deliveries)
 
 
 def iso(moment: float) -> str:
@@ -91,6 +90,60 @@ async def enqueue_message(
         raise ValueError("created_at must be timezone-aware")
     now = time.time()
     created = created_at.timestamp() if created_at is not None else now
+    body = envelope(message_id, type, source, created, data)
+    if conn.dialect.name == "postgresql":
+        stored, deliveries = await _enqueue_pg(conn, message_id, type, source, created, now, body)
+    else:
+        stored, deliveries = await _enqueue(conn, message_id, type, source, created, now, body)
+    if not stored:
+        metrics.MESSAGES_DUPLICATE.inc()
+        return False
+    if deliveries:
+        # Before the caller's commit: senders look again shortly until they find them.
+        wake_senders(deliveries)
+    metrics.MESSAGES_ENQUEUED.labels(source=source).inc()
+    return True
+
+
+# One statement: the message, then a delivery per enabled endpoint whose patterns match
+# (``*`` becomes LIKE's ``%``, ``_`` is escaped; the same rule as ``type_matches``).
+_ENQUEUE_PG = (
+    "WITH m AS (INSERT INTO relay_messages (id, type, source, created_at, received_at, body) "
+    "VALUES (%(id)s, %(type)s, %(source)s, %(created)s, %(now)s, %(body)s) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id), "
+    "d AS (INSERT INTO relay_deliveries "
+    "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
+    "SELECT m.id, e.id, %(pending)s, 0, %(now)s, %(now)s FROM m CROSS JOIN relay_endpoints e "
+    "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
+    "AS f(p) WHERE %(type)s LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM d)"
+)
+
+
+async def _enqueue_pg(
+    conn: AsyncConnection,
+    message_id: str,
+    type_: str,
+    source: str,
+    created: float,
+    now: float,
+    body: str,
+) -> tuple[bool, int]:
+    params: dict[str, Any] = {"id": message_id, "type": type_, "source": source}
+    params.update(created=created, now=now, body=body, pending=PENDING)
+    row: Any = (await conn.exec_driver_sql(_ENQUEUE_PG, params)).one()
+    return bool(row[0]), int(row[1])
+
+
+async def _enqueue(
+    conn: AsyncConnection,
+    message_id: str,
+    type_: str,
+    source: str,
+    created: float,
+    now: float,
+    body: str,
+) -> tuple[bool, int]:
     inserted = (
         await conn.execute(
             text(
@@ -100,18 +153,17 @@ async def enqueue_message(
             ),
             {
                 "id": message_id,
-                "type": type,
+                "type": type_,
                 "source": source,
                 "created": created,
                 "now": now,
-                "body": envelope(message_id, type, source, created, data),
+                "body": body,
             },
         )
     ).first()
     if inserted is None:
-        metrics.MESSAGES_DUPLICATE.inc()
-        return False
-    endpoints = await matching_endpoints(conn, type)
+        return False, 0
+    endpoints = await matching_endpoints(conn, type_)
     if endpoints:
         await conn.execute(
             text(
@@ -121,9 +173,7 @@ async def enqueue_message(
             ),
             [{"m": message_id, "e": ep, "s": PENDING, "now": now} for ep in endpoints],
         )
-        wake_senders()
-    metrics.MESSAGES_ENQUEUED.labels(source=source).inc()
-    return True
+    return True, len(endpoints)
 
 
 async def matching_endpoints(conn: AsyncConnection, event_type: str) -> list[str]:
@@ -135,207 +185,3 @@ async def matching_endpoints(conn: AsyncConnection, event_type: str) -> list[str
         )
     ).all()
     return [row[0] for row in rows if type_matches(orjson.loads(row[1]), event_type)]
-
-
-@dataclass
-class MessageFilter:
-    type: str | None = None
-    source: str | None = None
-    endpoint_id: str | None = None
-    status: str | None = None
-
-
-def _delivery(row: Any) -> dict[str, Any]:
-    return {
-        "endpoint_id": row.endpoint_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "next_attempt_at": iso(row.next_attempt_at) if row.status == PENDING else None,
-        "last_attempt_at": None if row.last_attempt_at is None else iso(row.last_attempt_at),
-        "delivered_at": None if row.delivered_at is None else iso(row.delivered_at),
-        "last_status": row.last_status,
-        "last_error": row.last_error,
-    }
-
-
-def summary_status(deliveries: list[dict[str, Any]]) -> str:
-    """One word for a message: pending, failed, delivered, cancelled, or no_endpoints."""
-    statuses = {d["status"] for d in deliveries}
-    for status in (PENDING, FAILED, DELIVERED, CANCELLED):
-        if status in statuses:
-            return status
-    return "no_endpoints"
-
-
-async def _deliveries_of(conn: AsyncConnection, message_ids: list[str]) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {message_id: [] for message_id in message_ids}
-    if message_ids:
-        rows = await conn.execute(
-            text(
-                "SELECT message_id, endpoint_id, status, attempts, next_attempt_at, "
-                "last_attempt_at, delivered_at, last_status, last_error FROM relay_deliveries "
-                "WHERE message_id IN :ids ORDER BY id"
-            ).bindparams(bindparam("ids", expanding=True)),
-            {"ids": message_ids},
-        )
-        for row in rows:
-            found[row.message_id].append(_delivery(row))
-    return found
-
-
-def _message(row: Any, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "type": row.type,
-        "source": row.source,
-        "created_at": iso(row.created_at),
-        "received_at": iso(row.received_at),
-        "status": summary_status(deliveries),
-        "deliveries": deliveries,
-    }
-
-
-async def list_messages(
-    conn: AsyncConnection, filters: MessageFilter, *, before: int | None, limit: int
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Newest first; returns the page and the cursor of the next one (None at the end)."""
-    where = ["1 = 1"]
-    params: dict[str, Any] = {"limit": limit}
-    if filters.type:
-        if filters.type.endswith("*"):
-            where.append("m.type LIKE :type")
-            params["type"] = filters.type[:-1].replace("%", r"\%").replace("_", r"\_") + "%"
-        else:
-            where.append("m.type = :type")
-            params["type"] = filters.type
-    if filters.source:
-        where.append("m.source = :source")
-        params["source"] = filters.source
-    if filters.endpoint_id or filters.status:
-        sub = ["d.message_id = m.id"]
-        if filters.endpoint_id:
-            sub.append("d.endpoint_id = :endpoint")
-            params["endpoint"] = filters.endpoint_id
-        if filters.status:
-            sub.append("d.status = :status")
-            params["status"] = filters.status
-        where.append(f"EXISTS (SELECT 1 FROM relay_deliveries d WHERE {' AND '.join(sub)})")
-    if before is not None:
-        where.append("m.seq < :before")
-        params["before"] = before
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT m.seq, m.id, m.type, m.source, m.created_at, m.received_at "
-                f"FROM relay_messages m WHERE {' AND '.join(where)} ORDER BY m.seq DESC LIMIT :limit"
-            ),
-            params,
-        )
-    ).all()
-    deliveries = await _deliveries_of(conn, [row.id for row in rows])
-    page = [_message(row, deliveries[row.id]) for row in rows]
-    return page, (rows[-1].seq if len(rows) == limit else None)
-
-
-async def get_message(conn: AsyncConnection, message_id: str) -> dict[str, Any]:
-    """The message as sent (envelope), its deliveries and every attempt."""
-    row = (
-        await conn.execute(
-            text(
-                "SELECT seq, id, type, source, created_at, received_at, body "
-                "FROM relay_messages WHERE id = :id"
-            ),
-            {"id": message_id},
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no message {message_id!r}", code="message_not_found")
-    deliveries = await _deliveries_of(conn, [message_id])
-    attempts = await conn.execute(
-        text(
-            "SELECT endpoint_id, attempt, attempted_at, outcome, status, latency_ms, "
-            "response_body, error FROM relay_attempts WHERE message_id = :id ORDER BY id"
-        ),
-        {"id": message_id},
-    )
-    message = _message(row, deliveries[message_id])
-    message["payload"] = orjson.loads(row.body)
-    message["attempts"] = [
-        {
-            "endpoint_id": a.endpoint_id,
-            "attempt": a.attempt,
-            "attempted_at": iso(a.attempted_at),
-            "outcome": a.outcome,
-            "status": a.status,
-            "latency_ms": a.latency_ms,
-            "response_body": a.response_body,
-            "error": a.error,
-        }
-        for a in attempts
-    ]
-    return message
-
-
-_REQUEUE = (
-    "status = :pending, attempts = 0, next_attempt_at = :now, delivered_at = NULL, "
-    "last_status = NULL, last_error = NULL"
-)
-
-
-async def redeliver(
-    conn: AsyncConnection, message_id: str, endpoint_id: str | None = None
-) -> list[str]:
-    """Send a message again (new attempts, same ``webhook-id``) to one endpoint or to every
-    enabled endpoint subscribed to its type now; returns the endpoint ids."""
-    row = (
-        await conn.execute(text("SELECT type FROM relay_messages WHERE id = :id"), {"id": message_id})
-    ).first()
-    if row is None:
-        raise NotFound(f"no message {message_id!r}", code="message_not_found")
-    if endpoint_id is None:
-        targets = await matching_endpoints(conn, row.type)
-    else:
-        enabled = (
-            await conn.execute(
-                text("SELECT enabled FROM relay_endpoints WHERE id = :id"), {"id": endpoint_id}
-            )
-        ).scalar()
-        if enabled is None:
-            raise NotFound(f"no endpoint {endpoint_id!r}", code="endpoint_not_found")
-        if not enabled:
-            raise Conflict("the endpoint is disabled: enable it first", code="endpoint_disabled")
-        targets = [endpoint_id]
-    now = time.time()
-    if targets:
-        await conn.execute(
-            text(
-                "INSERT INTO relay_deliveries "
-                "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
-                "VALUES (:m, :e, :pending, 0, :now, :now) "
-                f"ON CONFLICT (message_id, endpoint_id) DO UPDATE SET {_REQUEUE}"
-            ),
-            [{"m": message_id, "e": e, "pending": PENDING, "now": now} for e in targets],
-        )
-    return targets
-
-
-async def recover(conn: AsyncConnection, endpoint_id: str, since: datetime) -> list[str]:
-    """Queue again every delivery to this endpoint that failed since ``since``; the message ids."""
-    enabled = (
-        await conn.execute(
-            text("SELECT enabled FROM relay_endpoints WHERE id = :id"), {"id": endpoint_id}
-        )
-    ).scalar()
-    if enabled is None:
-        raise NotFound(f"no endpoint {endpoint_id!r}", code="endpoint_not_found")
-    if not enabled:
-        raise Conflict("the endpoint is disabled: enable it first", code="endpoint_disabled")
-    rows = await conn.execute(
-        text(
-            f"UPDATE relay_deliveries SET {_REQUEUE} WHERE endpoint_id = :e AND status = :failed "
-            "AND COALESCE(last_attempt_at, created_at) >= :since RETURNING message_id"
-        ),
-        {"e": endpoint_id, "failed": FAILED, "since": since.timestamp(), "pending": PENDING,
-         "now": time.time()},
-    )
-    return sorted(row[0] for row in rows)

@@ -89,11 +89,18 @@ class LagoLookups:
         self._metrics_fetched_at = time.monotonic()
         return True
 
-    async def subscription(self, external_id: str) -> Known:
-        """Whether Lago knows a subscription with this external id."""
+    def cached_subscription(self, external_id: str) -> Known | None:
+        """The cached answer for a subscription, without asking Lago (None: not cached)."""
         cached = self._subscriptions.get(external_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        return None
+
+    async def subscription(self, external_id: str) -> Known:
+        """Whether Lago knows a subscription with this external id."""
+        cached = self.cached_subscription(external_id)
+        if cached is not None:
+            return cached
         try:
             answer: Known = await self._single_flight(
                 f"s:{external_id}", lambda: self._fetch_sub(external_id)
@@ -152,8 +159,12 @@ class LagoLookups:
         if task is None:
             task = asyncio.ensure_future(fetch())
             self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+            task.add_done_callback(lambda done: self._forget(key, done))
         return await asyncio.wait_for(asyncio.shield(task), LOOKUP_WAIT_SECONDS)
+
+    def _forget(self, key: str, done: asyncio.Future[Any]) -> None:
+        if self._inflight.get(key) is done:
+            del self._inflight[key]
 
 
 def _quote(value: str) -> str:

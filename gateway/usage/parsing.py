@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -18,9 +17,11 @@ _SCALARS = (str, int, float)
 Errors = dict[str, list[str]]
 
 
-@dataclass(frozen=True)
-class ParsedEvent:
-    """A valid event: ``timestamp`` is already the value Lago will receive."""
+class ParsedEvent(NamedTuple):
+    """A valid event: ``timestamp`` is already the value Lago will receive.
+
+    A named tuple, not a frozen dataclass: one is built per event on the hot path.
+    """
 
     transaction_id: str
     code: str
@@ -32,16 +33,7 @@ class ParsedEvent:
     precise_total_amount_cents: str | None
 
     def with_subscription(self, external_subscription_id: str) -> ParsedEvent:
-        return ParsedEvent(
-            self.transaction_id,
-            self.code,
-            external_subscription_id,
-            self.external_customer_id,
-            self.timestamp,
-            self.timestamp_given,
-            self.properties,
-            self.precise_total_amount_cents,
-        )
+        return self._replace(external_subscription_id=external_subscription_id)
 
     def payload(self) -> str:
         """The exact JSON Lago receives on every attempt (no nulls: spec-valid)."""

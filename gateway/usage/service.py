@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,9 +35,18 @@ def lago_id(external_subscription_id: str, transaction_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def iso_seconds(value: float) -> str:
-    moment = datetime.fromtimestamp(value, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Lago's ``iso8601(3)``: ``2025-09-01T00:00:00.123Z`` (per event: kept cheap)."""
+    fraction, whole = math.modf(value)
+    micros = round(fraction * 1e6)  # as datetime.fromtimestamp rounds, then truncated to ms
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_iso_second(int(whole))}.{micros // 1000:03d}Z"
 
 
 def lago_shape(payload: dict[str, Any], created_at: str) -> dict[str, Any]:
@@ -152,10 +162,20 @@ class UsageIngest:
         codes = {
             e.code: await self._lookups.metric(e.code) for e in {e.code: e for e in events}.values()
         }
-        wanted = list({e.external_subscription_id for e in events if e.external_subscription_id})
-        # Concurrently: a cold cache must not cost one Lago round trip per subscription in turn.
-        answers = await asyncio.gather(*(self._lookups.subscription(sub) for sub in wanted))
-        subs: dict[str, Known] = dict(zip(wanted, answers, strict=True))
+        subs: dict[str, Known] = {}
+        missing: list[str] = []
+        for e in events:
+            sub = e.external_subscription_id
+            if sub and sub not in subs:
+                known = self._lookups.cached_subscription(sub)
+                if known is None:
+                    missing.append(sub)
+                    known = Known.UNSURE
+                subs[sub] = known
+        if missing:
+            # Concurrently: a cold cache must not cost one Lago round trip per subscription.
+            answers = await asyncio.gather(*(self._lookups.subscription(s) for s in missing))
+            subs.update(zip(missing, answers, strict=True))
         needs_check = set()
         for index, e in enumerate(events):
             sub_known = subs.get(e.external_subscription_id or "", Known.YES)

@@ -25,10 +25,10 @@ BASE_TS = 1756684800
 
 BATCH_LUA = """
 local counter = 0
-local tid = 0
+local started = 0
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  started = started + 1
+  thread:set("tid", started)
 end
 function init(args)
   prefix = args[1] .. "-" .. tid .. "-"

@@ -22,10 +22,10 @@ SUBSCRIPTIONS = 50
 
 SINGLE_LUA = """
 local counter = 0
-local tid = 0
+local started = 0
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  started = started + 1
+  thread:set("tid", started)
 end
 function init(args)
   prefix = args[1] .. "-" .. tid .. "-"

@@ -45,11 +45,13 @@ async def test_filters_and_wildcards_decide_who_receives_what(
         "m4": "customer.created",
         "m5": "customer.updated",
         "m6": "invoiceish.created",
+        "m7": "paymentXintent.succeeded",  # `_` in a pattern is a literal underscore
+        "m8": "Invoice.created",  # types are case-sensitive
     }
     async with sending(relay_gateway, receiver):
         for message_id, type_ in types.items():
             assert await enqueue(relay_gateway, message_id, type_)
-        await eventually(lambda: len(receiver.received) == 6 + 2 + 1 + 2)
+        await eventually(lambda: len(receiver.received) == 8 + 2 + 1 + 2)
 
     def ids(path: str) -> set[str]:
         return {r.message_id for r in receiver.at(path)}

@@ -23,7 +23,6 @@ from tests.relay.conftest import eventually, relay_settings
 from tests.relay.receiver import Receiver
 from tests.support.postgres import free_port
 
-
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 

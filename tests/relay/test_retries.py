@@ -205,3 +205,15 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     when = format_datetime(datetime.fromtimestamp(now + 90, UTC), usegmt=True)
     assert 88 <= (retry_after_seconds(when, now) or 0) <= 91
     assert retry_after_seconds("99999999", now) == 24 * 3600.0
+
+
+async def test_a_binary_answer_with_nul_bytes_is_recorded_not_fatal(
+    relay_gateway: Gateway, receiver: Receiver
+) -> None:
+    receiver.answer = lambda _, n: (500, {}, b"\x00\xffbin") if n == 0 else (204, {}, b"")
+    await create_endpoint(relay_gateway, filter_types=["*"])
+    async with sending(relay_gateway, receiver):
+        await enqueue(relay_gateway, "m1", "invoice.created")
+        await eventually(lambda: _is(relay_gateway, "m1", "delivered"))
+    first = (await message(relay_gateway, "m1"))["attempts"][0]
+    assert first["response_body"] == "\ufffd\ufffdbin"

@@ -66,15 +66,20 @@ def required_scopes(dependant: Dependant) -> frozenset[Scope]:
 
 
 def operations(app: FastAPI) -> list[Operation]:
-    """Every method and path the app serves, with the scopes each one requires."""
-    found = []
+    """Every method and path the app serves, with the scopes each one requires.
+
+    A plain Starlette route (the ingest fast path, served ahead of FastAPI's router) has no
+    dependencies to read: it takes the scopes of the documented FastAPI route of the same method
+    and path, and the matrix then checks that it behaves accordingly.
+    """
+    scopes: dict[tuple[str, str], frozenset[Scope]] = {}
     for context in iter_route_contexts(app.routes):
-        path = context.path
         dependant = getattr(context, "dependant", None)
+        found = required_scopes(dependant) if dependant is not None else frozenset()
         for method in sorted((context.methods or set()) - {"HEAD", "OPTIONS"}):
-            scopes = required_scopes(dependant) if dependant is not None else frozenset()
-            found.append(Operation(method, path, scopes))
-    return found
+            key = (method, context.path)
+            scopes[key] = scopes.get(key, frozenset()) | found
+    return [Operation(method, path, found) for (method, path), found in scopes.items()]
 
 
 def guarded(app: FastAPI) -> list[Operation]:

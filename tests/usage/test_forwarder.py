@@ -267,3 +267,15 @@ async def test_usage_metrics_are_exposed_for_prometheus(gw: Gateway) -> None:
         "gateway_usage_forward_batch_seconds_bucket",
     ):
         assert f"\n{name}" in body, name
+
+
+async def test_a_slow_lago_does_not_hold_up_acceptance(gw: Gateway) -> None:
+    gw.emulator.faults.latency = 3.0  # every Lago answer takes 3 s
+    headers = await gw.headers("events:write")
+    response = await gw.client.post(
+        "/api/v1/events", json={"event": _event("slow-1")}, headers=headers
+    )
+    assert response.status_code == 200
+    # Accepted without Lago's answer (the lookup gave up waiting): checked before forwarding.
+    assert (await _rows(gw))["slow-1"]["needs_check"] == 1
+    gw.emulator.faults.clear()
