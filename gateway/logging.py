@@ -31,7 +31,8 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    # aiosqlite logs each statement with its parameters at DEBUG: secrets must not reach logs.
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -9,17 +9,10 @@ from gateway.audit import service
 from gateway.audit.schemas import AuditEntryOut, AuditPage
 from gateway.auth.dependencies import BillingReader
 from gateway.errors import ValidationFailed
+from gateway.pagination import decode_cursor
 from gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/gateway/audit", tags=["audit"])
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ValidationFailed(details={"cursor": ["invalid_value"]})
-    return int(cursor)
 
 
 @router.get("", response_model=AuditPage)
@@ -41,7 +34,7 @@ async def list_audit_entries(
             raise ValidationFailed(details={name: ["timezone_required"]})
     filters = service.AuditFilter(action=action, target=target, since=since, until=until)
     async with runtime.database.session() as session:
-        rows = await service.search(session, filters, before_id=_decode_cursor(cursor), limit=limit)
+        rows = await service.search(session, filters, before_id=decode_cursor(cursor), limit=limit)
     entries = [AuditEntryOut.model_validate(row, from_attributes=True) for row in rows]
     next_cursor = str(entries[-1].id) if len(entries) == limit else None
     return AuditPage(entries=entries, next_cursor=next_cursor)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from gateway.audit.service import record
 from gateway.auth.dependencies import Admin, BillingReader
 from gateway.errors import ValidationFailed
+from gateway.pagination import decode_cursor
 from gateway.relay import messages, schemas, service, subscribers
 from gateway.relay.models import DELIVERY_STATUSES, SOURCES
 from gateway.runtime import RuntimeDep
@@ -173,14 +174,14 @@ async def list_messages(
     source: Annotated[str | None, Query(pattern="^(" + "|".join(SOURCES) + ")$")] = None,
     endpoint: Annotated[str | None, Query(max_length=40)] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(DELIVERY_STATUSES) + ")$")] = None,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Relay messages, newest first, with their per-endpoint delivery state."""
     filters = messages.MessageFilter(type=type, source=source, endpoint_id=endpoint, status=status)
     async with runtime.database.engine.connect() as conn:
         page, next_seq = await messages.list_messages(
-            conn, filters, before=None if cursor is None else int(cursor), limit=limit
+            conn, filters, before=decode_cursor(cursor), limit=limit
         )
     return {"messages": page, "next_cursor": None if next_seq is None else str(next_seq)}
 

@@ -82,7 +82,7 @@ async def list_messages(
     params: dict[str, Any] = {"limit": limit}
     if filters.type:
         if filters.type.endswith("*"):
-            where.append("m.type LIKE :type")
+            where.append("m.type LIKE :type ESCAPE '\\'")
             params["type"] = filters.type[:-1].replace("%", r"\%").replace("_", r"\_") + "%"
         else:
             where.append("m.type = :type")

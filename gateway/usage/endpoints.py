@@ -10,6 +10,7 @@ from gateway.audit.service import record
 from gateway.auth.dependencies import Admin, BillingReader, EventsWriter, current_principal, require
 from gateway.auth.service import Principal, Scope
 from gateway.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from gateway.pagination import decode_cursor
 from gateway.runtime import Runtime, RuntimeDep
 from gateway.usage import schemas, store
 from gateway.usage.service import UsageIngest
@@ -41,13 +42,7 @@ def _json(content: Any) -> Response:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": schemas.EventCreate.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
-            },
+            "content": {"application/json": {"schema": schemas.inline_schema(schemas.EventCreate)}},
         }
     },
 )
@@ -69,11 +64,7 @@ async def _accept_one(request: Request, runtime: Runtime, principal: Principal) 
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": schemas.EventsBatchCreate.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
+                "application/json": {"schema": schemas.inline_schema(schemas.EventsBatchCreate)}
             },
         }
     },
@@ -145,11 +136,11 @@ async def get_event(
 async def list_dead_events(
     runtime: RuntimeDep,
     _: BillingReader,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     """Events Lago refused, with its reason, oldest first."""
-    rows = await store.list_dead(runtime.database, int(cursor or 0), limit)
+    rows = await store.list_dead(runtime.database, decode_cursor(cursor) or 0, limit)
     next_cursor = str(rows[-1][0]) if len(rows) == limit else None
     return {"events": [event for _, event in rows], "next_cursor": next_cursor}
 

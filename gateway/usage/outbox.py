@@ -10,6 +10,7 @@ request's rows cannot take away a row another request counted on.
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class OutboxWriter:
     async def submit(self, rows: Sequence[OutboxRow], actor: str, audit: dict[str, Any]) -> Stored:
         """Store ``rows`` all-or-nothing with their audit row; wait for the commit."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(rows, actor, audit, future, {row.key for row in rows}))
+        self._queue.append(_Request(rows, actor, audit, future, set(map(_row_key, rows))))
         self._wakeup.set()
         return await future
 
@@ -152,7 +153,7 @@ class OutboxWriter:
     async def _write(self, group: list[_Request]) -> list[Stored]:
         rows = sorted(
             ((row, i) for i, request in enumerate(group) for row in request.rows),
-            key=lambda pair: pair[0].key,
+            key=_pair_key,
         )
         now = time.time()
         async with self._database.engine.begin() as conn:
@@ -202,6 +203,14 @@ async def _record_audit_pg(conn: AsyncConnection, rows: list[dict[str, Any]]) ->
     than storing the events themselves.
     """
     await conn.exec_driver_sql(_AUDIT_SQL, {"rows": orjson.dumps(rows).decode()})
+
+
+_row_key = operator.itemgetter(0, 1)  # OutboxRow.key, without a property call per row
+
+
+def _pair_key(pair: tuple[OutboxRow, int]) -> Key:
+    row = pair[0]
+    return (row[0], row[1])
 
 
 def _fail(group: list[_Request], exc: Exception) -> None:

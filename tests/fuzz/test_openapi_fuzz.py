@@ -34,17 +34,6 @@ EXAMPLES_PER_OPERATION = 20
 # The one 5xx answered by design here: Stripe is left unconfigured (nothing may leave this
 # process), and the Stripe-only routes then say so with 503 upstream_unavailable.
 STRIPE_NOT_CONFIGURED = "Stripe is not configured"
-# 5xx found by this run and left to the capabilities that own them (each an xfail, not a skip:
-# the operation is still fuzzed, and passes once fixed).
-_HUGE_CURSOR = (
-    "a cursor of more digits than a 64-bit id (e.g. ?cursor=328010276398971966702) raises "
-    "OverflowError in the database driver: 500"
-)
-KNOWN_5XX: dict[str, str] = {
-    "GET /gateway/outbox/dead": f"gateway/usage/endpoints.py: {_HUGE_CURSOR}",
-    "GET /gateway/audit": f"gateway/audit/endpoints.py: {_HUGE_CURSOR}",
-    "GET /gateway/messages": f"gateway/relay/endpoints.py: {_HUGE_CURSOR}",
-}
 # Operations left out of the fuzz run, with the reason (none so far).
 EXCLUDED: dict[str, str] = {}
 
@@ -119,13 +108,7 @@ def test_no_operation_answers_5xx_or_breaks_its_response_schema(
             )
 
         with subtests.test(operation=operation.label):
-            if operation.label not in KNOWN_5XX:
-                fuzz()
-                continue
-            try:
-                fuzz()
-            except Exception:
-                pytest.xfail(KNOWN_5XX[operation.label])
+            fuzz()
 
 
 def _refs(node: object) -> Iterator[str]:
@@ -140,12 +123,6 @@ def _refs(node: object) -> Iterator[str]:
             yield from _refs(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/usage/endpoints.py: the events request bodies keep their models in an inline "
-    "$defs but point at #/components/schemas/EventIn, which does not exist, so generators and "
-    "SDK generators cannot build an event body",
-)
 def test_every_reference_in_the_openapi_document_resolves(fuzz_database: str) -> None:
     document = create_app(make_settings(fuzz_database)).openapi()
     unresolved = []
@@ -158,7 +135,6 @@ def test_every_reference_in_the_openapi_document_resolves(fuzz_database: str) ->
     assert unresolved == []
 
 
-@pytest.mark.xfail(strict=True, reason=_HUGE_CURSOR + " (see KNOWN_5XX for the modules)")
 @pytest.mark.parametrize("path", ["/gateway/outbox/dead", "/gateway/audit", "/gateway/messages"])
 async def test_a_cursor_beyond_any_id_is_a_client_error(gateway: Gateway, path: str) -> None:
     headers = await gateway.headers("admin")

@@ -149,6 +149,7 @@ async def test_messages_list_filters_and_pages(
         return [m["id"] for m in page["messages"]]
 
     assert ids(await _get(relay_gateway, "/gateway/messages", source="stripe")) == ["pi1"]
+    assert ids(await _get(relay_gateway, "/gateway/messages", type="payment_intent.*")) == ["pi1"]
     assert ids(await _get(relay_gateway, "/gateway/messages", type="customer.created")) == ["cus1"]
     assert len(ids(await _get(relay_gateway, "/gateway/messages", type="invoice.*"))) == 5
     assert len(ids(await _get(relay_gateway, "/gateway/messages", endpoint=inv["id"]))) == 5

@@ -1,0 +1,16 @@
+"""Keyset cursors shared by the list endpoints: an opaque row id, checked before it reaches SQL."""
+
+from __future__ import annotations
+
+from gateway.errors import ValidationFailed
+
+MAX_ID = 2**63 - 1
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id inside ``cursor``, or a 422 naming the field (digits only, within a 64-bit id)."""
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or len(cursor) > 19 or int(cursor) > MAX_ID:
+        raise ValidationFailed(details={"cursor": ["invalid_value"]})
+    return int(cursor)
