@@ -25,7 +25,8 @@ class Pools:
     """``size`` connections in httpx pools of ``CONNECTIONS_PER_POOL``.
 
     Each request takes a free slot (a pool with room), so no request waits in one pool while
-    another has an idle connection. Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
+    another has an idle connection; the most recently freed slot first, so a light load keeps
+    reusing a few warm connections instead of cycling through all of them. Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
     redirects, URL merging) is work the sender never needs, a fifth of the CPU per request.
     An injected transport (tests: an ASGI subscriber) replaces the pools.
     """
@@ -60,7 +61,7 @@ class Pools:
             extensions={"timeout": self._timeouts},
         )
         # More callers than slots (not the sender's case) share the first pool.
-        slot = self._slots.popleft() if self._slots else None
+        slot = self._slots.pop() if self._slots else None
         try:
             async with asyncio.timeout(self.timeout):
                 transport = self.transports[slot or 0]
