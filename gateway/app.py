@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -127,6 +128,7 @@ def create_app(
         async with build_runtime(settings, transport, stripe_transport) as runtime:
             app.state.runtime = runtime
             async with running_workers(runtime, enabled=run_workers):
+                tune_gc()
                 yield
 
     app = FastAPI(
@@ -134,6 +136,9 @@ def create_app(
         version="0.1.0",
         description="Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay.",
         lifespan=lifespan,
+        # No OpenTelemetry here: left on, FastAPI asks OTel for its providers (environment
+        # lookups) on every request, a tenth of the CPU of a single-event request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     _install_error_handlers(app)
@@ -143,6 +148,18 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def tune_gc() -> None:
+    """Once started: keep the long-lived objects out of the cyclic GC and collect less often.
+
+    With Python's defaults (a young collection every 700 allocations, full passes over every
+    module, model and route object) the collector took a third of the CPU of single-event
+    ingest and made its latency tail; frozen, and with a larger young generation, it does not.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def create_app_from_env() -> FastAPI:

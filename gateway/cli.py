@@ -86,7 +86,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
 @main.command()
 def worker() -> None:
     """Run the background workers only (scale-out next to `serve --no-worker`)."""
-    from gateway.app import build_runtime
+    from gateway.app import build_runtime, tune_gc
     from gateway.logging import configure_logging
     from gateway.worker import run_all
 
@@ -106,6 +106,7 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with build_runtime(settings) as runtime:
+            tune_gc()
             await run_all(runtime, stop)
 
     asyncio.run(go())

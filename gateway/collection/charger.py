@@ -28,7 +28,6 @@ from gateway.collection.models import (
     CHECKOUT,
     FAILED,
     OFF_SESSION,
-    PENDING,
     REQUIRES_ACTION,
     SUCCEEDED,
     Collection,
@@ -352,6 +351,3 @@ async def refresh_from_stripe(
         via=via,
     )
 
-
-def still_pending(row: Collection) -> bool:
-    return row.status == PENDING

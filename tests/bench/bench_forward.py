@@ -69,8 +69,8 @@ def pooled_rate(emulator_url: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-def stored(emulator_url: str) -> int:
-    return int(httpx.get(f"{emulator_url}/_emulator/stats", timeout=10).json()["events_stored"])
+def stored(emulator: support.Emulator) -> int:
+    return int(emulator.stats()["events_stored"])
 
 
 def main() -> None:
@@ -79,6 +79,11 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=2_000, help="events for the naive loop")
     parser.add_argument("--concurrency", type=int, default=None, help="forward loops")
     parser.add_argument("--profile", help="a folder for a py-spy profile of the worker")
+    parser.add_argument(
+        "--lean-indexes",
+        action="store_true",
+        help="experiment: status index partial on dead rows, no separate transaction_id index",
+    )
     options = parser.parse_args()
     with Stack() as stack:
         url = stack.database("bench_forward")
@@ -94,17 +99,24 @@ def main() -> None:
             "per call)",
             flush=True,
         )
+        if options.lean_indexes:
+            say("experiment: leaner indexes on usage_events")
+            support.execute(url, "DROP INDEX ix_usage_events_status")
+            support.execute(url, "DROP INDEX ix_usage_events_transaction_id")
+            support.execute(
+                url, "CREATE INDEX ix_usage_events_dead ON usage_events (id) WHERE status = 'dead'"
+            )
         say(f"filling the outbox with {options.events:,} pending events ...")
         support.execute(url, FILL_SQL.format(count=int(options.events)))
         support.execute(url, "VACUUM ANALYZE usage_events")
-        base = stored(emulator.url)
+        base = stored(emulator)
         extra = {}
         if options.concurrency:
             extra["forward_concurrency"] = options.concurrency
         env = support.gateway_env(url, emulator, **extra)
         spawned = time.perf_counter()
         worker = stack.worker(env)
-        while stored(emulator.url) == base:
+        while stored(emulator) == base:
             if not worker.alive():
                 raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
             time.sleep(0.02)
@@ -120,10 +132,10 @@ def main() -> None:
             out = Path(options.profile) / "forward.txt"
             spy = support.profile(worker.pid, 5, out)
         with meter:
-            while stored(emulator.url) < base + options.events:
+            while stored(emulator) < base + options.events:
                 if time.perf_counter() - first > 100:
                     raise SystemExit("the drain took over 100 s")
-                time.sleep(0.1)
+                time.sleep(0.05)
         done = time.perf_counter()
         if spy is not None:
             spy.wait(30)

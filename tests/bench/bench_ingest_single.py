@@ -62,7 +62,7 @@ def gateway_run(
     url = stack.database(f"bench_single_w{workers}")
     emulator = stack.emulator(f"emulator-w{workers}")
     emulator.seed(SUBSCRIPTIONS)
-    env = support.gateway_env(url, emulator)
+    env = support.gateway_env(url, emulator, **dict(kv.split("=", 1) for kv in options.env))
     key = support.create_key(env, "bench", "events:write")
     gateway = stack.gateway(env, workers=workers, no_worker=True, name=f"gateway-w{workers}")
     lua = support.lua_headers(key) + SINGLE_LUA
@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--profile", help="a folder for py-spy profiles of the gateway")
+    parser.add_argument("--env", action="append", default=[], help="gateway setting, NAME=VALUE")
+    parser.add_argument("--skip-baseline", action="store_true")
     options = parser.parse_args()
     support.require_wrk()
     counts = [int(w) for w in options.workers.split(",")]
@@ -131,7 +133,7 @@ def main() -> None:
                 f"p99 {result.p99_ms:.1f} ms, non-2xx {result.non_2xx}",
                 flush=True,
             )
-        for workers in counts:
+        for workers in counts if not options.skip_baseline else []:
             baselines[workers] = base = baseline_run(stack, workers, options)
             print(
                 f"baseline bare FastAPI, {workers} worker(s): {base.rate:,.0f} req/s, "
@@ -139,6 +141,8 @@ def main() -> None:
                 flush=True,
             )
     best_workers, (best, best_result) = max(figures.items(), key=lambda item: item[1][0])
+    if options.skip_baseline:
+        return
     base = baselines[best_workers]
     met = best >= 5_000 and best_result.p99_ms < 25
     print(

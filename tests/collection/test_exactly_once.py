@@ -131,3 +131,49 @@ async def test_stalled_attempt_older_than_stripes_key_memory_is_found_not_rechar
     [intent] = harness.stripe.intents_for(issued["lago_id"])
     [attempt] = await harness.attempts(issued["lago_id"])
     assert (attempt.status, attempt.payment_intent_id) == ("succeeded", intent["id"])
+
+
+async def test_a_second_payment_on_a_paid_invoice_is_refunded(harness: Harness) -> None:
+    from gateway.collection import charger
+    from gateway.collection import service as rows
+
+    stripe_customer = await harness.customer("acme")
+    issued = harness.emulator.issue_invoice("acme", 2_500)
+    await harness.settle()
+    # Should never happen: another attempt on the same invoice also gets paid.
+    async with harness.gw.runtime.database.session() as session:
+        invoice = harness.invoice(issued["lago_id"])
+        second = rows.new_attempt(
+            dict(invoice, payment_status="pending", total_due_amount_cents=2_500),
+            2,
+            kind="checkout",
+            actor="test",
+            lease_seconds=0,
+            stripe_customer_id=stripe_customer,
+        )
+        session.add(second)
+        await session.commit()
+    method = harness.stripe.customers[stripe_customer]["invoice_settings"]["default_payment_method"]
+    extra = harness.stripe._create_intent(
+        {
+            "amount": "2500",
+            "currency": "usd",
+            "customer": stripe_customer,
+            "payment_method": method,
+            "confirm": "true",
+            "metadata": {},
+        }
+    )
+
+    await charger.record(
+        harness.gw.runtime,
+        second.id,
+        rows.outcome_of_payment_intent(extra),
+        intent_id=extra["id"],
+        actor="test",
+    )
+
+    [refund] = harness.stripe.refunds.values()
+    assert (refund["payment_intent"], refund["amount"]) == (extra["id"], 2_500)
+    first, _duplicate = await harness.attempts(issued["lago_id"])
+    assert first.status == "succeeded" and first.refunded_amount_cents == 0
