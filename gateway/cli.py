@@ -11,18 +11,10 @@ import click
 
 from gateway.auth.cli import keys
 from gateway.catalog.cli import catalog
-from gateway.config import Settings, SettingsError, load_settings
+from gateway.cli_settings import settings_or_exit
 from gateway.relay.cli import relay
 from gateway.usage.cli import outbox
 from gateway.webhooks.cli import lago, webhooks
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group()
@@ -35,7 +27,7 @@ def migrate() -> None:
     """Apply pending database migrations."""
     from gateway.migrations.runner import upgrade
 
-    upgrade(_settings().database_url)
+    upgrade(settings_or_exit().database_url)
     click.echo("database is up to date")
 
 
@@ -55,7 +47,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     from gateway.logging import configure_logging
     from gateway.migrations.runner import ensure_current
 
-    settings = _settings()
+    settings = settings_or_exit()
     if workers > 1 and settings.uses_emulator:
         click.echo(
             "configuration error: GATEWAY_LAGO_API_URL: --workers above 1 needs a real Lago "
@@ -76,7 +68,8 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     if workers == 1:
         from gateway.app import create_app
 
-        uvicorn.run(create_app(settings, run_workers=not no_worker), **options)  # type: ignore[arg-type]
+        app = create_app(settings, run_workers=not no_worker, server_gc=True)
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     if no_worker:
         os.environ["GATEWAY_NO_WORKER"] = "1"
@@ -90,7 +83,7 @@ def worker() -> None:
     from gateway.logging import configure_logging
     from gateway.worker import run_all
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.uses_emulator:
         click.echo(
             "configuration error: GATEWAY_LAGO_API_URL: `gateway worker` needs a real Lago "

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import BigInteger, DateTime, Integer, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -68,6 +68,10 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# A 64-bit integer id column type; on SQLite a plain INTEGER (its 64-bit rowid, autoincrementing).
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -19,9 +19,12 @@ On every surface the body takes Lago's error shape, so Lago SDKs raise their usu
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.integrations.lago.client import LagoApiError, LagoError, LagoUnavailable
+
+if TYPE_CHECKING:
+    from gateway.integrations.stripe.client import StripeError
 
 
 class GatewayError(Exception):
@@ -163,3 +166,20 @@ def from_lago(exc: LagoError) -> GatewayError:
     if isinstance(exc, LagoUnavailable):
         return UpstreamUnavailable(f"Lago is unreachable ({exc.reason})")
     return UpstreamError(str(exc))
+
+
+def from_stripe(exc: StripeError) -> GatewayError:
+    """Stripe's refusal as Lago's ``third_party_error`` (422); unreachable Stripe as 503."""
+    # Imported here: the Stripe SDK takes ~0.2 s to import, and the CLI loads this module.
+    from gateway.integrations.stripe.client import StripeRejected, StripeUnavailable
+
+    if isinstance(exc, StripeRejected):
+        return ValidationFailed(
+            exc.message,
+            code="third_party_error",
+            details={"third_party": "Stripe", "thirdparty_error": exc.code or exc.message},
+        )
+    retry_after = exc.retry_after if isinstance(exc, StripeUnavailable) else None
+    return UpstreamUnavailable(
+        "Stripe is unreachable, retry later", retry_after=math.ceil(retry_after or 5)
+    )

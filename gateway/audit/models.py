@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String
+from sqlalchemy import JSON, Column, Float, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
-from gateway.db import UTCDateTime
+from gateway.db import BIG_ID, UTCDateTime
 
 
 class AuditEntry(SQLModel, table=True):
@@ -15,10 +15,7 @@ class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_entries_action_at", "action", "at"),)
 
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     actor: str = Field(sa_column=Column(String(100), nullable=False))
     action: str = Field(sa_column=Column(String(100), nullable=False))

@@ -13,7 +13,8 @@ from gateway.catalog.exporter import ExportError, catalog_from_lago, render
 from gateway.catalog.loader import CatalogError, load_catalog, resolve_catalog_path
 from gateway.catalog.schemas import Catalog
 from gateway.catalog.service import Applied, ApplyFailed, apply_catalog, fetch_lago_catalog
-from gateway.config import Settings, SettingsError, load_settings
+from gateway.cli_settings import settings_or_exit
+from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient, LagoError
 
@@ -25,11 +26,7 @@ NEEDS_LAGO = (
 
 
 def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
+    settings = settings_or_exit()
     if settings.uses_emulator:
         click.echo(NEEDS_LAGO, err=True)
         sys.exit(2)

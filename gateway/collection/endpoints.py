@@ -14,8 +14,7 @@ from gateway.collection.schemas import (
     PortalResponse,
 )
 from gateway.config import CollectionMode
-from gateway.customers.linking import from_stripe
-from gateway.errors import Conflict
+from gateway.errors import Conflict, from_stripe
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices.service import check_id
 from gateway.runtime import Runtime, RuntimeDep

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from gateway.db import BIG_ID
+
 # Attempt statuses, in the order the state machine allows (service.RANK).
 PENDING = "pending"
 REQUIRES_ACTION = "requires_action"
@@ -37,8 +39,6 @@ IN_FLIGHT = (PENDING, PROCESSING)
 # Attempt kinds: charged off-session by the gateway, or paid by the customer on Checkout.
 OFF_SESSION = "off_session"
 CHECKOUT = "checkout"
-
-_BIGID = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Collection(SQLModel, table=True):
@@ -61,7 +61,7 @@ class Collection(SQLModel, table=True):
         Index("ix_collections_customer", "external_customer_id"),
     )
 
-    id: int | None = Field(default=None, sa_column=Column(_BIGID, primary_key=True))
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     invoice_id: str = Field(sa_column=Column(String(64), nullable=False))
     invoice_number: str | None = Field(default=None, sa_column=Column(String(100)))
     invoice_type: str | None = Field(default=None, sa_column=Column(String(32)))
@@ -102,11 +102,11 @@ class CollectionRefund(SQLModel, table=True):
         Index("ix_collection_refunds_created", "created_at"),
     )
 
-    id: int | None = Field(default=None, sa_column=Column(_BIGID, primary_key=True))
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     credit_note_id: str = Field(sa_column=Column(String(64), nullable=False))
     credit_note_number: str | None = Field(default=None, sa_column=Column(String(100)))
     invoice_id: str = Field(sa_column=Column(String(64), nullable=False))
-    collection_id: int | None = Field(default=None, sa_column=Column(_BIGID))
+    collection_id: int | None = Field(default=None, sa_column=Column(BIG_ID))
     payment_intent_id: str | None = Field(default=None, sa_column=Column(String(255)))
     stripe_refund_id: str | None = Field(default=None, sa_column=Column(String(255)))
     amount_cents: int = Field(sa_column=Column(BigInteger, nullable=False))

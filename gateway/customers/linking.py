@@ -12,18 +12,15 @@ link, and a retry after a Lago failure reuses it. Stripe is called with no trans
 
 from __future__ import annotations
 
-import math
 import time
 
 from gateway.billing.passthrough import Write, audit, elapsed_ms, outcome_of, record_write
 from gateway.customers import store
 from gateway.db import Database
-from gateway.errors import GatewayError, UpstreamUnavailable, ValidationFailed
+from gateway.errors import GatewayError, from_stripe
 from gateway.integrations.stripe.client import (
     StripeClient,
     StripeError,
-    StripeRejected,
-    StripeUnavailable,
 )
 from gateway.logging import get_logger
 
@@ -34,20 +31,6 @@ LINK_ACTION = "customers.stripe_link"
 def idempotency_key(external_id: str) -> str:
     """The Stripe idempotency key of creating the customer of ``external_id``."""
     return f"customer-create-{external_id}"
-
-
-def from_stripe(exc: StripeError) -> GatewayError:
-    """Stripe's refusal as Lago's ``third_party_error`` (422); unreachable Stripe as 503."""
-    if isinstance(exc, StripeRejected):
-        return ValidationFailed(
-            exc.message,
-            code="third_party_error",
-            details={"third_party": "Stripe", "thirdparty_error": exc.code or exc.message},
-        )
-    retry_after = exc.retry_after if isinstance(exc, StripeUnavailable) else None
-    return UpstreamUnavailable(
-        "Stripe is unreachable, retry later", retry_after=math.ceil(retry_after or 5)
-    )
 
 
 class StripeLinks:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from gateway.db import UTCDateTime
+from gateway.db import BIG_ID, UTCDateTime
 
 
 class CustomerLink(SQLModel, table=True):
@@ -21,10 +21,7 @@ class CustomerLink(SQLModel, table=True):
         Index("ix_customer_links_stripe_customer_id", "stripe_customer_id"),
     )
 
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     external_id: str = Field(sa_column=Column(String(255), nullable=False))
     lago_customer_id: str | None = Field(default=None, sa_column=Column(String(64)))
     stripe_customer_id: str | None = Field(default=None, sa_column=Column(String(255)))

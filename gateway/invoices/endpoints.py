@@ -12,8 +12,7 @@ from fastapi.responses import StreamingResponse
 from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.collection import dunning
 from gateway.config import CollectionMode
-from gateway.customers.linking import from_stripe
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, from_stripe
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices import export, files, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing

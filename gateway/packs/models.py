@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from gateway.db import UTCDateTime
+from gateway.db import BIG_ID, UTCDateTime
 
 # The request (idempotency record).
 IN_PROGRESS = "in_progress"
@@ -41,10 +41,7 @@ class PackPurchase(SQLModel, table=True):
         Index("ix_pack_purchases_bonus_due", "bonus_status", "bonus_next_check_at"),
     )
 
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     purchase_id: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
     actor: str = Field(sa_column=Column(String(100), nullable=False))
     idempotency_key: str | None = Field(default=None, sa_column=Column(String(255)))

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit.service import record
 from gateway.auth.dependencies import Admin, BillingReader
+from gateway.auth.service import Principal
 from gateway.errors import ValidationFailed
 from gateway.pagination import decode_cursor
 from gateway.relay import messages, schemas, service, subscribers
-from gateway.relay.models import DELIVERY_STATUSES, SOURCES
-from gateway.runtime import RuntimeDep
+from gateway.relay.models import DELIVERY_STATUSES, SOURCES, RelayEndpoint
+from gateway.runtime import Runtime, RuntimeDep
 
 router = APIRouter(tags=["relay"])
 
@@ -108,18 +111,9 @@ async def delete_endpoint(endpoint_id: str, runtime: RuntimeDep, principal: Admi
 @router.get("/gateway/endpoints/{endpoint_id}/secret", response_model=schemas.EndpointSecret)
 async def get_secret(endpoint_id: str, runtime: RuntimeDep, principal: Admin) -> dict[str, Any]:
     """The signing secret (and the previous one while it still signs); every read is audited."""
-    async with runtime.database.session() as session:
-        endpoint = await subscribers.get_endpoint(session, endpoint_id)
-        record(
-            session,
-            actor=principal.name,
-            action="relay.endpoint.secret_read",
-            outcome="success",
-            target=endpoint_id,
-            status=200,
-        )
-        await session.commit()
-    return subscribers.describe_secret(endpoint)
+    return await _secret_action(
+        runtime, principal, endpoint_id, subscribers.get_endpoint, "relay.endpoint.secret_read"
+    )
 
 
 @router.post(
@@ -127,12 +121,25 @@ async def get_secret(endpoint_id: str, runtime: RuntimeDep, principal: Admin) ->
 )
 async def rotate_secret(endpoint_id: str, runtime: RuntimeDep, principal: Admin) -> dict[str, Any]:
     """Issue a new secret; the old one keeps signing (a second signature) for 24 hours."""
+    return await _secret_action(
+        runtime, principal, endpoint_id, subscribers.rotate_secret, "relay.endpoint.secret_rotate"
+    )
+
+
+async def _secret_action(
+    runtime: Runtime,
+    principal: Principal,
+    endpoint_id: str,
+    act: Callable[[AsyncSession, str], Awaitable[RelayEndpoint]],
+    action: str,
+) -> dict[str, Any]:
+    """Run ``act`` on the endpoint, audit it as ``action`` in the same transaction, show the secret."""
     async with runtime.database.session() as session:
-        endpoint = await subscribers.rotate_secret(session, endpoint_id)
+        endpoint = await act(session, endpoint_id)
         record(
             session,
             actor=principal.name,
-            action="relay.endpoint.secret_rotate",
+            action=action,
             outcome="success",
             target=endpoint_id,
             status=200,

@@ -9,7 +9,6 @@ retry carries byte-identical content under the same ``webhook-id``.
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Float,
@@ -22,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from gateway.db import BIG_ID
+
 PENDING = "pending"
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -29,8 +30,6 @@ CANCELLED = "cancelled"
 DELIVERY_STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 
 SOURCES = ("lago", "stripe", "gateway")
-
-_BIGID = BigInteger().with_variant(Integer, "sqlite")
 
 
 class RelayEndpoint(SQLModel, table=True):
@@ -63,7 +62,7 @@ class RelayMessage(SQLModel, table=True):
         Index("ix_relay_messages_source_seq", "source", "seq"),
     )
 
-    seq: int | None = Field(default=None, sa_column=Column(_BIGID, primary_key=True))
+    seq: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     id: str = Field(sa_column=Column(String(255), nullable=False))
     type: str = Field(sa_column=Column(String(255), nullable=False))
     source: str = Field(sa_column=Column(String(16), nullable=False))
@@ -88,7 +87,7 @@ class RelayDelivery(SQLModel, table=True):
         Index("ix_relay_deliveries_endpoint_status", "endpoint_id", "status", "created_at"),
     )
 
-    id: int | None = Field(default=None, sa_column=Column(_BIGID, primary_key=True))
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     message_id: str = Field(sa_column=Column(String(255), nullable=False))
     endpoint_id: str = Field(sa_column=Column(String(40), nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
@@ -110,8 +109,8 @@ class RelayAttempt(SQLModel, table=True):
         Index("ix_relay_attempts_delivery", "delivery_id"),
     )
 
-    id: int | None = Field(default=None, sa_column=Column(_BIGID, primary_key=True))
-    delivery_id: int = Field(sa_column=Column(_BIGID, nullable=False))
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
+    delivery_id: int = Field(sa_column=Column(BIG_ID, nullable=False))
     message_id: str = Field(sa_column=Column(String(255), nullable=False))
     endpoint_id: str = Field(sa_column=Column(String(40), nullable=False))
     attempt: int = Field(sa_column=Column(Integer, nullable=False))

@@ -8,19 +8,12 @@ import sys
 import click
 
 from gateway.audit.service import entry, record_many
-from gateway.config import Settings, SettingsError, load_settings
+from gateway.cli_settings import settings_or_exit
+from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.webhooks import store
 from gateway.webhooks.registration import register_lago_endpoint
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        click.echo(f"configuration error: {exc}", err=True)
-        sys.exit(2)
 
 
 def lago_client(settings: Settings) -> LagoClient:
@@ -50,7 +43,7 @@ def register_webhook(
     url: str, signature_algo: str, name: str, event_types: tuple[str, ...]
 ) -> None:
     """Make Lago post its webhooks to URL (the gateway's /gateway/webhooks/lago), once."""
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.uses_emulator:
         click.echo(
             "configuration error: GATEWAY_LAGO_API_URL: set it to register with a real Lago "
@@ -109,7 +102,7 @@ def status() -> None:
     """Waiting, handled and failed counts, and the oldest waiting age."""
 
     async def go() -> store.InboxStatus:
-        database = Database(_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             return await store.status(database, with_handled=True)
         finally:
@@ -132,7 +125,7 @@ def retry(retry_all: bool, ids: tuple[int, ...]) -> None:
         raise click.UsageError("give --all or at least one --id")
 
     async def go() -> list[int]:
-        database = Database(_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             async with database.engine.begin() as conn:
                 requeued = await store.retry_failed(conn, None if retry_all else list(ids))

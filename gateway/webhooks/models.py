@@ -8,7 +8,6 @@ handled. ``body`` is the provider's raw body, byte for byte (decoded as UTF-8).
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Float,
     Index,
@@ -19,6 +18,8 @@ from sqlalchemy import (
     text,
 )
 from sqlmodel import Field, SQLModel
+
+from gateway.db import BIG_ID
 
 RECEIVED = "received"
 HANDLED = "handled"
@@ -51,10 +52,7 @@ class InboundWebhook(SQLModel, table=True):
         Index("ix_inbound_webhooks_status", "status"),
     )
 
-    id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
     source: str = Field(sa_column=Column(String(16), nullable=False))
     provider_event_id: str = Field(sa_column=Column(String(255), nullable=False))
     event_type: str = Field(sa_column=Column(String(255), nullable=False))

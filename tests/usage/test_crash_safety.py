@@ -100,13 +100,14 @@ async def test_forwarder_killed_mid_batch_loses_and_duplicates_nothing_after_res
         async with lago_client(lago_url) as client:
             await seed_lago(client, SUBSCRIPTIONS)
         expected = await _accept(database_url, lago_url, n)
-        await _set_faults(lago_url, latency=0.15)  # batches stay in flight long enough to cut
+        await _set_faults(lago_url, latency=0.2)  # batches stay in flight long enough to cut
         env = worker_env(
             database_url,
             lago_url,
             forward_lease_seconds=2,
             lago_timeout_seconds=1,
             forward_backoff_max_seconds=0.5,
+            forward_concurrency=1,  # 400 events a 0.2 s round: the kill lands mid-way
         )
         workers.append(spawn_worker(tmp_path, env, "worker-1"))
 
@@ -148,8 +149,23 @@ async def test_two_forwarder_processes_on_one_postgres_never_send_an_event_twice
             await seed_lago(client, SUBSCRIPTIONS)
         expected = await _accept(database_url, lago_url, n)
         await _set_faults(lago_url, latency=0.02)  # batches of both processes overlap in time
-        env = worker_env(database_url, lago_url, forward_batch_size=20, forward_concurrency=4)
+        env = worker_env(
+            database_url,
+            lago_url,
+            forward_batch_size=20,
+            forward_concurrency=4,
+            forward_backoff_max_seconds=0.5,
+        )
+
+        async def both_up() -> bool:
+            # Lago stays down (1 s at a time) until both processes have tried it: then
+            # neither can drain the outbox alone before the other has started.
+            await _set_faults(lago_url, outage_seconds=1)
+            return len(await _forwarding_actors(database_url, "retry")) == 2
+
         workers = [spawn_worker(tmp_path, env, f"worker-{i}") for i in (1, 2)]
+        await wait_for(both_up, 30, "both workers to start", interval=0.3)
+        await _set_faults(lago_url, outage_seconds=0)
 
         async def drained() -> bool:
             return (await _status_counts(database_url)).get("pending", 0) == 0
@@ -168,15 +184,16 @@ async def test_two_forwarder_processes_on_one_postgres_never_send_an_event_twice
     assert len(actors) == 2, f"both processes should have forwarded: {actors}"
 
 
-async def _forwarding_actors(database_url: str) -> set[str]:
+async def _forwarding_actors(database_url: str, outcome: str = "forwarded") -> set[str]:
     database = Database(database_url)
     try:
         async with database.engine.connect() as conn:
             rows = await conn.execute(
                 text(
                     "SELECT DISTINCT actor FROM audit_entries "
-                    "WHERE action = 'usage.forward' AND outcome = 'forwarded'"
-                )
+                    "WHERE action = 'usage.forward' AND outcome = :outcome"
+                ),
+                {"outcome": outcome},
             )
             return {row[0] for row in rows.all()}
     finally:
