@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from gateway.auth import service
-from gateway.config import load_settings
+from gateway.cli_settings import settings_or_exit
 from gateway.db import Database
 
 
@@ -30,7 +30,7 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once, alone on the last line."""
 
     async def go() -> str:
-        database = Database(load_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             async with database.session() as session:
                 key = await service.create_key(session, name, list(scopes))
@@ -51,7 +51,7 @@ def list_() -> None:
     """List keys (names, scopes, state; never the keys)."""
 
     async def go() -> list[str]:
-        database = Database(load_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             async with database.session() as session:
                 rows = await service.list_keys(session)
@@ -72,7 +72,7 @@ def revoke(name: str) -> None:
     """Revoke a key by name."""
 
     async def go() -> None:
-        database = Database(load_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             async with database.session() as session:
                 await service.revoke_key(session, name)

@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from gateway.audit.service import record
-from gateway.config import load_settings
+from gateway.cli_settings import settings_or_exit
 from gateway.db import Database
 from gateway.usage import store
 
@@ -22,7 +22,7 @@ def status() -> None:
     """Pending count, oldest pending age, dead count, forward rate."""
 
     async def go() -> store.OutboxStatus:
-        database = Database(load_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             return await store.status(database)
         finally:
@@ -49,7 +49,7 @@ def replay(replay_all: bool, transaction_ids: tuple[str, ...]) -> None:
         raise click.UsageError("give --all or at least one --transaction-id")
 
     async def go() -> list[str]:
-        database = Database(load_settings().database_url)
+        database = Database(settings_or_exit().database_url)
         try:
             async with database.session() as session:
                 conn = await session.connection()
