@@ -24,11 +24,9 @@ from . import (
     wallet_endpoints,
     webhook_endpoints,
 )
-from .contract import load_spec, missing_spec_reason
 from .errors import LagoError, error_body
 from .guard import Guard
 from .http import error_response, ok
-from .recorder import ContractRecorder
 from .state import EmulatorState
 
 DEFAULT_API_KEY = "lago-emulator-key"
@@ -126,6 +124,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _contract_middleware(state: EmulatorState, allow_nulls: bool) -> Middleware:
+    # Imported here: openapi-core is a test dependency; `gateway serve` runs the emulator without it.
+    from .contract import load_spec, missing_spec_reason
+    from .recorder import ContractRecorder
+
     spec = load_spec()
     if spec is None:
         raise FileNotFoundError(missing_spec_reason())
