@@ -18,8 +18,9 @@ from urllib.parse import quote
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit.service import record
+from gateway.billing.payloads import LagoInput, check
 from gateway.db import Database
-from gateway.errors import GatewayError, from_lago
+from gateway.errors import GatewayError, ValidationFailed, from_lago
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.logging import get_logger
 
@@ -84,6 +85,22 @@ async def write(
         record_write(session, change, 200, latency_ms, "success")
         await session.commit()
     return result
+
+
+async def checked_write(
+    database: Database, actor: str, action: str, model: type[LagoInput], params: dict[str, Any]
+) -> Write:
+    """The audit identity of a create keyed by ``external_id``, once ``params`` fit ``model``.
+
+    A body that does not fit is audited as refused and raised as 422 naming the fields.
+    """
+    target = params.get("external_id")
+    change = Write(actor, action, target if isinstance(target, str) else None)
+    try:
+        check(model, params)
+    except ValidationFailed as exc:
+        raise await refuse(database, change, exc) from exc
+    return change
 
 
 async def refuse(database: Database, change: Write, error: GatewayError) -> GatewayError:

@@ -12,8 +12,15 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.billing.passthrough import Params, Then, Write, read, refuse, segment, write
-from gateway.billing.payloads import check
+from gateway.billing.passthrough import (
+    Params,
+    Then,
+    Write,
+    checked_write,
+    read,
+    segment,
+    write,
+)
 from gateway.config import CollectionMode
 from gateway.customers import store
 from gateway.customers.linking import StripeLinks
@@ -48,12 +55,9 @@ class Customers:
 
     async def upsert(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Create or update by ``external_id`` in Lago, linking the Stripe customer first."""
-        target = params.get("external_id")
-        change = Write(actor, "customers.upsert", target if isinstance(target, str) else None)
-        try:
-            check(CustomerInput, params)
-        except ValidationFailed as exc:
-            raise await refuse(self._database, change, exc) from exc
+        change = await checked_write(
+            self._database, actor, "customers.upsert", CustomerInput, params
+        )
         external_id: str = params["external_id"]
         billing = dict(params.get("billing_configuration") or {})
         stripe_id = await self._links.resolve(
@@ -71,8 +75,13 @@ class Customers:
         if stripe_id:
             change = Write(actor, change.action, external_id, {"stripe_customer_id": stripe_id})
         return await write(
-            self._database, self._lago, change, "POST", "/customers",
-            json={"customer": body}, then=_keep_link(external_id, stripe_id),
+            self._database,
+            self._lago,
+            change,
+            "POST",
+            "/customers",
+            json={"customer": body},
+            then=_keep_link(external_id, stripe_id),
         )
 
     def _billing_configuration(
@@ -82,7 +91,9 @@ class Customers:
         if self._collection is CollectionMode.GATEWAY:
             return kept
         provider = {
-            k: v for k, v in billing.items() if k in ("payment_provider_code", "provider_payment_methods")
+            k: v
+            for k, v in billing.items()
+            if k in ("payment_provider_code", "provider_payment_methods")
         }
         kept.update(provider, payment_provider="stripe")
         if stripe_id:

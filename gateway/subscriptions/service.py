@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.billing.passthrough import Params, Write, read, refuse, segment, write
+from gateway.billing.passthrough import Params, Write, checked_write, read, refuse, segment, write
 from gateway.billing.payloads import check
 from gateway.db import Database
 from gateway.errors import ValidationFailed
@@ -30,12 +30,9 @@ class Subscriptions:
 
     async def create(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Create, keep (same plan), upgrade or schedule a downgrade, as Lago decides."""
-        target = params.get("external_id")
-        change = Write(actor, "subscriptions.create", target if isinstance(target, str) else None)
-        try:
-            check(SubscriptionInput, params)
-        except ValidationFailed as exc:
-            raise await refuse(self._database, change, exc) from exc
+        change = await checked_write(
+            self._database, actor, "subscriptions.create", SubscriptionInput, params
+        )
         change = Write(actor, change.action, change.target, {"plan_code": params["plan_code"]})
 
         async def learn(_: AsyncSession, answer: dict[str, Any]) -> None:
@@ -43,8 +40,13 @@ class Subscriptions:
             self._lookups.remember_subscription(params["external_id"])
 
         return await write(
-            self._database, self._lago, change, "POST", "/subscriptions",
-            json={"subscription": params}, then=learn,
+            self._database,
+            self._lago,
+            change,
+            "POST",
+            "/subscriptions",
+            json={"subscription": params},
+            then=learn,
         )
 
     async def update(
@@ -59,8 +61,13 @@ class Subscriptions:
             raise await refuse(self._database, change, exc) from exc
         path = f"/subscriptions/{segment(external_id)}"
         return await write(
-            self._database, self._lago, change, "PUT", path,
-            json={"subscription": params}, params=query,
+            self._database,
+            self._lago,
+            change,
+            "PUT",
+            path,
+            json={"subscription": params},
+            params=query,
         )
 
     async def terminate(self, external_id: str, query: Params, actor: str) -> dict[str, Any]:
