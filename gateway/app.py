@@ -21,6 +21,7 @@ from gateway.auth.service import KeyVerifier
 from gateway.config import Settings, load_settings
 from gateway.db import Database
 from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.fastpath import GatewayApp
 from gateway.finance.app import create_finance_app
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
@@ -136,7 +137,7 @@ def create_app(
                     tune_gc()  # once everything long-lived exists
                 yield
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Billing gateway",
         version="0.1.0",
         description="Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay.",
@@ -148,7 +149,7 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
-    app.router.routes[0:0] = ingest_fast_routes
+    app.serve_fast(ingest_fast_routes, settings.body_max_bytes)
     app.mount("/finance", create_finance_app(app, settings))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -50,7 +50,13 @@ class Settings(BaseSettings):
     relay_allow_private: bool = False
     # Seconds to wait after each failed attempt (the first attempt is immediate), ±20% jitter.
     relay_retry_schedule: tuple[Annotated[float, Field(ge=0)], ...] = (
-        5, 300, 1800, 7200, 18000, 36000, 36000,
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
     )
     relay_timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
     relay_concurrency: Annotated[int, Field(ge=1, le=2048)] = 256

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import uuid
 from contextvars import ContextVar
 
 import structlog
@@ -21,6 +21,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_request_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -34,6 +35,16 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # aiosqlite logs each statement with its parameters at DEBUG: secrets must not reach logs.
     for noisy in ("httpx", "httpcore", "uvicorn.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _add_request_id(
+    _: object, __: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The current request's id on every line logged while serving it."""
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
@@ -55,9 +66,8 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -68,5 +78,4 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)

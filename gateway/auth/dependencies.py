@@ -7,20 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.auth.service import Principal, Scope
-from gateway.errors import Forbidden, Unauthorized
+from gateway.auth.service import Principal, Scope, authenticate, authorize
 from gateway.runtime import RuntimeDep
 
 
 async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """The caller behind ``Authorization: Bearer <key>``, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized()
-    principal = await runtime.verifier.verify(key.strip())
-    if principal is None:
-        raise Unauthorized()
+    principal = await authenticate(runtime.verifier, request.headers.get("authorization", ""))
     request.state.principal = principal
     return principal
 
@@ -31,9 +24,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
-        if not principal.allows(scope):
-            raise Forbidden(f"this key lacks the {scope.value} scope", code="missing_scope")
-        return principal
+        return authorize(principal, scope)
 
     return dependency
 

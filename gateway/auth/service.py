@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.auth.models import ApiKey
 from gateway.db import Database, utcnow
-from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 
 KEY_PREFIX = "gw_"
 
@@ -35,6 +35,25 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+async def authenticate(verifier: KeyVerifier, authorization: str) -> Principal:
+    """The caller behind an ``Authorization`` header value (``Bearer <key>``), or 401."""
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized()
+    principal = await verifier.verify(key)
+    if principal is None:
+        raise Unauthorized()
+    return principal
+
+
+def authorize(principal: Principal, scope: Scope) -> Principal:
+    """``principal`` when it holds ``scope`` (or ``admin``), else 403."""
+    if not principal.allows(scope):
+        raise Forbidden(f"this key lacks the {scope.value} scope", code="missing_scope")
+    return principal
 
 
 def hash_key(key: str) -> str:

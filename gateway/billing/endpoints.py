@@ -34,7 +34,9 @@ def _query(request: Request) -> list[tuple[str, str]]:
 
 
 @router.post("/wallets", tags=["wallets"], openapi_extra=body_schema(WalletCreate))
-async def create_wallet(request: Request, runtime: RuntimeDep, principal: BillingWriter) -> Response:
+async def create_wallet(
+    request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
     """Create a customer's wallet (prepaid credits), optionally with initial credits."""
     params = read_root(await request.body(), "wallet")
     return OrjsonResponse(await _billing(runtime).create_wallet(params, principal.name))
@@ -104,9 +106,7 @@ async def list_wallet_transactions(
     return OrjsonResponse(await service.wallet_transactions(lago_id, _query(request)))
 
 
-@router.post(
-    "/applied_coupons", tags=["coupons"], openapi_extra=body_schema(AppliedCouponCreate)
-)
+@router.post("/applied_coupons", tags=["coupons"], openapi_extra=body_schema(AppliedCouponCreate))
 async def apply_coupon(request: Request, runtime: RuntimeDep, principal: BillingWriter) -> Response:
     """Apply a coupon to a customer."""
     params = read_root(await request.body(), "applied_coupon")
@@ -140,7 +140,10 @@ async def remove_applied_coupon(
 
 @router.get("/coupons", tags=["coupons"])
 async def list_coupons(
-    request: Request, runtime: RuntimeDep, _: BillingReader, page: Page = None,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
     per_page: PerPage = None,
 ) -> Response:
     """The coupons defined in Lago."""
@@ -155,7 +158,10 @@ async def get_coupon(code: str, runtime: RuntimeDep, _: BillingReader) -> Respon
 
 @router.get("/plans", tags=["catalog"])
 async def list_plans(
-    request: Request, runtime: RuntimeDep, _: BillingReader, page: Page = None,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
     per_page: PerPage = None,
 ) -> Response:
     """The plans, with their charges."""
@@ -170,7 +176,10 @@ async def get_plan(code: str, runtime: RuntimeDep, _: BillingReader) -> Response
 
 @router.get("/billable_metrics", tags=["catalog"])
 async def list_billable_metrics(
-    request: Request, runtime: RuntimeDep, _: BillingReader, page: Page = None,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
     per_page: PerPage = None,
 ) -> Response:
     """The billable metrics."""

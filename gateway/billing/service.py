@@ -59,7 +59,12 @@ class Billing:
         change = Write(actor, "wallets.update", lago_id)
         path = f"/wallets/{segment(lago_id)}"
         return await self._write(
-            change, "PUT", path, root="wallet", params=params, model=WalletChanges,
+            change,
+            "PUT",
+            path,
+            root="wallet",
+            params=params,
+            model=WalletChanges,
             ids=((lago_id, "wallet"),),
         )
 
@@ -69,25 +74,33 @@ class Billing:
         path = f"/wallets/{segment(lago_id)}"
         return await self._write(change, "DELETE", path, ids=((lago_id, "wallet"),))
 
-    async def create_wallet_transaction(
-        self, params: dict[str, Any], actor: str
-    ) -> dict[str, Any]:
+    async def create_wallet_transaction(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Top up (paid credits invoiced, granted credits free) or void credits."""
         change = Write(actor, "wallet_transactions.create", _text(params.get("wallet_id")))
         return await self._write(
-            change, "POST", "/wallet_transactions",
-            root="wallet_transaction", params=params, model=WalletTransactionInput,
+            change,
+            "POST",
+            "/wallet_transactions",
+            root="wallet_transaction",
+            params=params,
+            model=WalletTransactionInput,
         )
 
     async def apply_coupon(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Apply a coupon to a customer; Lago's refusals (unknown, expired, reused) pass through."""
         change = Write(
-            actor, "applied_coupons.create", _text(params.get("external_customer_id")),
+            actor,
+            "applied_coupons.create",
+            _text(params.get("external_customer_id")),
             {"coupon_code": params.get("coupon_code")} if params.get("coupon_code") else None,
         )
         return await self._write(
-            change, "POST", "/applied_coupons",
-            root="applied_coupon", params=params, model=AppliedCouponInput,
+            change,
+            "POST",
+            "/applied_coupons",
+            root="applied_coupon",
+            params=params,
+            model=AppliedCouponInput,
         )
 
     async def remove_coupon(
@@ -95,7 +108,9 @@ class Billing:
     ) -> dict[str, Any]:
         """Terminate an applied coupon."""
         change = Write(
-            actor, "applied_coupons.delete", external_customer_id,
+            actor,
+            "applied_coupons.delete",
+            external_customer_id,
             {"applied_coupon_id": applied_coupon_id},
         )
         path = (

@@ -350,4 +350,3 @@ async def refresh_from_stripe(
         actor=actor,
         via=via,
     )
-

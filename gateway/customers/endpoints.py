@@ -37,7 +37,10 @@ async def upsert_customer(
 
 @router.get("")
 async def list_customers(
-    request: Request, runtime: RuntimeDep, _: BillingReader, page: Page = None,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
     per_page: PerPage = None,
 ) -> Response:
     """Lago's customer list, with its filters and ``meta`` pagination."""

@@ -60,7 +60,11 @@ def _audited(
             ids = await change(conn)
             await record_many(
                 conn,
-                [entry(actor="cli", action=action, outcome="success", target=target, target_ids=ids)],
+                [
+                    entry(
+                        actor="cli", action=action, outcome="success", target=target, target_ids=ids
+                    )
+                ],
             )
         return ids
 
@@ -69,7 +73,9 @@ def _audited(
 
 @relay.command("redeliver")
 @click.argument("message_id")
-@click.option("--endpoint", "endpoint_id", help="Only to this endpoint (default: every subscriber).")
+@click.option(
+    "--endpoint", "endpoint_id", help="Only to this endpoint (default: every subscriber)."
+)
 def redeliver(message_id: str, endpoint_id: str | None) -> None:
     """Send a message again under the same webhook-id."""
     targets = _run(
@@ -96,7 +102,9 @@ def recover(endpoint_id: str, since: datetime) -> None:
         since = since.replace(tzinfo=UTC)
     ids = _run(
         _audited(
-            "relay.endpoint.recover", endpoint_id, lambda conn: messages.recover(conn, endpoint_id, since)
+            "relay.endpoint.recover",
+            endpoint_id,
+            lambda conn: messages.recover(conn, endpoint_id, since),
         )
     )
     click.echo(f"requeued {len(ids)} message(s) for {endpoint_id}")

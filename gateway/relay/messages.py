@@ -167,7 +167,9 @@ async def redeliver(
     """Send a message again (new attempts, same ``webhook-id``) to one endpoint or to every
     enabled endpoint subscribed to its type now; returns the endpoint ids."""
     row = (
-        await conn.execute(text("SELECT type FROM relay_messages WHERE id = :id"), {"id": message_id})
+        await conn.execute(
+            text("SELECT type FROM relay_messages WHERE id = :id"), {"id": message_id}
+        )
     ).first()
     if row is None:
         raise NotFound(f"no message {message_id!r}", code="message_not_found")
@@ -214,7 +216,12 @@ async def recover(conn: AsyncConnection, endpoint_id: str, since: datetime) -> l
             f"UPDATE relay_deliveries SET {_REQUEUE} WHERE endpoint_id = :e AND status = :failed "
             "AND COALESCE(last_attempt_at, created_at) >= :since RETURNING message_id"
         ),
-        {"e": endpoint_id, "failed": FAILED, "since": since.timestamp(), "pending": PENDING,
-         "now": time.time()},
+        {
+            "e": endpoint_id,
+            "failed": FAILED,
+            "since": since.timestamp(),
+            "pending": PENDING,
+            "now": time.time(),
+        },
     )
     return sorted(row[0] for row in rows)

@@ -174,7 +174,9 @@ class Sender:
             outcome = await self.attempt(claimed)
         except Exception as exc:  # a bug must not leave the lease to loop forever unrecorded
             log.exception("relay.send.attempt_crashed", error=type(exc).__name__)
-            outcome = self._failure(claimed, time.time(), 0.0, error=f"internal: {type(exc).__name__}")
+            outcome = self._failure(
+                claimed, time.time(), 0.0, error=f"internal: {type(exc).__name__}"
+            )
         self._outcomes.append(outcome)
         self._outcomes_ready.set()
 

@@ -51,9 +51,7 @@ def type_matches(patterns: Iterable[str], event_type: str) -> bool:
     return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in patterns)
 
 
-def envelope(
-    message_id: str, event_type: str, source: str, created_at: float, data: Any
-) -> str:
+def envelope(message_id: str, event_type: str, source: str, created_at: float, data: Any) -> str:
     """The JSON body every subscriber receives, serialised once and stored as sent."""
     return orjson.dumps(
         {

@@ -292,7 +292,9 @@ async def failing_longer_than(
     return [row[0] for row in rows]
 
 
-async def disable_endpoint(conn: AsyncConnection, endpoint_id: str, reason: str) -> dict[str, Any] | None:
+async def disable_endpoint(
+    conn: AsyncConnection, endpoint_id: str, reason: str
+) -> dict[str, Any] | None:
     """Disable an enabled endpoint and fail its pending deliveries; None if it was not enabled."""
     now = time.time()
     row = (

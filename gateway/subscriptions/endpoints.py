@@ -67,7 +67,10 @@ async def get_subscription(
 
 @router.put("/{external_id}", openapi_extra=body_schema(SubscriptionUpdate))
 async def update_subscription(
-    external_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter,
+    external_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: BillingWriter,
     status: Status = None,
 ) -> Response:
     """Change name, end date, start date (pending only) or plan overrides."""
@@ -92,6 +95,4 @@ async def terminate_subscription(
 ) -> Response:
     """Terminate now (``?status=pending`` cancels a pending one) with Lago's options."""
     service = _subscriptions(runtime)
-    return OrjsonResponse(
-        await service.terminate(external_id, _query(request), principal.name)
-    )
+    return OrjsonResponse(await service.terminate(external_id, _query(request), principal.name))

@@ -28,6 +28,10 @@ class UsageEvent(SQLModel, table=True):
     """
 
     __tablename__ = "usage_events"
+    # The schema is Alembic's (0002, then 0008's leaner indexes); on PostgreSQL the unique key
+    # is the index ``uq_usage_events_tx_subscription`` on (transaction_id,
+    # external_subscription_id), on SQLite the constraint below (with the older
+    # ``ix_usage_events_transaction_id`` beside it).
     __table_args__ = (
         UniqueConstraint(
             "external_subscription_id", "transaction_id", name="uq_usage_events_subscription_tx"
@@ -39,8 +43,12 @@ class UsageEvent(SQLModel, table=True):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        Index("ix_usage_events_status", "status"),
-        Index("ix_usage_events_transaction_id", "transaction_id"),
+        Index(
+            "ix_usage_events_dead",
+            "id",
+            postgresql_where=text("status = 'dead'"),
+            sqlite_where=text("status = 'dead'"),
+        ),
     )
 
     id: int | None = Field(

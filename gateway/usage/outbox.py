@@ -10,6 +10,7 @@ request's rows cannot take away a row another request counted on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import operator
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit.models import AuditEntry
 from gateway.audit.service import record_many
@@ -116,32 +117,40 @@ class OutboxWriter:
         return group
 
     async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            group = self._take_group()
-            if not group:
-                continue
-            if self._queue:
-                self._wakeup.set()
-            try:
-                await self._write_with_retry(group)
-            finally:
-                for request in group:
-                    self._inflight -= request.keys
+        held = _HeldConnection(self._database.engine)
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                group = self._take_group()
+                if not group:
+                    continue
                 if self._queue:
                     self._wakeup.set()
+                try:
+                    await self._write_with_retry(group, held)
+                finally:
+                    for request in group:
+                        self._inflight -= request.keys
+                    if self._queue:
+                        self._wakeup.set()
+        finally:
+            await held.release()
 
-    async def _write_with_retry(self, group: list[_Request]) -> None:
+    async def _write_with_retry(self, group: list[_Request], held: _HeldConnection) -> None:
         for attempt in range(3):
             try:
-                results = await self._write(group)
+                conn = await held.get()
+                async with conn.begin():
+                    results = await self._write(conn, group)
             except DBAPIError as exc:
+                await held.release()
                 if attempt < 2 and _is_transient(exc):
                     continue
                 _fail(group, exc)
                 return
             except Exception as exc:
+                await held.release()
                 _fail(group, exc)
                 return
             for request, stored in zip(group, results, strict=True):
@@ -150,34 +159,58 @@ class OutboxWriter:
             self.new_events.set()
             return
 
-    async def _write(self, group: list[_Request]) -> list[Stored]:
+    async def _write(self, conn: AsyncConnection, group: list[_Request]) -> list[Stored]:
         rows = sorted(
             ((row, i) for i, request in enumerate(group) for row in request.rows),
             key=_pair_key,
         )
         now = time.time()
-        async with self._database.engine.begin() as conn:
-            if self._database.is_postgres:
-                missing = await _insert_pg(conn, rows, group, now)
-            else:
-                missing = await _insert_sqlite(conn, rows, group, now)
-            existing = await _existing(conn, sorted(missing)) if missing else {}
-            results = _judge(group, existing)
-            doomed = [
-                row.key
-                for request, stored in zip(group, results, strict=True)
-                if not stored.accepted
-                for row in request.rows
-                if row.key not in missing
-            ]
-            if doomed:
-                await _delete(conn, doomed)
-            audit = [_audit_row(r, s) for r, s in zip(group, results, strict=True)]
-            if self._database.is_postgres:
-                await _record_audit_pg(conn, audit)
-            else:
-                await record_many(conn, audit)
+        if self._database.is_postgres:
+            missing = await _insert_pg(conn, rows, group, now)
+        else:
+            missing = await _insert_sqlite(conn, rows, group, now)
+        existing = await _existing(conn, sorted(missing)) if missing else {}
+        results = _judge(group, existing)
+        doomed = [
+            row.key
+            for request, stored in zip(group, results, strict=True)
+            if not stored.accepted
+            for row in request.rows
+            if row.key not in missing
+        ]
+        if doomed:
+            await _delete(conn, doomed)
+        audit = [_audit_row(r, s) for r, s in zip(group, results, strict=True)]
+        if self._database.is_postgres:
+            await _record_audit_pg(conn, audit)
+        else:
+            await record_many(conn, audit)
         return results
+
+
+class _HeldConnection:
+    """A writer's own connection, kept from one group to the next.
+
+    A pool checkout per group cost a ``pool_pre_ping`` round trip and the pool's reset on
+    return, for every commit on the ingest hot path. After any error the connection goes
+    back to the pool (which discards it when it is broken) and the next group gets a fresh,
+    pinged one.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def get(self) -> AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = await self._engine.connect()
+        return self._conn
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 def _audit_sql() -> str:
@@ -221,6 +254,8 @@ def _fail(group: list[_Request], exc: Exception) -> None:
 
 
 def _is_transient(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:  # the held connection died (a database restart): reconnect
+        return True
     name = type(exc.orig).__name__
     return name in ("DeadlockDetected", "SerializationFailure") or "locked" in str(exc.orig)
 

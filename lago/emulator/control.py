@@ -50,11 +50,15 @@ async def reset(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    """GET /_emulator/events?limit=: stored events, oldest first."""
+    """GET /_emulator/events?limit=[&only=transaction_id]: stored events, oldest first (or
+    only their transaction ids, compact enough for a million)."""
     state = state_of(request)
     try:
         limit = int(request.query_params.get("limit", 100))
     except ValueError as exc:
         raise BadRequest("limit must be an integer") from exc
     chosen = list(itertools.islice(state.events.values(), max(limit, 0)))
+    if request.query_params.get("only") == "transaction_id":
+        ids = [event["transaction_id"] for event in chosen]
+        return ok({"transaction_ids": ids, "total": len(state.events)})
     return ok({"events": chosen, "total": len(state.events)})

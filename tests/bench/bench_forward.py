@@ -79,11 +79,6 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=2_000, help="events for the naive loop")
     parser.add_argument("--concurrency", type=int, default=None, help="forward loops")
     parser.add_argument("--profile", help="a folder for a py-spy profile of the worker")
-    parser.add_argument(
-        "--lean-indexes",
-        action="store_true",
-        help="experiment: status index partial on dead rows, no separate transaction_id index",
-    )
     options = parser.parse_args()
     with Stack() as stack:
         url = stack.database("bench_forward")
@@ -99,13 +94,6 @@ def main() -> None:
             "per call)",
             flush=True,
         )
-        if options.lean_indexes:
-            say("experiment: leaner indexes on usage_events")
-            support.execute(url, "DROP INDEX ix_usage_events_status")
-            support.execute(url, "DROP INDEX ix_usage_events_transaction_id")
-            support.execute(
-                url, "CREATE INDEX ix_usage_events_dead ON usage_events (id) WHERE status = 'dead'"
-            )
         say(f"filling the outbox with {options.events:,} pending events ...")
         support.execute(url, FILL_SQL.format(count=int(options.events)))
         support.execute(url, "VACUUM ANALYZE usage_events")

@@ -73,3 +73,6 @@ async def test_events_endpoint_lists_stored_events_up_to_limit(lago: httpx.Async
 
     assert body["total"] == 3
     assert [e["transaction_id"] for e in body["events"]] == ["t0", "t1"]
+    params = {"limit": 5, "only": "transaction_id"}
+    ids = (await lago.get(f"{ROOT}/_emulator/events", params=params)).json()
+    assert ids == {"transaction_ids": ["t0", "t1", "t2"], "total": 3}

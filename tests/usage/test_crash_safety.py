@@ -198,3 +198,48 @@ async def _forwarding_actors(database_url: str, outcome: str = "forwarded") -> s
             return {row[0] for row in rows.all()}
     finally:
         await database.dispose()
+
+
+async def test_events_are_stored_after_the_databases_connections_were_killed(
+    backend: str, gateway: Gateway, database_url: str
+) -> None:
+    """The outbox writers keep their connections between commits; when PostgreSQL drops them
+    (a restart, a failover), the next request is stored on a fresh connection, not refused."""
+    if backend != "postgres":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    from tests.usage.test_ingest import _seed
+
+    await _seed(gateway)
+    headers = await gateway.headers("events:write")
+
+    async def post(tx: str) -> int:
+        event = {
+            "transaction_id": tx,
+            "external_subscription_id": "sub_1",
+            "code": "photo_generation",
+            "timestamp": 1756684800,
+        }
+        response = await gateway.client.post(
+            "/api/v1/events", json={"event": event}, headers=headers
+        )
+        return response.status_code
+
+    assert [await post(f"before-{i}") for i in range(5)] == [200] * 5
+    admin = Database(database_url)
+    try:
+        async with admin.engine.connect() as conn:
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar_one()
+        assert killed >= 1
+        assert [await post(f"after-{i}") for i in range(5)] == [200] * 5
+        async with admin.engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT count(*) FROM usage_events"))).scalar_one()
+        assert stored == 10
+    finally:
+        await admin.dispose()

@@ -179,12 +179,15 @@ class StripeClient:
         return _plain(
             await self._call(
                 self._stripe.v1.payment_intents.retrieve_async(
-                    intent_id, params=params  # type: ignore[arg-type]
+                    intent_id,
+                    params=params,  # type: ignore[arg-type]
                 )
             )
         )
 
-    async def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    async def cancel_payment_intent(
+        self, intent_id: str, *, idempotency_key: str
+    ) -> dict[str, Any]:
         """Cancel a PaymentIntent that has not succeeded (it can then never charge)."""
         return _plain(
             await self._call(
@@ -217,9 +220,7 @@ class StripeClient:
         if method:
             return str(method if isinstance(method, str) else method["id"])
         page = await self._call(
-            self._stripe.v1.customers.payment_methods.list_async(
-                customer_id, params={"limit": 1}
-            )
+            self._stripe.v1.customers.payment_methods.list_async(customer_id, params={"limit": 1})
         )
         return str(page.data[0]["id"]) if page.data else None
 
@@ -249,7 +250,9 @@ class StripeClient:
         )
 
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
-        return _plain(await self._call(self._stripe.v1.checkout.sessions.retrieve_async(session_id)))
+        return _plain(
+            await self._call(self._stripe.v1.checkout.sessions.retrieve_async(session_id))
+        )
 
     async def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
         """Close an open Checkout page; a completed one answers 400 and stays complete."""
@@ -280,7 +283,11 @@ class StripeClient:
         return _plain(
             await self._call(
                 self._stripe.v1.refunds.create_async(
-                    params={"payment_intent": payment_intent, "amount": amount, "metadata": metadata},
+                    params={
+                        "payment_intent": payment_intent,
+                        "amount": amount,
+                        "metadata": metadata,
+                    },
                     options={"idempotency_key": idempotency_key},
                 )
             )
@@ -295,7 +302,9 @@ class StripeClient:
         try:
             return await request
         except stripe.APIConnectionError as exc:
-            raise StripeUnavailable(f"unreachable: {exc.user_message or 'connection error'}") from exc
+            raise StripeUnavailable(
+                f"unreachable: {exc.user_message or 'connection error'}"
+            ) from exc
         except stripe.RateLimitError as exc:
             raise StripeUnavailable("rate limited", _retry_after(exc)) from exc
         except stripe.StripeError as exc:
