@@ -81,7 +81,7 @@ async def build_runtime(
         database=database,
         lago=lago,
         verifier=KeyVerifier(database, settings.api_key_cache_seconds),
-        ingest=OutboxWriter(database),
+        ingest=OutboxWriter(database, writers=settings.outbox_writers),
         lookups=LagoLookups(lago),
         stripe=_stripe_client(settings, stripe_transport),
     )

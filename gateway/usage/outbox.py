@@ -75,13 +75,13 @@ class _Request:
 class OutboxWriter:
     """Group commit for the usage outbox; ``submit`` returns once the rows are durable."""
 
-    def __init__(self, database: Database, *, writers: int | None = None) -> None:
+    def __init__(self, database: Database, *, writers: int = 1) -> None:
         self._database = database
         self._queue: list[_Request] = []
         self._wakeup = asyncio.Event()
         self._inflight: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._writers = writers or (1 if database.is_sqlite else 3)
+        self._writers = 1 if database.is_sqlite else writers  # SQLite has one writer anyway
         self.new_events = asyncio.Event()
 
     async def start(self) -> None:

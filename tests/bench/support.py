@@ -294,6 +294,57 @@ function done(summary, latency, requests)
     summary.duration, summary.requests, e.status, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.max, latency.mean))
+  local late = 0
+  for _, thread in ipairs(paced_threads or {}) do
+    late = math.max(late, thread:get("late_max") or 0)
+  end
+  io.write(string.format('WRKPACED {"late_max_ms":%.3f}\\n', late))
+end
+"""
+
+# Prepend to a script whose ``init(args)`` takes the per-thread rate as its last argument:
+# requests then go out on a fixed schedule (wrk's ``delay()``, a monotonic clock through
+# LuaJIT's FFI) instead of back to back. wrk counts latency from the actual send, so a
+# stall that holds requests past their slot would hide in it: ``late_max_ms`` reports how
+# far behind schedule any request went out (near 0: the figure is the latency at that rate).
+PACED_LUA = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } paced_timespec;
+int clock_gettime(int clk_id, paced_timespec *tp);
+]]
+local paced_ts = ffi.new("paced_timespec")
+local function paced_now_ms()
+  ffi.C.clock_gettime(1, paced_ts)
+  return tonumber(paced_ts.tv_sec) * 1000 + tonumber(paced_ts.tv_nsec) / 1e6
+end
+paced_threads = {}
+late_max = 0
+local paced_slot = nil
+local paced_interval = nil
+function delay()
+  local now = paced_now_ms()
+  if paced_slot == nil then paced_slot = now end
+  local due = paced_slot
+  paced_slot = paced_slot + paced_interval
+  if due < now then
+    late_max = math.max(late_max, now - due)
+    return 0
+  end
+  return due - now
+end
+"""
+
+PACED_HOOKS = """
+local paced_base_setup = setup
+function setup(thread)
+  if paced_base_setup then paced_base_setup(thread) end
+  table.insert(paced_threads, thread)
+end
+local paced_base_init = init
+function init(args)
+  if paced_base_init then paced_base_init(args) end
+  paced_interval = 1000 / tonumber(args[#args])
 end
 """
 
@@ -312,6 +363,7 @@ class WrkResult:
     non_2xx: int
     output: str
     cpu_seconds: float
+    late_ms: float = 0.0  # paced runs: how far behind schedule a request went out, at most
 
     @property
     def rate(self) -> float:
@@ -364,7 +416,13 @@ def run_wrk(
         non_2xx=non_2xx,
         output=output,
         cpu_seconds=cpu,
+        late_ms=_paced_late(output),
     )
+
+
+def _paced_late(output: str) -> float:
+    line = next((ln for ln in output.splitlines() if ln.startswith("WRKPACED ")), None)
+    return float(json.loads(line[len("WRKPACED ") :])["late_max_ms"]) if line else 0.0
 
 
 def lua_headers(key: str) -> str:
@@ -400,7 +458,7 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | No
         say("py-spy is missing (pip install py-spy): no profile")
         return None
     argv = [binary, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
-    argv += ["--format", "raw", "--subprocesses", "--nonblocking", "-o", str(out)]
+    argv += ["--format", "raw", "--subprocesses", "--nonblocking", "--rate", "400", "-o", str(out)]
     say(f"profiling pid {pid} into {out}")
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

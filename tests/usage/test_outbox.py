@@ -1,0 +1,87 @@
+"""The group-committed outbox: requests written together stay all-or-nothing one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from gateway.audit.service import entry
+from gateway.db import Database
+from gateway.usage.outbox import OutboxRow, OutboxWriter, Stored
+
+
+def _row(sub: str, tx: str, content: str = "a") -> OutboxRow:
+    payload = f'{{"transaction_id":"{tx}","external_subscription_id":"{sub}","v":"{content}"}}'
+    return OutboxRow(sub, tx, "photo_generation", payload, f"fp-{sub}-{tx}-{content}")
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=[1, 3], ids=["1-writer", "3-writers"])
+async def writer(request: pytest.FixtureRequest, database: Database) -> AsyncIterator[OutboxWriter]:
+    outbox = OutboxWriter(database, writers=request.param)
+    await outbox.start()
+    try:
+        yield outbox
+    finally:
+        await outbox.stop()
+
+
+async def _submit(writer: OutboxWriter, rows: list[OutboxRow]) -> Stored:
+    audit = entry(actor="test", action="usage.events.batch", outcome="accepted")
+    return await writer.submit(rows, "test", audit)
+
+
+async def _stored(database: Database) -> dict[tuple[str, str], str]:
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT external_subscription_id, transaction_id, fingerprint FROM usage_events")
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+
+async def test_a_clashing_request_in_a_group_takes_back_only_its_own_rows(
+    writer: OutboxWriter, database: Database
+) -> None:
+    assert (await _submit(writer, [_row("s1", "old")])).accepted
+    # Submitted together, so written as one group (one transaction).
+    results = await asyncio.gather(
+        _submit(writer, [_row("s1", "a1"), _row("s1", "a2")]),
+        _submit(writer, [_row("s1", "b1"), _row("s1", "old", content="changed")]),
+        _submit(writer, [_row("s2", "c1"), _row("s1", "old")]),
+    )
+    assert [r.accepted for r in results] == [True, False, True]
+    assert results[1].clashes.keys() == {1}
+    assert results[2].duplicates.keys() == {1}
+    stored = await _stored(database)
+    assert set(stored) == {("s1", "old"), ("s1", "a1"), ("s1", "a2"), ("s2", "c1")}
+    assert stored[("s1", "old")] == "fp-s1-old-a"
+    async with database.engine.connect() as conn:
+        outcomes = (
+            await conn.execute(text("SELECT outcome FROM audit_entries ORDER BY id"))
+        ).scalars()
+        assert sorted(outcomes) == ["accepted", "accepted", "accepted", "rejected"]
+
+
+async def test_concurrent_copies_of_one_key_store_it_once(
+    writer: OutboxWriter, database: Database
+) -> None:
+    same = await asyncio.gather(*(_submit(writer, [_row("s1", "k")]) for _ in range(10)))
+    assert all(r.accepted for r in same)
+    assert sum(not r.duplicates for r in same) == 1  # the others see the stored copy
+    changed = await asyncio.gather(
+        *(_submit(writer, [_row("s1", "j", content=str(i))]) for i in range(5))
+    )
+    assert sum(r.accepted for r in changed) == 1  # the first wins; the others clash with it
+    stored = await _stored(database)
+    assert set(stored) == {("s1", "k"), ("s1", "j")}
