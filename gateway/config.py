@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     forward_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     forward_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
     outbox_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    webhook_retention_days: Annotated[float, Field(gt=0)] = 30.0
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
     log_level: str = "INFO"
     log_json: bool = True

@@ -9,10 +9,12 @@ from collections.abc import Awaitable, Callable
 from gateway.collection import collector, reconciler
 from gateway.logging import get_logger
 from gateway.packs import reconciler as packs_reconciler
+from gateway.relay import retention as relay_retention
 from gateway.relay import sender as relay_sender
 from gateway.runtime import Runtime
 from gateway.usage import forwarder, retention
 from gateway.webhooks import processor as webhooks_processor
+from gateway.webhooks import retention as webhooks_retention
 
 log = get_logger(__name__)
 
@@ -22,7 +24,9 @@ JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forwarder.run),
     ("usage.retention", retention.run),
     ("webhooks.processor", webhooks_processor.run),
+    ("webhooks.retention", webhooks_retention.run),
     ("relay.sender", relay_sender.run),
+    ("relay.retention", relay_retention.run),
     ("collection.collector", collector.run),
     ("collection.reconciler", reconciler.run),
     ("packs.reconciler", packs_reconciler.run),

@@ -166,9 +166,12 @@ async def redeliver(
 ) -> list[str]:
     """Send a message again (new attempts, same ``webhook-id``) to one endpoint or to every
     enabled endpoint subscribed to its type now; returns the endpoint ids."""
+    # A write lock on the message (both databases), not a plain read: the retention job
+    # cannot delete it between this check and the new deliveries below.
     row = (
         await conn.execute(
-            text("SELECT type FROM relay_messages WHERE id = :id"), {"id": message_id}
+            text("UPDATE relay_messages SET type = type WHERE id = :id RETURNING type"),
+            {"id": message_id},
         )
     ).first()
     if row is None:

@@ -2,7 +2,8 @@
 
 Times are Unix seconds (floats), as in the usage outbox and the relay: the claim path stays
 dialect-neutral. ``next_attempt_at`` doubles as the claim lease while a row is being
-handled. ``body`` is the provider's raw body, byte for byte (decoded as UTF-8).
+handled. ``body`` is the provider's raw body, byte for byte (decoded as UTF-8), until the
+retention job clears it on a handled row (``PRUNED_BODY``; the dedup keys stay).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ RECEIVED = "received"
 HANDLED = "handled"
 FAILED = "failed"
 STATUSES = (RECEIVED, HANDLED, FAILED)
+# What a handled row's body becomes after the retention: never a verified body (a JSON object).
+PRUNED_BODY = ""
 
 LAGO = "lago"
 STRIPE = "stripe"
@@ -50,6 +53,13 @@ class InboundWebhook(SQLModel, table=True):
             sqlite_where=text("status = 'received'"),
         ),
         Index("ix_inbound_webhooks_status", "status"),
+        Index(
+            "ix_inbound_webhooks_prunable",
+            "status",
+            "id",
+            postgresql_where=text("status = 'handled' AND body <> ''"),
+            sqlite_where=text("status = 'handled' AND body <> ''"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))

@@ -26,7 +26,7 @@ import pytest
 
 from gateway.auth.service import create_key
 from gateway.db import Database
-from tests.support.cluster import HMAC_KEY, Cluster, Subscriber, wait_until_up
+from tests.support.cluster import HMAC_KEY, Cluster, Subscriber, wait_for_log, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,14 @@ DEADLINE_SECONDS = 40.0
 def cluster(backend: str, database_url: str, tmp_path: Path) -> Iterator[Cluster]:
     if backend != "postgres":
         pytest.skip("several processes share one database on PostgreSQL only (SKIP LOCKED)")
-    overrides = {"GATEWAY_FORWARD_BACKOFF_MAX_SECONDS": "1", "GATEWAY_API_KEY_CACHE_SECONDS": "0"}
+    overrides = {
+        "GATEWAY_FORWARD_BACKOFF_MAX_SECONDS": "1",
+        "GATEWAY_API_KEY_CACHE_SECONDS": "0",
+        # Small claims (4 batches of 20 a loop, one loop): one worker alone cannot take the
+        # whole outbox in its first round, so both share it, as they would under real load.
+        "GATEWAY_FORWARD_BATCH_SIZE": "20",
+        "GATEWAY_FORWARD_CONCURRENCY": "1",
+    }
     cluster = Cluster(tmp_path, database_url, overrides)
     try:
         yield cluster
@@ -182,6 +189,11 @@ async def test_two_api_and_two_worker_processes_forward_and_relay_exactly_once(
     key = await admin_key(database_url)
     for api in apis:
         wait_until_up(api, "/healthz")
+    # Both workers running, and Lago slow enough that neither drains the outbox alone
+    # before the other claims: the test is about two forwarders sharing one database.
+    for worker in workers:
+        wait_for_log(worker, "worker.started")
+    httpx.post(f"{emulator.url}/_emulator/faults", json={"latency": 0.05}, timeout=10)
 
     auth = {"Authorization": f"Bearer {key}"}
     with Subscriber() as subscriber:

@@ -90,11 +90,17 @@ class Cluster:
         env.update(self.env_overrides)
         return env
 
-    def _spawn(self, name: str, command: list[str], url: str | None = None) -> Process:
+    def _spawn(
+        self, name: str, command: list[str], url: str | None = None, **env: str
+    ) -> Process:
         log_path = self.workdir / f"{name}.log"
         log_file = log_path.open("ab")
         popen = subprocess.Popen(
-            command, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir
+            command,
+            env={**self.env(), **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
         )
         process = Process(name, popen, log_path, log_file, url)
         self.processes.append(process)
@@ -118,7 +124,9 @@ class Cluster:
         return self._spawn(name, command, f"http://127.0.0.1:{port}")
 
     def start_worker(self, name: str) -> Process:
-        return self._spawn(name, [sys.executable, "-m", "gateway", "worker"])
+        """A ``gateway worker``; it logs at INFO, so ``worker.started`` tells when it runs."""
+        command = [sys.executable, "-m", "gateway", "worker"]
+        return self._spawn(name, command, GATEWAY_LOG_LEVEL="INFO")
 
     def cli(self, *args: str) -> str:
         """Run ``gateway ARGS`` to completion; its standard output."""
@@ -143,6 +151,17 @@ class Cluster:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
+
+
+def wait_for_log(process: Process, text: str, timeout: float = 60.0) -> None:
+    """Wait until ``process`` has logged ``text`` (e.g. a worker's ``worker.started``)."""
+    deadline = time.monotonic() + timeout
+    while text not in process.log_path.read_text(errors="replace"):
+        if not process.alive():
+            raise RuntimeError(f"{process.name} exited:\n{process.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} never logged {text!r}:\n{process.tail()}")
+        time.sleep(0.1)
 
 
 def wait_until_up(process: Process, path: str, timeout: float = 60.0) -> None:

@@ -1,0 +1,161 @@
+"""Retention: finished relay messages leave ``webhook_retention_days`` after they were stored.
+
+A message goes, with its deliveries and attempts, when it is older than the cut-off and
+every delivery is finished: ``delivered``, ``cancelled`` (the endpoint was deleted), or
+``failed`` on an endpoint that is deleted or disabled (given up for good). A delivery still
+``pending`` (first try or retrying), or ``failed`` on an endpoint that is enabled (an
+operator may still ``recover`` it), keeps the message whatever its age; so does any delivery
+attempted within the retention (a recent redelivery keeps its history). A message with no
+delivery at all (nobody subscribed) is finished.
+
+The job walks ``relay_messages`` by ``seq`` ranges, one short transaction per range, and
+stops at the first range whose oldest message is younger than the cut-off. It never waits
+on a row in use: on PostgreSQL the messages (and then their deliveries) are locked with
+``SKIP LOCKED``, a message whose rows another transaction holds (a redelivery, a recovery,
+another worker's prune) is left for the next run, and the DELETE checks "finished" again
+once the locks are held. On SQLite the checking DELETE is the range's first write, so it
+holds the database's only write lock from the check to the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.service import entry, record_many
+from gateway.db import Database
+from gateway.logging import get_logger
+from gateway.relay.models import CANCELLED, DELIVERED, FAILED
+from gateway.relay.sender import ACTOR
+from gateway.runtime import Runtime
+
+log = get_logger(__name__)
+RANGE_SEQS = 1_000
+INTERVAL_SECONDS = 3_600.0
+MESSAGES_PRUNED = Counter(
+    "gateway_relay_messages_pruned_total",
+    "Finished relay messages deleted by the retention job (with their deliveries and attempts)",
+)
+
+_FINISHED = (
+    "NOT EXISTS (SELECT 1 FROM relay_deliveries d "
+    "LEFT JOIN relay_endpoints e ON e.id = d.endpoint_id WHERE d.message_id = relay_messages.id AND ("
+    "NOT (d.status IN (:delivered, :cancelled) "
+    "OR (d.status = :failed AND (e.id IS NULL OR e.enabled = :no))) "
+    "OR COALESCE(d.last_attempt_at, d.created_at) >= :cutoff))"
+)
+_FIRST_SEQ = text("SELECT min(seq) FROM relay_messages WHERE seq >= :lo")
+_OLDEST = text("SELECT min(received_at) FROM relay_messages WHERE seq >= :lo AND seq < :hi")
+_CANDIDATES = (
+    "SELECT seq, id FROM relay_messages WHERE seq >= :lo AND seq < :hi "
+    f"AND received_at < :cutoff AND {_FINISHED} ORDER BY seq"
+)
+_ALL_DELIVERIES = text(
+    "SELECT message_id FROM relay_deliveries WHERE message_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+_LOCK_DELIVERIES = text(
+    "SELECT message_id FROM relay_deliveries WHERE message_id IN :ids "
+    "ORDER BY id FOR UPDATE SKIP LOCKED"
+).bindparams(bindparam("ids", expanding=True))
+_DELETE_MESSAGES = text(
+    "DELETE FROM relay_messages WHERE seq IN :seqs AND received_at < :cutoff "
+    f"AND {_FINISHED} RETURNING id"
+).bindparams(bindparam("seqs", expanding=True))
+_DELETE_DELIVERIES = text("DELETE FROM relay_deliveries WHERE message_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_DELETE_ATTEMPTS = text("DELETE FROM relay_attempts WHERE message_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+
+async def prune(
+    database: Database,
+    retention_days: float,
+    *,
+    now: float | None = None,
+    range_seqs: int = RANGE_SEQS,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Delete finished messages older than the retention; returns how many went."""
+    cutoff = (time.time() if now is None else now) - retention_days * 86_400
+    deleted_total = 0
+    lo = await _next_seq(database, 0)
+    while lo is not None and not (stop is not None and stop.is_set()):
+        hi = lo + range_seqs
+        async with database.engine.begin() as conn:
+            oldest = (await conn.execute(_OLDEST, {"lo": lo, "hi": hi})).scalar()
+            if oldest is not None and float(oldest) >= cutoff:
+                break
+            counts = await _prune_range(conn, lo, hi, cutoff)
+            if counts["messages"]:
+                await record_many(conn, [_audit(lo, hi, counts, retention_days)])
+        deleted_total += counts["messages"]
+        MESSAGES_PRUNED.inc(counts["messages"])
+        lo = await _next_seq(database, hi)
+        await asyncio.sleep(0)  # let the sender and the API in between ranges
+    if deleted_total:
+        log.info("relay.retention.pruned", messages=deleted_total, retention_days=retention_days)
+    return deleted_total
+
+
+async def _prune_range(conn: AsyncConnection, lo: int, hi: int, cutoff: float) -> Tally[str]:
+    params: dict[str, Any] = {"delivered": DELIVERED, "cancelled": CANCELLED, "failed": FAILED}
+    params.update(no=False, cutoff=cutoff)
+    postgres = conn.dialect.name == "postgresql"
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    range_params = {**params, "lo": lo, "hi": hi}
+    found: list[Any] = list((await conn.execute(text(_CANDIDATES + lock), range_params)).all())
+    if postgres and found:
+        found = await _with_every_delivery_locked(conn, found)
+    counts: Tally[str] = Tally()
+    if not found:
+        return counts
+    deleted = (
+        await conn.execute(_DELETE_MESSAGES, {**params, "seqs": [row[0] for row in found]})
+    ).all()
+    ids = [row[0] for row in deleted]
+    if ids:
+        counts["messages"] = len(ids)
+        counts["deliveries"] = (await conn.execute(_DELETE_DELIVERIES, {"ids": ids})).rowcount
+        counts["attempts"] = (await conn.execute(_DELETE_ATTEMPTS, {"ids": ids})).rowcount
+    return counts
+
+
+async def _with_every_delivery_locked(conn: AsyncConnection, found: list[Any]) -> list[Any]:
+    """The candidates whose deliveries this transaction could lock, all of them; the others
+    are being changed (a recovery requeueing one) and wait for the next run."""
+    ids = [row[1] for row in found]
+    existing = Tally(row[0] for row in await conn.execute(_ALL_DELIVERIES, {"ids": ids}))
+    locked = Tally(row[0] for row in await conn.execute(_LOCK_DELIVERIES, {"ids": ids}))
+    return [row for row in found if locked[row[1]] == existing[row[1]]]
+
+
+async def _next_seq(database: Database, lo: int) -> int | None:
+    async with database.engine.connect() as conn:
+        found = (await conn.execute(_FIRST_SEQ, {"lo": lo})).scalar()
+    return None if found is None else int(found)
+
+
+def _audit(lo: int, hi: int, counts: Tally[str], retention_days: float) -> dict[str, Any]:
+    return entry(
+        actor=ACTOR,
+        action="relay.retention.prune",
+        outcome="deleted",
+        detail={**counts, "seq_from": lo, "seq_to": hi, "retention_days": retention_days},
+    )
+
+
+async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Worker job: prune now, then once an hour."""
+    while not stop.is_set():
+        await prune(runtime.database, runtime.settings.webhook_retention_days, stop=stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=INTERVAL_SECONDS)
