@@ -75,7 +75,7 @@ class _Request:
 class OutboxWriter:
     """Group commit for the usage outbox; ``submit`` returns once the rows are durable."""
 
-    def __init__(self, database: Database, *, writers: int = 1) -> None:
+    def __init__(self, database: Database, *, writers: int = 3) -> None:
         self._database = database
         self._queue: list[_Request] = []
         self._wakeup = asyncio.Event()

@@ -329,8 +329,13 @@ SELECT 'old_sub_' || (g %% 500), 'old-' || g, 'photo_generation',
     '{"transaction_id":"old-' || g || '","external_subscription_id":"old_sub_' || (g %% 500)
         || '","code":"photo_generation","timestamp":1756684800}',
     md5(g::text), 0, 'bench', 'forwarded', 1, t, t, t + 1
-FROM generate_series(%s::bigint, %s::bigint) AS g, LATERAL (SELECT 1700000000 + g * 0.01 AS t) AS n
+FROM generate_series(%s::bigint, %s::bigint) AS g,
+    LATERAL (SELECT %s::float8 + g * %s::float8 AS t) AS n
 """
+# The rows a steady outbox holds: forwarded over the last 29 days, inside the retention (so
+# the retention job, which runs at worker start, has nothing to prune). Older rows would
+# measure the job deleting millions of rows during the run, not a full outbox.
+FILL_DAYS = 29
 
 
 async def throughput(stack: Stack, name: str, rows: int, options: argparse.Namespace) -> float:
@@ -340,9 +345,13 @@ async def throughput(stack: Stack, name: str, rows: int, options: argparse.Names
         say(f"{name}: inserting {rows:,} forwarded rows ...")
         fill_started = time.monotonic()
         step = 1_000_000
+        base = time.time() - FILL_DAYS * 86_400
+        spacing = FILL_DAYS * 86_400 / rows
         for lo in range(1, rows + 1, step):
-            support.execute(url, FILL_FORWARDED, lo, min(rows, lo + step - 1))
+            support.execute(url, FILL_FORWARDED, lo, min(rows, lo + step - 1), base, spacing)
         support.execute(url, "VACUUM ANALYZE usage_events")
+        # The bulk fill's dirty pages are written out before the measured run, not during it.
+        support.execute(url, "CHECKPOINT")
         size = support.scalar(url, "SELECT pg_size_pretty(pg_total_relation_size('usage_events'))")
         say(f"{name}: filled in {time.monotonic() - fill_started:.0f} s ({size} with indexes)")
     emulator = stack.emulator(f"emulator-{name}")
