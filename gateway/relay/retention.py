@@ -20,8 +20,6 @@ holds the database's only write lock from the check to the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections import Counter as Tally
 from typing import Any
 
@@ -29,6 +27,7 @@ from prometheus_client import Counter
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import retention
 from gateway.audit.service import entry, record_many
 from gateway.db import Database
 from gateway.logging import get_logger
@@ -85,22 +84,16 @@ async def prune(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Delete finished messages older than the retention; returns how many went."""
-    cutoff = (time.time() if now is None else now) - retention_days * 86_400
-    deleted_total = 0
-    lo = await _next_seq(database, 0)
-    while lo is not None and not (stop is not None and stop.is_set()):
-        hi = lo + range_seqs
-        async with database.engine.begin() as conn:
-            oldest = (await conn.execute(_OLDEST, {"lo": lo, "hi": hi})).scalar()
-            if oldest is not None and float(oldest) >= cutoff:
-                break
-            counts = await _prune_range(conn, lo, hi, cutoff)
-            if counts["messages"]:
-                await record_many(conn, [_audit(lo, hi, counts, retention_days)])
-        deleted_total += counts["messages"]
-        MESSAGES_PRUNED.inc(counts["messages"])
-        lo = await _next_seq(database, hi)
-        await asyncio.sleep(0)  # let the sender and the API in between ranges
+    cut_off = retention.cutoff(retention_days, now)
+
+    async def step(conn: AsyncConnection, lo: int, hi: int) -> int:
+        counts = await _prune_range(conn, lo, hi, cut_off)
+        if counts["messages"]:
+            await record_many(conn, [_audit(lo, hi, counts, retention_days)])
+        return counts["messages"]
+
+    ranges = retention.Ranges(_FIRST_SEQ, _OLDEST, range_seqs)
+    deleted_total = await retention.walk(database, ranges, cut_off, step, MESSAGES_PRUNED, stop)
     if deleted_total:
         log.info("relay.retention.pruned", messages=deleted_total, retention_days=retention_days)
     return deleted_total
@@ -138,12 +131,6 @@ async def _with_every_delivery_locked(conn: AsyncConnection, found: list[Any]) -
     return [row for row in found if locked[row[1]] == existing[row[1]]]
 
 
-async def _next_seq(database: Database, lo: int) -> int | None:
-    async with database.engine.connect() as conn:
-        found = (await conn.execute(_FIRST_SEQ, {"lo": lo})).scalar()
-    return None if found is None else int(found)
-
-
 def _audit(lo: int, hi: int, counts: Tally[str], retention_days: float) -> dict[str, Any]:
     return entry(
         actor=ACTOR,
@@ -155,7 +142,5 @@ def _audit(lo: int, hi: int, counts: Tally[str], retention_days: float) -> dict[
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job: prune now, then once an hour."""
-    while not stop.is_set():
-        await prune(runtime.database, runtime.settings.webhook_retention_days, stop=stop)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=INTERVAL_SECONDS)
+    days = runtime.settings.webhook_retention_days
+    await retention.every(INTERVAL_SECONDS, stop, lambda: prune(runtime.database, days, stop=stop))

@@ -10,13 +10,13 @@ acceptance time). Several workers may run it at once: a DELETE of rows already g
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import retention
 from gateway.audit.service import entry, record_many
 from gateway.db import Database
 from gateway.logging import get_logger
@@ -48,34 +48,20 @@ async def prune(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Delete forwarded events older than the retention; returns how many went."""
-    cutoff = (time.time() if now is None else now) - retention_days * 86_400
-    deleted_total = 0
-    lo = await _next_id(database, 0)
-    while lo is not None and not (stop is not None and stop.is_set()):
-        hi = lo + range_ids
-        async with database.engine.begin() as conn:
-            oldest = (await conn.execute(_OLDEST, {"lo": lo, "hi": hi})).scalar()
-            if oldest is not None and float(oldest) >= cutoff:
-                break
-            result = await conn.execute(
-                _DELETE, {"lo": lo, "hi": hi, "forwarded": FORWARDED, "cutoff": cutoff}
-            )
-            deleted = max(result.rowcount or 0, 0)
-            if deleted:
-                await record_many(conn, [_audit(lo, hi, deleted, retention_days)])
-        deleted_total += deleted
-        EVENTS_PRUNED.inc(deleted)
-        lo = await _next_id(database, hi)
-        await asyncio.sleep(0)  # let the API and the forwarder in between ranges
+    cut_off = retention.cutoff(retention_days, now)
+
+    async def step(conn: AsyncConnection, lo: int, hi: int) -> int:
+        params = {"lo": lo, "hi": hi, "forwarded": FORWARDED, "cutoff": cut_off}
+        deleted = max((await conn.execute(_DELETE, params)).rowcount or 0, 0)
+        if deleted:
+            await record_many(conn, [_audit(lo, hi, deleted, retention_days)])
+        return deleted
+
+    ranges = retention.Ranges(_FIRST_ID, _OLDEST, range_ids)
+    deleted_total = await retention.walk(database, ranges, cut_off, step, EVENTS_PRUNED, stop)
     if deleted_total:
         log.info("usage.retention.pruned", events=deleted_total, retention_days=retention_days)
     return deleted_total
-
-
-async def _next_id(database: Database, lo: int) -> int | None:
-    async with database.engine.connect() as conn:
-        found = (await conn.execute(_FIRST_ID, {"lo": lo})).scalar()
-    return None if found is None else int(found)
 
 
 def _audit(lo: int, hi: int, deleted: int, retention_days: float) -> dict[str, Any]:
@@ -89,7 +75,5 @@ def _audit(lo: int, hi: int, deleted: int, retention_days: float) -> dict[str, A
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job: prune now, then once an hour."""
-    while not stop.is_set():
-        await prune(runtime.database, runtime.settings.outbox_retention_days, stop=stop)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=INTERVAL_SECONDS)
+    days = runtime.settings.outbox_retention_days
+    await retention.every(INTERVAL_SECONDS, stop, lambda: prune(runtime.database, days, stop=stop))

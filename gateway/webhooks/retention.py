@@ -19,13 +19,13 @@ may run it at once: ``body <> ''`` in the UPDATE clears each body once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway import retention
 from gateway.audit.service import entry, record_many
 from gateway.db import Database
 from gateway.logging import get_logger
@@ -62,32 +62,20 @@ async def prune(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Clear the body of handled webhooks older than the retention; returns how many."""
-    cutoff = (time.time() if now is None else now) - retention_days * 86_400
-    cleared_total = 0
-    lo = await _next_id(database, 0)
-    while lo is not None and not (stop is not None and stop.is_set()):
-        hi = lo + range_ids
-        async with database.engine.begin() as conn:
-            oldest = (await conn.execute(_OLDEST, {"lo": lo, "hi": hi})).scalar()
-            if oldest is not None and float(oldest) >= cutoff:
-                break
-            result = await conn.execute(_CLEAR, {"lo": lo, "hi": hi, "cutoff": cutoff})
-            cleared = max(result.rowcount or 0, 0)
-            if cleared:
-                await record_many(conn, [_audit(lo, hi, cleared, retention_days)])
-        cleared_total += cleared
-        WEBHOOKS_PRUNED.inc(cleared)
-        lo = await _next_id(database, hi)
-        await asyncio.sleep(0)  # let the inbox writer and the processor in between ranges
+    cut_off = retention.cutoff(retention_days, now)
+
+    async def step(conn: AsyncConnection, lo: int, hi: int) -> int:
+        result = await conn.execute(_CLEAR, {"lo": lo, "hi": hi, "cutoff": cut_off})
+        cleared = max(result.rowcount or 0, 0)
+        if cleared:
+            await record_many(conn, [_audit(lo, hi, cleared, retention_days)])
+        return cleared
+
+    ranges = retention.Ranges(_FIRST_ID, _OLDEST, range_ids)
+    cleared_total = await retention.walk(database, ranges, cut_off, step, WEBHOOKS_PRUNED, stop)
     if cleared_total:
         log.info("webhooks.retention.pruned", webhooks=cleared_total, retention_days=retention_days)
     return cleared_total
-
-
-async def _next_id(database: Database, lo: int) -> int | None:
-    async with database.engine.connect() as conn:
-        found = (await conn.execute(_FIRST_ID, {"lo": lo})).scalar()
-    return None if found is None else int(found)
 
 
 def _audit(lo: int, hi: int, cleared: int, retention_days: float) -> dict[str, Any]:
@@ -101,7 +89,5 @@ def _audit(lo: int, hi: int, cleared: int, retention_days: float) -> dict[str, A
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job: prune now, then once an hour."""
-    while not stop.is_set():
-        await prune(runtime.database, runtime.settings.webhook_retention_days, stop=stop)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=INTERVAL_SECONDS)
+    days = runtime.settings.webhook_retention_days
+    await retention.every(INTERVAL_SECONDS, stop, lambda: prune(runtime.database, days, stop=stop))
