@@ -18,22 +18,19 @@ import os
 import random
 import socket
 import time
-import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.service import entry, record_many
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.logging import get_logger
-from gateway.relay import metrics, store
+from gateway.relay import metrics, settlement, store
 from gateway.relay.destinations import DestinationGuard
 from gateway.relay.models import DELIVERED, FAILED, PENDING
 from gateway.relay.outbound import Pools, Signer, retry_after_seconds
-from gateway.relay.service import enqueue_message, subscribe_wakeup, unsubscribe_wakeup
+from gateway.relay.service import subscribe_wakeup, unsubscribe_wakeup
 from gateway.relay.store import Claimed, Outcome
 
 if TYPE_CHECKING:
@@ -294,47 +291,18 @@ class Sender:
 
     async def settle(self, outcomes: list[Outcome]) -> None:
         """Record a group of outcomes and their effect on endpoint health, in one transaction."""
-        healthy, failing, newly_failing, disable = _endpoint_effects(outcomes)
         async with self.database.engine.begin() as conn:
-            await store.record_outcomes(conn, outcomes)
-            await store.mark_healthy(conn, healthy)
-            await store.mark_failing(conn, newly_failing)
-            cutoff = time.time() - self.settings.relay_disable_after_seconds
-            for endpoint_id in await store.failing_longer_than(conn, sorted(failing), cutoff):
-                disable.setdefault(endpoint_id, "failing for too long")
-            for endpoint_id, reason in sorted(disable.items()):
-                await self._disable(conn, endpoint_id, reason)
+            await settlement.record(
+                conn,
+                outcomes,
+                disable_after_seconds=self.settings.relay_disable_after_seconds,
+                actor=self.actor,
+            )
         retries = [o.next_attempt_at for o in outcomes if o.status == PENDING]
         for at in retries:
             heapq.heappush(self._retries, at)
         if retries:
             self._rescheduled.set()
-
-    async def _disable(self, conn: AsyncConnection, endpoint_id: str, reason: str) -> None:
-        disabled = await store.disable_endpoint(conn, endpoint_id, reason)
-        if disabled is None:
-            return
-        metrics.ENDPOINTS_DISABLED.labels(reason="gone" if "410" in reason else "failing").inc()
-        await enqueue_message(
-            conn,
-            message_id=f"msg_{uuid.uuid4().hex}",
-            type="gateway.endpoint.disabled",
-            source="gateway",
-            data={"endpoint_id": endpoint_id, "url": disabled["url"], "reason": reason},
-        )
-        await record_many(
-            conn,
-            [
-                entry(
-                    actor=self.actor,
-                    action="relay.endpoint.disable",
-                    outcome="disabled",
-                    target=endpoint_id,
-                    detail={"reason": reason},
-                )
-            ],
-        )
-        log.warning("relay.endpoint.disabled", endpoint_id=endpoint_id, reason=reason)
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -344,37 +312,6 @@ class Sender:
                 log.warning("relay.send.gauges_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
-
-
-def _endpoint_effects(
-    outcomes: list[Outcome],
-) -> tuple[list[str], dict[str, float], dict[str, float], dict[str, str]]:
-    """From each endpoint's latest attempt in the group: healthy again, failing, newly failing.
-
-    Also the endpoints to disable at once (410). Healthy endpoints staying healthy cost no write.
-    """
-    latest: dict[str, Outcome] = {}
-    disable: dict[str, str] = {}
-    for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
-        if outcome.attempted and outcome.claimed.target is not None:
-            latest[outcome.claimed.endpoint_id] = outcome
-        if outcome.disable_reason is not None:
-            disable[outcome.claimed.endpoint_id] = outcome.disable_reason
-    healthy: list[str] = []
-    failing: dict[str, float] = {}
-    newly: dict[str, float] = {}
-    for endpoint_id, outcome in sorted(latest.items()):
-        was_failing = outcome.claimed.target is not None and (
-            outcome.claimed.target.failing_since is not None
-        )
-        if outcome.succeeded:
-            if was_failing:
-                healthy.append(endpoint_id)
-        else:
-            failing[endpoint_id] = outcome.attempted_at
-            if not was_failing:
-                newly[endpoint_id] = outcome.attempted_at
-    return healthy, failing, newly, disable
 
 
 async def _first(*waits: Coroutine[Any, Any, Any], seconds: float) -> None:
