@@ -199,8 +199,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("app.unhandled_error", error=type(exc).__name__)
-        body = {"status": 500, "error": "Internal Server Error", "code": "internal_error"}
-        return OrjsonResponse(body, status_code=500)
+        return OrjsonResponse(GatewayError().body(), status_code=500)
 
 
 class BodyLimitMiddleware:

@@ -12,7 +12,6 @@ same paths stay in the app for the OpenAPI schema.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.auth.service import Principal, authenticate, authorize
 from gateway.auth.service import Scope as KeyScope
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
-from gateway.logging import get_logger, request_id_var
+from gateway.logging import get_logger, request_id_from, request_id_var
 from gateway.runtime import Runtime
 
 log = get_logger(__name__)
@@ -65,16 +64,16 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _serve(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = request_id = ""
+        authorization, given_id = "", b""
         length = -1
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"x-request-id":
-                request_id = value.decode("latin-1")[:64]
+                given_id = value
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
-        request_id = request_id or os.urandom(16).hex()
+        request_id = request_id_from(given_id)
         token = request_id_var.set(request_id)
         headers: dict[str, str] = {}
         try:
@@ -90,8 +89,7 @@ class GatewayApp(FastAPI):
             status, content, headers = exc.status, exc.body(), exc.headers
         except Exception as exc:
             log.exception("app.unhandled_error", error=type(exc).__name__)
-            status = 500
-            content = {"status": 500, "error": "Internal Server Error", "code": "internal_error"}
+            status, content = 500, GatewayError().body()
         finally:
             request_id_var.reset(token)
         payload = orjson.dumps(content)

@@ -51,6 +51,11 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)  # type: ignore[no-any-return]
 
 
+def request_id_from(header: bytes) -> str:
+    """The caller's ``X-Request-Id`` (bounded), or a fresh random one when it sent none."""
+    return header.decode("latin-1")[:64] or os.urandom(16).hex()
+
+
 class RequestIdMiddleware:
     """Give each request an id (or keep the caller's ``X-Request-Id``) for logs and audit."""
 
@@ -61,12 +66,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:64]
-                break
-        request_id = request_id or os.urandom(16).hex()
+        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        request_id = request_id_from(given)
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
