@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,12 @@ from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -68,6 +74,44 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class HeldConnection:
+    """A connection one task keeps from one transaction to the next.
+
+    A pool checkout per transaction costs a ``pool_pre_ping`` round trip and the pool's reset
+    on return; the ingest writers and the forwarder's loops commit many times a second. After
+    any error the task calls ``release`` and the next ``get`` brings a fresh, pinged one.
+    ``setup`` is SQL run once on each new connection (session settings of the task's role);
+    such a connection is discarded on release, so its settings never reach the pool.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, setup: str | None = None) -> None:
+        self._engine = engine
+        self._setup = setup
+        self._conn: AsyncConnection | None = None
+
+    async def get(self) -> AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            conn = await self._engine.connect()
+            if self._setup:
+                try:
+                    await conn.exec_driver_sql(self._setup)
+                    await conn.commit()
+                except BaseException:
+                    await conn.invalidate()
+                    await conn.close()
+                    raise
+            self._conn = conn
+        return self._conn
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if self._setup:
+                    await conn.invalidate()
+                await conn.close()
 
 
 # A 64-bit integer id column type; on SQLite a plain INTEGER (its 64-bit rowid, autoincrementing).

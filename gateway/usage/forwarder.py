@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
+from gateway.db import HeldConnection
 from gateway.integrations.lago.client import LagoClient, LagoUnavailable
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
@@ -134,13 +136,18 @@ class Backoff:
 
 @dataclass
 class _Outcome:
-    """What became of one sent batch; outcomes of one claim are recorded in one transaction."""
+    """What became of one sent batch; outcomes of one claim are recorded in one transaction.
+
+    ``again`` is resent at once and ``retry`` at ``retry_at``; ``tried`` says whether Lago
+    was asked (an attempt is counted) or a check before sending could not run.
+    """
 
     delivered: list[Claimed] = field(default_factory=list)
     dead: dict[int, str] = field(default_factory=dict)
     again: list[Claimed] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     retry_at: float = 0.0
+    tried: bool = True
     reason: str | None = None
     audit: dict[str, Any] | None = None
 
@@ -168,31 +175,64 @@ class Forwarder:
 
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = self.runtime.ingest.new_events
-        # Each claim takes several batches: one claim and one settling transaction then
-        # serve CLAIM_BATCHES requests to Lago, which sent in parallel.
-        limit = self.batch_size * CLAIM_BATCHES
-        while not stop.is_set():
-            await self.backoff.wait()
-            claimed = await store.claim_due(self.runtime.database, limit, self.lease)
-            if claimed:
-                await self.forward(claimed)
-                continue
-            wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(
-                waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waiters:
-                waiter.cancel()
+        held = store.claim_connection(self.runtime.database, self.lease)
+        try:
+            while not stop.is_set():
+                await self.backoff.wait()
+                if await self.forward_due(held=held):
+                    continue
+                wake.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                await asyncio.wait(
+                    waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            await held.release()
 
-    async def forward(self, claimed: list[Claimed]) -> None:
-        """Send claimed events in batches (in parallel) and record what became of each."""
+    async def forward_due(
+        self, limit: int | None = None, *, held: HeldConnection | None = None
+    ) -> int:
+        """Claim due events, send them in batches (in parallel), record what became of each.
+
+        Returns how many events were claimed. By default a claim takes several batches: one
+        claim and one settling transaction then serve CLAIM_BATCHES requests to Lago.
+        ``held`` is the caller's claiming connection (``store.claim_connection``); without
+        one, a connection is taken for this call alone.
+        """
+        limit = limit or self.batch_size * CLAIM_BATCHES
+        own = held is None
+        held = held or store.claim_connection(self.runtime.database, self.lease)
+        try:
+            async with store.claim(held, limit, self.lease) as claim:
+                if not claim.events:
+                    return 0
+                outcomes = await self._deliver(claim.events)
+                async with claim.settle() as conn:
+                    await self._record(conn, outcomes)
+        except BaseException:
+            own = True  # the connection may be broken: the next claim takes a fresh one
+            raise
+        finally:
+            if own:
+                await held.release()
+        self._count(outcomes)
+        return len(claim.events)
+
+    async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:
         checked, dead = await _recheck(self.runtime.lookups, claimed)
         if checked is None:
-            await self._retry(
-                [c.id for c in dead], None, "Lago unreachable for checks", refund=True
-            )
-            return
+            reason = "Lago unreachable for checks"
+            return [
+                _Outcome(
+                    retry=[c.id for c in dead],
+                    retry_at=time.time() + 1.0,
+                    tried=False,
+                    reason=reason,
+                    audit=_retry_audit(len(dead), None, reason, 1.0, 0.0),
+                )
+            ]
         size = self.batch_size
         batches = [checked[i : i + size] for i in range(0, len(checked), size)]
         outcomes = list(await asyncio.gather(*(self._send(batch) for batch in batches)))
@@ -203,7 +243,7 @@ class Forwarder:
                     audit=_forward_audit([], len(dead), 0, None, 0.0),
                 )
             )
-        await self._record(outcomes)
+        return outcomes
 
     async def _send(self, batch: list[Claimed]) -> _Outcome:
         started = time.perf_counter()
@@ -247,30 +287,25 @@ class Forwarder:
             audit=_retry_audit(len(batch), result.status, reason, delay, elapsed),
         )
 
-    async def _record(self, outcomes: list[_Outcome]) -> None:
-        """One transaction for everything one claim's batches came to."""
-        delivered = [c for o in outcomes for c in o.delivered]
-        dead = {id_: reason for o in outcomes for id_, reason in o.dead.items()}
+    @staticmethod
+    async def _record(conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
+        """Everything one claim's batches came to, in one transaction."""
+        await store.mark_forwarded(conn, [c.id for o in outcomes for c in o.delivered])
+        await store.mark_dead(conn, {i: reason for o in outcomes for i, reason in o.dead.items()})
         again = [c.id for o in outcomes for c in o.again]
-        async with self.runtime.database.engine.begin() as conn:
-            await store.mark_forwarded(conn, [c.id for c in delivered])
-            await store.mark_dead(conn, dead)
-            await store.reschedule(conn, again, time.time(), None, refund=True)
-            for o in outcomes:
-                if o.retry:
-                    await store.reschedule(conn, o.retry, o.retry_at, o.reason)
-            await record_many(conn, [o.audit for o in outcomes if o.audit is not None])
-        metrics.EVENTS_FORWARDED.inc(len(delivered))
-        metrics.EVENTS_DEAD.inc(len(dead))
-        if dead:
-            log.warning("usage.forward.dead", events=len(dead))
+        await store.reschedule(conn, again, time.time(), None, tried=False)
+        for o in outcomes:
+            if o.retry:
+                await store.reschedule(conn, o.retry, o.retry_at, o.reason, tried=o.tried)
+        await record_many(conn, [o.audit for o in outcomes if o.audit is not None])
 
-    async def _retry(
-        self, ids: list[int], status: int | None, reason: str, *, refund: bool = False
-    ) -> None:
-        async with self.runtime.database.engine.begin() as conn:
-            await store.reschedule(conn, ids, time.time() + 1.0, reason, refund=refund)
-            await record_many(conn, [_retry_audit(len(ids), status, reason, 1.0, 0.0)])
+    @staticmethod
+    def _count(outcomes: list[_Outcome]) -> None:
+        dead = sum(len(o.dead) for o in outcomes)
+        metrics.EVENTS_FORWARDED.inc(sum(len(o.delivered) for o in outcomes))
+        metrics.EVENTS_DEAD.inc(dead)
+        if dead:
+            log.warning("usage.forward.dead", events=dead)
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

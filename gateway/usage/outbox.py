@@ -1,4 +1,4 @@
-"""The durable usage outbox: group-committed writes, and the claims the forwarder makes.
+"""The durable usage outbox: group-committed writes of accepted events.
 
 Concurrent requests are written together: one transaction (one fsync) for everything that
 arrived while the previous one was committing. A request's rows are still all-or-nothing:
@@ -10,7 +10,6 @@ request's rows cannot take away a row another request counted on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import operator
 import time
 from collections.abc import Sequence
@@ -21,11 +20,11 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.models import AuditEntry
 from gateway.audit.service import record_many
-from gateway.db import Database
+from gateway.db import Database, HeldConnection
 from gateway.logging import get_logger
 from gateway.usage.models import DEAD, FORWARDED, PENDING
 
@@ -117,7 +116,7 @@ class OutboxWriter:
         return group
 
     async def _run(self) -> None:
-        held = _HeldConnection(self._database.engine)
+        held = HeldConnection(self._database.engine)
         try:
             while True:
                 await self._wakeup.wait()
@@ -137,7 +136,7 @@ class OutboxWriter:
         finally:
             await held.release()
 
-    async def _write_with_retry(self, group: list[_Request], held: _HeldConnection) -> None:
+    async def _write_with_retry(self, group: list[_Request], held: HeldConnection) -> None:
         for attempt in range(3):
             try:
                 conn = await held.get()
@@ -186,31 +185,6 @@ class OutboxWriter:
         else:
             await record_many(conn, audit)
         return results
-
-
-class _HeldConnection:
-    """A writer's own connection, kept from one group to the next.
-
-    A pool checkout per group cost a ``pool_pre_ping`` round trip and the pool's reset on
-    return, for every commit on the ingest hot path. After any error the connection goes
-    back to the pool (which discards it when it is broken) and the next group gets a fresh,
-    pinged one.
-    """
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._conn: AsyncConnection | None = None
-
-    async def get(self) -> AsyncConnection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = await self._engine.connect()
-        return self._conn
-
-    async def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
 
 def _audit_sql() -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
-from gateway.db import Database
+from gateway.db import Database, HeldConnection
 from gateway.usage.models import DEAD, FORWARDED, PENDING
 
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
@@ -37,33 +39,90 @@ def _where_ids(conn: AsyncConnection, sql: str, ids: list[int], params: dict[str
     return statement, {**params, **extra}
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
+    """A claimed outbox row (a tuple: hundreds are built per claim)."""
+
     id: int
     external_subscription_id: str
     transaction_id: str
     code: str
     payload: str
     attempts: int
-    needs_check: bool
+    needs_check: int
 
 
-async def claim_due(database: Database, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Lease up to ``limit`` due events; other processes skip them until the lease ends."""
+_CLAIMED_COLUMNS = (
+    "id, external_subscription_id, transaction_id, code, payload, attempts, needs_check"
+)
+_DUE = "status = :pending AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :limit"
+
+
+@dataclass
+class Claim:
+    """Events taken for one send, and the connection their outcomes are recorded on."""
+
+    events: list[Claimed]
+    conn: AsyncConnection
+    locked: bool
+
+    @asynccontextmanager
+    async def settle(self) -> AsyncIterator[AsyncConnection]:
+        """Where outcomes are written: the claiming transaction itself when the events are
+        row-locked (it commits when the claim ends), else a transaction of its own."""
+        if self.locked:
+            yield self.conn
+            return
+        async with self.conn.begin():
+            yield self.conn
+
+
+def claim_connection(database: Database, hold_seconds: float) -> HeldConnection:
+    """The connection a forwarding loop claims through: on PostgreSQL, a transaction left idle
+    for longer than ``hold_seconds`` ends the session (see ``claim``)."""
+    setup = None
+    if database.is_postgres:
+        timeout_ms = max(1, round(hold_seconds * 1000))
+        setup = f"SET idle_in_transaction_session_timeout = {timeout_ms}"
+    return HeldConnection(database.engine, setup=setup)
+
+
+@asynccontextmanager
+async def claim(held: HeldConnection, limit: int, hold_seconds: float) -> AsyncIterator[Claim]:
+    """Take up to ``limit`` due events, oldest first, for as long as the block runs.
+
+    PostgreSQL: the events are row-locked (``FOR UPDATE SKIP LOCKED``) in a transaction that
+    stays open across the send, and their outcomes are written in that same transaction. Other
+    processes skip locked rows, so nothing is sent twice, and claiming writes nothing: each
+    forwarded event costs one row version, not two. A crashed worker's transaction rolls back
+    and its events are due again at once; the locks of a worker that vanished without closing
+    its socket go after ``hold_seconds`` (the connection's
+    ``idle_in_transaction_session_timeout``, from ``claim_connection``).
+
+    SQLite (one writer: a transaction held across a send would stall ingestion): the claim
+    moves ``next_attempt_at`` ``hold_seconds`` ahead as a lease, and outcomes are written in
+    a second transaction; a crashed worker's events are due again when the lease ends.
+    """
+    conn = await held.get()
     now = time.time()
-    lock = "FOR UPDATE SKIP LOCKED" if database.is_postgres else ""
-    sql = text(
-        "UPDATE usage_events SET next_attempt_at = :lease, attempts = attempts + 1 "
-        "WHERE id IN (SELECT id FROM usage_events WHERE status = :pending "
-        f"AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :limit {lock}) "
-        "RETURNING id, external_subscription_id, transaction_id, code, payload, attempts, needs_check"
-    )
-    params = {"lease": now + lease_seconds, "pending": PENDING, "now": now, "limit": limit}
-    async with database.engine.begin() as conn:
-        rows = (await conn.execute(sql, params)).all()
-    claimed = [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
-    claimed.sort(key=lambda c: c.id)
-    return claimed
+    params = {"pending": PENDING, "now": now, "limit": limit}
+    if conn.dialect.name != "postgresql":
+        lease = text(
+            "UPDATE usage_events SET next_attempt_at = :lease "
+            f"WHERE id IN (SELECT id FROM usage_events WHERE {_DUE}) "
+            f"RETURNING {_CLAIMED_COLUMNS}"
+        )
+        async with conn.begin():
+            rows = (await conn.execute(lease, {**params, "lease": now + hold_seconds})).all()
+        yield Claim(_claimed(rows), conn, locked=False)
+        return
+    lock = text(f"SELECT {_CLAIMED_COLUMNS} FROM usage_events WHERE {_DUE} FOR UPDATE SKIP LOCKED")
+    async with conn.begin():
+        rows = (await conn.execute(lock, params)).all()
+        yield Claim(_claimed(rows), conn, locked=True)
+
+
+def _claimed(rows: Sequence[Any]) -> list[Claimed]:
+    return sorted(map(Claimed._make, rows))
 
 
 async def mark_forwarded(conn: AsyncConnection, ids: list[int]) -> None:
@@ -71,8 +130,8 @@ async def mark_forwarded(conn: AsyncConnection, ids: list[int]) -> None:
         await conn.execute(
             *_where_ids(
                 conn,
-                "UPDATE usage_events SET status = :s, forwarded_at = :now, last_error = NULL "
-                "WHERE {ids}",
+                "UPDATE usage_events SET status = :s, forwarded_at = :now, last_error = NULL, "
+                "attempts = attempts + 1 WHERE {ids}",
                 ids,
                 {"s": FORWARDED, "now": time.time()},
             )
@@ -82,32 +141,28 @@ async def mark_forwarded(conn: AsyncConnection, ids: list[int]) -> None:
 async def mark_dead(conn: AsyncConnection, reasons: dict[int, str]) -> None:
     for id_, reason in reasons.items():
         await conn.execute(
-            text("UPDATE usage_events SET status = :s, last_error = :r WHERE id = :id"),
+            text(
+                "UPDATE usage_events SET status = :s, last_error = :r, attempts = attempts + 1 "
+                "WHERE id = :id"
+            ),
             {"s": DEAD, "r": reason, "id": id_},
         )
 
 
 async def reschedule(
-    conn: AsyncConnection, ids: list[int], at: float, error: str | None, *, refund: bool = False
+    conn: AsyncConnection, ids: list[int], at: float, error: str | None, *, tried: bool
 ) -> None:
-    """Make events due again at ``at``; ``refund`` gives back the attempt (nothing was tried)."""
+    """Make events due again at ``at``; ``tried`` counts an attempt (Lago was asked)."""
     if ids:
-        refund_sql = ", attempts = attempts - 1" if refund else ""
+        tried_sql = ", attempts = attempts + 1" if tried else ""
         await conn.execute(
             *_where_ids(
                 conn,
                 "UPDATE usage_events SET next_attempt_at = :at, last_error = :e"
-                f"{refund_sql} WHERE {{ids}} AND status = :pending",
+                f"{tried_sql} WHERE {{ids}} AND status = :pending",
                 ids,
                 {"at": at, "e": error, "pending": PENDING},
             )
-        )
-
-
-async def mark_checked(conn: AsyncConnection, ids: list[int]) -> None:
-    if ids:
-        await conn.execute(
-            *_where_ids(conn, "UPDATE usage_events SET needs_check = 0 WHERE {ids}", ids, {})
         )
 
 

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from gateway.cli import main
-from gateway.usage import store
 from gateway.usage.forwarder import Forwarder
 from lago.emulator import EmulatorState
 from tests.conftest import LAGO_KEY, LAGO_URL, Gateway, make_settings, start_gateway
@@ -55,8 +54,8 @@ async def _accept(gw: Gateway, events: list[dict[str, Any]]) -> None:
 async def _forward_all(gw: Gateway) -> None:
     """Claim and forward until nothing is due (what the worker's loops do)."""
     forwarder = Forwarder(gw.runtime)
-    while claimed := await store.claim_due(gw.runtime.database, 100, 5):
-        await forwarder.forward(claimed)
+    while await forwarder.forward_due(100):
+        pass
 
 
 async def _rows(gw: Gateway) -> dict[str, dict[str, Any]]:
@@ -176,8 +175,7 @@ async def test_events_accepted_while_lago_is_down_are_checked_before_forwarding(
     assert known.status_code == 200 and ghost.status_code == 200  # Lago cannot tell: accepted
     rows = await _rows(gw)
     assert rows["g-1"]["needs_check"] == 1
-    claimed = await store.claim_due(gw.runtime.database, 100, 5)
-    await Forwarder(gw.runtime).forward(claimed)  # still down: nothing sent, nothing decided
+    await Forwarder(gw.runtime).forward_due(100)  # still down: nothing sent, nothing decided
     rows = await _rows(gw)
     assert rows["g-1"]["status"] == "pending" and gw.emulator.events == {}
     assert rows["g-1"]["attempts"] == 0  # a check that could not run is not an attempt
@@ -201,7 +199,7 @@ async def test_a_batch_lago_stored_but_whose_answer_was_lost_is_not_stored_twice
     await _accept(gw, [_event(f"l-{i}") for i in range(10)])
     gw.emulator.faults.fail_after_commit_rate = 1.0
     forwarder = Forwarder(gw.runtime)
-    await forwarder.forward(await store.claim_due(gw.runtime.database, 100, 5))
+    await forwarder.forward_due(100)
     assert len(gw.emulator.events) == 10
     assert {row["status"] for row in (await _rows(gw)).values()} == {"pending"}
     gw.emulator.faults.clear()
@@ -219,7 +217,7 @@ async def test_a_rate_limited_batch_waits_at_least_retry_after(gw: Gateway) -> N
     gw.emulator.faults.configure({"rate_limit_rate": 1.0, "retry_after_seconds": 7})
     forwarder = Forwarder(gw.runtime)
     before = time.time()
-    await forwarder.forward(await store.claim_due(gw.runtime.database, 100, 5))
+    await forwarder.forward_due(100)
     row = (await _rows(gw))["r-1"]
     assert row["status"] == "pending"
     assert row["next_attempt_at"] >= before + 7

@@ -31,12 +31,9 @@ async def test_single_event_is_stored_then_forwarded_once(gateway: Gateway) -> N
     clash = await gateway.client.post("/api/v1/events", json=body, headers=headers)
     assert clash.status_code == 422
     assert clash.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
-    from gateway.usage import store
     from gateway.usage.forwarder import Forwarder
 
-    claimed = await store.claim_due(gateway.runtime.database, 100, 5)
-    assert len(claimed) == 1
-    await Forwarder(gateway.runtime).forward(claimed)
+    assert await Forwarder(gateway.runtime).forward_due(100) == 1
     assert ("sub_1", "tx_1") in gateway.emulator.events
     read = await gateway.client.get("/gateway/events/tx_1", headers=await gateway.headers("billing:read"))
     assert read.json()["event"]["status"] == "forwarded"
