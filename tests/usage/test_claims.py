@@ -44,11 +44,14 @@ def _ids(claim: store.Claim) -> list[str]:
 async def test_concurrent_claims_take_disjoint_events_oldest_first(database: Database) -> None:
     first, second, third = (store.claim_connection(database, 30) for _ in range(3))
     try:
-        async with store.claim(first, 4, 30) as a, store.claim(second, 4, 30) as b:
-            async with store.claim(third, 4, 30) as c:
-                assert _ids(a) == [f"c-{i}" for i in range(4)]
-                assert _ids(b) == [f"c-{i}" for i in range(4, 8)]
-                assert _ids(c) == ["c-8", "c-9"]
+        async with (
+            store.claim(first, 4, 30) as a,
+            store.claim(second, 4, 30) as b,
+            store.claim(third, 4, 30) as c,
+        ):
+            assert _ids(a) == [f"c-{i}" for i in range(4)]
+            assert _ids(b) == [f"c-{i}" for i in range(4, 8)]
+            assert _ids(c) == ["c-8", "c-9"]
     finally:
         for held in (first, second, third):
             await held.release()
@@ -81,11 +84,15 @@ async def test_a_claim_that_fails_before_its_outcomes_gives_its_events_back(
     """A worker that crashes mid-send: its locks go with its transaction (PostgreSQL), or its
     lease runs out (SQLite)."""
     held, other = store.claim_connection(database, 1.0), store.claim_connection(database, 1.0)
+
+    async def crash_mid_send() -> None:
+        async with store.claim(held, 5, 1.0) as claim:
+            assert len(claim.events) == 5
+            raise RuntimeError("the send crashed")
+
     try:
         with pytest.raises(RuntimeError):
-            async with store.claim(held, 5, 1.0) as claim:
-                assert len(claim.events) == 5
-                raise RuntimeError("the send crashed")
+            await crash_mid_send()
         async with store.claim(other, 10, 1.0) as right_after:
             expected = 10 if database.is_postgres else 5
             assert len(right_after.events) == expected
@@ -105,15 +112,19 @@ async def test_a_claim_left_idle_past_its_hold_loses_its_locks_on_postgres(
     if not database.is_postgres:
         pytest.skip("row locks are PostgreSQL's; SQLite's lease is covered above")
     held, other = store.claim_connection(database, 0.5), store.claim_connection(database, 30)
+
+    async def stall_then_settle() -> None:
+        async with store.claim(held, 10, 0.5) as stalled:
+            assert len(stalled.events) == 10
+            async with store.claim(other, 10, 30) as meanwhile:
+                assert meanwhile.events == []
+            await asyncio.sleep(1.5)
+            async with stalled.settle() as conn:  # PostgreSQL ended the session
+                await store.mark_forwarded(conn, [c.id for c in stalled.events])
+
     try:
         with pytest.raises(DBAPIError):
-            async with store.claim(held, 10, 0.5) as stalled:
-                assert len(stalled.events) == 10
-                async with store.claim(other, 10, 30) as meanwhile:
-                    assert meanwhile.events == []
-                await asyncio.sleep(1.5)
-                async with stalled.settle() as conn:  # PostgreSQL ended the session
-                    await store.mark_forwarded(conn, [c.id for c in stalled.events])
+            await stall_then_settle()
         async with store.claim(other, 10, 30) as again:
             assert len(again.events) == 10
     finally:
