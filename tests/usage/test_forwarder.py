@@ -193,6 +193,25 @@ async def test_events_accepted_while_lago_is_down_are_checked_before_forwarding(
     assert set(gw.emulator.events) == {("sub_1", "k-1")}
 
 
+async def test_the_checks_before_forwarding_ask_lago_about_each_subscription_concurrently(
+    gw: Gateway,
+) -> None:
+    """The claim stays open while its events are checked: ten unknown subscriptions must not
+    cost ten of Lago's answers one after another."""
+    gw.emulator.faults.outage(60)
+    await _accept(gw, [_event(f"u-{i}", sub=f"sub_gone_{i}") for i in range(10)])
+    assert {row["needs_check"] for row in (await _rows(gw)).values()} == {1}
+    gw.emulator.faults.clear()
+    await asyncio.sleep(1.1)  # the "cannot tell" answers are remembered for a second
+    gw.emulator.faults.latency = 0.4
+    started = time.monotonic()
+    assert await Forwarder(gw.runtime).forward_due(100) == 10
+    elapsed = time.monotonic() - started
+    assert {row["status"] for row in (await _rows(gw)).values()} == {"dead"}
+    assert elapsed < 2.0, f"{elapsed:.1f} s: ten lookups of 0.4 s each were not concurrent"
+    assert gw.emulator.events == {}
+
+
 async def test_a_batch_lago_stored_but_whose_answer_was_lost_is_not_stored_twice(
     gw: Gateway,
 ) -> None:
