@@ -9,7 +9,6 @@ the others. With ``GATEWAY_COLLECTION=lago`` (or no Stripe key) the job only idl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -17,6 +16,7 @@ from typing import TypeVar
 from gateway.collection import charger, dunning, handlers, lago_sync, refunds
 from gateway.collection import service as rows
 from gateway.collection.models import Collection, CollectionRefund
+from gateway.jobs import idle
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
@@ -86,8 +86,4 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         except Exception as exc:
             log.exception("collection.collector.pass_failed", error=type(exc).__name__)
         wake.clear()
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait(waiters, timeout=PASS_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+        await idle(stop, wake, PASS_SECONDS)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.service import entry, record_many
+from gateway.jobs import idle
 from gateway.logging import get_logger
 from gateway.relay.service import enqueue_message
 from gateway.runtime import Runtime
@@ -84,12 +85,7 @@ class Processor:
             if await self.process_due():
                 continue
             wake.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            await asyncio.wait(
-                waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waiters:
-                waiter.cancel()
+            await idle(stop, wake, IDLE_POLL_SECONDS)
 
     async def process_due(self, now: float | None = None) -> int:
         """Claim and handle one batch of due webhooks; returns how many were claimed."""
