@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.service import entry, record_many
 from gateway.db import HeldConnection
 from gateway.integrations.lago.client import LagoClient, LagoUnavailable
+from gateway.jobs import idle
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 from gateway.usage import metrics, store
@@ -182,12 +183,7 @@ class Forwarder:
                 if await self.forward_due(held=held):
                     continue
                 wake.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-                await asyncio.wait(
-                    waiters, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                )
-                for waiter in waiters:
-                    waiter.cancel()
+                await idle(stop, wake, IDLE_POLL_SECONDS)
         finally:
             await held.release()
 
@@ -201,9 +197,13 @@ class Forwarder:
         ``held`` is the caller's claiming connection (``store.claim_connection``); without
         one, a connection is taken for this call alone.
         """
+        if held is None:
+            held = store.claim_connection(self.runtime.database, self.lease)
+            try:
+                return await self.forward_due(limit, held=held)
+            finally:
+                await held.release()
         limit = limit or self.batch_size * CLAIM_BATCHES
-        own = held is None
-        held = held or store.claim_connection(self.runtime.database, self.lease)
         try:
             async with store.claim(held, limit, self.lease) as claim:
                 if not claim.events:
@@ -212,11 +212,8 @@ class Forwarder:
                 async with claim.settle() as conn:
                     await self._record(conn, outcomes)
         except BaseException:
-            own = True  # the connection may be broken: the next claim takes a fresh one
+            await held.release()  # it may be broken: the next claim takes a fresh one
             raise
-        finally:
-            if own:
-                await held.release()
         self._count(outcomes)
         return len(claim.events)
 

@@ -63,7 +63,11 @@ class Claim:
 
     events: list[Claimed]
     conn: AsyncConnection
-    locked: bool
+
+    @property
+    def locked(self) -> bool:
+        """Row-locked (PostgreSQL) rather than leased (SQLite)."""
+        return self.conn.dialect.name == "postgresql"
 
     @asynccontextmanager
     async def settle(self) -> AsyncIterator[AsyncConnection]:
@@ -113,12 +117,12 @@ async def claim(held: HeldConnection, limit: int, hold_seconds: float) -> AsyncI
         )
         async with conn.begin():
             rows = (await conn.execute(lease, {**params, "lease": now + hold_seconds})).all()
-        yield Claim(_claimed(rows), conn, locked=False)
+        yield Claim(_claimed(rows), conn)
         return
     lock = text(f"SELECT {_CLAIMED_COLUMNS} FROM usage_events WHERE {_DUE} FOR UPDATE SKIP LOCKED")
     async with conn.begin():
         rows = (await conn.execute(lock, params)).all()
-        yield Claim(_claimed(rows), conn, locked=True)
+        yield Claim(_claimed(rows), conn)
 
 
 def _claimed(rows: Sequence[Any]) -> list[Claimed]:
