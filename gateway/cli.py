@@ -46,6 +46,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
 
     from gateway.logging import configure_logging
     from gateway.migrations.runner import ensure_current
+    from gateway.serving import CoalescingHttpToolsProtocol
 
     settings = settings_or_exit()
     if workers > 1 and settings.uses_emulator:
@@ -61,7 +62,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,
         "access_log": False,
         "log_config": None,
     }

@@ -1,7 +1,9 @@
 """The baseline of figure 2: a bare FastAPI endpoint that validates the same body with
-pydantic and stores nothing, served the same way as the gateway (uvicorn, uvloop, httptools).
+pydantic and stores nothing, served the same way as the gateway (uvicorn, uvloop, httptools,
+with a response's writes coalesced: ``gateway.serving``).
 
-    python -m uvicorn tests.bench.bare_app:app --loop uvloop --http httptools
+    python -m uvicorn tests.bench.bare_app:app --loop uvloop \
+        --http gateway.serving:CoalescingHttpToolsProtocol
 """
 
 from __future__ import annotations
