@@ -5,6 +5,11 @@ arrived while the previous one was committing. A request's rows are still all-or
 when one of its keys clashes with a stored event, the rows it inserted are removed again
 before the commit. Keys never repeat across requests of one group, so removing one
 request's rows cannot take away a row another request counted on.
+
+On PostgreSQL a group is first tried as one statement on a direct psycopg connection in
+autocommit: the events and the audit rows in one round trip, committed together. The
+statement refuses itself (a division by zero, rolling back all of it) when any of its keys
+is already stored; such a group, a resend or a clash, then takes the transaction above.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
@@ -24,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.models import AuditEntry
 from gateway.audit.service import record_many
-from gateway.db import Database, HeldConnection
+from gateway.db import Database, DirectConnection, HeldConnection
 from gateway.logging import get_logger
 from gateway.usage.models import DEAD, FORWARDED, PENDING
 
@@ -117,6 +123,7 @@ class OutboxWriter:
 
     async def _run(self) -> None:
         held = HeldConnection(self._database.engine)
+        direct = DirectConnection(self._database.url) if self._database.is_postgres else None
         try:
             while True:
                 await self._wakeup.wait()
@@ -127,7 +134,7 @@ class OutboxWriter:
                 if self._queue:
                     self._wakeup.set()
                 try:
-                    await self._write_with_retry(group, held)
+                    await self._write_with_retry(group, held, direct)
                 finally:
                     for request in group:
                         self._inflight -= request.keys
@@ -135,21 +142,21 @@ class OutboxWriter:
                         self._wakeup.set()
         finally:
             await held.release()
+            if direct is not None:
+                await direct.release()
 
-    async def _write_with_retry(self, group: list[_Request], held: HeldConnection) -> None:
+    async def _write_with_retry(
+        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+    ) -> None:
         for attempt in range(3):
             try:
-                conn = await held.get()
-                async with conn.begin():
-                    results = await self._write(conn, group)
-            except DBAPIError as exc:
-                await held.release()
-                if attempt < 2 and _is_transient(exc):
-                    continue
-                _fail(group, exc)
-                return
+                results = await self._store(group, held, direct)
             except Exception as exc:
                 await held.release()
+                if direct is not None:
+                    await direct.release()
+                if attempt < 2 and _is_transient(exc):
+                    continue
                 _fail(group, exc)
                 return
             for request, stored in zip(group, results, strict=True):
@@ -157,6 +164,15 @@ class OutboxWriter:
                     request.future.set_result(stored)
             self.new_events.set()
             return
+
+    async def _store(
+        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+    ) -> list[Stored]:
+        if direct is not None and await _store_new_pg(await direct.get(), group):
+            return [Stored() for _ in group]
+        conn = await held.get()
+        async with conn.begin():
+            return await self._write(conn, group)
 
     async def _write(self, conn: AsyncConnection, group: list[_Request]) -> list[Stored]:
         rows = sorted(
@@ -227,11 +243,18 @@ def _fail(group: list[_Request], exc: Exception) -> None:
             request.future.set_exception(exc)
 
 
-def _is_transient(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:  # the held connection died (a database restart): reconnect
-        return True
-    name = type(exc.orig).__name__
-    return name in ("DeadlockDetected", "SerializationFailure") or "locked" in str(exc.orig)
+def _is_transient(exc: Exception) -> bool:
+    """Worth another try on a fresh connection: the connection died (a database restart or
+    failover), a deadlock or serialization failure, SQLite busy."""
+    cause: BaseException | None = exc
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause = exc.orig
+    if isinstance(cause, psycopg.Error):
+        state = cause.sqlstate or "08"  # none: the client lost the connection
+        return state.startswith(("08", "57P", "40"))
+    return "locked" in str(cause)
 
 
 def _judge(group: list[_Request], existing: dict[Key, tuple[str, str]]) -> list[Stored]:
@@ -268,11 +291,43 @@ _COLUMNS = (
 )
 
 
+def _store_new_sql() -> str:
+    """Events and audit rows in one statement, which fails whole if a key is already stored."""
+    return (
+        "WITH u AS (SELECT * FROM json_to_recordset(%(rows)s::json) "
+        "AS u(s text, t text, c text, p text, f text, n int, a text)), "
+        f"ins AS (INSERT INTO usage_events ({_COLUMNS}) "
+        "SELECT s, t, c, p, f, n, a, %(status)s, 0, %(now)s, %(now)s FROM u "
+        "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING RETURNING 1), "
+        f"audit AS ({_AUDIT_SQL.replace('%(rows)s', '%(audit)s')}) "
+        "SELECT 1 / ((SELECT count(*) FROM ins) = (SELECT count(*) FROM u))::int"
+    )
+
+
+async def _store_new_pg(conn: psycopg.AsyncConnection[Any], group: list[_Request]) -> bool:
+    """Store a group whose keys are all new, and its audit rows, in one round trip; False
+    (nothing stored) when any key is already stored."""
+    rows = sorted(
+        ((row, i) for i, request in enumerate(group) for row in request.rows), key=_pair_key
+    )
+    audit = [_audit_row(request, Stored()) for request in group]
+    params = {
+        "rows": _rows_json(rows, group),
+        "audit": orjson.dumps(audit).decode(),
+        "status": PENDING,
+        "now": time.time(),
+    }
+    try:
+        await conn.execute(_STORE_NEW_SQL, params)
+    except psycopg.errors.DivisionByZero:
+        return False
+    return True
+
+
 async def _insert_pg(
     conn: AsyncConnection, rows: list[tuple[OutboxRow, int]], group: list[_Request], now: float
 ) -> set[Key]:
     """Insert the rows; return the keys that were not inserted (already stored)."""
-    # One JSON parameter: psycopg dumps arrays element by element in Python, JSON in C.
     sql = (
         "WITH u AS (SELECT * FROM json_to_recordset(%(rows)s::json) "
         "AS u(s text, t text, c text, p text, f text, n int, a text)), "
@@ -282,7 +337,15 @@ async def _insert_pg(
         "RETURNING external_subscription_id AS s, transaction_id AS t) "
         "SELECT u.s, u.t FROM u LEFT JOIN ins ON ins.s = u.s AND ins.t = u.t WHERE ins.s IS NULL"
     )
-    data = orjson.dumps(
+    data = _rows_json(rows, group)
+    result = await conn.exec_driver_sql(sql, {"rows": data, "status": PENDING, "now": now})
+    found: list[Any] = list(result.all())
+    return {(row[0], row[1]) for row in found}
+
+
+def _rows_json(rows: list[tuple[OutboxRow, int]], group: list[_Request]) -> str:
+    # One JSON parameter: psycopg dumps arrays element by element in Python, JSON in C.
+    return orjson.dumps(
         [
             {
                 "s": r.external_subscription_id,
@@ -296,9 +359,9 @@ async def _insert_pg(
             for r, i in rows
         ]
     ).decode()
-    result = await conn.exec_driver_sql(sql, {"rows": data, "status": PENDING, "now": now})
-    found: list[Any] = list(result.all())
-    return {(row[0], row[1]) for row in found}
+
+
+_STORE_NEW_SQL = _store_new_sql()
 
 
 async def _insert_sqlite(

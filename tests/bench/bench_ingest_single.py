@@ -19,6 +19,7 @@ from tests.bench import support
 from tests.bench.support import Stack, say
 
 SUBSCRIPTIONS = 50
+COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 
 SINGLE_LUA = """
 local counter = 0
@@ -92,6 +93,7 @@ def gateway_run(
     say(f"warming up the gateway ({workers} API worker(s)) ...")
     _wrk(stack, gateway.url, lua, options, 3)
     before = support.scalar(url, "SELECT count(*) FROM usage_events")
+    commits_before = support.scalar(url, COMMITS)
     assert stack.pg is not None
     spy = None
     if options.profile:
@@ -103,6 +105,9 @@ def gateway_run(
     meter.add("wrk", result.cpu_seconds, result.duration)
     say(meter.summary())
     after = support.scalar(url, "SELECT count(*) FROM usage_events")
+    commits = support.scalar(url, COMMITS) - commits_before
+    say(f"group commit: {commits / result.duration:,.0f} commits/s, "
+        f"{(after - before) / max(1, commits):.1f} events per commit")
     cpu_us = meter.result["gateway"] * result.duration / max(1, after - before) * 1e6
     say(f"gateway CPU per accepted event: {cpu_us:.1f} us")
     if spy is not None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from gateway.audit.service import entry
-from gateway.db import Database
-from gateway.usage.outbox import OutboxRow, OutboxWriter, Stored
+from gateway.db import Database, DirectConnection
+from gateway.usage.outbox import (
+    OutboxRow,
+    OutboxWriter,
+    Stored,
+    _is_transient,
+    _Request,
+    _store_new_pg,
+)
 
 
 def _row(sub: str, tx: str, content: str = "a") -> OutboxRow:
@@ -85,3 +95,61 @@ async def test_concurrent_copies_of_one_key_store_it_once(
     assert sum(r.accepted for r in changed) == 1  # the first wins; the others clash with it
     stored = await _stored(database)
     assert set(stored) == {("s1", "k"), ("s1", "j")}
+
+
+def _request(rows: list[OutboxRow]) -> _Request:
+    audit = entry(actor="test", action="usage.events.create", outcome="accepted")
+    future = asyncio.get_running_loop().create_future()
+    return _Request(rows, "test", audit, future, {row.key for row in rows})
+
+
+async def _count(database: Database, table: str) -> int:
+    async with database.engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+
+async def test_the_one_statement_path_stores_all_or_refuses_all(
+    backend: str, database: Database
+) -> None:
+    """PostgreSQL's fast path: a group of new keys lands with its audit rows; a group with any
+    stored key stores nothing at all (not the other requests' rows, not the audit rows)."""
+    if backend != "postgres":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    direct = DirectConnection(database.url)
+    try:
+        conn = await direct.get()
+        new = [_request([_row("s1", "a")]), _request([_row("s1", "b"), _row("s2", "c")])]
+        assert await _store_new_pg(conn, new)
+        assert set(await _stored(database)) == {("s1", "a"), ("s1", "b"), ("s2", "c")}
+        assert await _count(database, "audit_entries") == 2
+
+        mixed = [_request([_row("s3", "d")]), _request([_row("s1", "a", content="changed")])]
+        assert not await _store_new_pg(conn, mixed)
+        assert ("s3", "d") not in await _stored(database)
+        assert await _count(database, "audit_entries") == 2
+        assert await _store_new_pg(conn, [_request([_row("s3", "d")])])  # the connection is fine
+    finally:
+        await direct.release()
+
+
+def _pg_error(cls: type[psycopg.Error]) -> psycopg.Error:
+    return cls("test")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (_pg_error(psycopg.errors.AdminShutdown), True),
+        (_pg_error(psycopg.errors.DeadlockDetected), True),
+        (_pg_error(psycopg.errors.SerializationFailure), True),
+        (_pg_error(psycopg.errors.UniqueViolation), False),
+        (_pg_error(psycopg.errors.UndefinedTable), False),
+        (DBAPIError("INSERT", {}, sqlite3.OperationalError("database is locked")), True),
+        (DBAPIError("INSERT", {}, _pg_error(psycopg.errors.DeadlockDetected)), True),
+        (DBAPIError("INSERT", {}, _pg_error(psycopg.errors.UniqueViolation)), False),
+        (ValueError("not a database error"), False),
+    ],
+)
+def test_which_failures_get_another_try(error: Exception, transient: bool) -> None:
+    assert _is_transient(error) is transient
