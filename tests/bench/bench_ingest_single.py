@@ -86,7 +86,8 @@ def gateway_run(
     url = stack.database(f"bench_single_w{workers}")
     emulator = stack.emulator(f"emulator-w{workers}")
     emulator.seed(SUBSCRIPTIONS)
-    env = support.gateway_env(url, emulator, **dict(kv.split("=", 1) for kv in options.env))
+    settings = dict(kv.removeprefix("GATEWAY_").split("=", 1) for kv in options.env)
+    env = support.gateway_env(url, emulator, **settings)
     key = support.create_key(env, "bench", "events:write")
     gateway = stack.gateway(env, workers=workers, no_worker=True, name=f"gateway-w{workers}")
     lua = support.lua_headers(key) + SINGLE_LUA
@@ -106,8 +107,10 @@ def gateway_run(
     say(meter.summary())
     after = support.scalar(url, "SELECT count(*) FROM usage_events")
     commits = support.scalar(url, COMMITS) - commits_before
-    say(f"group commit: {commits / result.duration:,.0f} commits/s, "
-        f"{(after - before) / max(1, commits):.1f} events per commit")
+    say(
+        f"group commit: {commits / result.duration:,.0f} commits/s, "
+        f"{(after - before) / max(1, commits):.1f} events per commit"
+    )
     cpu_us = meter.result["gateway"] * result.duration / max(1, after - before) * 1e6
     say(f"gateway CPU per accepted event: {cpu_us:.1f} us")
     if spy is not None:
@@ -149,7 +152,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--profile", help="a folder for py-spy profiles of the gateway")
-    parser.add_argument("--env", action="append", default=[], help="gateway setting, NAME=VALUE")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="a gateway setting, NAME=VALUE (GATEWAY_ prefix optional)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
         "--paced-rate",
