@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.auth.service import create_key
 from gateway.config import Settings
+from gateway.db import Database
 from gateway.migrations.runner import upgrade
 from gateway.runtime import Runtime
 from lago.emulator import EmulatorState
@@ -79,6 +80,16 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
     return postgres.create_database(
         server, f"gw_test_{os.getpid()}_{next(_counter)}", "gateway_template"
     )
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """The ``Database`` of ``database_url``, disposed of after the test."""
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

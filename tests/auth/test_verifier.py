@@ -4,21 +4,11 @@ of its expiry while in use, and a revocation still honoured within the cache tim
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.auth.service import KeyVerifier, Principal, create_key, revoke_key
 from gateway.db import Database
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def _key(database: Database, name: str) -> str:

@@ -28,15 +28,6 @@ def _row(sub: str, tx: str, content: str = "a") -> OutboxRow:
     return OutboxRow(sub, tx, "photo_generation", payload, f"fp-{sub}-{tx}-{content}")
 
 
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
-
-
 @pytest.fixture(params=[1, 3], ids=["1-writer", "3-writers"])
 async def writer(request: pytest.FixtureRequest, database: Database) -> AsyncIterator[OutboxWriter]:
     outbox = OutboxWriter(database, writers=request.param)
