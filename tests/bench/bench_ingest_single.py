@@ -19,6 +19,11 @@ from tests.bench import support
 from tests.bench.support import Stack, say
 
 SUBSCRIPTIONS = 50
+# How far behind schedule a paced request may go out and the rate still count as kept: wrk's
+# own sending jitter on two shared cores reaches 15-20 ms against the bare endpoint too. A
+# request sent late by d is at most d faster than it would have been, so a kept run's true
+# p99 is under its measured p99 plus this.
+LATE_MS = 25.0
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 
 SINGLE_LUA = """
@@ -191,21 +196,24 @@ def main() -> None:
             )
             if base_steady is not None:
                 print(_paced_line(f"baseline, {workers} worker(s),", base_steady), flush=True)
-    best_workers, (best, best_result, _) = max(figures.items(), key=lambda item: item[1][0])
+    # The best configuration is the fastest of those within the p99 target, if any is.
+    within = {w: f for w, f in figures.items() if f[1].p99_ms < 25} or figures
+    best_workers, (best, best_result, _) = max(within.items(), key=lambda item: item[1][0])
     if options.skip_baseline:
         return
     base, _ = baselines[best_workers]
+    met = best >= 5_000 and best_result.p99_ms < 25
     print(
         f"RESULT single ingest, saturated: {best:,.0f} events/s, p99 {best_result.p99_ms:.1f} ms "
         f"(best: {best_workers} API worker(s), {options.connections} connections) | baseline "
         f"{base.rate:,.0f} req/s, p99 {base.p99_ms:.1f} ms | ratio {best / base.rate:.2f} "
-        f"(aim >= 0.5) | 5,000/s: {'met' if best >= 5_000 else 'MISSED'}"
+        f"(aim >= 0.5) | 5,000/s with p99 < 25 ms: {'met' if met else 'MISSED'}"
     )
     for workers, (_, _, steady) in sorted(figures.items()):
         if steady is None:
             continue
         rate = options.paced_rate
-        kept = steady.rate >= 0.98 * rate and not steady.non_2xx and steady.late_ms < 5
+        kept = steady.rate >= 0.98 * rate and not steady.non_2xx and steady.late_ms < LATE_MS
         met = kept and rate >= 5_000 and steady.p99_ms < 25
         print(
             f"RESULT single ingest paced, {workers} API worker(s): {steady.rate:,.0f}/s, "
