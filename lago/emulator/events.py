@@ -1,95 +1,43 @@
 """Usage events with the Postgres event store's rules.
 
-Unique on ``(external_subscription_id, transaction_id)``; a batch is all-or-nothing.
-Unknown subscriptions and metric codes are accepted, as Lago validates them asynchronously.
-This is the hot path of the gateway's benchmark: plain dicts, no per-event models.
+Copied from ``app/controllers/api/v1/events_controller.rb``,
+``app/services/events/create_service.rb``, ``app/services/events/create_batch_service.rb``
+and ``app/models/event.rb``: unique on ``(external_subscription_id, transaction_id)``, where
+a null subscription never clashes (Postgres' unique indexes treat NULLs as distinct); a
+batch is all-or-nothing. Unknown subscriptions and metric codes are accepted, as Lago
+resolves them in a later job. This is the hot path of the gateway's benchmark: plain dicts,
+no per-event models.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
+import os
 import time
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .clock import iso, iso_ms
-from .errors import BadRequest, NotFound, ValidationFailed
-from .http import ok, paginate, read_json, state_of
-from .state import EmulatorState, Record
+from .clock import iso, parse_iso
+from .errors import NotFound, ValidationFailed
+from .event_params import (
+    InternalError,
+    InvalidTimestamp,
+    is_blank,
+    iso_ms,
+    precise_amount,
+    text,
+    timestamp_ms,
+)
+from .event_store import Record, bulk_insert, insert_one
+from .http import ok, paginate, read_json, require_root, state_of
+from .state import EmulatorState
 
-MAX_BATCH = 100
-_MISSING = ["value_is_missing"]
+MAX_LENGTH = int(os.environ.get("LAGO_EVENTS_BATCH_MAX_LENGTH", "100"))
+_MANDATORY = ["value_is_mandatory"]
 _DUPLICATE = {"transaction_id": ["value_already_exist"]}
-# Year 1 to 9999: what Ruby's Time can represent and our formatter can print.
-_MIN_TS, _MAX_TS = -62135596800.0, 253402300799.0
-
-
-def parse_timestamp(value: object, received: float) -> float | None:
-    """Unix seconds from an int, float or numeric string; ``None`` for anything else."""
-    if value is None:
-        return received
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    if not math.isfinite(seconds) or not _MIN_TS <= seconds <= _MAX_TS:
-        return None
-    return seconds
-
-
-def _text(value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
-def build_event(raw: object, received: float, created_at: str) -> tuple[Record, dict[str, Any]]:
-    """The stored form of one input event, or the errors that refuse it."""
-    if not isinstance(raw, dict):
-        return {}, {"event": ["value_is_invalid"]}
-    errors: dict[str, Any] = {}
-    transaction_id = _text(raw.get("transaction_id"))
-    code = _text(raw.get("code"))
-    subscription_id = _text(raw.get("external_subscription_id"))
-    if transaction_id is None:
-        errors["transaction_id"] = _MISSING
-    if code is None:
-        errors["code"] = _MISSING
-    if subscription_id is None:
-        errors["external_subscription_id"] = _MISSING
-    seconds = parse_timestamp(raw.get("timestamp"), received)
-    if seconds is None:
-        errors["timestamp"] = ["invalid_format"]
-    if errors or seconds is None:
-        return {}, errors
-    properties = raw.get("properties")
-    precise = raw.get("precise_total_amount_cents")
-    return {
-        "lago_id": None,
-        "transaction_id": transaction_id,
-        "lago_customer_id": None,
-        "code": code,
-        "timestamp": iso_ms(seconds),
-        "precise_total_amount_cents": None if precise is None else str(precise),
-        "properties": properties if isinstance(properties, dict) else {},
-        "lago_subscription_id": None,
-        "external_subscription_id": subscription_id,
-        "created_at": created_at,
-    }, errors
-
-
-def _store(state: EmulatorState, events: list[Record]) -> None:
-    by_transaction = state.events_by_transaction
-    for event in events:
-        event["lago_id"] = _lago_id()
-        state.events[(event["external_subscription_id"], event["transaction_id"])] = event
-        by_transaction.setdefault(event["transaction_id"], event)
-
+_INVALID_TIMESTAMP = {"timestamp": ["invalid_format"]}
 
 _counter = itertools.count(1)
 
@@ -99,44 +47,79 @@ def _lago_id() -> str:
     return f"00000000-0000-4000-8000-{next(_counter):012x}"
 
 
-def _key(event: Record) -> tuple[str, str]:
-    return event["external_subscription_id"], event["transaction_id"]
+def build_event(raw: dict[str, Any], received_ms: int, created_at: str) -> Record | dict[str, Any]:
+    """The event ``Event.new`` builds from permitted params, or the errors that refuse it.
+
+    The timestamp is cast after the other fields and raises, so a bad one is the only error
+    reported for its event (``create_batch_service.rb#validate_events``).
+    """
+    try:
+        millis = timestamp_ms(raw.get("timestamp"), received_ms)
+    except InvalidTimestamp:
+        return _INVALID_TIMESTAMP
+    transaction_id, code = text(raw.get("transaction_id")), text(raw.get("code"))
+    if transaction_id is None or is_blank(transaction_id) or code is None or is_blank(code):
+        return _record_errors(transaction_id, code)
+    properties = raw.get("properties")
+    return {
+        "lago_id": None,
+        "transaction_id": transaction_id,
+        "lago_customer_id": None,
+        "code": code,
+        "timestamp": iso_ms(millis),
+        "precise_total_amount_cents": precise_amount(raw.get("precise_total_amount_cents")),
+        "properties": properties if isinstance(properties, dict) else {},
+        "lago_subscription_id": None,
+        "external_subscription_id": text(raw.get("external_subscription_id")),
+        "created_at": created_at,
+    }
+
+
+def _record_errors(transaction_id: str | None, code: str | None) -> dict[str, Any]:
+    """``event.errors.messages``: the presence validations of ``app/models/event.rb``."""
+    errors: dict[str, Any] = {}
+    if transaction_id is None or is_blank(transaction_id):
+        errors["transaction_id"] = _MANDATORY
+    if code is None or is_blank(code):
+        errors["code"] = _MANDATORY
+    return errors
+
+
+def _is_event(built: dict[str, Any]) -> bool:
+    return "lago_id" in built
+
+
+def _now(state: EmulatorState) -> tuple[int, str]:
+    return time.time_ns() // 1_000_000, iso(state.now())
 
 
 async def create(request: Request) -> Response:
-    """POST /events: one event; a duplicate is 422 and the first copy stays."""
+    """POST /events: one event; a duplicate is 422 ``value_already_exist``, the first stays."""
     state = state_of(request)
     state.event_requests += 1
-    body = await read_json(request)
-    raw = body.get("event") if isinstance(body, dict) else None
-    if not isinstance(raw, dict) or not raw:
-        raise BadRequest("param is missing or the value is empty: event")
-    event, errors = build_event(raw, time.time(), iso(state.now()))
-    if errors:
-        raise ValidationFailed(errors)
-    if _key(event) in state.events:
+    raw = require_root(await read_json(request), "event")
+    event = build_event(raw, *_now(state))
+    if not _is_event(event):
+        raise ValidationFailed(event)
+    if not insert_one(state, event, _lago_id()):
         state.duplicate_rejections += 1
         raise ValidationFailed(_DUPLICATE)
-    _store(state, [event])
     return ok({"event": event})
 
 
-def _batch_errors(state: EmulatorState, items: list[Any]) -> tuple[list[Record], dict[str, Any]]:
-    received, created_at = time.time(), iso(state.now())
-    stored, seen = state.events, set()
+def _validate_events(
+    items: list[dict[str, Any]], state: EmulatorState
+) -> tuple[list[Record], dict[str, Any]]:
+    """``validate_events``: every event built, errors keyed by index."""
+    received_ms, created_at = _now(state)
     events: list[Record] = []
     errors: dict[str, Any] = {}
     for index, raw in enumerate(items):
-        event, problems = build_event(raw, received, created_at)
-        if not problems:
-            key = _key(event)
-            if key in stored or key in seen:
-                problems = _DUPLICATE
-            seen.add(key)
-        if problems:
-            errors[str(index)] = problems
+        built = build_event(raw, received_ms, created_at)
+        if _is_event(built):
+            events.append(built)
         else:
-            events.append(event)
+            errors[str(index)] = built
     return events, errors
 
 
@@ -144,25 +127,36 @@ async def create_batch(request: Request) -> Response:
     """POST /events/batch: up to 100 events, all stored or none."""
     state = state_of(request)
     state.event_requests += 1
-    body = await read_json(request)
-    items = body.get("events") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise BadRequest("param is missing or the value is empty: events")
+    items = batch_items(await read_json(request))
     if not items:
         raise ValidationFailed({"events": ["no_events"]})
-    if len(items) > MAX_BATCH:
+    if len(items) > MAX_LENGTH:
         raise ValidationFailed({"events": ["too_many_events"]})
-    events, errors = _batch_errors(state, items)
+    events, errors = _validate_events(items, state)
     if errors:
-        state.duplicate_rejections += sum(1 for e in errors.values() if e is _DUPLICATE)
         raise ValidationFailed(errors)
-    _store(state, events)
+    duplicates = bulk_insert(state, events, _lago_id)
+    if duplicates:
+        state.duplicate_rejections += len(duplicates)
+        raise ValidationFailed({str(index): _DUPLICATE for index in duplicates})
     return ok({"events": events})
+
+
+def batch_items(body: Any) -> list[dict[str, Any]]:
+    """``params.permit(events: [...])``: the objects of the ``events`` array, others dropped."""
+    items = body.get("events") if isinstance(body, dict) else None
+    if isinstance(items, dict) and items:
+        # Rails keeps a non-empty object here, then the service indexes a pair: a 500.
+        raise InternalError
+    if not isinstance(items, list):
+        return []
+    return [item for item in items if isinstance(item, dict)]
 
 
 def _with_links(state: EmulatorState, event: Record) -> Record:
     """As Lago shows an event once post-processing attached its subscription and customer."""
-    subscription = state.subscription(event["external_subscription_id"])
+    subscription_id = event["external_subscription_id"]
+    subscription = state.subscription(subscription_id) if subscription_id else None
     if subscription is None:
         return event
     return {
@@ -173,7 +167,7 @@ def _with_links(state: EmulatorState, event: Record) -> Record:
 
 
 async def show(request: Request) -> Response:
-    """GET /events/{transaction_id}: the first event with that id."""
+    """GET /events/{transaction_id}: the first event with that id, on any subscription."""
     state = state_of(request)
     event = state.events_by_transaction.get(request.path_params["transaction_id"])
     if event is None:
@@ -181,15 +175,34 @@ async def show(request: Request) -> Response:
     return ok({"event": _with_links(state, event)})
 
 
+def _time_filter(request: Request, name: str) -> str | None:
+    """``parse_datetime_filter`` (``app/queries/base_query.rb``): ISO 8601 or 422."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        moment = parse_iso(value)
+    except ValueError:
+        raise ValidationFailed({name: ["invalid_date"]}) from None
+    return iso_ms(int(moment.timestamp() * 1000))
+
+
 async def index(request: Request) -> Response:
-    """GET /events: filters ``external_subscription_id`` and ``code``."""
+    """GET /events (``app/queries/events_query.rb``): newest timestamp first, then
+    ``transaction_id``; filters ``code``, ``external_subscription_id``, ``timestamp_from``,
+    ``timestamp_to``."""
     state = state_of(request)
     query = request.query_params
     subscription_id, code = query.get("external_subscription_id"), query.get("code")
+    since, until = _time_filter(request, "timestamp_from"), _time_filter(request, "timestamp_to")
     found = [
-        _with_links(state, event)
+        event
         for event in state.events.values()
         if (subscription_id is None or event["external_subscription_id"] == subscription_id)
         and (code is None or event["code"] == code)
+        and (since is None or event["timestamp"] >= since)
+        and (until is None or event["timestamp"] <= until)
     ]
-    return paginate(request, "events", found)
+    found.sort(key=lambda event: event["transaction_id"])
+    found.sort(key=lambda event: event["timestamp"], reverse=True)
+    return paginate(request, "events", [_with_links(state, event) for event in found])

@@ -42,7 +42,31 @@ async def read_json(request: Request) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from exc
+        # Rails' ParseError, rendered by ActionDispatch::PublicExceptions.
+        raise LagoError(400, {"status": 400, "error": "Bad Request"}) from exc
+
+
+def parameter_missing(key: str) -> BadRequest:
+    """Rails 8's ``ActionController::ParameterMissing``, rendered by ``bad_request_error``."""
+    return BadRequest(f"param is missing or the value is empty or invalid: {key}")
+
+
+def _present(value: Any) -> bool:
+    """ActiveSupport's ``present?`` for a JSON value."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None and value != {} and value != []
+
+
+def require_root(body: Any, key: str) -> dict[str, Any]:
+    """``params.require(key).permit(...)``: 400 when absent or blank; 500 when present but
+    not an object (``permit`` is then called on a scalar)."""
+    value = body.get(key) if isinstance(body, dict) else None
+    if isinstance(value, dict) and value:
+        return value
+    if _present(value) or value is False:
+        raise LagoError(500, {"status": 500, "error": "Internal Server Error"})
+    raise parameter_missing(key)
 
 
 async def read_root(request: Request, key: str) -> dict[str, Any]:
@@ -50,7 +74,7 @@ async def read_root(request: Request, key: str) -> dict[str, Any]:
     body = await read_json(request)
     value = body.get(key) if isinstance(body, dict) else None
     if not isinstance(value, dict) or not value:
-        raise BadRequest(f"param is missing or the value is empty: {key}")
+        raise parameter_missing(key)
     return value
 
 

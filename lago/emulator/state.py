@@ -25,7 +25,8 @@ Record = dict[str, Any]
 class EmulatorState:
     """Everything one emulated Lago organization holds.
 
-    Keys: ``events`` by ``(external_subscription_id, transaction_id)``, ``customers`` by
+    Keys: ``events`` by ``(external_subscription_id, transaction_id)`` (``(None, lago_id)``
+    for an event without a subscription, which never clashes), ``customers`` by
     external id, ``billable_metrics``/``plans``/``coupons`` by code, everything else
     (``subscriptions``, ``wallets``, ``invoices``...) by ``lago_id``.
     """
@@ -35,7 +36,7 @@ class EmulatorState:
     hmac_key: str = field(default_factory=new_id)
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], datetime] = utc_now
-    events: dict[tuple[str, str], Record] = field(default_factory=dict)
+    events: dict[tuple[str | None, str], Record] = field(default_factory=dict)
     events_by_transaction: dict[str, Record] = field(default_factory=dict)
     customers: dict[str, Record] = field(default_factory=dict)
     subscriptions: dict[str, Record] = field(default_factory=dict)
