@@ -8,6 +8,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from . import (
     applied_coupons,
@@ -27,6 +28,7 @@ from . import (
 from .errors import LagoError, error_body
 from .guard import Guard
 from .http import error_response, ok
+from .proxy import SERVER_SEND
 from .state import EmulatorState
 
 DEFAULT_API_KEY = "lago-emulator-key"
@@ -135,6 +137,15 @@ def _contract_middleware(state: EmulatorState, allow_nulls: bool) -> Middleware:
     return Middleware(ContractRecorder, spec=spec, violations=violations, allow_nulls=allow_nulls)
 
 
+class EmulatorApp(Starlette):
+    """The emulator's Starlette app; keeps the server's own ``send`` in the scope, so a
+    dropped-connection fault can reach the socket under it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     state: EmulatorState | None = None,
     api_key: str = DEFAULT_API_KEY,
@@ -152,7 +163,7 @@ def create_app(
     middleware = [Middleware(Guard, state=lago_state, api_key=api_key)]
     if validate:
         middleware.insert(0, _contract_middleware(lago_state, allow_request_nulls))
-    app = Starlette(
+    app = EmulatorApp(
         routes=[Mount("/api/v1", routes=_api_routes() + _billing_routes()), *_control_routes()],
         middleware=middleware,
         exception_handlers={LagoError: error_response, HTTPException: _http_error},

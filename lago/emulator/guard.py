@@ -1,7 +1,8 @@
 """ASGI middleware in front of ``/api/v1``: injected faults, API-key check, status counts.
 
 Faults are drawn before the handler runs, so a faulted request leaves the state untouched,
-except ``fail_after_commit`` which runs the handler and then answers 500 anyway.
+except ``fail_after_commit`` which runs the handler and then answers 500 anyway. What a
+proxy does (dropped connections, 413, its error pages) comes before Lago's own latency.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
 from .faults import Fault
+from .proxy import answer_page, drop_connection, limit_body
 from .state import EmulatorState
 
 _JSON = (b"content-type", b"application/json")
@@ -61,11 +63,28 @@ class Guard:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.state.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
         fault = faults.draw()
         if fault is not Fault.NONE:
             self.state.faults_injected[fault.value] += 1
+        if fault is Fault.RESET or fault is Fault.REFUSE:
+            await drop_connection(scope, fault)
+            return
+        if faults.max_body_bytes > 0:
+            limited = await limit_body(scope, receive, faults.max_body_bytes)
+            if limited is None:
+                self.state.faults_injected["body_too_large"] += 1
+                await answer_page(send, 413)
+                return
+            receive = limited
+        if fault is Fault.PROXY_ERROR:
+            await answer_page(send, faults.proxy_status())
+            return
+        if faults.latency > 0:
+            await asyncio.sleep(faults.latency)
+        await self._lago(scope, receive, send, fault)
+
+    async def _lago(self, scope: Scope, receive: Receive, send: Send, fault: Fault) -> None:
+        faults = self.state.faults
         if fault is Fault.OUTAGE:
             retry = str(math.ceil(faults.outage_remaining())).encode()
             await answer(send, 503, [(b"retry-after", retry)])

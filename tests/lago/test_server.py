@@ -71,3 +71,30 @@ def test_served_emulator_ingests_and_reports(server: str) -> None:
     assert stats["requests_by_status"] == {"200": 1, "500": 1}
     assert listed["total"] == 100
     assert len(listed["events"]) == 1
+
+
+def test_served_emulator_drops_connections_and_answers_like_a_proxy(server: str) -> None:
+    event = {"event": {"transaction_id": "x1", "external_subscription_id": "s", "code": "c"}}
+    with httpx.Client(base_url=server, headers={"Authorization": "Bearer K"}) as client:
+        client.post("/_emulator/reset")
+        client.post("/_emulator/faults", json={"outage_seconds": 30, "outage_kind": "reset"})
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post("/api/v1/events", json=event)
+        client.post(
+            "/_emulator/faults",
+            json={"outage_seconds": 30, "outage_kind": "proxy", "outage_status": 502},
+        )
+        proxied = client.post("/api/v1/events", json=event)
+        client.post("/_emulator/faults", json={"clear": True, "max_body_bytes": 64})
+        too_large = client.post("/api/v1/events", json=event)
+        client.post("/_emulator/faults", json={"clear": True})
+        healthy = client.post("/api/v1/events", json=event)
+        stats = client.get("/_emulator/stats").json()
+
+    assert proxied.status_code == 502
+    assert "retry-after" not in proxied.headers
+    assert proxied.text.startswith("<html>")
+    assert too_large.status_code == 413
+    assert healthy.status_code == 200
+    assert stats["faults_injected"]["reset"] == 1
+    assert stats["events_stored"] == 1
