@@ -1,7 +1,12 @@
-"""Subscriptions with Lago's plan-change rules (upgrade now, downgrade at period end)."""
+"""Subscriptions with Lago's plan-change rules (upgrade now, downgrade at period end).
+
+Lago's app/controllers/api/v1/subscriptions_controller.rb with app/services/subscriptions/
+create_service.rb, update_service.rb, terminate_service.rb and validate_service.rb.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -9,11 +14,49 @@ from starlette.responses import Response
 
 from .clock import billing_period, iso, new_id, next_period_date, parse_iso
 from .customers import ensure_customer
-from .errors import NotFound, ValidationFailed, invalid, missing
+from .errors import NotFound, ValidationFailed, invalid
 from .http import ok, paginate, query_list, read_json, read_root, state_of
 from .outbox import emit
 from .plans import get_plan, yearly_amount_cents
 from .state import EmulatorState, Record
+
+_ON_TERMINATION = {
+    "on_termination_credit_note": ("credit", "skip", "refund", "offset"),
+    "on_termination_invoice": ("generate", "skip"),
+}
+
+
+def _moment(value: Any) -> datetime | None:
+    """Lago's ``Utils::Datetime.parse_iso8601``: None when ``value`` is not an ISO 8601 string."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def _date_errors(state: EmulatorState, params: dict[str, Any], starts: Any) -> dict[str, Any]:
+    """Subscriptions::ValidateService: ``subscription_at`` and ``ending_at`` are ISO 8601, and
+    ``ending_at`` falls after today and after the start; termination options are known."""
+    errors: dict[str, list[str]] = {}
+    start = starts if isinstance(starts, datetime) else _moment(starts)
+    if start is None:
+        errors["subscription_at"] = ["invalid_date"]
+    if params.get("ending_at"):
+        end = _moment(params["ending_at"])
+        today = state.now().date()
+        if end is None or start is None or end.date() <= max(today, start.date()):
+            errors["ending_at"] = ["invalid_date"]
+    for name, allowed in _ON_TERMINATION.items():
+        if params.get(name) and params[name] not in allowed:
+            errors[name] = ["invalid_value"]
+    return errors
+
+
+def _text(value: Any) -> str:
+    """Lago's ``.to_s.strip``: integers become strings."""
+    return "" if value is None else str(value).strip()
 
 
 def _record(state: EmulatorState, params: dict[str, Any], plan: Record, customer: Record) -> Record:
@@ -22,12 +65,12 @@ def _record(state: EmulatorState, params: dict[str, Any], plan: Record, customer
     active = starts <= now
     return {
         "lago_id": new_id(),
-        "external_id": str(params["external_id"]),
+        "external_id": _text(params["external_id"]),
         "lago_customer_id": customer["lago_id"],
         "external_customer_id": customer["external_id"],
         "billing_entity_code": customer["billing_entity_code"],
         "billing_time": params.get("billing_time") or "calendar",
-        "name": params.get("name"),
+        "name": _text(params["name"]) if params.get("name") is not None else None,
         "plan_code": plan["code"],
         "plan_amount_cents": plan["amount_cents"],
         "plan_amount_currency": plan["amount_currency"],
@@ -79,10 +122,17 @@ def _announce(state: EmulatorState, webhook_type: str, subscription: Record) -> 
 
 
 def _end(state: EmulatorState, subscription: Record) -> None:
+    """Lago's Subscriptions::TerminateService: a pending subscription is canceled (its
+    current one forgets the scheduled downgrade, ``subscription.updated``), an active one
+    terminated; both answer ``subscription.terminated``."""
     now = iso(state.now())
     if subscription["status"] == "pending":
         subscription.update(status="canceled", canceled_at=now)
-        _announce(state, "subscription.canceled", subscription)
+        previous = state.subscription(subscription["external_id"], "active")
+        if previous is not None and previous["next_plan_code"] is not None:
+            previous.update(next_plan_code=None, downgrade_plan_date=None)
+            _announce(state, "subscription.updated", previous)
+        _announce(state, "subscription.terminated", subscription)
         return
     subscription.update(
         status="terminated", terminated_at=now, next_plan_code=None, downgrade_plan_date=None
@@ -132,21 +182,31 @@ def _downgrade(state: EmulatorState, current: Record, new: Record) -> Record:
     return current
 
 
-def create_subscription(state: EmulatorState, params: dict[str, Any]) -> Record:
-    """Create, return unchanged (same plan), upgrade now or schedule a downgrade."""
-    if not params.get("external_customer_id"):
-        raise NotFound("customer")
-    if not params.get("external_id"):
-        raise missing("external_id")
+def _check_new(state: EmulatorState, params: dict[str, Any]) -> Record:
+    """CreateService's checks in its order: the plan (404), dates and options (422), then
+    ``external_customer_id``, ``billing_time`` and ``external_id``."""
+    plan = get_plan(state, _text(params.get("plan_code")))
+    errors = _date_errors(state, params, params.get("subscription_at") or state.now())
+    if errors:
+        raise ValidationFailed(errors)
+    if not _text(params.get("external_customer_id")):
+        raise ValidationFailed({"external_customer_id": ["value_is_mandatory"]})
     if params.get("billing_time") not in (None, "calendar", "anniversary"):
         raise invalid("billing_time")
-    plan = get_plan(state, str(params.get("plan_code")))
-    current = state.subscription(str(params["external_id"])) or state.subscription(
-        str(params["external_id"]), "pending"
-    )
-    if current is not None and current["external_customer_id"] != params["external_customer_id"]:
+    if not _text(params.get("external_id")):
+        raise ValidationFailed({"external_id": ["value_is_mandatory"]})
+    return plan
+
+
+def create_subscription(state: EmulatorState, params: dict[str, Any]) -> Record:
+    """Create, return unchanged (same plan), upgrade now or schedule a downgrade."""
+    plan = _check_new(state, params)
+    external_id = _text(params["external_id"])
+    customer_id = _text(params["external_customer_id"])
+    current = state.subscription(external_id) or state.subscription(external_id, "pending")
+    if current is not None and current["external_customer_id"] != customer_id:
         raise ValidationFailed({"external_id": ["value_already_exist"]})
-    new = _record(state, params, plan, ensure_customer(state, str(params["external_customer_id"])))
+    new = _record(state, params, plan, ensure_customer(state, customer_id))
     if current is None:
         return _start(state, new)
     if current["plan_code"] == plan["code"]:
@@ -176,17 +236,18 @@ async def create(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    """GET /subscriptions: filters ``external_customer_id``, ``plan_code``, ``status[]``."""
+    """GET /subscriptions: ``external_customer_id``, ``external_id``, ``plan_code``,
+    ``currency``, ``status[]`` (default active), as SubscriptionsQuery filters."""
     state = state_of(request)
     statuses = set(query_list(request, "status") or ["active"])
     query = request.query_params
+    fields = ("external_customer_id", "external_id", "plan_code")
     found = [
         serialize(state, record)
         for record in state.subscriptions.values()
         if record["status"] in statuses
-        and query.get("external_customer_id", record["external_customer_id"])
-        == record["external_customer_id"]
-        and query.get("plan_code", record["plan_code"]) == record["plan_code"]
+        and all(query.get(name, record[name]) == record[name] for name in fields)
+        and query.get("currency", record["plan_amount_currency"]) == record["plan_amount_currency"]
     ]
     return paginate(request, "subscriptions", found)
 
@@ -198,30 +259,72 @@ async def show(request: Request) -> Response:
     return ok({"subscription": serialize(state, found)})
 
 
+def _to_update(state: EmulatorState, external_id: str, status: str | None) -> Record:
+    """The controller's pick: the only record with this external id whatever its status,
+    else the pending (``status=pending``) or the active one."""
+    records = [r for r in state.subscriptions.values() if r["external_id"] == external_id]
+    if len(records) == 1:
+        return records[0]
+    return find(state, external_id, "pending" if status == "pending" else "active")
+
+
+def update_subscription(state: EmulatorState, found: Record, params: dict[str, Any]) -> None:
+    """Subscriptions::UpdateService for the fields the emulator keeps: 422 ``invalid_date``
+    / ``invalid_value`` before any change; ``subscription_at`` moves a future start only;
+    ``on_termination_credit_note`` applies to pay-in-advance plans only."""
+    starts = params["subscription_at"] if "subscription_at" in params else found["subscription_at"]
+    errors = _date_errors(state, params, starts)
+    if errors:
+        raise ValidationFailed(errors)
+    for name in ("name", "ending_at", "on_termination_invoice"):
+        if name in params:
+            found[name] = params[name]
+    plan = state.plans.get(found["plan_code"]) or {}
+    if "on_termination_credit_note" in params and plan.get("pay_in_advance"):
+        found["on_termination_credit_note"] = params["on_termination_credit_note"]
+    future = found["status"] == "pending" and found["previous_plan_code"] is None
+    if params.get("subscription_at") and future:
+        starts = parse_iso(params["subscription_at"])
+        found["subscription_at"] = iso(starts)
+        if starts > state.now():
+            return
+        # UpdateService#process_subscription_at_change: a start moved to now or earlier
+        # activates the subscription (subscription.started, then subscription.updated).
+        found.update(status="active", started_at=iso(starts))
+        _announce(state, "subscription.started", found)
+        future = False
+    if not future:
+        _announce(state, "subscription.updated", found)
+
+
 async def update(request: Request) -> Response:
-    """PUT /subscriptions/{external_id}: name, ending_at, subscription_at (pending only)."""
+    """PUT /subscriptions/{external_id}."""
     state = state_of(request)
     body = await read_json(request)
     params = await read_root(request, "subscription")
     status = request.query_params.get("status") or (
         body.get("status") if isinstance(body, dict) else None
     )
-    found = find(state, request.path_params["external_id"], status)
-    for name in ("name", "ending_at"):
-        if name in params:
-            found[name] = params[name]
-    if params.get("subscription_at") and found["status"] == "pending":
-        found["subscription_at"] = iso(parse_iso(params["subscription_at"]))
-    _announce(state, "subscription.updated", found)
+    found = _to_update(state, request.path_params["external_id"], status)
+    update_subscription(state, found, params)
     return ok({"subscription": serialize(state, found)})
 
 
 async def destroy(request: Request) -> Response:
-    """DELETE /subscriptions/{external_id}: terminate (or ``?status=pending``: cancel)."""
+    """DELETE /subscriptions/{external_id}: terminate (or ``?status=pending``: cancel).
+
+    Termination options are checked (422 ``invalid_value``) before anything ends; a
+    pay-in-arrears plan ignores ``on_termination_credit_note``."""
     state = state_of(request)
-    found = find(state, request.path_params["external_id"], request.query_params.get("status"))
-    on_invoice = request.query_params.get("on_termination_invoice")
-    if on_invoice in ("generate", "skip"):
-        found["on_termination_invoice"] = on_invoice
+    status = "pending" if request.query_params.get("status") == "pending" else "active"
+    found = find(state, request.path_params["external_id"], status)
+    options = {k: v for k, v in request.query_params.items() if k in _ON_TERMINATION and v}
+    plan = state.plans.get(found["plan_code"]) or {}
+    if not plan.get("pay_in_advance"):
+        options.pop("on_termination_credit_note", None)
+    errors = _date_errors(state, options, found["subscription_at"])
+    if errors:
+        raise ValidationFailed(errors)
+    found.update(options)
     _end(state, found)
     return ok({"subscription": serialize(state, found)})
