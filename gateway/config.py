@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     packs_reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # One event as Lago receives it (its JSON payload, UTF-8), and how far past its arrival
+    # an event's timestamp may be (see docs/ingest.md).
+    event_max_bytes: Annotated[int, Field(ge=512, le=1024 * 1024)] = 8192
+    event_max_future_seconds: Annotated[float, Field(ge=0, le=366 * 24 * 3600)] = 86_400.0
     body_max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
     webhook_body_max_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # Group commits of the usage outbox in flight at once, per API process (PostgreSQL; more
@@ -78,7 +82,13 @@ class Settings(BaseSettings):
     forward_batch_size: Annotated[int, Field(ge=1, le=100)] = 100
     forward_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     forward_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # A forward request's body at most (bytes): well under common proxy limits (nginx: 1 MiB).
+    forward_batch_max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    # The longest wait for one batch's own retry, and for a Retry-After Lago asks for.
     forward_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # While Lago is unwell, how often it is probed: from the first to the last interval.
+    forward_probe_min_seconds: Annotated[float, Field(gt=0)] = 0.25
+    forward_probe_max_seconds: Annotated[float, Field(gt=0)] = 2.0
     outbox_retention_days: Annotated[float, Field(gt=0)] = 30.0
     webhook_retention_days: Annotated[float, Field(gt=0)] = 30.0
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0

@@ -2,7 +2,20 @@
 
 Lago keeps the first copy of a (subscription, transaction id) and answers 422
 ``value_already_exist`` for a resend, so a resend after a crash or a lost answer is
-harmless; the forwarder only has to resend byte-identical payloads and read the 422s.
+harmless; the forwarder resends byte-identical payloads and reads the answers (``sink``):
+
+- A request never holds one transaction id twice (``batching``), so a ``value_already_exist``
+  at an index means Lago holds that event: it is delivered. Where a batch could not be cut
+  that way, such an event is resent alone, and only that answer decides.
+- Other indexed errors dead-letter their event with Lago's reason; the rest is resent.
+- An answer that names no event (413, 400, a 422 without indexes) is about one of the
+  batch's events: the batch is split in halves, recursively, until the culprit stands alone
+  and is dead-lettered with the answer. A 5xx is split the same way; when both halves fail
+  as the whole did, it is Lago, not an event.
+- "Lago is unwell" (a 5xx to both halves, 429, 401/403, a timeout, a refused connection)
+  pauses all loops of the process (``health``) without pushing any event's next attempt
+  out; the first probe or send Lago takes makes everything due again at once.
+
 Order: events are claimed oldest first, several batches in flight, so per subscription
 they reach Lago roughly, not strictly, in acceptance order; Lago's sums and counts do
 not depend on arrival order.
@@ -13,23 +26,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
 from gateway.db import HeldConnection
-from gateway.integrations.lago.client import LagoClient, LagoUnavailable
 from gateway.jobs import idle
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 from gateway.usage import metrics, store
+from gateway.usage.batching import distinct_ids, pack
+from gateway.usage.health import LagoHealth
 from gateway.usage.lookups import Known, LagoLookups
+from gateway.usage.sink import LagoBatchSink, SinkResult, UsageSink, Verdict, is_duplicate
 from gateway.usage.store import Claimed
 
 log = get_logger(__name__)
@@ -37,120 +51,43 @@ ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
 IDLE_POLL_SECONDS = 0.5
 CLAIM_BATCHES = 4
 GAUGE_SECONDS = 5.0
-
-
-class UsageSink(Protocol):
-    """Where forwarded events go: Lago's REST batch endpoint today, a Kafka topic tomorrow."""
-
-    async def send_batch(self, payloads: list[str]) -> SinkResult: ...
+# An event Lago answers 5xx when sent alone, while Lago takes other requests in between,
+# is dead-lettered at the third such answer; meanwhile it waits RETRY_ALONE_SECONDS * 4^n.
+STRIKES_TO_DEAD = 3
+RETRY_ALONE_SECONDS = 0.5
+_GLOBAL_STATUSES = frozenset({401, 403, 408, 429})
+_TAKEN = (Verdict.DELIVERED, Verdict.INDEXED)
 
 
 @dataclass
-class SinkResult:
-    """``errors`` maps a batch index to Lago's validation details for that event."""
-
-    ok: bool
-    status: int | None = None
-    errors: dict[int, dict[str, Any]] = field(default_factory=dict)
-    retry_after: float | None = None
-    reason: str | None = None
-
-
-class LagoBatchSink:
-    """Sends to ``POST /api/v1/events/batch``; the body is the stored payloads, byte for byte."""
-
-    def __init__(self, lago: LagoClient) -> None:
-        self._lago = lago
-
-    async def send_batch(self, payloads: list[str]) -> SinkResult:
-        body = ('{"events":[' + ",".join(payloads) + "]}").encode()
-        try:
-            response = await self._lago.send("POST", "/events/batch", body=body)
-        except LagoUnavailable as exc:
-            return SinkResult(ok=False, reason=exc.reason)
-        if response.status_code < 300:
-            return SinkResult(ok=True, status=response.status_code)
-        retry_after = _retry_after(response.headers.get("retry-after"))
-        if response.status_code == 422:
-            errors = _indexed_errors(response.content, len(payloads))
-            if errors is not None:
-                return SinkResult(ok=False, status=422, errors=errors)
-        return SinkResult(
-            ok=False,
-            status=response.status_code,
-            retry_after=retry_after,
-            reason=f"Lago answered {response.status_code}",
-        )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _indexed_errors(content: bytes, size: int) -> dict[int, dict[str, Any]] | None:
-    try:
-        details = orjson.loads(content).get("error_details")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    if not isinstance(details, dict) or not details:
-        return None
-    if all(key.isdigit() and int(key) < size for key in details):
-        return {int(key): value for key, value in details.items()}
-    if size == 1 and "events" not in details:
-        return {0: details}
-    return None
-
-
-def is_duplicate(details: dict[str, Any]) -> bool:
-    return set(details) == {"transaction_id"} and details["transaction_id"] == [
-        "value_already_exist"
-    ]
-
-
-class Backoff:
-    """Shared by a process's forwarding loops: when Lago struggles, all of them pause."""
-
-    def __init__(self, maximum: float) -> None:
-        self.maximum = maximum
-        self.failures = 0
-        self.resume_at = 0.0
-
-    def failed(self, retry_after: float | None) -> float:
-        self.failures += 1
-        delay = min(self.maximum, 0.25 * 2.0 ** min(self.failures - 1, 20))
-        delay = delay * (0.5 + random.random() / 2)
-        delay = max(delay, float(retry_after or 0.0))
-        self.resume_at = max(self.resume_at, time.monotonic() + delay)
-        return delay
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-    async def wait(self) -> None:
-        pause = self.resume_at - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
+class _Retry:
+    ids: list[int]
+    at: float
+    reason: str
+    tried: bool = True
 
 
 @dataclass
 class _Outcome:
-    """What became of one sent batch; outcomes of one claim are recorded in one transaction.
-
-    ``again`` is resent at once and ``retry`` at ``retry_at``; ``tried`` says whether Lago
-    was asked (an attempt is counted) or a check before sending could not run.
-    """
+    """What became of one sent batch (resends and splits included); a claim's outcomes are
+    recorded in one transaction. ``again`` is due at once, without counting an attempt."""
 
     delivered: list[Claimed] = field(default_factory=list)
     dead: dict[int, str] = field(default_factory=dict)
     again: list[Claimed] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)
-    retry_at: float = 0.0
-    tried: bool = True
-    reason: str | None = None
+    retries: list[_Retry] = field(default_factory=list)
+    requests: int = 0
+    status: int | None = None
+    elapsed: float = 0.0
     audit: dict[str, Any] | None = None
+
+    def merge(self, other: _Outcome) -> _Outcome:
+        self.delivered += other.delivered
+        self.dead.update(other.dead)
+        self.again += other.again
+        self.retries += other.retries
+        self.requests += other.requests
+        return self
 
 
 class Forwarder:
@@ -159,8 +96,17 @@ class Forwarder:
         self.sink = sink or LagoBatchSink(runtime.lago)
         settings = runtime.settings
         self.batch_size = settings.forward_batch_size
+        self.batch_bytes = settings.forward_batch_max_bytes
         self.lease = settings.forward_lease_seconds
-        self.backoff = Backoff(settings.forward_backoff_max_seconds)
+        self.backoff_max = settings.forward_backoff_max_seconds
+        self.health = LagoHealth(
+            self._probe,
+            first_interval=settings.forward_probe_min_seconds,
+            last_interval=settings.forward_probe_max_seconds,
+            max_wait=settings.forward_backoff_max_seconds,
+        )
+        self._strikes: dict[int, tuple[int, float]] = {}  # row id: (strikes, when)
+        self._last_taken = 0.0  # monotonic: when Lago last took a request
 
     async def run(self, stop: asyncio.Event) -> None:
         loops = [
@@ -173,13 +119,16 @@ class Forwarder:
         finally:
             for task in (*loops, gauges):
                 task.cancel()
+            await self.health.close()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = self.runtime.ingest.new_events
         held = store.claim_connection(self.runtime.database, self.lease)
         try:
             while not stop.is_set():
-                await self.backoff.wait()
+                await self.health.wait_well(stop)
+                if stop.is_set():
+                    break
                 if await self.forward_due(held=held):
                     continue
                 wake.clear()
@@ -192,11 +141,14 @@ class Forwarder:
     ) -> int:
         """Claim due events, send them in batches (in parallel), record what became of each.
 
-        Returns how many events were claimed. By default a claim takes several batches: one
-        claim and one settling transaction then serve CLAIM_BATCHES requests to Lago.
-        ``held`` is the caller's claiming connection (``store.claim_connection``); without
-        one, a connection is taken for this call alone.
+        Returns how many events were claimed: none while Lago is unwell (forwarding is
+        paused). By default a claim takes several batches: one claim and one settling
+        transaction then serve CLAIM_BATCHES requests to Lago. ``held`` is the caller's
+        claiming connection (``store.claim_connection``); without one, a connection is
+        taken for this call alone.
         """
+        if not self.health.well:
+            return 0
         if held is None:
             held = store.claim_connection(self.runtime.database, self.lease)
             try:
@@ -221,17 +173,11 @@ class Forwarder:
         checked, dead = await _recheck(self.runtime.lookups, claimed)
         if checked is None:
             reason = "Lago unreachable for checks"
-            return [
-                _Outcome(
-                    retry=[c.id for c in dead],
-                    retry_at=time.time() + 1.0,
-                    tried=False,
-                    reason=reason,
-                    audit=_retry_audit(len(dead), None, reason, 1.0, 0.0),
-                )
-            ]
-        size = self.batch_size
-        batches = [checked[i : i + size] for i in range(0, len(checked), size)]
+            ids = [c.id for c in dead]
+            outcome = _Outcome(retries=[_Retry(ids, time.time() + 1.0, reason, tried=False)])
+            outcome.audit = _retry_audit(len(ids), None, reason, 1.0, 0.0)
+            return [outcome]
+        batches = pack(checked, self.batch_size, self.batch_bytes)
         outcomes = list(await asyncio.gather(*(self._send(batch) for batch in batches)))
         if dead:
             outcomes.append(
@@ -243,46 +189,120 @@ class Forwarder:
         return outcomes
 
     async def _send(self, batch: list[Claimed]) -> _Outcome:
+        """One batch, and whatever its answer calls for (resends alone, splits)."""
+        started = time.perf_counter()
+        result = await self._attempt(batch)
+        outcome = await self._follow(batch, result, sibling_taken=False)
+        outcome.status = result.status
+        outcome.elapsed = time.perf_counter() - started
+        outcome.audit = _outcome_audit(outcome)
+        return outcome
+
+    async def _probe(self) -> bool:
+        if answered := await self.runtime.lago.probe():
+            self._last_taken = time.monotonic()
+        return answered
+
+    async def _attempt(self, batch: list[Claimed]) -> SinkResult:
         started = time.perf_counter()
         result = await self.sink.send_batch([c.payload for c in batch])
-        elapsed = time.perf_counter() - started
-        metrics.FORWARD_LATENCY.observe(elapsed)
-        if result.ok:
-            self.backoff.succeeded()
-            return _Outcome(
-                delivered=batch, audit=_forward_audit(batch, 0, 0, result.status, elapsed)
-            )
-        if result.errors:
-            self.backoff.succeeded()
-            outcome = _Outcome()
-            for index, item in enumerate(batch):
-                details = result.errors.get(index)
-                if details is None:
-                    outcome.again.append(item)
-                elif is_duplicate(details):
-                    outcome.delivered.append(item)
-                else:
-                    outcome.dead[item.id] = orjson.dumps(details).decode()
-            outcome.audit = _forward_audit(
-                outcome.delivered, len(outcome.dead), len(outcome.again), 422, elapsed
-            )
+        metrics.FORWARD_LATENCY.observe(time.perf_counter() - started)
+        if result.verdict in _TAKEN:
+            self._last_taken = time.monotonic()
+            self.health.succeeded()
+        return result
+
+    async def _follow(
+        self, batch: list[Claimed], result: SinkResult, *, sibling_taken: bool
+    ) -> _Outcome:
+        """What Lago's answer to ``batch`` means for each of its events."""
+        outcome = _Outcome(requests=1)
+        if result.verdict is Verdict.DELIVERED:
+            outcome.delivered = list(batch)
+            for event in batch:
+                self._strikes.pop(event.id, None)
             return outcome
-        delay = self.backoff.failed(result.retry_after)
+        if result.verdict is Verdict.INDEXED:
+            return outcome.merge(await self._by_index(batch, result.errors))
+        if result.verdict is Verdict.UNNAMED:
+            if len(batch) > 1:
+                return outcome.merge(await self._split(batch, result))
+            outcome.dead[batch[0].id] = result.reason or f"Lago answered {result.status}"
+            return outcome
+        return outcome.merge(await self._unwell(batch, result, sibling_taken=sibling_taken))
+
+    async def _by_index(self, batch: list[Claimed], errors: dict[int, Any]) -> _Outcome:
+        """Lago's 422 by index; nothing of the batch was stored (all or nothing)."""
+        outcome = _Outcome()
+        conclusive = distinct_ids(batch)
+        alone: list[Claimed] = []
+        for index, event in enumerate(batch):
+            details = errors.get(index)
+            if details is None:
+                outcome.again.append(event)
+            elif is_duplicate(details):
+                (outcome.delivered if conclusive else alone).append(event)
+            else:
+                outcome.dead[event.id] = orjson.dumps(details).decode()
+        for single in await asyncio.gather(*(self._resend_alone(e) for e in alone)):
+            outcome.merge(single)
+        return outcome
+
+    async def _resend_alone(self, event: Claimed) -> _Outcome:
+        """A request of its own, whose answer can only be about this event."""
+        return await self._follow([event], await self._attempt([event]), sibling_taken=False)
+
+    async def _split(self, batch: list[Claimed], result: SinkResult) -> _Outcome:
+        """Send each half on its own: an answer that named no event names one half."""
+        metrics.FORWARD_SPLITS.inc()
+        half = len(batch) // 2
+        parts = [batch[:half], batch[half:]]
+        results = await asyncio.gather(*(self._attempt(part) for part in parts))
+        if result.verdict is Verdict.UNWELL and not any(r.verdict in _TAKEN for r in results):
+            failed = next((r for r in results if r.verdict is Verdict.UNWELL), results[0])
+            return self._pause(batch, failed, requests=2)
+        outcome = _Outcome()
+        taken = [r.verdict in _TAKEN for r in results]
+        for i, (part, part_result) in enumerate(zip(parts, results, strict=True)):
+            outcome.merge(await self._follow(part, part_result, sibling_taken=taken[1 - i]))
+        return outcome
+
+    async def _unwell(
+        self, batch: list[Claimed], result: SinkResult, *, sibling_taken: bool
+    ) -> _Outcome:
+        """A 5xx may be about an event of the batch (split it); the rest is about Lago."""
+        if result.answered and result.status not in _GLOBAL_STATUSES:
+            if len(batch) > 1:
+                return await self._split(batch, result)
+            return self._struck(batch[0], result, sibling_taken=sibling_taken)
+        return self._pause(batch, result)
+
+    def _pause(self, batch: list[Claimed], result: SinkResult, requests: int = 0) -> _Outcome:
+        """Lago as a whole failed: pause forwarding; the events stay due."""
+        reason = result.reason or "Lago unwell"
+        self.health.failed(reason, result.retry_after)
         metrics.FORWARD_RETRIES.inc()
-        reason = result.reason or "error"
-        log.warning(
-            "usage.forward.retry",
-            status=result.status,
-            reason=reason,
-            events=len(batch),
-            delay=round(delay, 2),
-        )
+        log.warning("usage.forward.retry", status=result.status, reason=reason, events=len(batch))
         return _Outcome(
-            retry=[c.id for c in batch],
-            retry_at=time.time() + delay,
-            reason=reason,
-            audit=_retry_audit(len(batch), result.status, reason, delay, elapsed),
+            requests=requests, retries=[_Retry([c.id for c in batch], time.time(), reason)]
         )
+
+    def _struck(self, event: Claimed, result: SinkResult, *, sibling_taken: bool) -> _Outcome:
+        """A 5xx to an event sent alone: Lago fails on it, or Lago is down. It counts
+        against the event when Lago took another request since the event's last strike."""
+        reason = result.reason or "Lago unwell"
+        strikes, at = self._strikes.get(event.id, (0, 0.0))
+        if strikes == 0 or self._last_taken > at:
+            strikes += 1
+        if strikes >= STRIKES_TO_DEAD:
+            self._strikes.pop(event.id, None)
+            return _Outcome(dead={event.id: f"{reason} (sent alone, {strikes} times)"})
+        self._strikes[event.id] = (strikes, time.monotonic())
+        if not sibling_taken:
+            self.health.failed(reason, result.retry_after)
+        delay = min(self.backoff_max, RETRY_ALONE_SECONDS * 4 ** (strikes - 1))
+        metrics.FORWARD_RETRIES.inc()
+        return _Outcome(retries=[_Retry([event.id], time.time() + delay, reason)])
 
     @staticmethod
     async def _record(conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
@@ -292,8 +312,8 @@ class Forwarder:
         again = [c.id for o in outcomes for c in o.again]
         await store.reschedule(conn, again, time.time(), None, tried=False)
         for o in outcomes:
-            if o.retry:
-                await store.reschedule(conn, o.retry, o.retry_at, o.reason, tried=o.tried)
+            for retry in o.retries:
+                await store.reschedule(conn, retry.ids, retry.at, retry.reason, tried=retry.tried)
         await record_many(conn, [o.audit for o in outcomes if o.audit is not None])
 
     @staticmethod
@@ -316,6 +336,23 @@ class Forwarder:
                 metrics.EVENTS_DEAD_STORED.set(status.dead)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
+
+
+def _outcome_audit(outcome: _Outcome) -> dict[str, Any]:
+    """One audit row per batch sent: what was delivered, dead, resent or retried."""
+    retried = sum(len(r.ids) for r in outcome.retries)
+    if retried and not (outcome.delivered or outcome.dead or outcome.again):
+        first = outcome.retries[0]
+        delay = max(0.0, first.at - time.time())
+        return _retry_audit(retried, outcome.status, first.reason, delay, outcome.elapsed)
+    row = _forward_audit(
+        outcome.delivered, len(outcome.dead), len(outcome.again), outcome.status, outcome.elapsed
+    )
+    if retried:
+        row["outcome"] = "partial"
+    if outcome.requests > 1 or retried:
+        row["detail"] = {**row["detail"], "requests": outcome.requests, "retried": retried}
+    return row
 
 
 def _forward_audit(

@@ -20,3 +20,14 @@ FORWARD_LATENCY = Histogram(
     "Latency of one forward batch to Lago",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+LAGO_UNWELL = Gauge(
+    "gateway_usage_forward_paused",
+    "1 while forwarding is paused because Lago as a whole is not taking events",
+)
+LAGO_PROBES = Counter(
+    "gateway_usage_forward_probes_total", "Probes of Lago sent while forwarding was paused"
+)
+FORWARD_SPLITS = Counter(
+    "gateway_usage_forward_splits_total",
+    "Batches split in two because Lago's answer named no event",
+)

@@ -4,6 +4,7 @@ unreachable at acceptance, lost answers, Retry-After, audit rows, metrics and th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -216,32 +217,44 @@ async def test_a_batch_lago_stored_but_whose_answer_was_lost_is_not_stored_twice
     gw: Gateway,
 ) -> None:
     await _accept(gw, [_event(f"l-{i}") for i in range(10)])
-    gw.emulator.faults.fail_after_commit_rate = 1.0
+    gw.emulator.faults.fail_after_commit_rate = 1.0  # every request applied, then a 500
     forwarder = Forwarder(gw.runtime)
     await forwarder.forward_due(100)
     assert len(gw.emulator.events) == 10
+    # Both halves of the split also failed: Lago, not an event; the events stay due.
     assert {row["status"] for row in (await _rows(gw)).values()} == {"pending"}
+    assert not forwarder.health.well
+    assert max(row["next_attempt_at"] for row in (await _rows(gw)).values()) <= time.time()
     gw.emulator.faults.clear()
-    async with gw.runtime.database.engine.begin() as conn:
-        await conn.execute(text("UPDATE usage_events SET next_attempt_at = 0"))
-    forwarder.backoff.resume_at = 0
-    await _forward_all(gw)
+    forwarder.health.succeeded()
+    await _forward_all_with(forwarder)
     assert {row["status"] for row in (await _rows(gw)).values()} == {"forwarded"}
     assert len(gw.emulator.events) == 10
-    assert gw.emulator.duplicate_rejections == 10
+    # 10 refused as already held while the halves were answered 500, 10 on the resend.
+    assert gw.emulator.duplicate_rejections == 20
 
 
-async def test_a_rate_limited_batch_waits_at_least_retry_after(gw: Gateway) -> None:
+async def _forward_all_with(forwarder: Forwarder) -> None:
+    while await forwarder.forward_due(100):
+        pass
+
+
+async def test_a_rate_limited_lago_pauses_forwarding_for_retry_after_without_pushing_events(
+    gw: Gateway,
+) -> None:
     await _accept(gw, [_event("r-1")])
     gw.emulator.faults.configure({"rate_limit_rate": 1.0, "retry_after_seconds": 7})
-    forwarder = Forwarder(gw.runtime)
-    before = time.time()
+    settings = gw.runtime.settings.model_copy(update={"forward_backoff_max_seconds": 60.0})
+    forwarder = Forwarder(dataclasses.replace(gw.runtime, settings=settings))  # cap: 60 s
     await forwarder.forward_due(100)
     row = (await _rows(gw))["r-1"]
-    assert row["status"] == "pending"
-    assert row["next_attempt_at"] >= before + 7
-    assert forwarder.backoff.resume_at >= time.monotonic() + 6
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["next_attempt_at"] <= time.time()  # still due: nothing pushed out
+    assert not forwarder.health.well
+    assert forwarder.health.resume_not_before >= time.monotonic() + 6
+    assert await forwarder.forward_due(100) == 0  # paused: nothing claimed
     assert gw.emulator.events == {}
+    await forwarder.health.close()
 
 
 async def test_accepted_batches_and_forwarded_batches_leave_audit_rows(gw: Gateway) -> None:

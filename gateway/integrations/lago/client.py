@@ -137,6 +137,16 @@ class LagoClient:
         data = orjson.loads(response.content)
         return data if isinstance(data, dict) else {"data": data}
 
+    async def probe(self) -> bool:
+        """Whether Lago answers a cheap read with success within two seconds."""
+        try:
+            response = await self._http.get(
+                "/billable_metrics", params={"per_page": 1}, timeout=2.0
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 400
+
     async def ping(self) -> str:
         """Lago's state as the gateway sees it: ok, unauthorized, failing or unreachable."""
         try:
