@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from gateway.auth.dependencies import BillingReader
 from gateway.catalog.loader import load_catalog, resolve_catalog_path
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import apply_catalog, metric_codes
+from gateway.catalog.service import apply_catalog, metric_codes, metric_rules
 from gateway.errors import NotFound
 from gateway.logging import get_logger
 from gateway.runtime import Runtime, RuntimeDep
@@ -20,7 +20,8 @@ log = get_logger(__name__)
 
 
 async def install(runtime: Runtime) -> Catalog | None:
-    """Load the configured catalog, pin usage codes to it, and fill an embedded emulator."""
+    """Load the configured catalog, pin usage codes (and what their events carry) to it,
+    and fill an embedded emulator."""
     settings = runtime.settings
     explicit = "catalog_path" in settings.model_fields_set
     path = resolve_catalog_path(settings.catalog_path, explicit=explicit)
@@ -30,6 +31,7 @@ async def install(runtime: Runtime) -> Catalog | None:
     catalog = load_catalog(path)
     runtime.catalog = catalog
     runtime.lookups.allowed_codes = metric_codes(catalog)
+    runtime.lookups.metric_rules = metric_rules(catalog)
     if settings.uses_emulator:
         result = await apply_catalog(runtime.lago, catalog)
         log.info("catalog.applied_to_emulator", changes=len(result.applied))

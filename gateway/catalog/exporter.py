@@ -1,8 +1,8 @@
 """``gateway catalog export``: Lago's catalog written back in the file's format.
 
-What Lago cannot know (allowances, the token wallet, token costs and packs) is carried
-over from a base catalog file when one is given, so export then apply is a no-op and
-export, edit, apply is a workflow.
+What Lago cannot know (a metric's allow_negative, allowances, the token wallet, token costs
+and packs) is carried over from a base catalog file when one is given, so export then apply
+is a no-op and export, edit, apply is a workflow.
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ def _charge(lago_charge: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _metric(lago_metric: dict[str, Any], base: Catalog | None) -> dict[str, Any]:
+    view = _compact(metric_view(lago_metric))
+    known = base.billable_metrics if base else []
+    if any(m.code == view.get("code") and m.allow_negative for m in known):
+        view["allow_negative"] = True
+    return view
+
+
 def _plan(lago_plan: dict[str, Any], base: Catalog | None) -> dict[str, Any]:
     view = _compact(plan_view(lago_plan))
     view["charges"] = [_charge(c) for c in lago_plan.get("charges") or []]
@@ -59,7 +67,7 @@ def catalog_from_lago(lago: LagoCatalog, base: Catalog | None = None) -> dict[st
     """The catalog document for Lago's state, with ``base``'s gateway-only sections."""
     data: dict[str, Any] = {
         "version": 1,
-        "billable_metrics": [_compact(metric_view(m)) for m in lago.billable_metrics.values()],
+        "billable_metrics": [_metric(m, base) for m in lago.billable_metrics.values()],
         "plans": [_plan(p, base) for p in lago.plans.values()],
         "coupons": [_coupon(c) for c in lago.coupons.values()],
     }

@@ -2,8 +2,9 @@
 
 Metrics, plans and coupons mirror Lago's create payloads field for field, except that a
 charge names its metric by ``billable_metric_code`` (Lago wants the metric's ``lago_id``,
-which the gateway resolves when it applies the file). ``allowances`` on a plan and the
-``token_wallet``, ``token_costs`` and ``token_packs`` sections never go to Lago.
+which the gateway resolves when it applies the file). ``allow_negative`` on a metric,
+``allowances`` on a plan and the ``token_wallet``, ``token_costs`` and ``token_packs``
+sections never go to Lago.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+# The aggregations that add or compare the values of field_name (so need numbers).
+NUMERIC_AGGREGATIONS = frozenset({"sum_agg", "max_agg", "latest_agg", "weighted_sum_agg"})
 INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")
 CREDIT_PLACES = Decimal("0.00001")
 
@@ -78,11 +81,16 @@ class BillableMetric(Strict):
     rounding_precision: int | None = None
     weighted_interval: Literal["seconds"] | None = None
     filters: list[MetricFilter] = []
+    # Gateway-only (never dumped, so never sent to Lago): events may carry a value below
+    # zero in field_name (refunds, corrections); by default ingest refuses one.
+    allow_negative: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="after")
     def _field_name_unless_counting(self) -> BillableMetric:
         if self.aggregation_type != "count_agg" and not self.field_name:
             raise ValueError(f"field_name is required with {self.aggregation_type}")
+        if self.allow_negative and self.aggregation_type not in NUMERIC_AGGREGATIONS:
+            raise ValueError(f"allow_negative has no meaning with {self.aggregation_type}")
         return self
 
 

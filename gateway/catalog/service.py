@@ -21,8 +21,16 @@ from gateway.catalog.planner import (
     plan_changes,
     set_fields,
 )
-from gateway.catalog.schemas import BillableMetric, Catalog, Charge, Coupon, Plan
+from gateway.catalog.schemas import (
+    NUMERIC_AGGREGATIONS,
+    BillableMetric,
+    Catalog,
+    Charge,
+    Coupon,
+    Plan,
+)
 from gateway.integrations.lago.client import LagoClient, LagoError
+from gateway.usage.parsing import MetricRule
 
 ROOTS = {"billable_metric": "billable_metrics", "plan": "plans", "coupon": "coupons"}
 
@@ -167,6 +175,17 @@ def metric_codes(catalog: Catalog | None) -> set[str] | None:
     if catalog is None or not catalog.billable_metrics:
         return None
     return catalog.metric_codes
+
+
+def metric_rules(catalog: Catalog | None) -> dict[str, MetricRule]:
+    """What events of each metric must carry: the property it aggregates (every aggregation
+    but count; none when an expression computes it), a number where it adds or compares."""
+    rules: dict[str, MetricRule] = {}
+    for metric in catalog.billable_metrics if catalog is not None else []:
+        if metric.field_name and metric.aggregation_type != "count_agg" and not metric.expression:
+            numeric = metric.aggregation_type in NUMERIC_AGGREGATIONS
+            rules[metric.code] = MetricRule(metric.field_name, numeric, metric.allow_negative)
+    return rules
 
 
 class ApplyFailed(Exception):

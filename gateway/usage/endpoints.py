@@ -19,7 +19,14 @@ router = APIRouter(tags=["usage"])
 
 
 def _ingest(runtime: Runtime) -> UsageIngest:
-    return UsageIngest(runtime.ingest, runtime.lookups, runtime.settings.batch_max_events)
+    settings = runtime.settings
+    return UsageIngest(
+        runtime.ingest,
+        runtime.lookups,
+        settings.batch_max_events,
+        event_max_bytes=settings.event_max_bytes,
+        max_future_seconds=settings.event_max_future_seconds,
+    )
 
 
 def _json(content: Any) -> Response:

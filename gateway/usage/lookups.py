@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError, LagoUnavailable
+from gateway.usage.parsing import MetricRule
 
 METRICS_REFRESH_SECONDS = 2.0
 KNOWN_TTL = 600.0
@@ -46,6 +47,8 @@ class LagoLookups:
         self.extra_metric_codes: set[str] = set()
         # When a catalog is loaded: a code must be in it as well as known to Lago.
         self.allowed_codes: set[str] | None = None
+        # The catalog's metrics that aggregate a property: what their events must carry.
+        self.metric_rules: dict[str, MetricRule] = {}
 
     async def metric(self, code: str) -> Known:
         """Whether ``code`` is a billable metric (refreshing the list on a miss)."""

@@ -11,12 +11,21 @@ autocommit: the events and the audit rows in one round trip, committed together.
 statement refuses itself (a division by zero, rolling back all of it) when any of its keys
 is already stored; such a group, a resend or a clash, then takes the transaction above.
 The statements themselves are in ``outbox_sql``.
+
+One request's bad data never fails the others of its group. When a group's write fails
+with an error one request's rows could have caused (``_row_caused``: PostgreSQL's data
+and integrity errors, SQLSTATE classes 22 and 23; SQLite's integrity and data errors; a
+value the driver cannot encode), the group is split in two and each half written on its
+own, down to the request that fails alone: it gets ``RowsRefused`` (answered 422), every
+other request commits. Other errors fail the whole group as before (bisecting a full disk
+or a missing table would only repeat the failure); transient ones are retried first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import operator
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +56,10 @@ class Stored:
     @property
     def accepted(self) -> bool:
         return not self.clashes
+
+
+class RowsRefused(Exception):
+    """The database refused this request's own rows (the rest of its group was written)."""
 
 
 @dataclass
@@ -129,22 +142,44 @@ class OutboxWriter:
     async def _write_with_retry(
         self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
     ) -> None:
-        for attempt in range(3):
+        """Write the group; when its data is refused, write each half on its own, down to
+        the request that fails alone."""
+        failure = await self._attempt(group, held, direct)
+        if failure is None:
+            return
+        if not _row_caused(failure):
+            _fail(group, failure)
+        elif len(group) == 1:
+            _refuse(group[0], failure)
+        else:
+            log.warning(
+                "usage.outbox.group_split", error=type(failure).__name__, requests=len(group)
+            )
+            half = len(group) // 2
+            await self._write_with_retry(group[:half], held, direct)
+            await self._write_with_retry(group[half:], held, direct)
+
+    async def _attempt(
+        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+    ) -> Exception | None:
+        """Write and answer the group (transient failures retried); the failure, if any."""
+        attempts = 0
+        while True:
             try:
                 results = await self._store(group, held, direct)
             except Exception as exc:
                 await held.release()
                 if direct is not None:
                     await direct.release()
-                if attempt < 2 and _is_transient(exc):
+                attempts += 1
+                if attempts < 3 and _is_transient(exc):
                     continue
-                _fail(group, exc)
-                return
+                return exc
             for request, stored in zip(group, results, strict=True):
                 if not request.future.done():
                     request.future.set_result(stored)
             self.new_events.set()
-            return
+            return None
 
     async def _store(
         self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
@@ -211,6 +246,37 @@ def _fail(group: list[_Request], exc: Exception) -> None:
             request.future.set_exception(exc)
 
 
+def _refuse(request: _Request, exc: Exception) -> None:
+    log.warning(
+        "usage.outbox.request_refused",
+        error=type(exc).__name__,
+        sqlstate=_sqlstate(exc),
+        rows=len(request.rows),
+    )
+    if not request.future.done():
+        request.future.set_exception(RowsRefused(type(exc).__name__))
+
+
+def _cause(exc: Exception) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+def _sqlstate(exc: Exception) -> str | None:
+    cause = _cause(exc)
+    return cause.sqlstate if isinstance(cause, psycopg.Error) else None
+
+
+def _row_caused(exc: Exception) -> bool:
+    """Could one request's rows have caused this: data the database or its driver refuses
+    (a NUL in text, a value out of range, a NOT NULL or CHECK violation)?"""
+    cause = _cause(exc)
+    if isinstance(cause, psycopg.Error):
+        return (cause.sqlstate or "").startswith(("22", "23"))
+    # orjson.JSONEncodeError is a TypeError, UnicodeEncodeError a ValueError.
+    row_errors = (sqlite3.IntegrityError, sqlite3.DataError, TypeError, ValueError, OverflowError)
+    return isinstance(cause, row_errors)
+
+
 def _is_transient(exc: Exception) -> bool:
     """Worth another try on a fresh connection: the connection died (a database restart or
     failover), a deadlock or serialization failure, SQLite busy."""
@@ -253,4 +319,4 @@ def _audit_row(request: _Request, stored: Stored) -> dict[str, Any]:
     return row
 
 
-__all__ = ["DEAD", "FORWARDED", "PENDING", "OutboxRow", "OutboxWriter", "Stored"]
+__all__ = ["DEAD", "FORWARDED", "PENDING", "OutboxRow", "OutboxWriter", "RowsRefused", "Stored"]

@@ -1,20 +1,64 @@
 """Reading usage events as producers send them (Lago's shape, SDK nulls included).
 
-Errors use Lago's keys and codes: ``{"timestamp": ["invalid_format"]}``; batches key them by index.
+Errors use Lago's keys and codes: ``{"timestamp": ["invalid_format"]}``; batches key them by
+index. Beyond the shape, an event is refused when Lago could not store or bill it
+(docs/ingest.md lists every rule):
+
+- a NUL character (``\\u0000``) in an id, the code, a property key or value: PostgreSQL's
+  ``text`` and ``jsonb`` cannot hold it (``value_is_invalid``);
+- ``transaction_id``, ``code`` or the subscription (``external_subscription_id``, else
+  ``external_customer_id``) absent or blank: ``value_is_mandatory``, Lago's word for Rails'
+  ``blank``. A blank id (empty, or only whitespace) counts as absent;
+- a timestamp before ``EARLIEST_TIMESTAMP`` (2000-01-01T00:00:00Z) or more than
+  ``EventRules.max_future_seconds`` after it was received (a day by default, setting
+  ``GATEWAY_EVENT_MAX_FUTURE_SECONDS``): ``value_is_out_of_range``; a negative or unreadable
+  one: ``invalid_format``. Milliseconds sent as seconds land thousands of years ahead;
+- for a metric of the catalog that aggregates a property (``EventRules.metrics``): the
+  property missing (``value_is_mandatory``), not a number where sum, max, latest and
+  weighted sum add or compare numbers (``value_is_not_valid_number``: a finite JSON number,
+  or a string in Lago's own numeric shape ``-?[0-9]+(.[0-9]+)?``), below zero unless the
+  metric says ``allow_negative`` (``value_is_out_of_range``).
+
+The size of the whole event is checked by ``UsageIngest`` on the payload Lago receives.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
 
 MAX_ID_LENGTH = 255
+EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
+DEFAULT_MAX_FUTURE_SECONDS = 86_400.0
 _SCALARS = (str, int, float)
+# Lago's test for a numeric property (its events' post-validation); ASCII digits only.
+_NUMERIC_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 Errors = dict[str, list[str]]
+
+
+class MetricRule(NamedTuple):
+    """What an event of one metric must carry: ``field_name`` present, numeric if
+    ``numeric``, and not below zero unless ``allow_negative``."""
+
+    field_name: str
+    numeric: bool
+    allow_negative: bool = False
+
+
+class EventRules(NamedTuple):
+    """Checks beyond the shape: metric rules by code, and how far ahead a timestamp may be."""
+
+    metrics: Mapping[str, MetricRule] = {}
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS
+
+
+NO_RULES = EventRules()
 
 
 class ParsedEvent(NamedTuple):
@@ -38,6 +82,10 @@ class ParsedEvent(NamedTuple):
     def payload(self) -> str:
         """The exact JSON Lago receives on every attempt (no nulls: spec-valid)."""
         return orjson.dumps(self.body()).decode()
+
+    def payload_bytes(self) -> bytes:
+        """``payload()`` encoded (UTF-8), as it is measured against the size limit."""
+        return orjson.dumps(self.body())
 
     def body(self) -> dict[str, Any]:
         """The event as Lago receives it, before serialisation."""
@@ -74,42 +122,70 @@ def _format_seconds(value: float) -> int | str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def normalise_timestamp(value: Any) -> int | str | None:
-    """Unix seconds (number or numeric string) or RFC 3339 → what Lago receives; None if invalid."""
+def _seconds(value: Any) -> int | float | None:
+    """Unix seconds from a number, a numeric string or RFC 3339 text; None if unreadable,
+    or a negative number."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return _format_seconds(value) if math.isfinite(value) and value >= 0 else None
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        pass
+    if isinstance(value, int | float):
+        number: int | float = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return _rfc3339(text)  # a date before 1970 is readable, and out of range
     else:
-        return _format_seconds(number) if math.isfinite(number) and number >= 0 else None
+        return None
+    if (isinstance(number, float) and not math.isfinite(number)) or number < 0:
+        return None
+    return number
+
+
+def _rfc3339(text: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        seconds = parsed.timestamp()
+    except (ValueError, OverflowError):
         return None
     if parsed.tzinfo is None or "T" not in text.upper():
         return None
-    return _format_seconds(round(parsed.timestamp(), 6))
+    return round(seconds, 6)
+
+
+def _timestamp(value: Any, latest: float, errors: Errors) -> int | str | None:
+    """A given timestamp as Lago receives it, if readable and within the accepted range."""
+    seconds = _seconds(value)
+    if seconds is None:
+        errors["timestamp"] = ["invalid_format"]
+        return None
+    if not EARLIEST_TIMESTAMP <= seconds <= latest:
+        errors["timestamp"] = ["value_is_out_of_range"]
+        return None
+    return seconds if isinstance(seconds, int) else _format_seconds(seconds)
 
 
 def _identifier(raw: dict[str, Any], name: str, errors: Errors) -> str | None:
+    """The id as given; None when absent or blank (the caller decides if that is an error)."""
     value = raw.get(name)
-    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and "\x00" not in value
+        and not value.isspace()
+    ):
         return value  # the common case, first: this runs for every event
-    if value is None or value == "":
+    if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+        return str(value)
     if not isinstance(value, str):
         errors[name] = ["invalid_type"]
+        return None
+    if not value.strip():
+        return None
+    if "\x00" in value:
+        errors[name] = ["value_is_invalid"]
         return None
     if len(value) > MAX_ID_LENGTH:
         errors[name] = ["value_is_too_long"]
@@ -125,31 +201,65 @@ def _properties(raw: Any, errors: Errors) -> dict[str, str | int | float] | None
         return None
     for key, value in raw.items():
         kind = type(value)
-        if kind is str or kind is int or (kind is float and math.isfinite(value)):
+        if "\x00" in key:
+            errors["properties"] = ["value_is_invalid"]  # a key with NUL cannot be named back
+        elif isinstance(value, str):
+            if "\x00" in value:
+                errors[f"properties.{key}"] = ["value_is_invalid"]
+        elif kind is int or (kind is float and math.isfinite(value)):
             continue  # exact types: bool (an int subclass) and NaN/inf fall through
-        ok = isinstance(value, _SCALARS) and not isinstance(value, bool)
-        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        elif (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             errors[f"properties.{key}"] = ["invalid_value"]
     return raw
+
+
+def _aggregated(rule: MetricRule, properties: dict[str, Any] | None, errors: Errors) -> None:
+    """The property the metric aggregates: present, and a number where it must be one."""
+    name = f"properties.{rule.field_name}"
+    value = None if properties is None else properties.get(rule.field_name)
+    if name in errors:
+        return
+    if value is None:
+        errors[name] = ["value_is_mandatory"]
+        return
+    if not rule.numeric:
+        return
+    kind = type(value)
+    if kind is int or kind is float:
+        number: float = value
+    elif kind is str and _NUMERIC_TEXT.fullmatch(value):
+        number = float(value)
+    else:
+        errors[name] = ["value_is_not_valid_number"]
+        return
+    if number < 0 and not rule.allow_negative:
+        errors[name] = ["value_is_out_of_range"]
 
 
 def _amount(raw: Any, errors: Errors) -> str | None:
     if raw is None:
         return None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    if isinstance(raw, float) and math.isfinite(raw):
         return str(raw)
     if isinstance(raw, str):
         try:
-            float(raw)
+            number = float(raw)
         except ValueError:
             pass
         else:
-            return raw
+            if math.isfinite(number):
+                return raw
     errors["precise_total_amount_cents"] = ["invalid_value"]
     return None
 
 
-def parse_event(raw: Any, received_at: float) -> ParsedEvent | Errors:
+def parse_event(raw: Any, received_at: float, rules: EventRules = NO_RULES) -> ParsedEvent | Errors:
     """One event, or Lago-style errors naming each bad field."""
     if not isinstance(raw, dict):
         return {"event": ["invalid_type"]}
@@ -160,28 +270,26 @@ def parse_event(raw: Any, received_at: float) -> ParsedEvent | Errors:
     customer = _identifier(raw, "external_customer_id", errors)
     for name, value in (("transaction_id", transaction_id), ("code", code)):
         if value is None and name not in errors:
-            errors[name] = ["value_is_missing"]
+            errors[name] = ["value_is_mandatory"]
     if (
         subscription is None
         and customer is None
-        and not errors.keys()
-        & {
-            "external_subscription_id",
-            "external_customer_id",
-        }
+        and not errors.keys() & {"external_subscription_id", "external_customer_id"}
     ):
-        errors["external_subscription_id"] = ["value_is_missing"]
+        errors["external_subscription_id"] = ["value_is_mandatory"]
     raw_timestamp = raw.get("timestamp")
     given = raw_timestamp is not None
-    if type(raw_timestamp) is int and raw_timestamp >= 0:
+    latest = received_at + rules.max_future_seconds
+    if type(raw_timestamp) is int and EARLIEST_TIMESTAMP <= raw_timestamp <= latest:
         timestamp: int | str | None = raw_timestamp
     elif given:
-        timestamp = normalise_timestamp(raw_timestamp)
+        timestamp = _timestamp(raw_timestamp, latest, errors)
     else:
         timestamp = _format_seconds(round(received_at, 3))
-    if timestamp is None:
-        errors["timestamp"] = ["invalid_format"]
     properties = _properties(raw.get("properties"), errors)
+    rule = rules.metrics.get(code) if code is not None and rules.metrics else None
+    if rule is not None and "properties" not in errors:
+        _aggregated(rule, properties, errors)
     amount = _amount(raw.get("precise_total_amount_cents"), errors)
     if errors:
         return errors

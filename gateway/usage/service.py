@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import math
@@ -18,8 +19,16 @@ from gateway.errors import UpstreamUnavailable, ValidationFailed
 from gateway.integrations.lago.client import LagoError
 from gateway.usage import metrics
 from gateway.usage.lookups import Known, LagoLookups
-from gateway.usage.outbox import OutboxRow, OutboxWriter
-from gateway.usage.parsing import Errors, ParsedEvent, parse_event
+from gateway.usage.outbox import OutboxRow, OutboxWriter, RowsRefused
+from gateway.usage.parsing import (
+    DEFAULT_MAX_FUTURE_SECONDS,
+    Errors,
+    EventRules,
+    ParsedEvent,
+    parse_event,
+)
+
+DEFAULT_EVENT_MAX_BYTES = 8192
 
 LAGO_ID_NAMESPACE = uuid.UUID("6f1c1d52-3a57-4f5e-9a55-0d1e35a1b7a1")
 
@@ -69,10 +78,20 @@ def lago_shape(payload: dict[str, Any], created_at: str) -> dict[str, Any]:
 class UsageIngest:
     """Validates events and stores them in the outbox; Lago is only consulted through caches."""
 
-    def __init__(self, writer: OutboxWriter, lookups: LagoLookups, batch_max: int) -> None:
+    def __init__(
+        self,
+        writer: OutboxWriter,
+        lookups: LagoLookups,
+        batch_max: int,
+        *,
+        event_max_bytes: int = DEFAULT_EVENT_MAX_BYTES,
+        max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+    ) -> None:
         self._writer = writer
         self._lookups = lookups
         self.batch_max = batch_max
+        self._event_max_bytes = event_max_bytes
+        self._max_future_seconds = max_future_seconds
 
     async def accept(
         self, raw_events: Sequence[Any], *, actor: str, batch: bool
@@ -85,15 +104,25 @@ class UsageIngest:
             "target": None,
         }
         try:
-            events, needs_check = await self._validate(raw_events, received_at, batch)
+            events, needs_check, payloads = await self._validate(raw_events, received_at, batch)
         except ValidationFailed:
             metrics.EVENTS_REJECTED.inc(len(raw_events))
             await self._writer.submit([], actor, _rejected(audit, len(raw_events)))
             raise
-        rows, unique = _rows(events, needs_check)
+        rows, unique = _rows(events, needs_check, payloads)
         audit["target"] = rows[0].transaction_id if len(rows) == 1 else None
         audit["target_ids"] = [row.transaction_id for row in rows]
-        stored = await self._writer.submit(rows, actor, _audit_fields(audit))
+        try:
+            stored = await self._writer.submit(rows, actor, _audit_fields(audit))
+        except RowsRefused as exc:
+            # The database refused this request's own data (its group's others committed);
+            # the rejection is audited without the ids, which may be what it refused.
+            metrics.EVENTS_REJECTED.inc(len(raw_events))
+            rejected = _rejected({**audit, "target": None, "target_ids": None}, len(raw_events))
+            with contextlib.suppress(RowsRefused):
+                await self._writer.submit([], actor, rejected)
+            root = "events" if batch else "event"
+            raise ValidationFailed(details={root: ["value_is_invalid"]}) from exc
         if not stored.accepted:
             metrics.EVENTS_REJECTED.inc(len(raw_events))
             clash = {"transaction_id": ["value_already_exist"]}
@@ -115,15 +144,16 @@ class UsageIngest:
 
     async def _validate(
         self, raw_events: Sequence[Any], received_at: float, batch: bool
-    ) -> tuple[list[ParsedEvent], set[int]]:
+    ) -> tuple[list[ParsedEvent], set[int], list[str]]:
         if batch and not raw_events:
             raise ValidationFailed(details={"events": ["no_events"]})
         if len(raw_events) > self.batch_max:
             raise ValidationFailed(details={"events": ["too_many_events"]})
         errors: dict[int, Errors] = {}
         parsed: list[ParsedEvent] = []
+        rules = EventRules(self._lookups.metric_rules, self._max_future_seconds)
         for index, raw in enumerate(raw_events):
-            result = parse_event(raw, received_at)
+            result = parse_event(raw, received_at, rules)
             if isinstance(result, dict):
                 errors[index] = result
             else:
@@ -133,9 +163,10 @@ class UsageIngest:
         parsed = await self._resolve_customers(parsed, errors)
         needs_check = await self._check_known(parsed, errors)
         _check_repeats(parsed, errors)
+        payloads = _payloads(parsed, self._event_max_bytes, errors)
         if errors:
             raise _failed(errors, batch)
-        return parsed, needs_check
+        return parsed, needs_check, payloads
 
     async def _resolve_customers(
         self, events: list[ParsedEvent], errors: dict[int, Errors]
@@ -199,7 +230,20 @@ def _check_repeats(events: list[ParsedEvent], errors: dict[int, Errors]) -> None
             errors.setdefault(index, {})["transaction_id"] = ["value_already_exist"]
 
 
-def _rows(events: list[ParsedEvent], needs_check: set[int]) -> tuple[list[OutboxRow], list[int]]:
+def _payloads(events: list[ParsedEvent], max_bytes: int, errors: dict[int, Errors]) -> list[str]:
+    """Each event's payload, as Lago will receive it; an event over ``max_bytes`` is refused."""
+    payloads: list[str] = []
+    for index, e in enumerate(events):
+        data = e.payload_bytes()
+        if len(data) > max_bytes:
+            errors.setdefault(index, {})["event"] = ["value_is_too_long"]
+        payloads.append(data.decode())
+    return payloads
+
+
+def _rows(
+    events: list[ParsedEvent], needs_check: set[int], payloads: list[str]
+) -> tuple[list[OutboxRow], list[int]]:
     """One row per distinct key, and for each row the index of the event it came from."""
     rows: list[OutboxRow] = []
     origin: list[int] = []
@@ -215,7 +259,7 @@ def _rows(events: list[ParsedEvent], needs_check: set[int]) -> tuple[list[Outbox
                 e.external_subscription_id,
                 e.transaction_id,
                 e.code,
-                e.payload(),
+                payloads[index],
                 e.fingerprint(),
                 index in needs_check,
             )

@@ -6,10 +6,11 @@ import httpx
 import pytest
 
 from gateway.catalog.exporter import catalog_from_lago, render
-from gateway.catalog.loader import parse_catalog
+from gateway.catalog.loader import CatalogError, parse_catalog
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import ApplyFailed, apply_catalog, fetch_lago_catalog
+from gateway.catalog.service import ApplyFailed, apply_catalog, fetch_lago_catalog, metric_rules
 from gateway.integrations.lago.client import LagoClient
+from gateway.usage.parsing import MetricRule
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
 from tests.catalog.conftest import LAGO_KEY
@@ -222,3 +223,53 @@ async def test_a_lago_refusal_stops_the_run_and_says_what_went_through(
     assert emulator.plans["premium_monthly"]["amount_cents"] == 2999
     applied, _ = await _apply(lago, parse_catalog(edited))
     assert applied == 1
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Lago as the emulator answers it, every request body kept."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.bodies: list[bytes] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(await request.aread())
+        return await self.inner.handle_async_request(request)
+
+
+async def test_allow_negative_stays_in_the_gateway_and_is_never_sent_to_lago(
+    lago: LagoClient, emulator: EmulatorState, catalog_text: str
+) -> None:
+    text = catalog_text.replace(
+        "    field_name: seconds\n", "    field_name: seconds\n    allow_negative: true\n", 1
+    )
+    catalog = parse_catalog(text)
+    assert metric_rules(catalog)["video_generation"] == MetricRule("seconds", True, True)
+    recording = RecordingTransport(
+        httpx.ASGITransport(app=create_emulator(emulator, api_key=LAGO_KEY, validate=True))
+    )
+    watched = LagoClient("http://lago.test", LAGO_KEY, transport=recording)
+
+    applied, _ = await _apply(watched, catalog)
+    again, lines = await _apply(watched, catalog)
+    await watched.aclose()
+
+    assert applied == 12 and again == 0, lines
+    assert recording.bodies and not any(b"allow_negative" in body for body in recording.bodies)
+    assert "allow_negative" not in emulator.billable_metrics["video_generation"]
+    exported = catalog_from_lago(await fetch_lago_catalog(lago), catalog)
+    video = next(m for m in exported["billable_metrics"] if m["code"] == "video_generation")
+    assert video["allow_negative"] is True
+    assert (
+        parse_catalog(render(exported, "the emulator")).billable_metrics == catalog.billable_metrics
+    )
+
+
+def test_allow_negative_is_refused_on_a_metric_that_adds_no_numbers(catalog_text: str) -> None:
+    text = catalog_text.replace(
+        "    aggregation_type: count_agg\n",
+        "    aggregation_type: count_agg\n    allow_negative: true\n",
+        1,
+    )
+    with pytest.raises(CatalogError, match="allow_negative has no meaning with count_agg"):
+        parse_catalog(text)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
+from gateway.catalog.service import apply_catalog
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.usage.servers import METRIC, seed_through
@@ -16,8 +20,10 @@ from tests.usage.servers import METRIC, seed_through
 
 @pytest.fixture
 async def gw(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
-    """A gateway with a small batch limit and body limit, Lago seeded with sub_1 and sub_2."""
-    settings = make_settings(database_url, batch_max_events=5, body_max_bytes=4096)
+    """A gateway with small batch, body and event limits, Lago seeded with sub_1 and sub_2."""
+    settings = make_settings(
+        database_url, batch_max_events=5, body_max_bytes=4096, event_max_bytes=1024
+    )
     gateway, manager = await start_gateway(settings, emulator)
     try:
         await seed_through(gateway.runtime.lago, ["sub_1", "sub_2"])
@@ -122,7 +128,10 @@ async def test_rfc3339_and_numeric_string_timestamps_are_normalised_to_unix_seco
     assert (await _stored(gw, "tx_ts"))["event"]["timestamp"] == stored
 
 
-@pytest.mark.parametrize("given", ["yesterday", "2025-09-01", "2025-09-01T00:00:00", -5, True])
+@pytest.mark.parametrize(
+    "given",
+    ["yesterday", "2025-09-01", "2025-09-01T00:00:00", -5, "-1.5", -0.5, "NaN", "Infinity", True],
+)
 async def test_unreadable_timestamps_are_refused_with_invalid_format(
     gw: Gateway, given: Any
 ) -> None:
@@ -160,9 +169,9 @@ async def test_missing_identifiers_are_named_like_lago_names_them(gw: Gateway) -
     response = await _post(gw, {"properties": {}})
     assert response.status_code == 422
     assert response.json()["error_details"] == {
-        "transaction_id": ["value_is_missing"],
-        "code": ["value_is_missing"],
-        "external_subscription_id": ["value_is_missing"],
+        "transaction_id": ["value_is_mandatory"],
+        "code": ["value_is_mandatory"],
+        "external_subscription_id": ["value_is_mandatory"],
     }
 
 
@@ -229,7 +238,7 @@ async def test_identical_repeats_in_a_batch_are_fine_but_a_changed_repeat_is_ref
     changed = await _post_batch(gw, [_event("r3"), _event("r3", properties={"q": "hd"})])
     assert changed.status_code == 422
     assert changed.json()["error_details"] == {"1": {"transaction_id": ["value_already_exist"]}}
-    stored_clash = await _post_batch(gw, [_event("r4"), _event("r1", timestamp=1)])
+    stored_clash = await _post_batch(gw, [_event("r4"), _event("r1", timestamp=1756684801)])
     assert stored_clash.json()["error_details"] == {
         "1": {"transaction_id": ["value_already_exist"]}
     }
@@ -249,3 +258,209 @@ async def test_the_same_transaction_id_on_another_subscription_is_another_event(
     )
     assert one.json()["event"]["external_subscription_id"] == "sub_2"
     assert one.json()["event"]["status"] == "pending"
+
+
+_NUL_CASES = [
+    ({"transaction_id": "tx\x00"}, {"transaction_id": ["value_is_invalid"]}),
+    ({"code": "photo_generation\x00"}, {"code": ["value_is_invalid"]}),
+    ({"external_subscription_id": "sub_1\x00"}, {"external_subscription_id": ["value_is_invalid"]}),
+    (
+        {"external_subscription_id": None, "external_customer_id": "cust_sub_1\x00"},
+        {"external_customer_id": ["value_is_invalid"]},
+    ),
+    ({"properties": {"quality": "hd\x00"}}, {"properties.quality": ["value_is_invalid"]}),
+    ({"properties": {"qual\x00ity": "hd"}}, {"properties": ["value_is_invalid"]}),
+]
+
+
+@pytest.mark.parametrize(("fields", "errors"), _NUL_CASES)
+async def test_a_nul_character_is_refused_with_value_is_invalid_wherever_it_is(
+    gw: Gateway, fields: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    single = await _post(gw, _event("tx_nul", **fields))
+    assert single.status_code == 422
+    assert single.json()["error_details"] == errors
+    batch = await _post_batch(gw, [_event("tx_ok"), _event("tx_nul", **fields)])
+    assert batch.status_code == 422
+    assert batch.json()["error_details"] == {"1": errors}
+    assert await _count(gw) == 0
+
+
+async def test_a_nul_in_one_request_leaves_concurrent_valid_requests_alone(gw: Gateway) -> None:
+    events = [_event(f"tx_{i}") for i in range(4)] + [_event("tx_\x00")]
+    answers = await asyncio.gather(*(_post(gw, event) for event in events))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 422]
+    assert await _count(gw) == 4
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+@pytest.mark.parametrize("field", ["transaction_id", "code", "external_subscription_id"])
+async def test_a_blank_identifier_is_refused_with_value_is_mandatory(
+    gw: Gateway, field: str, blank: str
+) -> None:
+    response = await _post(gw, _event("tx_blank", **{field: blank}))
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {field: ["value_is_mandatory"]}
+    batch = await _post_batch(gw, [_event("tx_ok"), _event("tx_blank", **{field: blank})])
+    assert batch.json()["error_details"] == {"1": {field: ["value_is_mandatory"]}}
+    assert await _count(gw) == 0
+
+
+async def test_a_blank_customer_id_names_no_subscription(gw: Gateway) -> None:
+    alone = _event("tx_blank", external_subscription_id=None, external_customer_id="  ")
+    response = await _post(gw, alone)
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"external_subscription_id": ["value_is_mandatory"]}
+    # Beside a subscription it is not needed (and never sent): it counts as absent.
+    beside = await _post(gw, _event("tx_blank", external_customer_id=" "))
+    assert beside.status_code == 200, beside.text
+
+
+_DAY = 86_400
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        1e300,
+        "1e300",
+        1756684800000,  # milliseconds sent as seconds
+        946684799,
+        "1999-12-31T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "two days ahead",
+    ],
+)
+async def test_a_timestamp_outside_the_accepted_range_is_refused_with_value_is_out_of_range(
+    gw: Gateway, given: Any
+) -> None:
+    if given == "two days ahead":
+        given = int(time.time()) + 2 * _DAY
+    response = await _post(gw, _event("tx_far", timestamp=given))
+    assert response.status_code == 422, response.text
+    assert response.json()["error_details"] == {"timestamp": ["value_is_out_of_range"]}
+    batch = await _post_batch(gw, [_event("tx_ok"), _event("tx_far", timestamp=given)])
+    assert batch.json()["error_details"] == {"1": {"timestamp": ["value_is_out_of_range"]}}
+    assert await _count(gw) == 0
+
+
+async def test_timestamps_from_2000_to_a_day_ahead_are_accepted(gw: Gateway) -> None:
+    soon = time.time() + _DAY - 60
+    for index, given in enumerate([946684800, "2000-01-01T00:00:00Z", int(soon), str(soon)]):
+        response = await _post(gw, _event(f"tx_edge_{index}", timestamp=given))
+        assert response.status_code == 200, (given, response.text)
+
+
+async def test_an_event_over_the_size_limit_is_refused_with_value_is_too_long(
+    gw: Gateway,
+) -> None:
+    """The limit (1024 bytes here) is on the payload Lago would receive, in UTF-8 bytes."""
+    fits = await _post(gw, _event("tx_fits", properties={"pad": "x" * 800}))
+    assert fits.status_code == 200, fits.text
+    for pad in ("x" * 1000, "é" * 500):  # 500 characters, 1000 bytes
+        big = await _post(gw, _event("tx_big", properties={"pad": pad}))
+        assert big.status_code == 422
+        assert big.json()["error_details"] == {"event": ["value_is_too_long"]}
+    batch = await _post_batch(
+        gw, [_event("tx_ok"), _event("tx_big", properties={"pad": "é" * 500})]
+    )
+    assert batch.json()["error_details"] == {"1": {"event": ["value_is_too_long"]}}
+    assert await _count(gw) == 1
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-inf", "12abc"])
+async def test_a_precise_amount_must_be_a_finite_number(gw: Gateway, amount: str) -> None:
+    response = await _post(gw, _event("tx_amount", precise_total_amount_cents=amount))
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"precise_total_amount_cents": ["invalid_value"]}
+
+
+_METERED_CATALOG = """
+version: 1
+billable_metrics:
+  - {code: seconds, name: Seconds, aggregation_type: sum_agg, field_name: seconds}
+  - {code: credits, name: Credits, aggregation_type: sum_agg, field_name: amount,
+     allow_negative: true}
+  - {code: peak_gpus, name: Peak GPUs, aggregation_type: max_agg, field_name: gpus}
+  - {code: level, name: Level, aggregation_type: latest_agg, field_name: level}
+  - {code: storage, name: Storage, aggregation_type: weighted_sum_agg, field_name: gb,
+     weighted_interval: seconds}
+  - {code: users, name: Users, aggregation_type: unique_count_agg, field_name: user_id}
+  - {code: calls, name: Calls, aggregation_type: count_agg}
+  - {code: tokens, name: Tokens, aggregation_type: sum_agg, field_name: total,
+     expression: "event.properties.input + event.properties.output"}
+"""
+
+
+@pytest.fixture
+async def metered(
+    database_url: str, emulator: EmulatorState, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    """A gateway whose catalog has one metric of each aggregation, all of them in Lago."""
+    path = tmp_path / "catalog.yaml"
+    path.write_text(_METERED_CATALOG, encoding="utf-8")
+    settings = make_settings(database_url, catalog_path=str(path))
+    gateway, manager = await start_gateway(settings, emulator)
+    try:
+        await seed_through(gateway.runtime.lago, ["sub_1"])
+        assert gateway.runtime.catalog is not None
+        await apply_catalog(gateway.runtime.lago, gateway.runtime.catalog)
+        yield gateway
+    finally:
+        await gateway.client.aclose()
+        await manager.__aexit__(None, None, None)
+    assert emulator.contract_violations == []
+
+
+_NOT_A_NUMBER = ["value_is_not_valid_number"]
+_BELOW_ZERO = ["value_is_out_of_range"]
+_MISSING = ["value_is_mandatory"]
+
+
+@pytest.mark.parametrize(
+    ("code", "properties", "error"),
+    [
+        ("seconds", {"seconds": 12}, None),
+        ("seconds", {"seconds": 12.5}, None),
+        ("seconds", {"seconds": "12.5"}, None),  # Lago casts numeric strings
+        ("seconds", {"seconds": 0}, None),
+        ("seconds", {"seconds": "abc"}, _NOT_A_NUMBER),
+        ("seconds", {"seconds": "1e3"}, _NOT_A_NUMBER),  # not Lago's numeric shape
+        ("seconds", {"seconds": " 12"}, _NOT_A_NUMBER),
+        ("seconds", {"seconds": "NaN"}, _NOT_A_NUMBER),
+        ("seconds", {"seconds": "١٢"}, _NOT_A_NUMBER),  # digits, but not ASCII ones
+        ("seconds", {"other": 1}, _MISSING),
+        ("seconds", None, _MISSING),
+        ("seconds", {"seconds": -1}, _BELOW_ZERO),
+        ("seconds", {"seconds": "-0.5"}, _BELOW_ZERO),
+        ("seconds", {"seconds": True}, ["invalid_value"]),
+        ("credits", {"amount": -5}, None),
+        ("credits", {"amount": "-2.5"}, None),
+        ("credits", {"amount": "-x"}, _NOT_A_NUMBER),
+        ("peak_gpus", {"gpus": "eight"}, _NOT_A_NUMBER),
+        ("peak_gpus", {"gpus": -8}, _BELOW_ZERO),
+        ("level", {"level": -1.5}, _BELOW_ZERO),
+        ("level", {}, _MISSING),
+        ("storage", {"gb": "lots"}, _NOT_A_NUMBER),
+        ("users", {"user_id": "u_1"}, None),  # unique count: any value, but one
+        ("users", {}, _MISSING),
+        ("calls", None, None),  # a count needs no property
+        ("tokens", {"input": 3, "output": 4}, None),  # computed by Lago's expression
+    ],
+)
+async def test_the_property_a_metric_aggregates_must_be_there_and_numeric_where_it_adds_up(
+    metered: Gateway, code: str, properties: dict[str, Any] | None, error: list[str] | None
+) -> None:
+    event = _event("tx_m", code=code, properties=properties)
+    response = await _post(metered, event)
+    batch = await _post_batch(metered, [_event("tx_other", code="calls"), event])
+    if error is None:
+        assert response.status_code == 200, response.text
+        assert batch.status_code == 200, batch.text
+        return
+    field = metered.runtime.lookups.metric_rules[code].field_name
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {f"properties.{field}": error}
+    assert batch.json()["error_details"] == {"1": {f"properties.{field}": error}}
+    assert await _count(metered) == 0
