@@ -7,9 +7,9 @@ from datetime import datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .clock import iso, next_period_date, parse_iso
+from .clock import iso, parse_iso
 from .customers import get_customer
-from .errors import NotFound
+from .errors import MethodNotAllowed, NotFound
 from .http import ok, state_of
 from .pricing import aggregate, charge_amount, to_cents, units_text
 from .state import EmulatorState, Record
@@ -75,7 +75,8 @@ def subscription_usage(state: EmulatorState, subscription: Record) -> Record:
     return {
         "from_datetime": iso(period[0]),
         "to_datetime": iso(period[1]),
-        "issuing_date": next_period_date(period[1]).isoformat(),
+        # Lago's date_service.next_end_of_period: the period's last day.
+        "issuing_date": period[1].date().isoformat(),
         "lago_invoice_id": None,
         "currency": currency,
         "amount_cents": amount,
@@ -97,11 +98,15 @@ def customer_usage_cents(state: EmulatorState, external_customer_id: str) -> int
 
 
 async def current(request: Request) -> Response:
-    """GET /customers/{external_customer_id}/current_usage?external_subscription_id=."""
+    """GET /customers/{external_customer_id}/current_usage?external_subscription_id=.
+
+    As Lago's Invoices::CustomerUsageService.with_external_ids: an unknown customer is 404
+    ``customer_not_found``; a subscription that is not one of its active ones is 405
+    ``no_active_subscription``."""
     state = state_of(request)
     customer = get_customer(state, request.path_params["external_customer_id"])
     subscription_id = request.query_params.get("external_subscription_id", "")
     subscription = state.subscription(subscription_id)
     if subscription is None or subscription["external_customer_id"] != customer["external_id"]:
-        raise NotFound("subscription")
+        raise MethodNotAllowed("no_active_subscription")
     return ok({"customer_usage": subscription_usage(state, subscription)})

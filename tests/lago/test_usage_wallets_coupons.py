@@ -76,14 +76,17 @@ async def test_usage_ignores_other_subscriptions_and_old_periods(
     assert usage["customer_usage"]["amount_cents"] == 0
 
 
-async def test_usage_of_unknown_subscription_is_404(lago: httpx.AsyncClient) -> None:
+async def test_usage_of_unknown_subscription_is_405_no_active_subscription(
+    lago: httpx.AsyncClient,
+) -> None:
     await lago.post("/customers", json={"customer": {"external_id": "acme"}})
 
     response = await lago.get(
         "/customers/acme/current_usage", params={"external_subscription_id": "nope"}
     )
 
-    assert response.json()["code"] == "subscription_not_found"
+    assert response.status_code == 405
+    assert response.json()["code"] == "no_active_subscription"
 
 
 async def create_wallet(lago: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
