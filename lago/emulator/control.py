@@ -29,7 +29,8 @@ async def stats(request: Request) -> Response:
 
 
 async def faults(request: Request) -> Response:
-    """POST /_emulator/faults: set fault fields (``outage_seconds`` starts an outage)."""
+    """POST /_emulator/faults: set fault fields; ``outage_seconds`` (with ``outage_kind``
+    and ``outage_status``) starts an outage."""
     state = state_of(request)
     settings = await read_json(request)
     if not isinstance(settings, dict):
