@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,9 +17,11 @@ from gateway.db import Database, DirectConnection
 from gateway.usage.outbox import (
     OutboxRow,
     OutboxWriter,
+    RowsRefused,
     Stored,
     _is_transient,
     _Request,
+    _row_caused,
     _store_new_pg,
 )
 
@@ -144,3 +147,123 @@ def _pg_error(cls: type[psycopg.Error]) -> psycopg.Error:
 )
 def test_which_failures_get_another_try(error: Exception, transient: bool) -> None:
     assert _is_transient(error) is transient
+
+
+def _culprit(kind: str) -> OutboxRow:
+    """A row validation would never let through, for tests that bypass it."""
+    if kind == "nul":
+        return _row("s1", "bad\x00tx")  # PostgreSQL's text refuses NUL; SQLite keeps it
+    return _row("s1", "bad")._replace(payload=None)  # type: ignore[arg-type]  # NOT NULL
+
+
+def _watch_groups(monkeypatch: pytest.MonkeyPatch, writer: OutboxWriter) -> list[int]:
+    """The size of every group the writer tries to store, in order."""
+    sizes: list[int] = []
+    store = writer._store
+
+    async def watched(group: list[_Request], *args: Any) -> list[Stored]:
+        sizes.append(len(group))
+        return await store(group, *args)
+
+    monkeypatch.setattr(writer, "_store", watched)
+    return sizes
+
+
+async def _outcomes(writer: OutboxWriter, requests: list[list[OutboxRow]]) -> list[str]:
+    answers = await asyncio.gather(
+        *(_submit(writer, rows) for rows in requests), return_exceptions=True
+    )
+    outcomes = []
+    for answer in answers:
+        if isinstance(answer, RowsRefused):
+            outcomes.append("refused")
+        elif isinstance(answer, Stored):
+            outcomes.append("stored" if answer.accepted else "clash")
+        else:
+            raise AssertionError(f"unexpected {answer!r}")
+    return outcomes
+
+
+@pytest.mark.parametrize("kind", ["nul", "null_payload"])
+async def test_a_row_the_database_refuses_fails_only_its_own_request(
+    writer: OutboxWriter,
+    database: Database,
+    backend: str,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The group (one statement, one transaction) fails; split, every other request commits."""
+    sizes = _watch_groups(monkeypatch, writer)
+    valid = [[_row("s1", f"ok{i}")] for i in range(4)]
+    requests = [*valid[:2], [_row("s2", "with_culprit"), _culprit(kind)], *valid[2:]]
+
+    outcomes = await _outcomes(writer, requests)
+
+    refused = kind == "null_payload" or backend == "postgres"
+    assert outcomes == ["stored", "stored", "refused" if refused else "stored", "stored", "stored"]
+    assert sizes[0] == 5  # written as one group first
+    stored = set(await _stored(database))
+    assert {("s1", f"ok{i}") for i in range(4)} <= stored
+    assert (("s2", "with_culprit") in stored) is not refused  # the request is all-or-nothing
+    assert await _count(database, "audit_entries") == (4 if refused else 5)
+
+
+async def test_the_split_finds_each_culprit_and_keeps_every_other_request(
+    writer: OutboxWriter, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _watch_groups(monkeypatch, writer)
+    requests = [[_row("s1", f"ok{i}")] for i in range(9)]
+    requests[2] = [_culprit("null_payload")._replace(transaction_id="bad2")]
+    requests[7] = [_culprit("null_payload")._replace(transaction_id="bad7")]
+
+    outcomes = await _outcomes(writer, requests)
+
+    assert [i for i, outcome in enumerate(outcomes) if outcome == "refused"] == [2, 7]
+    assert outcomes.count("stored") == 7
+    assert len(await _stored(database)) == 7
+    assert sizes[0] == 9 and len(sizes) < 2 * 9  # halves, not one request at a time
+    # The writer is healthy afterwards: the next group is written whole.
+    sizes.clear()
+    assert await _outcomes(writer, [[_row("s3", "after")], [_row("s3", "after2")]]) == [
+        "stored",
+        "stored",
+    ]
+    assert sizes == [2]
+
+
+async def test_a_failure_no_row_can_cause_fails_the_group_without_splitting(
+    writer: OutboxWriter, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    async def broken(group: list[_Request], *args: Any) -> list[Stored]:
+        calls.append(len(group))
+        raise psycopg.errors.UndefinedTable("usage_events")
+
+    monkeypatch.setattr(writer, "_store", broken)
+    answers = await asyncio.gather(
+        *(_submit(writer, [_row("s1", f"t{i}")]) for i in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(a, psycopg.errors.UndefinedTable) for a in answers)
+    assert calls == [4]
+
+
+@pytest.mark.parametrize(
+    ("error", "row_caused"),
+    [
+        (_pg_error(psycopg.errors.UntranslatableCharacter), True),  # NUL in text/jsonb
+        (_pg_error(psycopg.errors.StringDataRightTruncation), True),
+        (_pg_error(psycopg.errors.NumericValueOutOfRange), True),
+        (_pg_error(psycopg.errors.NotNullViolation), True),
+        (_pg_error(psycopg.errors.CheckViolation), True),
+        (DBAPIError("INSERT", {}, _pg_error(psycopg.errors.UntranslatableCharacter)), True),
+        (DBAPIError("INSERT", {}, sqlite3.IntegrityError("NOT NULL constraint failed")), True),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), True),
+        (_pg_error(psycopg.errors.UndefinedTable), False),
+        (_pg_error(psycopg.errors.DiskFull), False),
+        (_pg_error(psycopg.errors.DeadlockDetected), False),
+        (DBAPIError("INSERT", {}, sqlite3.OperationalError("disk I/O error")), False),
+    ],
+)
+def test_which_failures_one_request_can_cause(error: Exception, row_caused: bool) -> None:
+    assert _row_caused(error) is row_caused

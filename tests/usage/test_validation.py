@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from gateway.catalog.service import apply_catalog
+from gateway.usage.parsing import EventRules, ParsedEvent, parse_event
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.usage.servers import METRIC, seed_through
@@ -291,6 +292,37 @@ async def test_a_nul_in_one_request_leaves_concurrent_valid_requests_alone(gw: G
     answers = await asyncio.gather(*(_post(gw, event) for event in events))
     assert [a.status_code for a in answers] == [200, 200, 200, 200, 422]
     assert await _count(gw) == 4
+
+
+async def test_a_row_the_database_refuses_past_validation_is_a_422_for_its_request_alone(
+    gw: Gateway, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation bypassed (NUL let through): PostgreSQL refuses the row inside a group
+    commit; only the request that carried it fails, as a 422, and the rejection is audited."""
+
+    def lenient(raw: dict[str, Any], received_at: float, rules: EventRules) -> Any:
+        tx = raw["transaction_id"]
+        parsed = parse_event({**raw, "transaction_id": tx.replace("\x00", "")}, received_at, rules)
+        return parsed._replace(transaction_id=tx) if isinstance(parsed, ParsedEvent) else parsed
+
+    monkeypatch.setattr("gateway.usage.service.parse_event", lenient)
+    events = [_event(f"tx_{i}") for i in range(4)] + [_event("tx_\x00")]
+    answers = await asyncio.gather(*(_post(gw, event) for event in events))
+    batch = await _post_batch(gw, [_event("tx_b"), _event("tx_b\x00")])
+
+    if backend == "sqlite":  # SQLite keeps NUL in text: nothing to refuse
+        assert [a.status_code for a in [*answers, batch]] == [200] * 6
+        return
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 422]
+    assert answers[4].json()["error_details"] == {"event": ["value_is_invalid"]}
+    assert batch.status_code == 422
+    assert batch.json()["error_details"] == {"events": ["value_is_invalid"]}
+    assert await _count(gw) == 4
+    async with gw.runtime.database.engine.connect() as conn:
+        outcomes = await conn.execute(
+            text("SELECT outcome, count(*) FROM audit_entries GROUP BY outcome")
+        )
+        assert dict(outcomes.all()) == {"accepted": 4, "rejected": 2}
 
 
 @pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
