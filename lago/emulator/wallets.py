@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 from .clock import iso, new_id
-from .customers import get_customer
 from .errors import NotFound, ValidationFailed, missing
 from .invoicing import announce, create_invoice
 from .outbox import emit
@@ -89,8 +88,22 @@ def _new_wallet(state: EmulatorState, customer: Record, params: dict[str, Any]) 
     return wallet
 
 
+MAXIMUM_WALLETS_PER_CUSTOMER = 6
+
+
 def _check_new(state: EmulatorState, params: dict[str, Any]) -> Record:
-    customer = get_customer(state, str(params.get("external_customer_id") or ""))
+    """Lago's Wallets::ValidateService: an unknown customer is a 422 on ``customer``
+    (``customer_not_found``), as is a seventh wallet (``wallet_limit_reached``)."""
+    customer = state.customers.get(str(params.get("external_customer_id") or ""))
+    if customer is None:
+        raise ValidationFailed({"customer": ["customer_not_found"]})
+    active = [
+        w
+        for w in state.wallets.values()
+        if w["external_customer_id"] == customer["external_id"] and w["status"] == "active"
+    ]
+    if len(active) >= MAXIMUM_WALLETS_PER_CUSTOMER:
+        raise ValidationFailed({"customer": ["wallet_limit_reached"]})
     for name in ("rate_amount", "currency"):
         if not params.get(name):
             raise missing(name)
