@@ -114,7 +114,13 @@ def timestamp_ms(value: Any, received_ms: int) -> int:
     shows it; ``received_ms`` when absent, false or dropped by ``permit``."""
     if value is None or value is False or isinstance(value, dict | list):
         return received_ms
-    seconds = Decimal(value) if type(value) is int else _strict_decimal(text(value) or "")
+    if type(value) is int:
+        seconds = Decimal(value)
+    elif type(value) is float:
+        # Float#to_s then BigDecimal: the same exact decimal as Python's shortest repr.
+        seconds = Decimal(repr(value))
+    else:
+        seconds = _strict_decimal(text(value) or "")
     if not _MIN_S <= seconds < _MAX_S:
         # Postgres refuses years past 294276 with a 500; this formatter stops at 9999.
         raise InternalError
