@@ -12,6 +12,8 @@ from starlette.types import Message, Receive, Scope, Send
 from .faults import ConnectionFault, Fault
 
 SERVER_SEND = "lago_emulator.server_send"
+# Marks the proxy's own answers, which Lago's contract does not describe.
+PROXY_SERVER = (b"server", b"nginx")
 # nginx's wording where it differs from the RFC's.
 _TITLES = {503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
 
@@ -30,7 +32,7 @@ async def answer_page(send: Send, status: int) -> None:
     """Send nginx's error page: HTML, no ``Retry-After``."""
     body = page(status)
     headers = [
-        (b"server", b"nginx"),
+        PROXY_SERVER,
         (b"content-type", b"text/html"),
         (b"content-length", str(len(body)).encode()),
     ]

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .contract import ContractViolation, Spec, validate_request, validate_response
 from .guard import route_path
+from .proxy import PROXY_SERVER
 
 # Injected faults (429, 5xx) are not Lago responses, and the spec does not describe them.
 _UNCHECKED_STATUSES = frozenset({429, 500, 503, 504})
@@ -77,6 +78,8 @@ class ContractRecorder:
         method, path, query, _ = _parts(scope)
         raw_headers = started.get("headers") or []
         assert isinstance(raw_headers, list)
+        if PROXY_SERVER in raw_headers:
+            return  # a proxy in front of Lago answered (a fault), not Lago
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
         try:
             validate_response(method, path, status, headers, body, query=query, spec=self.spec)

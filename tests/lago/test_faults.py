@@ -400,3 +400,18 @@ async def test_clear_ends_every_new_fault(state: EmulatorState) -> None:
 
     assert state.faults.draw() is Fault.NONE
     assert (state.faults.max_body_bytes, state.faults.outage_kind) == (0, "lago")
+
+
+async def test_proxy_answers_are_not_counted_as_contract_violations(
+    state: EmulatorState, require_spec: None
+) -> None:
+    app = create_app(state, api_key="test-lago-key", validate=True)
+    async with faulty_client(app) as client:
+        state.faults.outage(30, kind="proxy", status=502)
+        proxied = await client.post("/events", json=EVENT)
+        state.faults.clear()
+        state.faults.max_body_bytes = 10
+        too_large = await client.post("/events", json=EVENT)
+
+    assert (proxied.status_code, too_large.status_code) == (502, 413)
+    assert state.contract_violations == []
