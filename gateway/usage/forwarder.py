@@ -172,10 +172,12 @@ class Forwarder:
     async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:
         checked, dead = await _recheck(self.runtime.lookups, claimed)
         if checked is None:
+            # Lago cannot tell: it is unwell as a whole; the events stay due.
             reason = "Lago unreachable for checks"
+            self.health.failed(reason)
             ids = [c.id for c in dead]
-            outcome = _Outcome(retries=[_Retry(ids, time.time() + 1.0, reason, tried=False)])
-            outcome.audit = _retry_audit(len(ids), None, reason, 1.0, 0.0)
+            outcome = _Outcome(retries=[_Retry(ids, time.time(), reason, tried=False)])
+            outcome.audit = _retry_audit(len(ids), None, reason, 0.0, 0.0)
             return [outcome]
         batches = pack(checked, self.batch_size, self.batch_bytes)
         outcomes = list(await asyncio.gather(*(self._send(batch) for batch in batches)))
