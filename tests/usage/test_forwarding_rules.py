@@ -17,6 +17,7 @@ from gateway.usage import forwarder as forwarder_module
 from gateway.usage.forwarder import STRIKES_TO_DEAD, Forwarder
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
+from lago.emulator import events as lago_events
 from tests.conftest import LAGO_KEY, Gateway, make_settings, start_gateway
 from tests.usage.servers import METRIC, seed_through
 
@@ -253,14 +254,10 @@ async def test_an_answer_naming_no_event_is_split_until_the_culprit_stands_alone
 
 
 async def test_lagos_too_many_events_splits_the_batch_and_loses_nothing(
-    gw: Gateway, wire: Interposed
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Lago run with LAGO_EVENTS_BATCH_MAX_LENGTH below the gateway's batch size."""
-
-    def limit(request: httpx.Request, body: bytes) -> httpx.Response | None:
-        return _lago_422({"events": ["too_many_events"]}) if body.count(b'"code"') > 30 else None
-
-    wire.hook = limit
+    monkeypatch.setattr(lago_events, "MAX_LENGTH", 30)
     await _accept(gw, [_event(f"m-{i}") for i in range(100)])
     await _forward_all(Forwarder(gw.runtime))
     assert set((await _statuses(gw)).values()) == {"forwarded"}
@@ -304,15 +301,25 @@ async def test_requests_are_cut_under_the_byte_limit_so_a_proxy_never_refuses_th
     database_url: str, emulator: EmulatorState, wire: Interposed
 ) -> None:
     limit = 4096
-
-    def proxy(request: httpx.Request, body: bytes) -> httpx.Response | None:
-        return _answer(413, b"<html>413</html>") if len(body) > limit else None
-
-    wire.hook = proxy
+    emulator.faults.max_body_bytes = limit  # the proxy in front of Lago: 413 above it
     async for gw in _gateway(database_url, emulator, wire, forward_batch_max_bytes=limit):
         padding = "x" * 400
         await _accept(gw, [_event(f"b-{i}", properties={"note": padding}) for i in range(60)])
         await _forward_all(Forwarder(gw.runtime))
         assert set((await _statuses(gw)).values()) == {"forwarded"}
+        assert emulator.faults_injected["body_too_large"] == 0
         assert all(len(orjson.dumps({"events": b})) <= limit for b in wire.batches)
         assert len(wire.batches) >= 60 * 450 // limit
+
+
+async def test_an_event_too_large_for_the_proxy_alone_is_dead_and_its_mates_delivered(
+    gw: Gateway, wire: Interposed
+) -> None:
+    gw.emulator.faults.max_body_bytes = 4096
+    await _accept(gw, [_event(f"s-{i}") for i in range(40)])
+    await _insert_raw(gw, "huge-1", _event("huge-1", properties={"note": "x" * 6000}))
+    await _forward_all(Forwarder(gw.runtime))
+    statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
+    assert statuses.pop("huge-1") == "dead"
+    assert set(statuses.values()) == {"forwarded"} and len(gw.emulator.events) == 40
+    assert (await _last_errors(gw))["huge-1"] == "Lago answered 413"
