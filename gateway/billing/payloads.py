@@ -48,7 +48,7 @@ def without_nulls(value: Any) -> Any:
 
 
 def check(model: type[LagoInput], params: dict[str, Any]) -> None:
-    """Raise 422 naming each wrong field (``value_is_missing``/``value_is_invalid``), Lago-style."""
+    """Raise 422 naming each wrong field (``value_is_mandatory``/``value_is_invalid``), Lago-style."""
     try:
         model.model_validate(params)
     except ValidationError as exc:
@@ -59,7 +59,7 @@ def lago_details(exc: ValidationError) -> dict[str, list[str]]:
     details: dict[str, list[str]] = {}
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "body"
-        reason = "value_is_missing" if error["type"] in MISSING_TYPES else "value_is_invalid"
+        reason = "value_is_mandatory" if error["type"] in MISSING_TYPES else "value_is_invalid"
         if reason not in details.setdefault(field, []):
             details[field].append(reason)
     return details
@@ -78,7 +78,7 @@ def required_query(params: list[tuple[str, str]], name: str) -> str:
     """The non-empty value of query parameter ``name``, or 422 naming it."""
     value = next((v for k, v in params if k == name and v), None)
     if value is None:
-        raise ValidationFailed(details={name: ["value_is_missing"]})
+        raise ValidationFailed(details={name: ["value_is_mandatory"]})
     return value
 
 

@@ -132,4 +132,4 @@ async def test_the_sdk_raises_its_usual_error_with_lagos_code(
     with pytest.raises(LagoApiError) as missing:
         await call(client.customers.create, Customer(external_id=""))
     assert missing.value.status_code == 422
-    assert missing.value.response["error_details"] == {"external_id": ["value_is_missing"]}
+    assert missing.value.response["error_details"] == {"external_id": ["value_is_mandatory"]}

@@ -53,10 +53,10 @@ async def test_wallet_checks_name_the_missing_field(gateway: Gateway) -> None:
         "external_customer_id": "acme", "rate_amount": "abc"}}, headers=writer)
     assert missing.status_code == 422
     assert missing.json()["error_details"] == {
-        "currency": ["value_is_missing"], "rate_amount": ["value_is_invalid"]}
+        "currency": ["value_is_mandatory"], "rate_amount": ["value_is_invalid"]}
     no_wallet = await gateway.client.post("/api/v1/wallet_transactions", json={
         "wallet_transaction": {"paid_credits": "1"}}, headers=writer)
-    assert no_wallet.json()["error_details"] == {"wallet_id": ["value_is_missing"]}
+    assert no_wallet.json()["error_details"] == {"wallet_id": ["value_is_mandatory"]}
     malformed = await gateway.client.post("/api/v1/wallet_transactions", json={
         "wallet_transaction": {"wallet_id": "nope", "paid_credits": "1"}}, headers=writer)
     assert malformed.json()["error_details"] == {"wallet_id": ["value_is_invalid"]}
@@ -68,7 +68,7 @@ async def test_wallet_checks_name_the_missing_field(gateway: Gateway) -> None:
     assert unknown.json()["code"] == "wallet_not_found"
     unscoped = await gateway.client.get("/api/v1/wallets", headers=reader)
     assert unscoped.status_code == 422
-    assert unscoped.json()["error_details"] == {"external_customer_id": ["value_is_missing"]}
+    assert unscoped.json()["error_details"] == {"external_customer_id": ["value_is_mandatory"]}
     assert gateway.emulator.wallets == {}
 
 

@@ -174,7 +174,7 @@ async def test_a_missing_external_id_is_422_naming_it_before_any_upstream_call(
     headers = await linked.headers("billing:write")
     response = await linked.client.post("/api/v1/customers", json={"customer": {}}, headers=headers)
     assert response.status_code == 422
-    assert response.json()["error_details"] == {"external_id": ["value_is_missing"]}
+    assert response.json()["error_details"] == {"external_id": ["value_is_mandatory"]}
     wrong = await linked.client.post(
         "/api/v1/customers", json={"customer": {"external_id": "x", "email": 5}}, headers=headers
     )

@@ -109,9 +109,9 @@ async def test_missing_fields_are_named_before_lago_is_called(gateway: Gateway) 
         "/api/v1/subscriptions", json={"subscription": {"plan_code": None}}, headers=writer)
     assert response.status_code == 422
     assert response.json()["error_details"] == {
-        "external_customer_id": ["value_is_missing"],
-        "plan_code": ["value_is_missing"],
-        "external_id": ["value_is_missing"],
+        "external_customer_id": ["value_is_mandatory"],
+        "plan_code": ["value_is_mandatory"],
+        "external_id": ["value_is_mandatory"],
     }
     assert gateway.emulator.requests_by_status == {}
     assert outcomes(await audit_rows(gateway)) == [("subscriptions.create", "rejected", None, 422)]
