@@ -201,26 +201,32 @@ def _properties(raw: Any, errors: Errors) -> dict[str, str | int | float] | None
         return None
     for key, value in raw.items():
         kind = type(value)
-        if "\x00" in key:
-            errors["properties"] = ["value_is_invalid"]  # a key with NUL cannot be named back
-        elif isinstance(value, str):
+        if kind is str:
             if "\x00" in value:
                 errors[f"properties.{key}"] = ["value_is_invalid"]
         elif kind is int or (kind is float and math.isfinite(value)):
-            continue  # exact types: bool (an int subclass) and NaN/inf fall through
+            pass  # exact types: bool (an int subclass) and NaN/inf fall through
+        elif isinstance(value, str):
+            if "\x00" in value:
+                errors[f"properties.{key}"] = ["value_is_invalid"]
         elif (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
         ):
             errors[f"properties.{key}"] = ["invalid_value"]
+        if "\x00" in key:
+            errors["properties"] = ["value_is_invalid"]  # a key with NUL cannot be named back
     return raw
 
 
 def _aggregated(rule: MetricRule, properties: dict[str, Any] | None, errors: Errors) -> None:
     """The property the metric aggregates: present, and a number where it must be one."""
-    name = f"properties.{rule.field_name}"
     value = None if properties is None else properties.get(rule.field_name)
+    kind = type(value)
+    if isinstance(value, int | float) and value >= 0:
+        return  # the common case, first (NaN and inf are already refused as properties)
+    name = f"properties.{rule.field_name}"
     if name in errors:
         return
     if value is None:
@@ -228,7 +234,6 @@ def _aggregated(rule: MetricRule, properties: dict[str, Any] | None, errors: Err
         return
     if not rule.numeric:
         return
-    kind = type(value)
     if kind is int or kind is float:
         number: float = value
     elif kind is str and _NUMERIC_TEXT.fullmatch(value):
@@ -277,9 +282,10 @@ def parse_event(raw: Any, received_at: float, rules: EventRules = NO_RULES) -> P
         and not errors.keys() & {"external_subscription_id", "external_customer_id"}
     ):
         errors["external_subscription_id"] = ["value_is_mandatory"]
+    metrics, max_future_seconds = rules
     raw_timestamp = raw.get("timestamp")
     given = raw_timestamp is not None
-    latest = received_at + rules.max_future_seconds
+    latest = received_at + max_future_seconds
     if type(raw_timestamp) is int and EARLIEST_TIMESTAMP <= raw_timestamp <= latest:
         timestamp: int | str | None = raw_timestamp
     elif given:
@@ -287,7 +293,7 @@ def parse_event(raw: Any, received_at: float, rules: EventRules = NO_RULES) -> P
     else:
         timestamp = _format_seconds(round(received_at, 3))
     properties = _properties(raw.get("properties"), errors)
-    rule = rules.metrics.get(code) if code is not None and rules.metrics else None
+    rule = metrics.get(code) if metrics and code is not None else None
     if rule is not None and "properties" not in errors:
         _aggregated(rule, properties, errors)
     amount = _amount(raw.get("precise_total_amount_cents"), errors)
