@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import iso, new_id
-from .errors import MethodNotAllowed, NotFound, ValidationFailed, missing
+from .errors import MethodNotAllowed, NotFound, ValidationFailed, invalid
 from .http import ok, paginate, read_root, state_of
 from .invoices import get_invoice
 from .outbox import emit
 from .state import EmulatorState, Record
 
+REFUND_STATUSES = ("pending", "succeeded", "failed")  # CreditNote::REFUND_STATUS
 REASONS = (
     "duplicated_charge",
     "product_unsatisfactory",
@@ -24,16 +25,35 @@ REASONS = (
 )
 
 
-def _items(invoice: Record, params: dict[str, Any]) -> list[Record]:
+def _credited(state: EmulatorState, fee_id: str) -> int:
+    return sum(
+        item["amount_cents"]
+        for note in state.credit_notes.values()
+        for item in note["items"]
+        if item["fee"]["lago_id"] == fee_id
+    )
+
+
+def _items(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> list[Record]:
+    """CreditNotes::CreateService#create_items and ValidateItemService: items must be a list,
+    each of a fee of the invoice (404 ``fee_not_found``) and within what is left of it."""
+    raw = params.get("items")
+    if not isinstance(raw, list):
+        raise ValidationFailed({"items": ["must_be_an_array"]})
     fees = {fee["lago_id"]: fee for fee in invoice["fees"]}
     items = []
-    for item in params.get("items") or []:
-        fee = fees.get(str(item.get("fee_id")))
+    for item in raw:
+        fee = fees.get(str(item.get("fee_id"))) if isinstance(item, dict) else None
         if fee is None:
             raise NotFound("fee")
         amount = int(item.get("amount_cents") or 0)
-        if amount > fee["amount_cents"]:
-            raise ValidationFailed({"amount_cents": ["higher_than_remaining_fee_amount"]})
+        errors = []
+        if amount < 0:
+            errors.append("invalid_value")
+        if amount > fee["amount_cents"] - _credited(state, fee["lago_id"]):
+            errors.append("higher_than_remaining_fee_amount")
+        if errors:
+            raise ValidationFailed({"amount_cents": errors})
         items.append(
             {
                 "lago_id": new_id(),
@@ -42,27 +62,56 @@ def _items(invoice: Record, params: dict[str, Any]) -> list[Record]:
                 "fee": fee,
             }
         )
-    if not items:
-        raise missing("items")
     return items
 
 
-def _amounts(invoice: Record, params: dict[str, Any], total: int) -> tuple[int, int, int]:
+def _earlier(state: EmulatorState, invoice: Record, key: str) -> int:
+    return sum(
+        n[key] for n in state.credit_notes.values() if n["lago_invoice_id"] == invoice["lago_id"]
+    )
+
+
+def _amounts(
+    state: EmulatorState, invoice: Record, params: dict[str, Any], items_total: int
+) -> tuple[int, int, int]:
+    """CreditNotes::ValidateService: every failed check is reported, in its order."""
     credit, refund, offset = (
         int(params.get(k) or 0)
         for k in ("credit_amount_cents", "refund_amount_cents", "offset_amount_cents")
     )
-    if credit + refund + offset != total:
-        raise ValidationFailed({"base": ["does_not_match_item_amounts"]})
-    if refund > invoice["total_paid_amount_cents"]:
-        raise ValidationFailed({"refund_amount_cents": ["higher_than_remaining_invoice_amount"]})
+    total = credit + refund + offset
+    credited = _earlier(state, invoice, "credit_amount_cents")
+    offsetted = _earlier(state, invoice, "offset_amount_cents")
+    creditable = invoice["fees_amount_cents"] - credited - offsetted
+    paid = invoice["total_paid_amount_cents"]
+    errors: dict[str, list[str]] = {}
+    if abs(total - items_total) > 1:
+        errors.setdefault("base", []).append("does_not_match_item_amounts")
+    refunded = _earlier(state, invoice, "refund_amount_cents")
+    if refund and paid <= 0:
+        errors["refund_amount_cents"] = ["cannot_refund_unpaid_invoice"]
+    elif refund and refund > paid - refunded:
+        errors["refund_amount_cents"] = ["higher_than_remaining_invoice_amount"]
+    if credit - creditable > 1:
+        errors["credit_amount_cents"] = ["higher_than_remaining_invoice_amount"]
+    if offset and offset > min(invoice["total_amount_cents"] - paid - offsetted, creditable):
+        errors["offset_amount_cents"] = ["higher_than_remaining_invoice_amount"]
+    remaining = invoice["fees_amount_cents"] - credited - refunded - offsetted
+    if total - remaining > 1:
+        errors.setdefault("base", []).append("higher_than_remaining_invoice_amount")
+    if total <= 0:
+        errors.setdefault("base", []).append("total_amount_must_be_positive")
+    if errors:
+        raise ValidationFailed(errors)
     return credit, refund, offset
 
 
 def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Record:
-    items = _items(invoice, params)
-    total = sum(item["amount_cents"] for item in items)
-    credit, refund, offset = _amounts(invoice, params, total)
+    items = _items(state, invoice, params)
+    credit, refund, offset = _amounts(
+        state, invoice, params, sum(item["amount_cents"] for item in items)
+    )
+    total = credit + refund + offset
     sequence = state.next_sequence("credit_note")
     now = state.now()
     return {
@@ -73,7 +122,7 @@ def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Re
         "lago_invoice_id": invoice["lago_id"],
         "invoice_number": invoice["number"],
         "issuing_date": now.date().isoformat(),
-        "credit_status": "available" if credit else None,
+        "credit_status": "available",
         "refund_status": "pending" if refund else None,
         "reason": params.get("reason") if params.get("reason") in REASONS else "other",
         "description": params.get("description"),
@@ -98,13 +147,22 @@ def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Re
 
 
 def create_credit_note(state: EmulatorState, params: dict[str, Any]) -> Record:
-    """A credit note on a finalized invoice; amounts must add up to its items."""
+    """A credit note on a finalized (or voided) invoice; amounts must add up to its items.
+    Lago also takes drafts, making draft credit notes; the emulator has none (405)."""
     invoice = get_invoice(state, str(params.get("invoice_id")))
-    if invoice["status"] != "finalized":
+    if invoice["status"] not in ("finalized", "voided"):
         raise MethodNotAllowed("invalid_type_or_status")
     note = _record(state, invoice, params)
     state.credit_notes[note["lago_id"]] = note
     emit(state, "credit_note.created", "credit_note", note)
+    return note
+
+
+def get_credit_note(state: EmulatorState, lago_id: str) -> Record:
+    """The credit note, or 404 ``credit_note_not_found``."""
+    note = state.credit_notes.get(lago_id)
+    if note is None:
+        raise NotFound("credit_note")
     return note
 
 
@@ -114,21 +172,39 @@ async def create(request: Request) -> Response:
     return ok({"credit_note": create_credit_note(state_of(request), params)})
 
 
+_FILTERS = ("currency", "reason", "credit_status", "refund_status", "invoice_number")
+
+
 async def index(request: Request) -> Response:
-    """GET /credit_notes?external_customer_id=."""
+    """GET /credit_notes with CreditNotesQuery's exact-match filters; newest first."""
     state = state_of(request)
-    customer_id = request.query_params.get("external_customer_id")
+    query = request.query_params
+    customer_id = query.get("external_customer_id")
     found = [
         n
-        for n in state.credit_notes.values()
-        if customer_id is None or n["customer"]["external_id"] == customer_id
+        for n in reversed(state.credit_notes.values())
+        if (customer_id is None or n["customer"]["external_id"] == customer_id)
+        and all(query.get(f) in (None, n[f]) for f in _FILTERS)
     ]
     return paginate(request, "credit_notes", found)
 
 
 async def show(request: Request) -> Response:
     """GET /credit_notes/{lago_id}."""
-    note = state_of(request).credit_notes.get(request.path_params["lago_id"])
-    if note is None:
-        raise NotFound("credit_note")
+    note = get_credit_note(state_of(request), request.path_params["lago_id"])
+    return ok({"credit_note": note})
+
+
+async def update(request: Request) -> Response:
+    """PUT /credit_notes/{lago_id}: ``refund_status`` (CreditNotesController#update and
+    CreditNotes::UpdateService); an unknown status is 422 ``value_is_invalid``."""
+    state = state_of(request)
+    note = get_credit_note(state, request.path_params["lago_id"])
+    params = await read_root(request, "credit_note")
+    if "refund_status" in params:
+        status = params["refund_status"]
+        if status is not None and status not in REFUND_STATUSES:
+            raise invalid("refund_status")
+        if status != note["refund_status"]:
+            note.update(refund_status=status, updated_at=iso(state.now()))
     return ok({"credit_note": note})

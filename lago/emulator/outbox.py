@@ -51,8 +51,9 @@ def sign(state: EmulatorState, algorithm: str, body: bytes) -> str:
 
 
 def _wants(endpoint: Record, webhook_type: str) -> bool:
+    """Webhooks::BaseService: ``null`` event types is every type, ``[]`` is none."""
     types = endpoint.get("event_types")
-    return not types or webhook_type in types
+    return types is None or webhook_type in types
 
 
 def emit(state: EmulatorState, webhook_type: str, object_type: str, obj: Record) -> None:

@@ -213,7 +213,10 @@ async def test_endpoint_registry_limits(lago: httpx.AsyncClient, state: Emulator
     deleted = await lago.delete(f"/webhook_endpoints/{endpoint_id}")
 
     assert eleventh.status_code == 422
-    assert duplicate.json()["error_details"] == {"webhook_url": ["value_already_exist"]}
+    assert duplicate.json()["error_details"] == {
+        "webhook_url": ["value_already_exist"],
+        "base": ["exceeded_limit"],
+    }
     assert listed.json()["meta"]["total_count"] == 10
     assert deleted.status_code == 200
     assert len(state.webhook_endpoints) == 9
