@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -249,13 +250,37 @@ async def transactions_of(
 async def apply_promo_code(
     lago: LagoClient, *, external_customer_id: str, code: str
 ) -> dict[str, Any]:
-    """Apply the coupon ``code``; Lago's refusals become clear 4xx errors."""
+    """Apply the coupon ``code``; Lago's refusals become clear 4xx errors.
+
+    Lago applies a coupon past its ``expiration_at`` until its hourly job terminates it
+    (``AppliedCoupons::CreateService`` checks ``coupon.active?`` only), so the coupon is read
+    first and an expired one refused here.
+    """
+    try:
+        coupon = (await lago.call("GET", f"/coupons/{quote(code, safe='')}")).get("coupon") or {}
+    except LagoError as exc:
+        raise promo_error(exc, code) from exc
+    if _expired(coupon):
+        raise ValidationFailed(
+            f"promo code {code!r} expired",
+            code="promo_code_expired",
+            details={"coupon": ["coupon_is_expired"]},
+        )
     body = {"applied_coupon": {"external_customer_id": external_customer_id, "coupon_code": code}}
     try:
         answer = await lago.call("POST", "/applied_coupons", json=body)
     except LagoError as exc:
         raise promo_error(exc, code) from exc
     return {"applied_coupon": answer.get("applied_coupon")}
+
+
+def _expired(coupon: dict[str, Any]) -> bool:
+    if coupon.get("terminated_at"):
+        return True
+    expires = coupon.get("expiration_at")
+    if coupon.get("expiration") != "time_limit" or not expires:
+        return False
+    return datetime.fromisoformat(str(expires).replace("Z", "+00:00")) <= datetime.now(UTC)
 
 
 def promo_error(exc: LagoError, code: str) -> GatewayError:
@@ -268,6 +293,4 @@ def promo_error(exc: LagoError, code: str) -> GatewayError:
         return NotFound(f"no promo code {code!r} (unknown or expired)", code="promo_code_not_found")
     if exc.status == 422 and "coupon_is_not_reusable" in reasons:
         return ValidationFailed(code="promo_code_already_applied", details=details)
-    if exc.status == 422 and reasons & {"coupon_is_terminated", "coupon_expired", "expired"}:
-        return ValidationFailed(code="promo_code_expired", details=details)
     return from_lago(exc)

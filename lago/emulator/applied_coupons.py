@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import iso, new_id
-from .coupons import get_coupon, is_usable
+from .coupons import get_coupon
 from .customers import get_customer
 from .errors import NotFound, ValidationFailed
 from .http import ok, paginate, read_root, state_of
@@ -26,11 +26,14 @@ _OVERRIDES = (
 
 
 def apply_coupon(state: EmulatorState, params: dict[str, Any]) -> Record:
-    """Apply a coupon: 404 for an unknown customer or coupon, 422 if unusable or not reusable."""
+    """Apply a coupon: 404 for an unknown customer or a coupon that is not active, 422 if not
+    reusable (``AppliedCoupons::CreateService#check_preconditions`` in lago-api). A coupon
+    past its ``expiration_at`` stays active, and applicable, until Lago's hourly
+    ``Clock::TerminateCouponsJob`` terminates it (``coupons.terminate_expired``)."""
     customer = get_customer(state, str(params.get("external_customer_id") or ""))
     coupon = get_coupon(state, str(params.get("coupon_code") or ""))
-    if not is_usable(state, coupon):
-        raise ValidationFailed({"coupon": ["coupon_is_terminated"]})
+    if coupon.get("terminated_at"):
+        raise NotFound("coupon")
     already = any(
         a["lago_coupon_id"] == coupon["lago_id"]
         and a["external_customer_id"] == customer["external_id"]

@@ -90,12 +90,19 @@ def create_coupon(state: EmulatorState, params: dict[str, Any]) -> Record:
     return coupon
 
 
-def is_usable(state: EmulatorState, coupon: Record) -> bool:
-    """Not terminated and not past its ``expiration_at``."""
-    if coupon.get("terminated_at"):
-        return False
-    expires = coupon.get("expiration_at")
-    return coupon["expiration"] != "time_limit" or not expires or parse_iso(expires) > state.now()
+def terminate_expired(state: EmulatorState) -> list[str]:
+    """Lago's hourly ``Clock::TerminateCouponsJob`` (``Coupons::TerminateService
+    .terminate_all_expired``): time-limited coupons past ``expiration_at`` are terminated.
+    Returns their codes."""
+    now = state.now()
+    ended = []
+    for coupon in state.coupons.values():
+        expires = coupon.get("expiration_at")
+        limited = coupon["expiration"] == "time_limit" and not coupon.get("terminated_at")
+        if limited and expires and parse_iso(expires) <= now:
+            coupon["terminated_at"] = iso(now)
+            ended.append(coupon["code"])
+    return ended
 
 
 def get_coupon(state: EmulatorState, code: str) -> Record:

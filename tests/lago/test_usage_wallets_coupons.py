@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lago.emulator import EmulatorState
+from lago.emulator import EmulatorState, coupons
 
 pytestmark = pytest.mark.asyncio
 
@@ -232,7 +232,11 @@ def apply(code: str) -> dict[str, Any]:
     return {"applied_coupon": {"external_customer_id": "acme", "coupon_code": code}}
 
 
-async def test_coupon_application_and_refusals(lago: httpx.AsyncClient) -> None:
+async def test_coupon_application_and_refusals(
+    lago: httpx.AsyncClient, state: EmulatorState
+) -> None:
+    """``AppliedCoupons::CreateService#check_preconditions``: 404 unless the coupon is active;
+    a coupon past ``expiration_at`` is active until ``Clock::TerminateCouponsJob`` runs."""
     await lago.post("/customers", json={"customer": {"external_id": "acme"}})
     await lago.post("/coupons", json=coupon("welcome"))
     await lago.post(
@@ -243,14 +247,21 @@ async def test_coupon_application_and_refusals(lago: httpx.AsyncClient) -> None:
     applied = await lago.post("/applied_coupons", json=apply("welcome"))
     again = await lago.post("/applied_coupons", json=apply("welcome"))
     unknown = await lago.post("/applied_coupons", json=apply("nope"))
-    expired = await lago.post("/applied_coupons", json=apply("old"))
+    expired_but_active = await lago.post("/applied_coupons", json=apply("old"))
+    await lago.post("/customers", json={"customer": {"external_id": "acme-2"}})
+    assert coupons.terminate_expired(state) == ["old"]
+    second = apply("old")
+    second["applied_coupon"]["external_customer_id"] = "acme-2"
+    terminated = await lago.post("/applied_coupons", json=second)
 
     assert applied.json()["applied_coupon"]["amount_cents_remaining"] == 500
     assert again.status_code == 422
     assert again.json()["error_details"] == {"coupon": ["coupon_is_not_reusable"]}
     assert unknown.status_code == 404
     assert unknown.json()["code"] == "coupon_not_found"
-    assert expired.status_code == 422
+    assert expired_but_active.status_code == 200
+    assert terminated.status_code == 404
+    assert terminated.json()["code"] == "coupon_not_found"
 
 
 async def test_removed_coupon_is_terminated(lago: httpx.AsyncClient) -> None:

@@ -75,3 +75,15 @@ async def test_an_expired_promo_code_is_422(shop: Gateway) -> None:
 
     assert status == 422
     assert body["code"] == "promo_code_expired"
+    assert shop.emulator.applied_coupons == {}  # Lago would still have applied it
+
+
+async def test_a_terminated_promo_code_is_422_expired(shop: Gateway) -> None:
+    await subscribe(shop, "erin", "basic_monthly")
+    shop.emulator.coupons["LAUNCH15"]["terminated_at"] = "2020-01-01T00:00:00Z"
+
+    status, body = await _apply(shop, "erin", "LAUNCH15")
+
+    assert status == 422
+    assert body["code"] == "promo_code_expired"
+    assert shop.emulator.applied_coupons == {}
