@@ -3,7 +3,7 @@ process, no added latency) with ``gateway worker``; beside it, in the same run, 
 alternative: a loop of ``lago-python-client`` ``client.events.create(...)`` calls, one per
 event, against the same emulator (2,000 events, the rate extrapolated).
 
-    /work/venv/bin/python -m tests.bench.bench_forward [--events 200000] [--concurrency 4]
+    .venv/bin/python -m tests.bench.bench_forward [--events 200000] [--concurrency 4]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ durable PostgreSQL, load from wrk; beside it, in the same run, a plain multi-row
 ``INSERT … ON CONFLICT DO NOTHING`` of the same rows (psycopg, 100 rows a statement,
 one commit each, same concurrency) into the same table.
 
-    /work/venv/bin/python -m tests.bench.bench_ingest_batch [--workers 1,2] [--seconds 10]
+    .venv/bin/python -m tests.bench.bench_ingest_batch [--workers 1,2] [--seconds 10]
 
 The gateway runs ``serve --no-worker``: this figure is acceptance; forwarding is figure 3.
 """

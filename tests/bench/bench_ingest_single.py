@@ -3,7 +3,7 @@ durable PostgreSQL, load from wrk (latency distribution with ``--latency``); bes
 same run, a bare FastAPI endpoint that validates the same body and stores nothing
 (``tests/bench/bare_app.py``), served the same way.
 
-    /work/venv/bin/python -m tests.bench.bench_ingest_single [--workers 1,2] [--seconds 10]
+    .venv/bin/python -m tests.bench.bench_ingest_single [--workers 1,2] [--seconds 10]
 
 The gateway runs ``serve --no-worker``: this figure is acceptance; forwarding is figure 3.
 """

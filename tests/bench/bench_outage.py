@@ -81,37 +81,67 @@ class Recovery:
     rate: float
 
 
-def pending_up_to(url: str, last_id: int) -> int:
-    return int(
-        support.scalar(
-            url,
-            "SELECT count(*) FROM usage_events WHERE status = 'pending' AND id <= %s",
-            last_id,
-        )
-    )
+class Backlog:
+    """The events due at Lago's return that are still pending, read cheaply (one kept
+    connection, the outbox's own due index), so measuring steals no CPU from the drain."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url, autocommit=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def count(self, due_by: float) -> int:
+        found = self._one("SELECT count(*)", due_by)
+        return found if isinstance(found, int) else 0
+
+    def left(self, due_by: float) -> bool:
+        return self._one("SELECT 1", due_by, " LIMIT 1") is not None
+
+    def _one(self, select: str, due_by: float, tail: str = "") -> object:
+        row = self._conn.execute(
+            f"{select} FROM usage_events WHERE status = 'pending' AND next_attempt_at <= %s{tail}",
+            (due_by,),
+        ).fetchone()
+        return None if row is None else row[0]
 
 
-def outage_run(url: str, emulator: support.Emulator, seconds: float) -> Recovery:
-    """One outage while ingest goes on; the recovery measured from Lago's return."""
+def outage_run(
+    url: str, emulator: support.Emulator, seconds: float, roots: dict[str, int]
+) -> Recovery:
+    """One outage while ingest goes on; the recovery measured from Lago's return.
+
+    The backlog is what was due when Lago came back: events accepted during the outage keep
+    their place (``next_attempt_at`` is their acceptance, or the failed attempt), and events
+    accepted after the return are due later.
+    """
     say(f"outage of {seconds:.0f} s (a proxy's 503, no Retry-After) ...")
     emulator.faults(outage_seconds=seconds, outage_kind="proxy", outage_status=503)
     back_at = time.monotonic() + seconds
     time.sleep(max(0.0, back_at - time.monotonic()))
-    last_id = int(support.scalar(url, "SELECT coalesce(max(id), 0) FROM usage_events"))
-    returned = time.monotonic()
-    backlog = pending_up_to(url, last_id)
-    forwarded_before = int(
-        support.scalar(url, "SELECT count(*) FROM usage_events WHERE status = 'forwarded'")
-    )
-    while pending_up_to(url, last_id):
-        if time.monotonic() - returned > 600:
-            raise SystemExit("the backlog was not drained within 600 s of Lago's return")
-        time.sleep(0.05)
+    returned, due_by = time.monotonic(), time.time()
+    backlog = Backlog(url)
+    size = backlog.count(due_by)
+    stored_before = int(emulator.stats()["events_stored"])
+    meter = support.CpuMeter(**roots)
+    timeline: list[int] = []
+    next_sample = returned + 1.0
+    with meter:
+        while backlog.left(due_by):
+            if time.monotonic() - returned > 600:
+                raise SystemExit("the backlog was not drained within 600 s of Lago's return")
+            if time.monotonic() >= next_sample:
+                timeline.append(int(emulator.stats()["events_stored"]) - stored_before)
+                next_sample += 1.0
+            time.sleep(0.1)
     drained = time.monotonic() - returned
-    forwarded = int(
-        support.scalar(url, "SELECT count(*) FROM usage_events WHERE status = 'forwarded'")
-    )
-    return Recovery(seconds, backlog, drained, (forwarded - forwarded_before) / drained)
+    stored = int(emulator.stats()["events_stored"]) - stored_before
+    backlog.close()
+    say(f"  events stored in Lago since its return, each second: {timeline}")
+    say(f"  {meter.summary()}")
+    return Recovery(seconds, size, drained, stored / drained)
 
 
 def full_rate(stack: Stack, emulator: support.Emulator, events: int) -> float:
@@ -148,13 +178,20 @@ def main() -> None:
         url = stack.database("bench_outage")
         env = support.gateway_env(url, emulator)
         api = stack.gateway(env, no_worker=True)
-        stack.worker(env)
+        worker = stack.worker(env)
+        assert stack.pg is not None
+        roots = {
+            "worker": worker.pid,
+            "api": api.process.pid,
+            "postgres": support.postmaster_pid(stack.pg),
+            "emulator": emulator.process.pid,
+        }
         key = support.create_key(env, "bench-outage", "events:write")
         results = []
         with SteadyIngest(api.url, key, options.rate) as ingest:
             time.sleep(5)  # steady state: Lago known to the gateway, the outbox drained
             for seconds in options.outages:
-                results.append(outage_run(url, emulator, seconds))
+                results.append(outage_run(url, emulator, seconds, roots))
                 last = results[-1]
                 print(
                     f"outage {last.outage:.0f} s: backlog {last.backlog:,} events at Lago's "

@@ -1,7 +1,7 @@
 """Figure: relay deliveries. Durable PostgreSQL, a local subscriber (uvicorn, its own process)
 that verifies every signature with ``standardwebhooks``, and the relay sender in this process.
 
-    /work/venv/bin/python -m tests.bench.bench_relay [--messages 10000] [--rate 500] [--concurrency 256]
+    .venv/bin/python -m tests.bench.bench_relay [--messages 10000] [--rate 500] [--concurrency 256]
 
 1. Baseline: plain httpx POSTs of the same signed bodies to the same subscriber, same
    concurrency, no database: the ceiling of this machine's HTTP path.

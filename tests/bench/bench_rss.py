@@ -2,7 +2,7 @@
 process) while 1,000,000 events pass through it: accepted in batches of 100 from wrk, then
 forwarded to the Lago emulator. RSS is sampled with psutil twice a second.
 
-    /work/venv/bin/python -m tests.bench.bench_rss [--events 1000000]
+    .venv/bin/python -m tests.bench.bench_rss [--events 1000000]
 
 Bounded: ingestion stops after 200 s, the drain after 90 s more, whatever the count.
 """

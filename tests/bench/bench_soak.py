@@ -14,7 +14,7 @@ outbox, then again after ``--rows`` forwarded rows (default 10,000,000) were ins
 ``INSERT … SELECT generate_series`` (what the retention job would prune after 30 days); the
 drop must stay within 20%.
 
-    /work/venv/bin/python -m tests.bench.bench_soak [--events N] [--outage S] [--rows N]
+    .venv/bin/python -m tests.bench.bench_soak [--events N] [--outage S] [--rows N]
         [--tp-events N] [--skip-soak] [--skip-throughput]
 
 Figures go to stdout, progress to stderr.

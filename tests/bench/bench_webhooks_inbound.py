@@ -7,7 +7,7 @@ Beside it, in the same run and with the same requests: a bare FastAPI endpoint o
 same uvicorn settings that reads the body and answers the same 200 (no verification, no
 storage). Then ``gateway worker`` drains the inbox into relay messages, timed.
 
-    /work/venv/bin/python -m tests.bench.bench_webhooks_inbound [--workers 2] [--seconds 8]
+    .venv/bin/python -m tests.bench.bench_webhooks_inbound [--workers 2] [--seconds 8]
 """
 
 from __future__ import annotations
