@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     forward_backoff_max_seconds: Annotated[float, Field(gt=0)] = 300.0
     # While Lago is unwell, how often it is probed: from the first to the last interval.
     forward_probe_min_seconds: Annotated[float, Field(gt=0)] = 0.25
-    forward_probe_max_seconds: Annotated[float, Field(gt=0)] = 2.0
+    forward_probe_max_seconds: Annotated[float, Field(gt=0)] = 1.0
     outbox_retention_days: Annotated[float, Field(gt=0)] = 30.0
     webhook_retention_days: Annotated[float, Field(gt=0)] = 30.0
     api_key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0

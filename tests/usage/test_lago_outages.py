@@ -107,7 +107,7 @@ async def test_an_outage_pauses_forwarding_and_lagos_return_drains_everything_at
     finally:
         stop.set()
         await asyncio.wait_for(running, 10)
-    # A probe every 0.25 s doubling to 2 s, plus the batches that found the outage: no storm.
+    # A probe every 0.25 s doubling to 1 s, plus the batches that found the outage: no storm.
     assert faults_while_paused <= 4 * 3 + 12, gw.emulator.faults_injected
     assert drained < 3.0, f"{drained:.1f} s from Lago's return to an empty backlog"
     assert (await _pending(gw))[0] == 0
