@@ -7,11 +7,24 @@ from starlette.responses import Response
 
 from .clock import iso
 from .customers import get_customer
-from .errors import NotFound
 from .http import ok, paginate, read_root, state_of
 from .outbox import emit
 from .state import EmulatorState, Record
-from .wallets import SETTABLE, create_wallet, get_wallet, serialize, top_up
+from .wallets import (
+    SETTABLE,
+    check_transaction,
+    create_wallet,
+    get_wallet,
+    serialize,
+    top_up,
+    transaction_fields,
+)
+
+_FILTERS = {
+    "status": ("pending", "settled", "failed"),
+    "transaction_status": ("purchased", "granted", "voided", "invoiced"),
+    "transaction_type": ("inbound", "outbound"),
+}
 
 
 def _customer_wallets(state: EmulatorState, external_customer_id: str) -> list[Record]:
@@ -66,27 +79,30 @@ async def destroy(request: Request) -> Response:
 
 
 async def create_transactions(request: Request) -> Response:
-    """POST /wallet_transactions: paid, granted and voided credits."""
+    """POST /wallet_transactions: paid, granted and voided credits
+    (lago-api ``WalletTransactions::CreateFromParamsService``)."""
     state = state_of(request)
     params = await read_root(request, "wallet_transaction")
-    wallet = state.wallets.get(str(params.get("wallet_id")))
-    if wallet is None:
-        raise NotFound("wallet")
-    return ok({"wallet_transactions": top_up(state, wallet, params)})
+    wallet = check_transaction(state, params)
+    return ok({"wallet_transactions": top_up(state, wallet, params, transaction_fields(params))})
 
 
 async def transactions(request: Request) -> Response:
-    """GET /wallets/{lago_id}/wallet_transactions?status=&transaction_status=&transaction_type=."""
+    """GET /wallets/{lago_id}/wallet_transactions?status=&transaction_status=&transaction_type=
+    (lago-api ``app/queries/wallet_transactions_query.rb``: newest first; a filter
+    value that is not one of the enum's is ignored)."""
     state = state_of(request)
     wallet = get_wallet(state, request.path_params["lago_id"])
     filters = {
-        k: request.query_params[k]
-        for k in ("status", "transaction_status", "transaction_type")
-        if k in request.query_params
+        key: request.query_params[key]
+        for key, allowed in _FILTERS.items()
+        if request.query_params.get(key) in allowed
     }
     found = [
         t
         for t in state.wallet_transactions.values()
         if t["lago_wallet_id"] == wallet["lago_id"] and all(t[k] == v for k, v in filters.items())
     ]
-    return paginate(request, "wallet_transactions", found)
+    # Stored in creation order; Lago's created_at has microseconds, so newest first is this
+    # order reversed.
+    return paginate(request, "wallet_transactions", found[::-1])

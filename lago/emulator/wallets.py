@@ -153,6 +153,7 @@ def _transaction(wallet: Record, now: str, credits: Decimal, **fields: Any) -> R
         "remaining_amount_cents": None,
         "remaining_credit_amount": None,
         "priority": wallet["priority"],
+        "purchase_order_number": wallet.get("purchase_order_number"),
         "created_at": now,
         "settled_at": now,
         "failed_at": None,
@@ -184,6 +185,54 @@ def _credit_invoice(state: EmulatorState, wallet: Record, transaction: Record) -
     return invoice
 
 
+_MAX_AMOUNT = Decimal(10**25 - 1)
+
+
+def _amount(value: Any) -> Decimal | None:
+    """``Validators::DecimalAmountService#valid_amount?``: a string holding a finite decimal
+    from 0 to ``MAX_AMOUNT``; a JSON number is refused."""
+    if not isinstance(value, str):
+        return None
+    try:
+        amount = Decimal(value.strip())
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and 0 <= amount <= _MAX_AMOUNT else None
+
+
+def _transaction_errors(wallet: Record, params: dict[str, Any]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for key in ("paid_credits", "granted_credits", "voided_credits"):
+        value = params.get(key)
+        if value is None or value is False:
+            continue
+        amount = _amount(value)
+        if amount is None:
+            errors[key] = [f"invalid_{key}", "invalid_amount"]
+        elif key == "voided_credits" and amount > credits_of(wallet):
+            errors[key] = ["insufficient_credits"]
+    name = params.get("name")
+    if name not in (None, "") and not isinstance(name, str):
+        errors["name"] = ["invalid_value"]
+    elif isinstance(name, str) and len(name) > 255:
+        errors["name"] = ["too_long"]
+    return errors
+
+
+def check_transaction(state: EmulatorState, params: dict[str, Any]) -> Record:
+    """The wallet a ``POST /wallet_transactions`` may credit, or 422 with every error
+    (lago-api ``app/services/wallet_transactions/validate_service.rb``)."""
+    wallet = state.wallets.get(str(params.get("wallet_id")))
+    if wallet is None:
+        raise ValidationFailed({"wallet_id": ["wallet_not_found"]})
+    errors = _transaction_errors(wallet, params)
+    if wallet["status"] == "terminated":
+        errors = {"wallet_id": ["wallet_is_terminated"], **errors}
+    if errors:
+        raise ValidationFailed(errors)
+    return wallet
+
+
 def _credits(params: dict[str, Any], key: str) -> Decimal:
     value = params.get(key)
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
@@ -196,19 +245,36 @@ _TOP_UPS: dict[str, dict[str, Any]] = {
 }
 
 
-def top_up(state: EmulatorState, wallet: Record, params: dict[str, Any]) -> list[Record]:
+def transaction_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """What ``POST /wallet_transactions`` sets on each transaction it makes
+    (``WalletTransactions::CreateFromParamsService#call``: priority 50 unless given)."""
+    return {
+        "metadata": params.get("metadata") or [],
+        "priority": params.get("priority") or 50,
+        "purchase_order_number": params.get("purchase_order_number"),
+    }
+
+
+def top_up(
+    state: EmulatorState,
+    wallet: Record,
+    params: dict[str, Any],
+    given: dict[str, Any] | None = None,
+) -> list[Record]:
     """Transactions for ``paid_credits`` (pending until their credit invoice is paid),
-    ``granted_credits`` (settled now) and ``voided_credits`` (settled now, outbound)."""
+    ``granted_credits`` (settled now) and ``voided_credits`` (settled now, outbound);
+    ``given`` overrides their fields."""
     amounts = {key: _credits(params, key) for key in _TOP_UPS}
-    if amounts["voided_credits"] > credits_of(wallet):
-        raise ValidationFailed({"voided_credits": ["insufficient_credits"]})
     now = iso(state.now())
+    given = given or {}
     made: list[Record] = []
     for key, fields in _TOP_UPS.items():
         credits = amounts[key]
         if credits <= 0:
             continue
-        transaction = _transaction(wallet, now, credits, name=params.get("name"), **fields)
+        transaction = _transaction(
+            wallet, now, credits, name=params.get("name") or None, **given, **fields
+        )
         if key == "paid_credits":
             transaction["lago_invoice_id"] = _credit_invoice(state, wallet, transaction)["lago_id"]
         else:
