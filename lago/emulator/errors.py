@@ -73,8 +73,9 @@ class ValidationFailed(LagoError):
 
 
 def missing(field: str) -> ValidationFailed:
-    """422 ``{field: ["value_is_missing"]}``."""
-    return ValidationFailed({field: ["value_is_missing"]})
+    """422 ``{field: ["value_is_mandatory"]}``: Rails' ``blank`` error as lago-api's
+    ``config/locales/en.yml`` names it."""
+    return ValidationFailed({field: ["value_is_mandatory"]})
 
 
 def invalid(field: str, reason: str = "value_is_invalid") -> ValidationFailed:

@@ -45,7 +45,7 @@ async def test_sum_metric_needs_a_field_name(lago: httpx.AsyncClient) -> None:
         json={"billable_metric": {"name": "T", "code": "t", "aggregation_type": "sum_agg"}},
     )
 
-    assert response.json()["error_details"] == {"field_name": ["value_is_missing"]}
+    assert response.json()["error_details"] == {"field_name": ["value_is_mandatory"]}
 
 
 async def test_plan_charges_reference_metrics(
