@@ -1,4 +1,6 @@
-"""Plans with their charges, keyed by code."""
+"""Plans with their charges, keyed by code (lago-api ``app/models/plan.rb``,
+``app/services/plans/create_service.rb``, ``update_service.rb`` and
+``chargeables_validation_service.rb``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import PERIODS_PER_YEAR, iso, new_id
-from .errors import NotFound, ValidationFailed, invalid, missing
+from .currencies import ACCEPTED_CURRENCIES
+from .errors import NotFound, ValidationFailed, invalid
 from .http import ok, paginate, read_root, state_of
 from .metrics import metric_by_id
 from .state import EmulatorState, Record
@@ -34,12 +37,45 @@ _PLAN_FIELDS = (
     "pay_in_advance",
     "bill_charges_monthly",
 )
-_REQUIRED = ("name", "code", "interval", "amount_cents", "amount_currency")
+# Editable once a subscription uses the plan (Plans::UpdateService#call).
+_WHILE_SUBSCRIBED = ("name", "invoice_display_name", "description", "amount_cents")
 
 
 def yearly_amount_cents(plan: Record) -> int:
     """What Lago compares to tell an upgrade from a downgrade."""
     return int(plan["amount_cents"]) * PERIODS_PER_YEAR[plan["interval"]]
+
+
+def _check_metrics(state: EmulatorState, charges: Any) -> None:
+    """``Plans::ChargeablesValidationService#validate_billable_metrics``, before any other
+    check: 404 ``billable_metrics_not_found``."""
+    ids = {c.get("billable_metric_id") for c in charges or [] if isinstance(c, dict)} - {None}
+    if any(metric_by_id(state, str(lago_id)) is None for lago_id in ids):
+        raise NotFound("billable_metrics")
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _errors(state: EmulatorState, plan: Record) -> dict[str, list[str]]:
+    """``Plan``'s validations, in their order, every failing one reported."""
+    errors: dict[str, list[str]] = {}
+    for name in ("name", "code"):
+        if _blank(plan.get(name)):
+            errors[name] = ["value_is_mandatory"]
+    if plan.get("amount_currency") not in ACCEPTED_CURRENCIES:
+        errors["amount_currency"] = ["value_is_invalid"]
+    if plan.get("interval") not in PERIODS_PER_YEAR:
+        errors["interval"] = ["value_is_invalid"]
+    if plan.get("amount_cents") is None:
+        errors["amount_cents"] = ["value_is_mandatory"]
+    if not isinstance(plan.get("pay_in_advance"), bool):
+        errors["pay_in_advance"] = ["value_is_invalid"]
+    taken = state.plans.get(str(plan.get("code")))
+    if taken is not None and taken["lago_id"] != plan["lago_id"]:
+        errors.setdefault("code", []).append("value_already_exist")
+    return errors
 
 
 def _charge(state: EmulatorState, params: dict[str, Any], now: str) -> Record:
@@ -67,15 +103,19 @@ def _charge(state: EmulatorState, params: dict[str, Any], now: str) -> Record:
     }
 
 
-def _apply(state: EmulatorState, plan: Record, params: dict[str, Any]) -> None:
-    for name in _PLAN_FIELDS:
-        if params.get(name) is not None:
+def _apply(
+    state: EmulatorState,
+    plan: Record,
+    params: dict[str, Any],
+    names: tuple[str, ...] = _PLAN_FIELDS,
+) -> None:
+    for name in names:
+        if name in params:
             plan[name] = params[name]
-    for name in _REQUIRED:
-        if plan.get(name) in (None, ""):
-            raise missing(name)
-    if plan["interval"] not in PERIODS_PER_YEAR:
-        raise invalid("interval")
+    _check_metrics(state, params.get("charges"))
+    errors = _errors(state, plan)
+    if errors:
+        raise ValidationFailed(errors)
     if params.get("charges") is not None:
         now = iso(state.now())
         plan["charges"] = [_charge(state, item, now) for item in params["charges"]]
@@ -97,20 +137,18 @@ def _threshold(params: dict[str, Any], now: str) -> Record:
 
 
 def create_plan(state: EmulatorState, params: dict[str, Any]) -> Record:
-    """Create a plan; 422 on a taken code, 404 on an unknown metric."""
+    """Create a plan; 404 on an unknown metric, then 422 with every failed validation."""
     plan: Record = {
         "lago_id": new_id(),
         "created_at": iso(state.now()),
         "trial_period": 0.0,
-        "pay_in_advance": False,
+        "pay_in_advance": None,
         "bill_charges_monthly": None,
         "charges": [],
         "taxes": [],
         "usage_thresholds": [],
     }
     _apply(state, plan, params)
-    if plan["code"] in state.plans:
-        raise ValidationFailed({"code": ["value_already_exist"]})
     state.plans[plan["code"]] = plan
     return plan
 
@@ -145,9 +183,8 @@ async def update(request: Request) -> Response:
     plan = get_plan(state, request.path_params["code"])
     params = await read_root(request, "plan")
     changed = dict(plan)
-    _apply(state, changed, params)
-    if changed["code"] != plan["code"] and changed["code"] in state.plans:
-        raise ValidationFailed({"code": ["value_already_exist"]})
+    subscribed = any(s["plan_code"] == plan["code"] for s in state.subscriptions.values())
+    _apply(state, changed, params, _WHILE_SUBSCRIBED if subscribed else _PLAN_FIELDS)
     del state.plans[plan["code"]]
     plan.update(changed)
     state.plans[plan["code"]] = plan

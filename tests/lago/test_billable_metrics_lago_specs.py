@@ -205,6 +205,7 @@ async def test_a_metric_on_a_plan_only_changes_name_description_and_filters(
         "interval": "monthly",
         "amount_cents": 0,
         "amount_currency": "USD",
+        "pay_in_advance": False,
         "charges": [
             {
                 "billable_metric_id": metric["lago_id"],

@@ -76,7 +76,7 @@ async def test_plan_with_unknown_metric_is_404(lago: httpx.AsyncClient) -> None:
     )
 
     assert response.status_code == 404
-    assert response.json()["code"] == "billable_metric_not_found"
+    assert response.json()["code"] == "billable_metrics_not_found"
 
 
 async def test_plan_update_and_delete(

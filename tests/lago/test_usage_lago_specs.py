@@ -39,6 +39,7 @@ async def setup_graduated_plan(lago: httpx.AsyncClient) -> None:
         "interval": "monthly",
         "amount_cents": 0,
         "amount_currency": "EUR",
+        "pay_in_advance": False,
         "charges": [charge],
     }
     assert (await lago.post("/plans", json={"plan": plan})).status_code == 200
