@@ -1,4 +1,5 @@
-"""Coupons, keyed by code."""
+"""Coupons, keyed by code (lago-api ``app/models/coupon.rb``,
+``app/services/coupons/create_service.rb``, ``update_service.rb`` and ``validate_service.rb``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import iso, new_id, parse_iso
-from .errors import NotFound, ValidationFailed, invalid, missing
+from .currencies import ACCEPTED_CURRENCIES
+from .errors import MethodNotAllowed, NotFound, ValidationFailed
 from .http import ok, paginate, read_root, state_of
 from .state import EmulatorState, Record
 
@@ -33,10 +35,16 @@ _FIELDS = (
 )
 
 
-def _apply(coupon: Record, params: dict[str, Any]) -> None:
-    for name in _FIELDS:
-        if name in params and (params[name] is not None or name == "expiration_at"):
+# Editable once the coupon was applied (Coupons::UpdateService#call).
+_WHILE_APPLIED = ("name", "description", "expiration", "expiration_at")
+
+
+def _apply(coupon: Record, params: dict[str, Any], names: tuple[str, ...] = _FIELDS) -> None:
+    for name in names:
+        if name in params:
             coupon[name] = params[name]
+    if names is _WHILE_APPLIED:
+        return
     if coupon.get("percentage_rate") is not None:
         coupon["percentage_rate"] = str(coupon["percentage_rate"])
     applies_to = params.get("applies_to") or {}
@@ -49,23 +57,85 @@ def _apply(coupon: Record, params: dict[str, Any]) -> None:
             coupon[flag] = bool(coupon[key])
 
 
-def _validate(coupon: Record) -> None:
-    for name in ("name", "code", "coupon_type", "frequency", "expiration"):
-        if not coupon.get(name):
-            raise missing(name)
-    for name, allowed in _ENUMS.items():
-        if coupon[name] not in allowed:
-            raise invalid(name)
-    if coupon["coupon_type"] == "fixed_amount" and coupon.get("amount_cents") is None:
-        raise missing("amount_cents")
-    if coupon["coupon_type"] == "percentage" and coupon.get("percentage_rate") is None:
-        raise missing("percentage_rate")
-    if coupon["expiration"] == "time_limit" and not coupon.get("expiration_at"):
-        raise missing("expiration_at")
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_expiration_at(state: EmulatorState, params: dict[str, Any]) -> None:
+    """``Validators::ExpirationDateValidator``: blank, or a date in the future; checked alone,
+    before anything else."""
+    value = params.get("expiration_at")
+    if _blank(value):
+        return
+    try:
+        future = isinstance(value, str) and parse_iso(value) > state.now()
+    except ValueError:
+        future = False
+    if not future:
+        raise ValidationFailed({"expiration_at": ["invalid_date"]})
+
+
+def _check_targets(state: EmulatorState, params: dict[str, Any]) -> None:
+    """Coupons::CreateService: unknown ``applies_to`` codes are 404, both kinds 405."""
+    applies_to = params.get("applies_to") or {}
+    plans = set(applies_to.get("plan_codes") or []) - {None}
+    metrics = set(applies_to.get("billable_metric_codes") or []) - {None}
+    if plans - set(state.plans):
+        raise NotFound("plans")
+    if metrics - set(state.billable_metrics):
+        raise NotFound("billable_metrics")
+    if plans and metrics:
+        raise MethodNotAllowed("only_one_limitation_type_per_coupon_allowed")
+
+
+def _amount_errors(coupon: Record) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    fixed = coupon.get("coupon_type") == "fixed_amount"
+    amount = coupon.get("amount_cents")
+    if fixed and amount is None:
+        errors["amount_cents"] = ["value_is_mandatory"]
+    elif amount is not None and not (isinstance(amount, int | float) and amount > 0):
+        errors["amount_cents"] = ["value_is_invalid"]
+    currency = coupon.get("amount_currency")
+    if fixed and _blank(currency):
+        errors["amount_currency"] = ["value_is_mandatory"]
+    elif currency is not None and currency not in ACCEPTED_CURRENCIES:
+        errors["amount_currency"] = ["value_is_invalid"]
+    if coupon.get("coupon_type") == "percentage" and _blank(coupon.get("percentage_rate")):
+        errors["percentage_rate"] = ["value_is_mandatory"]
+    duration = coupon.get("frequency_duration")
+    if coupon.get("frequency") == "recurring":
+        if duration is None:
+            errors["frequency_duration"] = ["value_is_mandatory"]
+        elif not (isinstance(duration, int) and duration > 0):
+            errors["frequency_duration"] = ["value_is_invalid"]
+    return errors
+
+
+def _validate(state: EmulatorState, coupon: Record) -> None:
+    """``Coupon``'s validations in their order (the enums first), every failing one
+    reported."""
+    errors: dict[str, list[str]] = {}
+    for name in ("expiration", "coupon_type", "frequency"):
+        if coupon.get(name) not in _ENUMS[name]:
+            errors[name] = ["value_is_invalid"]
+    for name in ("name", "code"):
+        if _blank(coupon.get(name)):
+            errors[name] = ["value_is_mandatory"]
+    taken = state.coupons.get(str(coupon.get("code")))
+    if "code" not in errors and taken is not None and taken["lago_id"] != coupon["lago_id"]:
+        errors["code"] = ["value_already_exist"]
+    errors.update(_amount_errors(coupon))
+    if coupon.get("reusable") is None:
+        errors["reusable"] = ["value_is_invalid"]
+    if errors:
+        raise ValidationFailed(errors)
 
 
 def create_coupon(state: EmulatorState, params: dict[str, Any]) -> Record:
-    """Create a coupon; 422 on a taken code or missing field."""
+    """Create a coupon: 422 ``invalid_date``, then 404/405 on ``applies_to``, then 422 with
+    every failed validation."""
+    _check_expiration_at(state, params)
     coupon: Record = {
         "lago_id": new_id(),
         "description": None,
@@ -83,9 +153,8 @@ def create_coupon(state: EmulatorState, params: dict[str, Any]) -> Record:
         "terminated_at": None,
     }
     _apply(coupon, params)
-    _validate(coupon)
-    if coupon["code"] in state.coupons:
-        raise ValidationFailed({"code": ["value_already_exist"]})
+    _check_targets(state, params)
+    _validate(state, coupon)
     state.coupons[coupon["code"]] = coupon
     return coupon
 
@@ -133,11 +202,14 @@ async def update(request: Request) -> Response:
     """PUT /coupons/{code}."""
     state = state_of(request)
     coupon = get_coupon(state, request.path_params["code"])
+    params = await read_root(request, "coupon")
+    _check_expiration_at(state, params)
+    applied = any(a["lago_coupon_id"] == coupon["lago_id"] for a in state.applied_coupons.values())
     changed = dict(coupon)
-    _apply(changed, await read_root(request, "coupon"))
-    _validate(changed)
-    if changed["code"] != coupon["code"] and changed["code"] in state.coupons:
-        raise ValidationFailed({"code": ["value_already_exist"]})
+    _apply(changed, params, _WHILE_APPLIED if applied else _FIELDS)
+    if not applied:
+        _check_targets(state, params)
+    _validate(state, changed)
     del state.coupons[coupon["code"]]
     coupon.update(changed)
     state.coupons[coupon["code"]] = coupon

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from lago.emulator import EmulatorState, coupons
+from lago.emulator.clock import utc_now
 
 pytestmark = pytest.mark.asyncio
 
@@ -236,13 +238,17 @@ async def test_coupon_application_and_refusals(
     lago: httpx.AsyncClient, state: EmulatorState
 ) -> None:
     """``AppliedCoupons::CreateService#check_preconditions``: 404 unless the coupon is active;
-    a coupon past ``expiration_at`` is active until ``Clock::TerminateCouponsJob`` runs."""
+    a coupon past ``expiration_at`` is active until ``Clock::TerminateCouponsJob`` runs
+    (it is made before its ``expiration_at``: ``Coupons::ValidateService`` refuses a past one)."""
     await lago.post("/customers", json={"customer": {"external_id": "acme"}})
     await lago.post("/coupons", json=coupon("welcome"))
-    await lago.post(
+    state.clock = lambda: datetime(2019, 12, 1, tzinfo=UTC)
+    made = await lago.post(
         "/coupons",
         json=coupon("old", expiration="time_limit", expiration_at="2020-01-01T00:00:00Z"),
     )
+    assert made.status_code == 200, made.text
+    state.clock = utc_now
 
     applied = await lago.post("/applied_coupons", json=apply("welcome"))
     again = await lago.post("/applied_coupons", json=apply("welcome"))
