@@ -123,14 +123,23 @@ def _record_credit(applied: Record, invoice: Record, cents: int) -> None:
 
 
 def _listed(state: EmulatorState, request: Request, customer_id: str | None) -> Response:
+    """lago-api ``app/queries/applied_coupons_query.rb``: newest first; ``status`` ignored
+    unless ``active`` or ``terminated``; ``coupon_code`` (one, or ``coupon_code[]``)."""
     status = request.query_params.get("status")
+    if status not in ("active", "terminated"):
+        status = None
+    codes = request.query_params.getlist("coupon_code") + request.query_params.getlist(
+        "coupon_code[]"
+    )
     found = [
         a
         for a in state.applied_coupons.values()
         if (customer_id is None or a["external_customer_id"] == customer_id)
         and (status is None or a["status"] == status)
+        and (not codes or a["coupon_code"] in codes)
     ]
-    return paginate(request, "applied_coupons", found)
+    # Stored in creation order; Lago's created_at has microseconds: newest first is reversed.
+    return paginate(request, "applied_coupons", found[::-1])
 
 
 async def create(request: Request) -> Response:
