@@ -41,8 +41,8 @@ from gateway.logging import get_logger
 from gateway.runtime import Runtime
 from gateway.usage import metrics, store
 from gateway.usage.batching import distinct_ids, pack
+from gateway.usage.checks import recheck
 from gateway.usage.health import LagoHealth
-from gateway.usage.lookups import Known, LagoLookups
 from gateway.usage.sink import LagoBatchSink, SinkResult, UsageSink, Verdict, is_duplicate
 from gateway.usage.store import Claimed
 
@@ -170,7 +170,7 @@ class Forwarder:
         return len(claim.events)
 
     async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:
-        checked, dead = await _recheck(self.runtime.lookups, claimed)
+        checked, dead = await recheck(self.runtime.lookups, claimed)
         if checked is None:
             # Lago cannot tell: it is unwell as a whole; the events stay due.
             reason = "Lago unreachable for checks"
@@ -384,43 +384,6 @@ def _retry_audit(
         latency_ms=elapsed * 1000,
         detail={"events": events, "reason": reason, "delay_s": round(delay, 3)},
     )
-
-
-async def _recheck(
-    lookups: LagoLookups, claimed: list[Claimed]
-) -> tuple[list[Claimed] | None, dict[Claimed, str]]:
-    """Events accepted while Lago was unreachable are checked before they are sent.
-
-    Returns (events to send, events found invalid with the reason); None to send when Lago
-    still cannot tell (then the second item holds the whole batch to retry). The distinct
-    metrics and subscriptions are looked up concurrently: each lookup waits for Lago at most
-    a second, and the claim is held open meanwhile.
-    """
-    unchecked = [c for c in claimed if c.needs_check]
-    if not unchecked:
-        return claimed, {}
-    codes = sorted({c.code for c in unchecked})
-    subscriptions = sorted({c.external_subscription_id for c in unchecked})
-    answers = await asyncio.gather(
-        *(lookups.metric(code) for code in codes),
-        *(lookups.subscription(sub) for sub in subscriptions),
-    )
-    if Known.UNSURE in answers:
-        return None, dict.fromkeys(claimed, "")
-    metric = dict(zip(codes, answers[: len(codes)], strict=True))
-    subscription = dict(zip(subscriptions, answers[len(codes) :], strict=True))
-    send: list[Claimed] = []
-    dead: dict[Claimed, str] = {}
-    for c in claimed:
-        if not c.needs_check:
-            send.append(c)
-        elif metric[c.code] is Known.NO:
-            dead[c] = '{"code":["billable_metric_not_found"]}'
-        elif subscription[c.external_subscription_id] is Known.NO:
-            dead[c] = '{"external_subscription_id":["subscription_not_found"]}'
-        else:
-            send.append(c)
-    return send, dead
 
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:

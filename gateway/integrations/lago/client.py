@@ -137,24 +137,24 @@ class LagoClient:
         data = orjson.loads(response.content)
         return data if isinstance(data, dict) else {"data": data}
 
-    async def probe(self) -> bool:
-        """Whether Lago answers a cheap read with success within two seconds."""
+    async def _cheap_read(self) -> int | None:
+        """The status of a cheap read (one billable metric) within two seconds, or None."""
         try:
             response = await self._http.get(
                 "/billable_metrics", params={"per_page": 1}, timeout=2.0
             )
         except httpx.HTTPError:
-            return False
-        return response.status_code < 400
+            return None
+        return response.status_code
+
+    async def probe(self) -> bool:
+        """Whether Lago answers a cheap read with success within two seconds."""
+        status = await self._cheap_read()
+        return status is not None and status < 400
 
     async def ping(self) -> str:
         """Lago's state as the gateway sees it: ok, unauthorized, failing or unreachable."""
-        try:
-            response = await self._http.get(
-                "/billable_metrics", params={"per_page": 1}, timeout=2.0
-            )
-        except httpx.HTTPError:
-            return "unreachable"
-        if response.status_code in (401, 403):
+        status = await self._cheap_read()
+        if status in (401, 403):
             return "unauthorized"
-        return "ok" if response.status_code < 500 else "unreachable"
+        return "ok" if status is not None and status < 500 else "unreachable"
