@@ -20,9 +20,12 @@ async def list_audit_entries(
     runtime: RuntimeDep,
     _: BillingReader,
     action: Annotated[
-        str | None, Query(description="Exact action, or a prefix ending in *")
+        str | None,
+        Query(description="Exact action, or a prefix ending in * (% and _ are literal)"),
     ] = None,
-    target: Annotated[str | None, Query(description="A target id")] = None,
+    target: Annotated[
+        str | None, Query(description="A target id, exact: the target or one of target_ids")
+    ] = None,
     since: Annotated[datetime | None, Query(description="From this time, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="Before this time")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,21 +73,21 @@ async def record_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -
 async def search(
     session: AsyncSession, filters: AuditFilter, *, before_id: int | None, limit: int
 ) -> list[AuditEntry]:
-    """Newest first, keyset-paginated by id."""
+    """Newest first, keyset-paginated by id; ``%`` and ``_`` in a filter are literal."""
     table = AuditEntry.__table__.c  # type: ignore[attr-defined]
     query = select(AuditEntry).order_by(table.id.desc())
     if filters.action:
         if filters.action.endswith("*"):
-            query = query.where(table.action.startswith(filters.action[:-1]))
+            # autoescape: LIKE's wildcards (and the escape character) match only themselves.
+            query = query.where(table.action.startswith(filters.action[:-1], autoescape=True))
         else:
             query = query.where(table.action == filters.action)
     if filters.target:
-        needle = filters.target.replace('"', "")
-        query = query.where(
-            or_(
-                table.target == filters.target, cast(table.target_ids, String).like(f'%"{needle}"%')
-            )
+        # One whole element of the JSON list, encoded as the column stores it (json.dumps).
+        element = cast(table.target_ids, String).contains(
+            json.dumps(filters.target), autoescape=True
         )
+        query = query.where(or_(table.target == filters.target, element))
     if filters.since:
         query = query.where(table.at >= filters.since)
     if filters.until:

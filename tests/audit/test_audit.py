@@ -72,6 +72,61 @@ async def test_audit_filters_by_target_action_prefix_and_time(gateway: Gateway) 
     assert naive.status_code == 422 and "since" in naive.json()["error_details"]
 
 
+async def _write_rows(
+    gateway: Gateway, rows: list[tuple[str, str | None, list[str] | None]]
+) -> None:
+    async with gateway.runtime.database.session() as session:
+        for action, target, target_ids in rows:
+            record(
+                session,
+                actor="tester",
+                action=action,
+                outcome="success",
+                target=target,
+                target_ids=target_ids,
+            )
+        await session.commit()
+
+
+async def _targets(gateway: Gateway, **params: str) -> list[str | None]:
+    headers = await gateway.headers("billing:read")
+    response = await gateway.client.get("/gateway/audit", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return [e["target"] for e in reversed(response.json()["entries"])]
+
+
+async def test_audit_filters_treat_like_wildcards_literally(gateway: Gateway) -> None:
+    await _write_rows(
+        gateway,
+        [
+            ("test.a", "%", None),
+            ("test.a", "plain", None),
+            ("test.a", "in_list", ["50%", "x_y"]),
+            ("test.a", "a_b", None),
+            ("test.a", "axb", None),
+            ("test.a", "slash/", ["back\\slash", 'quo"te']),
+            ("pct%.done", "p1", None),
+            ("pctX.done", "p2", None),
+            ("under_.done", "u1", None),
+            ("underX.done", "u2", None),
+        ],
+    )
+    assert await _targets(gateway, target="%") == ["%"]
+    assert await _targets(gateway, target="50%") == ["in_list"]
+    assert await _targets(gateway, target="x_y") == ["in_list"]
+    assert await _targets(gateway, target="x%") == []
+    assert await _targets(gateway, target="_") == []
+    assert await _targets(gateway, target="a_b") == ["a_b"]
+    assert await _targets(gateway, target="slash/") == ["slash/"]
+    assert await _targets(gateway, target="back\\slash") == ["slash/"]
+    assert await _targets(gateway, target='quo"te') == ["slash/"]
+    assert await _targets(gateway, action="pct%*") == ["p1"]
+    assert await _targets(gateway, action="under_*") == ["u1"]
+    assert await _targets(gateway, action="%*") == []
+    assert await _targets(gateway, action="pct*") == ["p1", "p2"]
+    assert len(await _targets(gateway, action="*")) == 10
+
+
 async def test_accepted_batch_writes_one_audit_row_with_targets(gateway: Gateway) -> None:
     from tests.usage.test_ingest import _seed
 
