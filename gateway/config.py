@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     event_max_future_seconds: Annotated[float, Field(ge=0, le=366 * 24 * 3600)] = 86_400.0
     body_max_bytes: Annotated[int, Field(ge=1024)] = 5 * 1024 * 1024
     webhook_body_max_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # A request body must keep arriving: the longest wait for its next chunk, and for all of
+    # it (from the first read); past either, 408 and the connection closes (docs/security.md).
+    body_read_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    body_read_total_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Group commits of the usage outbox in flight at once, per API process (PostgreSQL; more
     # processes add more). One gives bigger groups (less CPU per event in some runs), three a
     # shorter latency tail (a request rarely waits behind a whole commit): see the README.
