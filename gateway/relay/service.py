@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +65,59 @@ def envelope(message_id: str, event_type: str, source: str, created_at: float, d
     ).decode()
 
 
+def envelope_with_raw_data(
+    message_id: str, event_type: str, source: str, created_at: float, data_json: str
+) -> str:
+    """``envelope`` around a JSON object that is already serialised (a provider's verified
+    body, spliced as received: no parse and re-serialise on the receipt path)."""
+    head = orjson.dumps(
+        {"id": message_id, "type": event_type, "source": source, "created_at": iso(created_at)}
+    ).decode()
+    return f'{head[:-1]},"data":{data_json}}}'
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message for ``enqueue_many``: ``body`` is its envelope (``envelope``)."""
+
+    id: str
+    type: str
+    source: str
+    created_at: float
+    body: str
+
+
+async def enqueue_many(
+    conn: AsyncConnection, messages: Sequence[NewMessage]
+) -> tuple[set[str], int]:
+    """``enqueue_message`` for many messages in one statement (PostgreSQL) or one
+    transaction: returns the ids stored now (the others existed) and the deliveries added.
+
+    Runs in the caller's transaction; the caller wakes the senders after its commit
+    (``wake_senders``)."""
+    if not messages:
+        return set(), 0
+    now = time.time()
+    if conn.dialect.name == "postgresql":
+        rows = orjson.dumps([(m.id, m.type, m.source, m.created_at, m.body) for m in messages])
+        params = {"rows": rows.decode(), "now": now, "pending": PENDING}
+        found: Any = (await conn.exec_driver_sql(_ENQUEUE_MANY_PG, params)).one()
+        stored, deliveries = set(found[0] or ()), int(found[1])
+    else:
+        stored, deliveries = set(), 0
+        for m in messages:
+            new, added = await _enqueue(conn, m.id, m.type, m.source, m.created_at, now, m.body)
+            if new:
+                stored.add(m.id)
+                deliveries += added
+    for m in messages:
+        if m.id in stored:
+            metrics.MESSAGES_ENQUEUED.labels(source=m.source).inc()
+    if len(stored) < len(messages):
+        metrics.MESSAGES_DUPLICATE.inc(len(messages) - len(stored))
+    return stored, deliveries
+
+
 async def enqueue_message(
     conn: AsyncConnection,
     *,
@@ -115,6 +169,21 @@ _ENQUEUE_PG = (
     "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
     "AS f(p) WHERE %(type)s LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
     "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM d)"
+)
+
+
+_ENQUEUE_MANY_PG = (
+    "WITH r AS (SELECT r->>0 AS id, r->>1 AS type, r->>2 AS source, (r->>3)::float8 AS created, "
+    "r->>4 AS body FROM json_array_elements(%(rows)s::json) AS r), "
+    "m AS (INSERT INTO relay_messages (id, type, source, created_at, received_at, body) "
+    "SELECT id, type, source, created, %(now)s, body FROM r "
+    "ON CONFLICT (id) DO NOTHING RETURNING id, type), "
+    "d AS (INSERT INTO relay_deliveries "
+    "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
+    "SELECT m.id, e.id, %(pending)s, 0, %(now)s, %(now)s FROM m CROSS JOIN relay_endpoints e "
+    "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
+    "AS f(p) WHERE m.type LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
+    "SELECT (SELECT array_agg(id) FROM m), (SELECT count(*) FROM d)"
 )
 
 

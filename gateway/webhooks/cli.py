@@ -1,4 +1,4 @@
-"""``gateway lago register-webhook URL`` and ``gateway webhooks status|retry``."""
+"""``gateway lago register-webhook URL`` and ``gateway webhooks status|list|replay``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.webhooks import store
+from gateway.webhooks.models import DEAD, SOURCES, STATUSES
 from gateway.webhooks.registration import register_lago_endpoint
 
 
@@ -94,12 +95,12 @@ def register_webhook(
 
 @click.group("webhooks")
 def webhooks() -> None:
-    """Inspect and retry inbound webhooks."""
+    """Inspect inbound webhooks and replay dead ones."""
 
 
 @webhooks.command("status")
 def status() -> None:
-    """Waiting, handled and failed counts, and the oldest waiting age."""
+    """Waiting, handled and dead counts, and the oldest waiting age."""
 
     async def go() -> store.InboxStatus:
         database = Database(settings_or_exit().database_url)
@@ -113,25 +114,57 @@ def status() -> None:
     click.echo(f"waiting: {result.received}")
     click.echo(f"oldest waiting age: {'-' if age is None else f'{age:.1f}s'}")
     click.echo(f"handled: {result.handled}")
-    click.echo(f"failed: {result.failed}")
+    click.echo(f"dead: {result.dead}")
 
 
-@webhooks.command("retry")
-@click.option("--all", "retry_all", is_flag=True, help="Retry every failed webhook.")
+@webhooks.command("list")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(STATUSES),
+    default=DEAD,
+    show_default=True,
+    help="Which webhooks.",
+)
+@click.option("--source", type=click.Choice(SOURCES), default=None, help="lago or stripe.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def list_(status_: str, source: str | None, limit: int) -> None:
+    """Inbound webhooks by status (default: dead), oldest first, with their last error."""
+
+    async def go() -> list[dict[str, object]]:
+        database = Database(settings_or_exit().database_url)
+        try:
+            return await store.list_rows(database, status=status_, source=source, limit=limit)
+        finally:
+            await database.dispose()
+
+    rows = asyncio.run(go())
+    if not rows:
+        click.echo(f"no {status_} webhooks")
+    for row in rows:
+        click.echo(
+            f"{row['id']}\t{row['source']}\t{row['event_type']}\t{row['provider_event_id']}\t"
+            f"attempts={row['attempts']}\t{row['last_error'] or ''}"
+        )
+
+
+@webhooks.command("replay")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead webhook.")
 @click.option("--id", "ids", multiple=True, type=int, help="Repeatable inbox id.")
-def retry(retry_all: bool, ids: tuple[int, ...]) -> None:
-    """Put webhooks that failed every handling attempt back in the queue."""
-    if retry_all == bool(ids):
+def replay(replay_all: bool, ids: tuple[int, ...]) -> None:
+    """Run the handlers of dead webhooks again (once the cause is fixed). Their relay
+    message is not sent again: it was sent when they arrived."""
+    if replay_all == bool(ids):
         raise click.UsageError("give --all or at least one --id")
 
     async def go() -> list[int]:
         database = Database(settings_or_exit().database_url)
         try:
             async with database.engine.begin() as conn:
-                requeued = await store.retry_failed(conn, None if retry_all else list(ids))
+                requeued = await store.replay_dead(conn, None if replay_all else list(ids))
                 line = entry(
                     actor="cli",
-                    action="webhooks.inbound.retry",
+                    action="webhooks.inbound.replay",
                     outcome="success",
                     target_ids=[str(i) for i in requeued],
                 )
@@ -140,4 +173,12 @@ def retry(retry_all: bool, ids: tuple[int, ...]) -> None:
         finally:
             await database.dispose()
 
-    click.echo(f"requeued {len(asyncio.run(go()))} failed webhook(s)")
+    requeued = asyncio.run(go())
+    missing = sorted(set(ids) - set(requeued))
+    click.echo(f"replaying {len(requeued)} dead webhook(s)")
+    if missing:
+        click.echo(f"not dead (or unknown), left alone: {', '.join(map(str, missing))}", err=True)
+        sys.exit(1)
+
+
+webhooks.add_command(replay, "retry")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated, Any, Literal
 
-from gateway.errors import GatewayError, PayloadTooLarge
-from gateway.runtime import Runtime
-from gateway.webhooks import service
-from gateway.webhooks.models import LAGO, STRIPE
-from gateway.webhooks.schemas import WebhookReceipt
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway.audit.service import record
+from gateway.auth.dependencies import Admin
+from gateway.errors import Conflict, GatewayError, NotFound, PayloadTooLarge
+from gateway.pagination import decode_cursor
+from gateway.runtime import Runtime, RuntimeDep
+from gateway.webhooks import service, store
+from gateway.webhooks.models import DEAD, LAGO, STRIPE
+from gateway.webhooks.schemas import InboundWebhookList, InboundWebhookResponse, WebhookReceipt
 
 router = APIRouter(prefix="/gateway/webhooks", tags=["webhooks"])
 
@@ -80,3 +85,66 @@ async def receive_stripe(request: Request) -> Response:
         await service.record_rejection(runtime, STRIPE, exc)
         raise
     return _receipt(receipt)
+
+
+@router.get("/inbound", response_model=InboundWebhookList, tags=["webhooks"])
+async def list_inbound(
+    runtime: RuntimeDep,
+    _: Admin,
+    status: Annotated[Literal["received", "handled", "dead"] | None, Query()] = None,
+    source: Annotated[Literal["lago", "stripe"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """Stored webhooks, oldest first, without bodies: ``status=dead`` lists the ones whose
+    gateway handling failed for good, with the reason in ``last_error``."""
+    rows = await store.list_rows(
+        runtime.database,
+        status=status,
+        source=source,
+        after_id=decode_cursor(cursor),
+        limit=limit,
+    )
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {"webhooks": rows, "next_cursor": next_cursor}
+
+
+@router.get("/inbound/{webhook_id}", response_model=InboundWebhookResponse, tags=["webhooks"])
+async def get_inbound(webhook_id: int, runtime: RuntimeDep, _: Admin) -> dict[str, Any]:
+    """One stored webhook, without its body."""
+    row = await store.get_row(runtime.database, webhook_id)
+    if row is None:
+        raise NotFound(code="webhook_not_found")
+    return {"webhook": row}
+
+
+@router.post(
+    "/inbound/{webhook_id}/replay", response_model=InboundWebhookResponse, tags=["webhooks"]
+)
+async def replay_inbound(webhook_id: int, runtime: RuntimeDep, principal: Admin) -> dict[str, Any]:
+    """Run a dead webhook's handlers again (the ones that had not succeeded), once its cause
+    is fixed. Its relay message is not sent again: subscribers had it on receipt."""
+    async with runtime.database.session() as session:
+        conn = await session.connection()
+        replayed = await store.replay_dead(conn, [webhook_id])
+        if replayed:
+            record(
+                session,
+                actor=principal.name,
+                action="webhooks.inbound.replay",
+                outcome="success",
+                target=str(webhook_id),
+                status=200,
+            )
+            await session.commit()
+    if replayed:
+        service.pieces(runtime).arrived.set()
+    row = await store.get_row(runtime.database, webhook_id)
+    if row is None:
+        raise NotFound(code="webhook_not_found")
+    if not replayed:
+        raise Conflict(
+            f"webhook {webhook_id} is {row['status']}, not {DEAD}: only dead webhooks replay",
+            code="webhook_not_dead",
+        )
+    return {"webhook": row}

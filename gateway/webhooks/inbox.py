@@ -1,7 +1,9 @@
-"""The inbox writer: verified webhooks stored with group commit, then acknowledged.
+"""The inbox writer: verified webhooks stored and relayed with group commit, then acknowledged.
 
 Requests arriving while a transaction commits are written together in the next one (one
-fsync for many webhooks). Each webhook's audit line is written in the same transaction.
+fsync for many webhooks). Each new webhook's relay message (one per webhook, its id derived
+from the source and provider id) and each webhook's audit line are written in the same
+transaction: a stored webhook is relayed whatever the gateway's own handlers later do.
 Writer tasks are started on demand and end when the queue is empty, so the writer needs
 no lifecycle of its own.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.service import record_many
 from gateway.db import Database
 from gateway.logging import get_logger
+from gateway.relay.service import NewMessage, enqueue_many, envelope_with_raw_data, wake_senders
 from gateway.webhooks.models import RECEIVED, InboundWebhook
 
 log = get_logger(__name__)
@@ -32,6 +36,21 @@ LINGER_SECONDS = 0.05
 WRITE_ATTEMPTS = 3
 
 _TABLE = InboundWebhook.__table__  # type: ignore[attr-defined]
+
+
+def message_id(source: str, provider_event_id: str) -> str:
+    """The relay message id of an inbound webhook: the same however often it is written."""
+    digest = hashlib.sha256(f"{source}\x00{provider_event_id}".encode()).hexdigest()[:32]
+    return f"msg_{source}_{digest}"
+
+
+def relay_message(
+    source: str, provider_event_id: str, event_type: str, received_at: float, body: str
+) -> NewMessage:
+    """The one relay message of a verified webhook (``body``: its JSON object as received)."""
+    id_ = message_id(source, provider_event_id)
+    envelope = envelope_with_raw_data(id_, event_type, source, received_at, body)
+    return NewMessage(id=id_, type=event_type, source=source, created_at=received_at, body=envelope)
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,9 @@ class InboxWriter:
 
     async def _write_group(self, conn: AsyncConnection, group: list[_Waiting]) -> None:
         try:
-            stored = await self._write_with_retry(conn, [waiting.item for waiting in group])
+            stored, deliveries = await self._write_with_retry(
+                conn, [waiting.item for waiting in group]
+            )
         except Exception as exc:
             log.error("webhooks.inbox.write_failed", error=type(exc).__name__, n=len(group))
             _fail(group, exc)
@@ -120,10 +141,14 @@ class InboxWriter:
         for waiting, new in zip(group, stored, strict=True):
             if not waiting.future.done():
                 waiting.future.set_result(new)
+        if deliveries:
+            wake_senders(deliveries)
         if any(stored) and self._on_stored is not None:
             self._on_stored()
 
-    async def _write_with_retry(self, conn: AsyncConnection, items: list[Incoming]) -> list[bool]:
+    async def _write_with_retry(
+        self, conn: AsyncConnection, items: list[Incoming]
+    ) -> tuple[list[bool], int]:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 async with conn.begin():
@@ -146,9 +171,11 @@ def _is_transient(exc: DBAPIError) -> bool:
     return name in ("DeadlockDetected", "SerializationFailure") or "locked" in str(exc.orig)
 
 
-async def write(conn: AsyncConnection, items: list[Incoming], *, is_postgres: bool) -> list[bool]:
-    """Insert what is new (unique on key and on body hash) with every item's audit line;
-    True per item stored now."""
+async def write(
+    conn: AsyncConnection, items: list[Incoming], *, is_postgres: bool
+) -> tuple[list[bool], int]:
+    """Insert what is new (unique on key and on body hash), its relay message, and every
+    item's audit line; True per item stored now, and the relay deliveries added."""
     first: dict[tuple[str, str], int] = {}
     bodies: set[tuple[str, str]] = set()
     fresh: list[Incoming] = []
@@ -160,10 +187,17 @@ async def write(conn: AsyncConnection, items: list[Incoming], *, is_postgres: bo
         bodies.add(body_key)
         fresh.append(item)
     insert = _insert_pg if is_postgres else _insert_sqlite
-    inserted = await insert(conn, fresh, time.time()) if fresh else set()
+    now = time.time()
+    inserted = await insert(conn, fresh, now) if fresh else set()
     stored = [
         item.key in inserted and first.get(item.key) == index for index, item in enumerate(items)
     ]
+    relay = [
+        relay_message(item.source, item.provider_event_id, item.event_type, now, item.body)
+        for item, new in zip(items, stored, strict=True)
+        if new
+    ]
+    _, deliveries = await enqueue_many(conn, relay)
     audit = []
     for item, new in zip(items, stored, strict=True):
         line = dict(item.audit)
@@ -173,7 +207,7 @@ async def write(conn: AsyncConnection, items: list[Incoming], *, is_postgres: bo
         await _audit_pg(conn, audit)
     else:
         await record_many(conn, audit)
-    return stored
+    return stored, deliveries
 
 
 async def _insert_sqlite(
@@ -193,8 +227,8 @@ async def _insert_sqlite(
 # costs less to build than per-column arrays (no per-element escaping in Python).
 _PG_INBOUND = (
     "INSERT INTO inbound_webhooks (source, provider_event_id, event_type, body, body_sha256, "
-    "received_at, status, attempts, next_attempt_at) "
-    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, %(now)s, %(status)s, 0, %(now)s "
+    "received_at, status, attempts, next_attempt_at, relayed_at) "
+    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, %(now)s, %(status)s, 0, %(now)s, %(now)s "
     "FROM json_array_elements(%(rows)s::json) AS r "
     "ON CONFLICT DO NOTHING RETURNING source, provider_event_id"
 )
@@ -250,4 +284,5 @@ def _row(item: Incoming, now: float) -> dict[str, Any]:
         "status": RECEIVED,
         "attempts": 0,
         "next_attempt_at": now,
+        "relayed_at": now,
     }

@@ -16,16 +16,23 @@ REJECTED = Counter(
     ["source", "reason"],
 )
 HANDLED = Counter(
-    "gateway_webhooks_inbound_handled_total", "Inbound webhooks handled and relayed", ["source"]
+    "gateway_webhooks_inbound_handled_total",
+    "Inbound webhooks whose gateway handlers all succeeded (relaying does not wait for them)",
+    ["source"],
 )
 HANDLE_FAILURES = Counter(
     "gateway_webhooks_inbound_handle_failures_total",
-    "Handling attempts that failed and were rescheduled (or given up)",
+    "Handler runs that failed: transient (retried on a schedule) or permanent (dead at once)",
+    ["source", "kind"],
+)
+DEAD = Counter(
+    "gateway_webhooks_inbound_dead_total",
+    "Inbound webhooks whose handling went dead (a permanent failure or every retry spent)",
     ["source"],
 )
 HANDLING_LAG = Histogram(
     "gateway_webhooks_inbound_handling_lag_seconds",
-    "From receipt to handled (relay message enqueued)",
+    "From receipt to every gateway handler done",
     ["source"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
@@ -34,6 +41,6 @@ OLDEST_PENDING_AGE = Gauge(
     "gateway_webhooks_inbound_oldest_pending_age_seconds",
     "Age of the oldest inbound webhook not yet handled",
 )
-FAILED_STORED = Gauge(
-    "gateway_webhooks_inbound_failed_stored", "Inbound webhooks given up after every retry"
+DEAD_STORED = Gauge(
+    "gateway_webhooks_inbound_dead_stored", "Inbound webhooks dead, waiting for a replay"
 )

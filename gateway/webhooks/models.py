@@ -1,8 +1,11 @@
-"""The inbound webhook inbox: one row per verified webhook, until it is handled.
+"""The inbound webhook inbox: one row per verified webhook, relayed when stored.
 
 Times are Unix seconds (floats), as in the usage outbox and the relay: the claim path stays
 dialect-neutral. ``next_attempt_at`` doubles as the claim lease while a row is being
-handled. ``body`` is the provider's raw body, byte for byte (decoded as UTF-8), until the
+handled. A row is relayed in the transaction that stores it (``relayed_at``); its status
+then tracks the gateway's own handlers only: ``received`` (handlers still to run),
+``handled``, or ``dead`` (a permanent failure or every retry spent, with ``last_error``).
+``body`` is the provider's raw body, byte for byte (decoded as UTF-8), until the
 retention job clears it on a handled row (``PRUNED_BODY``; the dedup keys stay).
 """
 
@@ -24,8 +27,8 @@ from gateway.db import BIG_ID
 
 RECEIVED = "received"
 HANDLED = "handled"
-FAILED = "failed"
-STATUSES = (RECEIVED, HANDLED, FAILED)
+DEAD = "dead"
+STATUSES = (RECEIVED, HANDLED, DEAD)
 # What a handled row's body becomes after the retention: never a verified body (a JSON object).
 PRUNED_BODY = ""
 
@@ -74,3 +77,6 @@ class InboundWebhook(SQLModel, table=True):
     next_attempt_at: float = Field(sa_column=Column(Float, nullable=False))
     handled_at: float | None = Field(default=None, sa_column=Column(Float))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    relayed_at: float | None = Field(default=None, sa_column=Column(Float))
+    # JSON list of the handlers that already succeeded (a retry runs only the others).
+    handlers_done: str | None = Field(default=None, sa_column=Column(Text))

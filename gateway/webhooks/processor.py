@@ -1,22 +1,28 @@
-"""The processor: turns each stored webhook into one relay message, after its handlers ran.
+"""The processor: runs the gateway's own handlers of stored webhooks, each on its own.
 
-Rows are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several processes share the
-inbox and a SIGKILL only delays a row until its lease ends. The relay message id is derived
-from (source, provider id), and enqueueing it and marking the row handled share one
-transaction: a webhook handled twice still yields exactly one relay message.
+Relaying does not happen here: a webhook's relay message is written when it is stored
+(``inbox``), so subscribers get it whatever its handlers do. This job claims webhooks whose
+handlers still have to run, leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: several
+processes share the inbox; a SIGKILL only delays a row until its lease ends), and starts one
+task per webhook. A slow handler holds only its own webhook: the loop keeps claiming while
+up to ``HANDLER_CONCURRENCY`` run, and settles what finished in group commits.
+
+Per webhook, every matching handler runs (concurrently, each under ``HANDLER_TIMEOUT_SECONDS``);
+the ones that succeed are remembered (``handlers_done``) so a retry runs only the others.
+A transient failure (``failures.is_transient``) retries with exponential backoff up to
+``MAX_ATTEMPTS``; a permanent one, or the last attempt, makes the row ``dead`` with its
+reason, until a replay (API or CLI).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,29 +30,28 @@ import orjson
 from gateway.audit.service import entry, record_many
 from gateway.jobs import idle
 from gateway.logging import get_logger
-from gateway.relay.service import enqueue_message
+from gateway.relay.service import enqueue_many, wake_senders
 from gateway.runtime import Runtime
 from gateway.webhooks import handlers, metrics, store
+from gateway.webhooks.failures import Failure, describe, failure
+from gateway.webhooks.inbox import relay_message
+from gateway.webhooks.models import DEAD, HANDLED, RECEIVED
 from gateway.webhooks.service import pieces
-from gateway.webhooks.store import Claimed
+from gateway.webhooks.store import Claimed, Settlement
 
 log = get_logger(__name__)
 ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
 BATCH_SIZE = 100
-LEASE_SECONDS = 120.0
 HANDLER_TIMEOUT_SECONDS = 60.0
-HANDLER_CONCURRENCY = 16
+# Longer than a handler may take: a lease ends only when its process is gone.
+LEASE_SECONDS = 2 * HANDLER_TIMEOUT_SECONDS
+HANDLER_CONCURRENCY = 64
 MAX_ATTEMPTS = 20
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 3600.0
 IDLE_POLL_SECONDS = 0.5
 GAUGE_SECONDS = 5.0
-
-
-def message_id(source: str, provider_event_id: str) -> str:
-    """The relay message id of an inbound webhook: the same on every re-handle."""
-    digest = hashlib.sha256(f"{source}\x00{provider_event_id}".encode()).hexdigest()[:32]
-    return f"msg_{source}_{digest}"
+STOP_GRACE_SECONDS = 5.0
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -55,145 +60,240 @@ def backoff_seconds(attempts: int) -> float:
     return delay * (0.8 + 0.4 * random.random())
 
 
-@dataclass
-class Outcome:
-    ready: list[tuple[Claimed, dict[str, Any]]] = field(default_factory=list)
-    failed: dict[int, tuple[Claimed, str]] = field(default_factory=dict)
+def handler_name(handler: handlers.Handler) -> str:
+    """A handler's stable name (``module.function``), as kept in ``handlers_done``."""
+    return f"{handler.__module__}.{getattr(handler, '__qualname__', repr(handler))}"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One webhook's handlers have run: which succeeded (ever) and what failed this time."""
+
+    row: Claimed
+    done: frozenset[str]
+    failures: tuple[Failure, ...]
 
 
 class Processor:
-    def __init__(self, runtime: Runtime, *, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        batch_size: int = BATCH_SIZE,
+        concurrency: int = HANDLER_CONCURRENCY,
+        handler_timeout: float = HANDLER_TIMEOUT_SECONDS,
+    ) -> None:
         self.runtime = runtime
         self.batch_size = batch_size
-        self._limit = asyncio.Semaphore(HANDLER_CONCURRENCY)
+        self.concurrency = concurrency
+        self.handler_timeout = handler_timeout
+        self._running: set[asyncio.Task[None]] = set()
+        self._finished: list[Finished] = []
+        self._relayed_legacy = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Two loops on PostgreSQL (SKIP LOCKED keeps them apart): one handles while the
-        # other waits on the database. SQLite has one writer anyway.
-        loops = 1 if self.runtime.database.is_sqlite else 2
-        tasks = [asyncio.create_task(self._loop(stop)) for _ in range(loops)]
-        tasks.append(asyncio.create_task(self._gauges(stop)))
+        gauges = asyncio.create_task(self._gauges(stop))
         try:
-            await asyncio.gather(*tasks)
+            await self._loop(stop)
         finally:
-            for task in tasks:
-                task.cancel()
+            gauges.cancel()
+            await self._stop_running()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = pieces(self.runtime).arrived
         while not stop.is_set():
-            if await self.process_due():
+            if await self.step():
                 continue
             wake.clear()
             await idle(stop, wake, IDLE_POLL_SECONDS)
 
-    async def process_due(self, now: float | None = None) -> int:
-        """Claim and handle one batch of due webhooks; returns how many were claimed."""
+    async def step(self, now: float | None = None) -> int:
+        """Settle what finished, then claim what is due while handler slots are free;
+        returns how many rows were settled or claimed (0: nothing to do now)."""
+        if not self._relayed_legacy:
+            await self._relay_legacy()
+        settled = await self._settle_finished()
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return settled
         claimed = await store.claim_due(
-            self.runtime.database, self.batch_size, LEASE_SECONDS, now=now
+            self.runtime.database, min(self.batch_size, free), LEASE_SECONDS, now=now
         )
-        if claimed:
-            await self.handle(claimed)
-        return len(claimed)
+        nothing_to_run = []
+        for row in claimed:
+            matched = [
+                handler
+                for handler in handlers.matching(row.source, row.event_type)
+                if handler_name(handler) not in row.handlers_done
+            ]
+            if matched:
+                self._start(row, matched)
+            else:
+                nothing_to_run.append(Finished(row, row.handlers_done, ()))
+        if nothing_to_run:
+            await self._settle(nothing_to_run)
+        return settled + len(claimed)
 
-    async def handle(self, claimed: list[Claimed]) -> None:
-        """Run the handlers of each webhook, then relay and settle the batch in one transaction."""
-        outcome = Outcome()
-        await asyncio.gather(*(self._dispatch(row, outcome) for row in claimed))
-        try:
-            await self._commit(outcome)
-        except Exception as exc:
-            if len(outcome.ready) + len(outcome.failed) <= 1:
-                raise
-            # One row may be unrelayable: settle the others one by one, the culprit retried.
-            log.warning("webhooks.inbound.batch_failed", error=type(exc).__name__, n=len(claimed))
-            await self._commit_one_by_one(outcome)
+    async def process_due(self, now: float | None = None) -> int:
+        """Claim one batch, wait for its handlers and settle it; returns how many were claimed
+        (for tests and one-shot runs)."""
+        claimed = await self.step(now)
+        await self.drain()
+        return claimed
 
-    async def _commit(self, outcome: Outcome) -> None:
-        now = time.time()
-        async with self.runtime.database.engine.begin() as conn:
-            for row, payload in outcome.ready:
-                await enqueue_message(
-                    conn,
-                    message_id=message_id(row.source, row.provider_event_id),
-                    type=row.event_type,
-                    source=row.source,
-                    data=payload,
-                    created_at=datetime.fromtimestamp(row.received_at, UTC),
-                )
-            await store.mark_handled(conn, [row.id for row, _ in outcome.ready], now)
-            given_up = await self._settle_failures(conn, outcome, now)
-            await record_many(conn, [self._audit(outcome, given_up)])
-        for row, _ in outcome.ready:
-            metrics.HANDLED.labels(source=row.source).inc()
-            metrics.HANDLING_LAG.labels(source=row.source).observe(max(0.0, now - row.received_at))
+    async def drain(self) -> None:
+        """Wait for every running handler, then settle."""
+        while self._running:
+            await asyncio.wait(set(self._running))
+        await self._settle_finished()
 
-    async def _commit_one_by_one(self, outcome: Outcome) -> None:
-        failed = dict(outcome.failed)
-        for row, payload in outcome.ready:
-            try:
-                await self._commit(Outcome(ready=[(row, payload)]))
-            except Exception as exc:
-                failed[row.id] = (row, f"{type(exc).__name__}: {str(exc)[:500]}")
-                metrics.HANDLE_FAILURES.labels(source=row.source).inc()
-        if failed:
-            await self._commit(Outcome(failed=failed))
+    def _start(self, row: Claimed, matched: list[handlers.Handler]) -> None:
+        task = asyncio.create_task(self._run_handlers(row, matched))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
-    async def _dispatch(self, row: Claimed, outcome: Outcome) -> None:
+    async def _run_handlers(self, row: Claimed, matched: list[handlers.Handler]) -> None:
+        done = set(row.handlers_done)
+        failures: list[Failure] = []
         try:
             payload = orjson.loads(row.body)
-            matched = handlers.matching(row.source, row.event_type)
-            if matched:
-                inbound = row.as_model()
-                async with self._limit:
-                    for handler in matched:
-                        await asyncio.wait_for(
-                            handler(self.runtime, inbound, payload), HANDLER_TIMEOUT_SECONDS
-                        )
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {str(exc)[:500]}"
-            outcome.failed[row.id] = (row, reason)
-            metrics.HANDLE_FAILURES.labels(source=row.source).inc()
-            log.warning(
-                "webhooks.inbound.handler_failed",
-                source=row.source,
-                provider_event_id=row.provider_event_id,
-                attempts=row.attempts,
-                error=type(exc).__name__,
+            inbound = row.as_model()
+            results = await asyncio.gather(
+                *(
+                    asyncio.wait_for(handler(self.runtime, inbound, payload), self.handler_timeout)
+                    for handler in matched
+                ),
+                return_exceptions=True,
             )
-            return
-        outcome.ready.append((row, payload))
+            for handler, result in zip(matched, results, strict=True):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    failures.append(failure(handler_name(handler), result))
+                else:
+                    done.add(handler_name(handler))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the body is not JSON: nothing can handle it
+            failures.append(Failure("payload", False, describe(exc)))
+        self._finished.append(Finished(row, frozenset(done), tuple(failures)))
+        pieces(self.runtime).arrived.set()
 
-    async def _settle_failures(self, conn: Any, outcome: Outcome, now: float) -> list[int]:
-        given_up = []
-        for id_, (row, reason) in outcome.failed.items():
-            if row.attempts >= MAX_ATTEMPTS:
-                await store.mark_failed(conn, id_, reason)
-                given_up.append(id_)
-                log.error(
-                    "webhooks.inbound.given_up",
-                    source=row.source,
-                    provider_event_id=row.provider_event_id,
-                    attempts=row.attempts,
-                )
-            else:
-                await store.reschedule(conn, id_, now + backoff_seconds(row.attempts), reason)
-        return given_up
+    async def _settle_finished(self) -> int:
+        finished, self._finished = self._finished, []
+        if finished:
+            await self._settle(finished)
+        return len(finished)
+
+    async def _settle(self, finished: list[Finished]) -> None:
+        try:
+            await self._commit(finished)
+        except Exception as exc:
+            if len(finished) == 1:
+                # Its lease ends and it is claimed again: the handlers that succeeded are
+                # idempotent, and the row is not lost.
+                log.error("webhooks.inbound.settle_failed", error=type(exc).__name__)
+                return
+            log.warning("webhooks.inbound.batch_failed", error=type(exc).__name__, n=len(finished))
+            for one in finished:
+                await self._settle([one])
+
+    async def _commit(self, finished: list[Finished]) -> None:
+        now = time.time()
+        settlements = [self._settlement(one, now) for one in finished]
+        async with self.runtime.database.engine.begin() as conn:
+            await store.settle(conn, settlements, now)
+            await record_many(conn, [self._audit(finished, settlements)])
+        for one, settlement in zip(finished, settlements, strict=True):
+            self._count(one, settlement, now)
 
     @staticmethod
-    def _audit(outcome: Outcome, given_up: list[int]) -> dict[str, Any]:
-        failed = [row for row, _ in outcome.failed.values()]
+    def _settlement(one: Finished, now: float) -> Settlement:
+        row = one.row
+        if not one.failures:
+            return Settlement(row.id, HANDLED, one.done)
+        reason = "; ".join(f"{f.handler}: {f.reason}" for f in one.failures)[:2000]
+        if any(not f.transient for f in one.failures):
+            return Settlement(row.id, DEAD, one.done, reason)
+        if row.attempts >= MAX_ATTEMPTS:
+            return Settlement(
+                row.id, DEAD, one.done, f"gave up after {row.attempts} attempts: {reason}"
+            )
+        return Settlement(row.id, RECEIVED, one.done, reason, now + backoff_seconds(row.attempts))
+
+    @staticmethod
+    def _count(one: Finished, settlement: Settlement, now: float) -> None:
+        source = one.row.source
+        for f in one.failures:
+            metrics.HANDLE_FAILURES.labels(
+                source=source, kind="transient" if f.transient else "permanent"
+            ).inc()
+        if settlement.status == HANDLED:
+            metrics.HANDLED.labels(source=source).inc()
+            metrics.HANDLING_LAG.labels(source=source).observe(max(0.0, now - one.row.received_at))
+        elif settlement.status == DEAD:
+            metrics.DEAD.labels(source=source).inc()
+            log.warning(
+                "webhooks.inbound.dead",
+                source=source,
+                provider_event_id=one.row.provider_event_id,
+                event_type=one.row.event_type,
+                attempts=one.row.attempts,
+                reason=settlement.error,
+            )
+        else:
+            log.info(
+                "webhooks.inbound.retry",
+                source=source,
+                provider_event_id=one.row.provider_event_id,
+                attempts=one.row.attempts,
+                reason=settlement.error,
+            )
+
+    @staticmethod
+    def _audit(finished: list[Finished], settlements: list[Settlement]) -> dict[str, Any]:
+        by_status = {HANDLED: 0, RECEIVED: 0, DEAD: 0}
+        for settlement in settlements:
+            by_status[settlement.status] += 1
         return entry(
             actor=ACTOR,
             action="webhooks.inbound.handled",
-            outcome="handled" if not failed else "partial",
-            target_ids=[row.provider_event_id for row, _ in outcome.ready],
+            outcome="handled" if by_status[HANDLED] == len(settlements) else "partial",
+            target_ids=[one.row.provider_event_id for one in finished],
             detail={
-                "handled": len(outcome.ready),
-                "retry": len(failed) - len(given_up),
-                "failed": len(given_up),
+                "handled": by_status[HANDLED],
+                "retry": by_status[RECEIVED],
+                "dead": by_status[DEAD],
             },
         )
+
+    async def _relay_legacy(self) -> None:
+        """Relay the rows stored before webhooks were relayed on receipt (once per start)."""
+        database = self.runtime.database
+        while rows := await store.unrelayed(database, self.batch_size):
+            now = time.time()
+            async with database.engine.begin() as conn:
+                messages = [
+                    relay_message(
+                        r.source, r.provider_event_id, r.event_type, r.received_at, r.body
+                    )
+                    for r in rows
+                ]
+                _, deliveries = await enqueue_many(conn, messages)
+                await store.mark_relayed(conn, [r.id for r in rows], now)
+            wake_senders(deliveries)
+            log.info("webhooks.inbound.relayed_backlog", n=len(rows))
+        self._relayed_legacy = True
+
+    async def _stop_running(self) -> None:
+        """On stop: let running handlers finish briefly, settle them, cancel the rest (their
+        leases end and another process runs them)."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=STOP_GRACE_SECONDS)
+        for task in list(self._running):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self._settle_finished()
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -204,7 +304,7 @@ class Processor:
             else:
                 metrics.PENDING.set(status.received)
                 metrics.OLDEST_PENDING_AGE.set(status.oldest_received_age_seconds or 0.0)
-                metrics.FAILED_STORED.set(status.failed)
+                metrics.DEAD_STORED.set(status.dead)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
 

@@ -7,7 +7,7 @@ it be stored and relayed again; clearing the body frees the space and keeps the 
 
 Only ``handled`` rows whose receipt *and* handling are older than the cut-off are cleared
 (the body becomes ``PRUNED_BODY``). Rows waiting to be handled (``received``) or given up
-(``failed``, for someone to look at and retry) keep their body whatever their age, and
+(``dead``, for someone to look at and replay) keep their body whatever their age, and
 ``handled`` is final: nothing reads the body of a handled row again.
 
 The job walks the handled rows that still have a body (a partial index, migration 0009) by

@@ -1,4 +1,4 @@
-"""Inbox reads and state changes after receipt: claims, outcomes, status, retry."""
+"""Inbox reads and state changes after receipt: claims, outcomes, status, listing, replay."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
 from gateway.db import Database
-from gateway.webhooks.models import FAILED, HANDLED, RECEIVED, InboundWebhook
+from gateway.webhooks.models import DEAD, HANDLED, RECEIVED, SOURCES, STATUSES, InboundWebhook
 
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
@@ -25,6 +26,7 @@ class Claimed:
     body: str
     received_at: float
     attempts: int
+    handlers_done: frozenset[str] = frozenset()
 
     def as_model(self) -> InboundWebhook:
         """The row as the model handlers receive (status ``received`` while handled)."""
@@ -52,51 +54,68 @@ async def claim_due(
         "UPDATE inbound_webhooks SET next_attempt_at = :lease, attempts = attempts + 1 "
         "WHERE id IN (SELECT id FROM inbound_webhooks WHERE status = :received "
         f"AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :limit {lock}) "
-        "RETURNING id, source, provider_event_id, event_type, body, received_at, attempts"
+        "RETURNING id, source, provider_event_id, event_type, body, received_at, attempts, "
+        "handlers_done"
     )
     params = {"lease": now + lease_seconds, "received": RECEIVED, "now": now, "limit": limit}
     async with database.engine.begin() as conn:
         rows = (await conn.execute(sql, params)).all()
-    claimed = [Claimed(r[0], r[1], r[2], r[3], r[4], float(r[5]), int(r[6])) for r in rows]
+    claimed = [
+        Claimed(r[0], r[1], r[2], r[3], r[4], float(r[5]), int(r[6]), _done(r[7])) for r in rows
+    ]
     claimed.sort(key=lambda c: c.id)
     return claimed
 
 
-async def mark_handled(conn: AsyncConnection, ids: list[int], now: float) -> None:
-    if ids:
-        await conn.execute(
-            text(
-                "UPDATE inbound_webhooks SET status = :handled, handled_at = :now, "
-                "last_error = NULL WHERE id IN :ids AND status = :received"
-            ).bindparams(_IDS),
-            {"handled": HANDLED, "now": now, "ids": ids, "received": RECEIVED},
-        )
+def _done(value: str | None) -> frozenset[str]:
+    return frozenset(orjson.loads(value)) if value else frozenset()
 
 
-async def reschedule(conn: AsyncConnection, id_: int, at: float, error: str) -> None:
+@dataclass(frozen=True)
+class Settlement:
+    """A claimed row's outcome: ``status`` is ``handled``, ``received`` (retry at
+    ``next_attempt_at``) or ``dead``; ``handlers_done`` the handlers that succeeded so far."""
+
+    id: int
+    status: str
+    handlers_done: frozenset[str]
+    error: str | None = None
+    next_attempt_at: float | None = None
+
+
+async def settle(conn: AsyncConnection, settlements: list[Settlement], now: float) -> None:
+    """Write the outcomes of claimed rows (one statement, executed for each row)."""
+    if not settlements:
+        return
     await conn.execute(
         text(
-            "UPDATE inbound_webhooks SET next_attempt_at = :at, last_error = :e "
+            "UPDATE inbound_webhooks SET status = :status, last_error = :error, "
+            "handlers_done = :done, next_attempt_at = coalesce(:at, next_attempt_at), "
+            "handled_at = coalesce(:handled_at, handled_at) "
             "WHERE id = :id AND status = :received"
         ),
-        {"at": at, "e": error, "id": id_, "received": RECEIVED},
+        [
+            {
+                "status": s.status,
+                "error": s.error,
+                "done": orjson.dumps(sorted(s.handlers_done)).decode() if s.handlers_done else None,
+                "at": s.next_attempt_at,
+                "handled_at": now if s.status == HANDLED else None,
+                "id": s.id,
+                "received": RECEIVED,
+            }
+            for s in settlements
+        ],
     )
 
 
-async def mark_failed(conn: AsyncConnection, id_: int, error: str) -> None:
-    await conn.execute(
-        text(
-            "UPDATE inbound_webhooks SET status = :failed, last_error = :e "
-            "WHERE id = :id AND status = :received"
-        ),
-        {"failed": FAILED, "e": error, "id": id_, "received": RECEIVED},
-    )
+async def replay_dead(conn: AsyncConnection, ids: list[int] | None) -> list[int]:
+    """Put dead webhooks back in the queue (all, or these ids); returns the ids requeued.
 
-
-async def retry_failed(conn: AsyncConnection, ids: list[int] | None) -> list[int]:
-    """Put failed webhooks back in the queue (all, or these ids); returns the ids requeued."""
-    select = "SELECT id FROM inbound_webhooks WHERE status = :failed"
-    params: dict[str, Any] = {"failed": FAILED}
+    Their relay message is not sent again (it was sent when they were stored); their
+    handlers that had not succeeded run again."""
+    select = "SELECT id FROM inbound_webhooks WHERE status = :dead"
+    params: dict[str, Any] = {"dead": DEAD}
     statement = text(select)
     if ids is not None:
         statement = text(f"{select} AND id IN :ids").bindparams(_IDS)
@@ -106,18 +125,39 @@ async def retry_failed(conn: AsyncConnection, ids: list[int] | None) -> list[int
         await conn.execute(
             text(
                 "UPDATE inbound_webhooks SET status = :received, attempts = 0, "
-                "next_attempt_at = :now WHERE id IN :ids"
+                "next_attempt_at = :now WHERE id IN :ids AND status = :dead"
             ).bindparams(_IDS),
-            {"received": RECEIVED, "now": time.time(), "ids": found},
+            {"received": RECEIVED, "now": time.time(), "ids": found, "dead": DEAD},
         )
     return found
+
+
+async def unrelayed(database: Database, limit: int) -> list[Claimed]:
+    """Rows stored before webhooks were relayed on receipt, waiting or dead, not yet relayed."""
+    sql = text(
+        "SELECT id, source, provider_event_id, event_type, body, received_at, attempts "
+        "FROM inbound_webhooks WHERE status IN (:received, :dead) AND relayed_at IS NULL "
+        "ORDER BY id LIMIT :n"
+    )
+    async with database.engine.connect() as conn:
+        rows = (await conn.execute(sql, {"received": RECEIVED, "dead": DEAD, "n": limit})).all()
+    return [Claimed(r[0], r[1], r[2], r[3], r[4], float(r[5]), int(r[6])) for r in rows]
+
+
+async def mark_relayed(conn: AsyncConnection, ids: list[int], now: float) -> None:
+    await conn.execute(
+        text(
+            "UPDATE inbound_webhooks SET relayed_at = :now WHERE id IN :ids AND relayed_at IS NULL"
+        ).bindparams(_IDS),
+        {"now": now, "ids": ids},
+    )
 
 
 @dataclass(frozen=True)
 class InboxStatus:
     received: int
     oldest_received_age_seconds: float | None
-    failed: int
+    dead: int
     handled: int | None
 
 
@@ -129,7 +169,7 @@ async def _count(conn: AsyncConnection, status_: str) -> int:
 async def status(database: Database, *, with_handled: bool = False) -> InboxStatus:
     """Counts by status (handled only on request: it scans) and the oldest unhandled age."""
     async with database.engine.connect() as conn:
-        received, failed = await _count(conn, RECEIVED), await _count(conn, FAILED)
+        received, dead = await _count(conn, RECEIVED), await _count(conn, DEAD)
         handled = await _count(conn, HANDLED) if with_handled else None
         oldest = (
             await conn.execute(
@@ -138,19 +178,54 @@ async def status(database: Database, *, with_handled: bool = False) -> InboxStat
             )
         ).scalar_one()
     age = None if oldest is None else max(0.0, time.time() - float(oldest))
-    return InboxStatus(received, age, failed, handled)
+    return InboxStatus(received, age, dead, handled)
 
 
-async def failed_rows(database: Database, limit: int) -> list[dict[str, Any]]:
-    """Webhooks given up after every retry, oldest first (ids and reasons, no bodies)."""
+_LISTED = (
+    "id, source, provider_event_id, event_type, status, attempts, received_at, relayed_at, "
+    "handled_at, next_attempt_at, last_error, handlers_done"
+)
+
+
+async def list_rows(
+    database: Database,
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Inbox rows without their bodies, by id, optionally by status and source."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    where = ["id > :after"]
+    params: dict[str, Any] = {"after": after_id or 0, "n": limit}
+    if status is not None:
+        where.append("status = :status")
+        params["status"] = status
+    if source is not None:
+        where.append("source = :source")
+        params["source"] = source
+    sql = f"SELECT {_LISTED} FROM inbound_webhooks WHERE {' AND '.join(where)} ORDER BY id LIMIT :n"
     async with database.engine.connect() as conn:
-        rows = (
+        rows = (await conn.execute(text(sql), params)).all()
+    return [_listed(dict(row._mapping)) for row in rows]
+
+
+async def get_row(database: Database, id_: int) -> dict[str, Any] | None:
+    async with database.engine.connect() as conn:
+        row = (
             await conn.execute(
-                text(
-                    "SELECT id, source, provider_event_id, event_type, received_at, attempts, "
-                    "last_error FROM inbound_webhooks WHERE status = :f ORDER BY id LIMIT :n"
-                ),
-                {"f": FAILED, "n": limit},
+                text(f"SELECT {_LISTED} FROM inbound_webhooks WHERE id = :id"), {"id": id_}
             )
-        ).all()
-    return [dict(row._mapping) for row in rows]
+        ).first()
+    return None if row is None else _listed(dict(row._mapping))
+
+
+def _listed(row: dict[str, Any]) -> dict[str, Any]:
+    row["handlers_done"] = sorted(_done(row["handlers_done"]))
+    if row["status"] != RECEIVED:
+        row["next_attempt_at"] = None
+    return row

@@ -99,14 +99,49 @@ def test_cli_refuses_a_url_that_is_not_http(cli: tuple[CliRunner, EmulatorState]
     assert state.webhook_endpoints == {}
 
 
-def test_cli_status_and_retry_of_failed_webhooks(cli: tuple[CliRunner, EmulatorState]) -> None:
+def _insert_dead(database_url: str) -> None:
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    from gateway.db import sync_url
+
+    engine = create_engine(sync_url(database_url))
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO inbound_webhooks (source, provider_event_id, event_type, body, "
+                "body_sha256, received_at, status, attempts, next_attempt_at, last_error, "
+                "relayed_at) VALUES ('lago', 'uk_dead', 'invoice.created', '{}', :sha, :now, "
+                "'dead', 1, :now, 'on_invoice_issued: LagoApiError: Lago answered 404', :now)"
+            ),
+            {"sha": "0" * 64, "now": now},
+        )
+    engine.dispose()
+
+
+def test_cli_status_list_and_replay_of_dead_webhooks(
+    cli: tuple[CliRunner, EmulatorState], database_url: str
+) -> None:
     runner, _ = cli
+    _insert_dead(database_url)
 
     status = runner.invoke(main, ["webhooks", "status"])
-    retry = runner.invoke(main, ["webhooks", "retry", "--all"])
-    usage = runner.invoke(main, ["webhooks", "retry"])
+    listed = runner.invoke(main, ["webhooks", "list"])
+    unknown = runner.invoke(main, ["webhooks", "replay", "--id", "999"])
+    replayed = runner.invoke(main, ["webhooks", "replay", "--id", "1"])
+    after = runner.invoke(main, ["webhooks", "status"])
+    alias = runner.invoke(main, ["webhooks", "retry", "--all"])
+    usage = runner.invoke(main, ["webhooks", "replay"])
 
     assert status.exit_code == 0, status.output
-    assert "waiting: 0" in status.output and "failed: 0" in status.output
-    assert retry.output.strip() == "requeued 0 failed webhook(s)"
+    assert "waiting: 0" in status.output and "dead: 1" in status.output
+    assert listed.exit_code == 0, listed.output
+    assert "uk_dead" in listed.output and "Lago answered 404" in listed.output
+    assert unknown.exit_code == 1
+    assert "not dead (or unknown), left alone: 999" in unknown.output
+    assert replayed.output.strip() == "replaying 1 dead webhook(s)"
+    assert "waiting: 1" in after.output and "dead: 0" in after.output
+    assert alias.output.strip() == "replaying 0 dead webhook(s)"
     assert usage.exit_code == 2

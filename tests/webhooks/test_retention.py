@@ -17,7 +17,7 @@ from gateway import worker
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.webhooks import retention, store
-from gateway.webhooks.models import FAILED, HANDLED, PRUNED_BODY, RECEIVED
+from gateway.webhooks.models import DEAD, HANDLED, PRUNED_BODY, RECEIVED
 from gateway.webhooks.processor import Processor
 from tests.webhooks.conftest import (
     LAGO_PATH,
@@ -140,7 +140,7 @@ async def test_waiting_failed_and_young_webhooks_keep_their_body(hooks: Hooks) -
         database,
         [
             ("waiting", RECEIVED, NOW - 90 * DAY, None),
-            ("given_up", FAILED, NOW - 90 * DAY, None),
+            ("given_up", DEAD, NOW - 90 * DAY, None),
             ("young", HANDLED, NOW - 2 * DAY, NOW - 2 * DAY),
             ("handled_lately", HANDLED, NOW - 90 * DAY, NOW - 3 * DAY),
             ("old", HANDLED, NOW - 31 * DAY, NOW - 31 * DAY),
@@ -158,10 +158,10 @@ async def test_a_failed_webhook_retried_after_the_retention_still_has_its_body_t
     hooks: Hooks,
 ) -> None:
     database = hooks.gateway.runtime.database
-    await _insert(database, [("given_up", FAILED, NOW - 90 * DAY, None)])
+    await _insert(database, [("given_up", DEAD, NOW - 90 * DAY, None)])
     await retention.prune(database, 30, now=NOW)
     async with database.engine.begin() as conn:
-        requeued = await store.retry_failed(conn, None)
+        requeued = await store.replay_dead(conn, None)
 
     assert len(requeued) == 1
     assert await Processor(hooks.gateway.runtime).process_due() == 1
@@ -176,12 +176,12 @@ async def test_a_pruned_webhook_is_never_requeued_nor_handled_again(hooks: Hooks
     (pruned,) = await hooks.inbound()
     async with database.engine.begin() as conn:
         # What `gateway webhooks retry --all` and `--id <id>` run: only failed rows qualify.
-        assert await store.retry_failed(conn, None) == []
-        assert await store.retry_failed(conn, [pruned.id]) == []
+        assert await store.replay_dead(conn, None) == []
+        assert await store.replay_dead(conn, [pruned.id]) == []
 
     assert await store.claim_due(database, 10, 60.0, now=NOW + 365 * DAY) == []
     status = await store.status(database, with_handled=True)
-    assert (status.received, status.handled, status.failed) == (0, 1, 0)
+    assert (status.received, status.handled, status.dead) == (0, 1, 0)
     assert [(r.status, r.body) for r in await hooks.inbound()] == [(HANDLED, PRUNED_BODY)]
 
 
