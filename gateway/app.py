@@ -150,6 +150,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(router)
     app.serve_fast(ingest_fast_routes, settings.body_max_bytes)
+    app.time_bodies(settings.body_read_timeout_seconds, settings.body_read_total_seconds)
     app.mount("/finance", create_finance_app(app, settings))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -5,6 +5,7 @@
     ├── Unauthorized              401
     ├── Forbidden                 403
     ├── NotFound                  404
+    ├── RequestTimeout            408  (the body stopped arriving; the connection is closed)
     ├── Conflict                  409
     ├── PayloadTooLarge           413
     ├── ValidationFailed          422  (Lago's ``validation_errors`` with ``error_details``)
@@ -91,6 +92,14 @@ class NotFound(GatewayError):
     status = 404
     error = "Not Found"
     code = "not_found"
+
+
+class RequestTimeout(GatewayError):
+    """The request body stopped arriving (or took too long in all); the connection closes."""
+
+    status = 408
+    error = "Request Timeout"
+    code = "request_timeout"
 
 
 class Conflict(GatewayError):

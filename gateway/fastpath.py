@@ -7,7 +7,8 @@ ASGI scope, with the same behaviour as everywhere else: the request id (kept fro
 ``X-Request-Id`` or minted, echoed back, on the audit row), the body limit (413), the
 bearer key and scope (401/403), and errors in Lago's shape. Every other request, and
 these paths with another method, go through FastAPI as usual; the FastAPI routes of the
-same paths stay in the app for the OpenAPI schema.
+same paths stay in the app for the OpenAPI schema. Outside both sits the request body
+read timeout (``gateway/body_timeout.py``), so it covers every route.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.service import Principal, authenticate, authorize
 from gateway.auth.service import Scope as KeyScope
+from gateway.body_timeout import BodyReadTimeout
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge
 from gateway.logging import get_logger, request_id_from, request_id_var
 from gateway.runtime import Runtime
@@ -50,12 +52,22 @@ class GatewayApp(FastAPI):
 
     fast_routes: dict[str, FastRoute]
     body_max_bytes: int
+    _entry: ASGIApp | None = None
 
     def serve_fast(self, routes: list[FastRoute], body_max_bytes: int) -> None:
         self.fast_routes = {route.path: route for route in routes}
         self.body_max_bytes = body_max_bytes
 
+    def time_bodies(self, chunk_seconds: float, total_seconds: float) -> None:
+        """Every route, this fast path included: 408 and close when a body stalls."""
+        self._entry = BodyReadTimeout(
+            self._route, chunk_seconds=chunk_seconds, total_seconds=total_seconds
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self._entry or self._route)(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             route = getattr(self, "fast_routes", {}).get(scope["path"])
             if route is not None:
