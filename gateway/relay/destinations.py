@@ -1,25 +1,84 @@
-"""Where deliveries may go: http(s) URLs whose host resolves to public addresses only (SSRF)."""
+"""Where deliveries may go: http(s) URLs whose host resolves to public addresses only (SSRF).
+
+An address is public when it is globally routable and nothing in it leads to a non-public
+IPv4 address: IPv4-mapped (``::ffff:0:0/96``) and NAT64 (``64:ff9b::/96``) addresses are
+judged by their IPv4 address, 6to4 (``2002::/16``) by its IPv4 address, Teredo
+(``2001::/32``) by its server's and its (obfuscated) client's, an ISATAP interface id
+(``…:0:5efe:a.b.c.d``) by its IPv4 address; IPv4-compatible (``::/96``, deprecated) and
+local-use NAT64 (``64:ff9b:1::/48``) addresses are refused outright, and so are loopback,
+link-local, unique-local, site-local, multicast, reserved and unspecified addresses of
+either family (and IPv4's private, shared 100.64/10 and documentation ranges).
+
+The check is made twice: when an endpoint is registered (a 422 naming ``url``), and by
+``PublicOnlyBackend`` on every connection the sender opens. The backend resolves the host
+once, checks every address, and connects to a checked address, so a DNS answer that
+changes between the check and the connection (rebinding) cannot redirect a delivery;
+httpcore still sends the URL's host in ``Host`` and checks TLS (SNI and the certificate)
+against the hostname.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
-import time
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
-RESOLVE_CACHE_SECONDS = 60.0
+import httpcore
+
 RESOLVE_TIMEOUT_SECONDS = 5.0
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (host, port) -> the addresses to connect to, in the order to try them.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_ISATAP = 0x00005EFE  # the upper half of an ISATAP interface id (u and g bits masked)
+_LOW_32 = 0xFFFFFFFF
 
 
 class DestinationRefused(ValueError):
     """The URL is not http(s), or its host is (or resolves to) a non-public address."""
 
 
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+def _public_v4(address: ipaddress.IPv4Address) -> bool:
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
+def _embedded_v4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a 6to4, Teredo or ISATAP address leads to."""
+    found = []
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    interface_id = int(address) & 0xFFFFFFFFFFFFFFFF
+    if (interface_id >> 32) & ~0x03000000 == _ISATAP:
+        found.append(ipaddress.IPv4Address(interface_id & _LOW_32))
+    return found
+
+
+def is_public(address: Address) -> bool:
+    """True when ``address``, and any IPv4 address it embeds or maps to, is public."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return _public_v4(address)
+    if address.ipv4_mapped is not None:
+        return _public_v4(address.ipv4_mapped)
+    if address in _COMPATIBLE or address in _NAT64_LOCAL:
+        return False
+    if address in _NAT64:  # before the rest: Python counts all of ::/8 as reserved
+        return _public_v4(ipaddress.IPv4Address(int(address) & _LOW_32))
+    if (
+        not address.is_global
+        or address.is_multicast
+        or address.is_site_local
+        or address.is_reserved
+    ):
+        return False
+    return all(_public_v4(embedded) for embedded in _embedded_v4(address))
 
 
 def split_url(url: str) -> tuple[str, int]:
@@ -39,7 +98,7 @@ def split_url(url: str) -> tuple[str, int]:
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (an IP literal resolves to itself)."""
+    """Every address ``host`` resolves to, in getaddrinfo's order (an IP literal: itself)."""
     try:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
@@ -51,41 +110,82 @@ async def resolve(host: str, port: int) -> list[str]:
         )
     except (OSError, TimeoutError) as exc:
         raise DestinationRefused(f"the host {host!r} does not resolve") from exc
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def check_public(url: str) -> None:
-    """Raise DestinationRefused unless every address of the URL's host is public."""
-    host, port = split_url(url)
-    addresses = await resolve(host, port)
-    if not addresses:
-        raise DestinationRefused(f"the host {host!r} does not resolve")
+def refuse_non_public(host: str, addresses: Iterable[str]) -> None:
+    """DestinationRefused unless there are addresses and every one of them is public."""
+    checked = 0
     for address in addresses:
-        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
+        checked += 1
+        if not is_public(ipaddress.ip_address(address.split("%")[0])):
             raise DestinationRefused(
                 "the URL points at a loopback, link-local, private or reserved address"
             )
+    if not checked:
+        raise DestinationRefused(f"the host {host!r} does not resolve")
 
 
-class DestinationGuard:
-    """The same check at delivery time (DNS can change after registration), cached per host."""
+async def check_public(url: str, resolver: Resolver = resolve) -> None:
+    """Raise DestinationRefused unless every address of the URL's host is public."""
+    host, port = split_url(url)
+    refuse_non_public(host, await resolver(host, port))
 
-    def __init__(self, allow_private: bool) -> None:
+
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network under the sender: each connection goes to an address checked for it.
+
+    ``allow_private`` (``GATEWAY_RELAY_ALLOW_PRIVATE``, for development and tests) skips the
+    check but still connects to the resolved address. ``resolver`` is for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        resolver: Resolver = resolve,
+        network: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self.allow_private = allow_private
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self.resolver = resolver
+        self.network = network or httpcore.AnyIOBackend()
 
-    async def refusal(self, url: str) -> str | None:
-        """None when ``url`` may be called now, else the reason it may not."""
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self.resolver(host, port)
         if self.allow_private:
-            return None
-        now = time.monotonic()
-        cached = self._cache.get(url)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            await check_public(url)
-            reason = None
-        except DestinationRefused as exc:
-            reason = str(exc)
-        self._cache[url] = (now + RESOLVE_CACHE_SECONDS, reason)
-        return reason
+            if not addresses:
+                raise DestinationRefused(f"the host {host!r} does not resolve")
+        else:
+            refuse_non_public(host, addresses)
+        failure: Exception | None = None
+        for address in addresses:  # in order, as a client without Happy Eyeballs would
+            try:
+                return await self.network.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise DestinationRefused("deliveries go over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.network.sleep(seconds)

@@ -8,10 +8,12 @@ requests themselves. The sender spreads its connections over small pools instead
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import httpcore
 import httpx
 from standardwebhooks import Webhook
 
@@ -26,13 +28,21 @@ class Pools:
 
     Each request takes a free slot (a pool with room), so no request waits in one pool while
     another has an idle connection; the most recently freed slot first, so a light load keeps
-    reusing a few warm connections instead of cycling through all of them. Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
-    redirects, URL merging) is work the sender never needs, a fifth of the CPU per request.
+    reusing a few warm connections instead of cycling through all of them. Requests go
+    straight to httpx's pooled transport: the client layer (auth, cookies, redirects, URL
+    merging, proxies from the environment) is work the sender never needs, a fifth of the
+    CPU per request, and a redirect or proxy would lead past the destination check.
+    Connections are opened by ``network`` (``PublicOnlyBackend``: the checked address).
     An injected transport (tests: an ASGI subscriber) replaces the pools.
     """
 
     def __init__(
-        self, size: int, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        size: int,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self.timeout = timeout
         self._timeouts = httpx.Timeout(timeout).as_dict()
@@ -44,9 +54,7 @@ class Pools:
             limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
             count = max(1, -(-size // per_pool))
             tls = httpx.create_ssl_context()  # one context: loading CA certificates is slow
-            self.transports = [
-                httpx.AsyncHTTPTransport(limits=limits, verify=tls) for _ in range(count)
-            ]
+            self.transports = [_Transport(limits, tls, network) for _ in range(count)]
         self._slots = deque(i for i in range(len(self.transports)) for _ in range(per_pool))
 
     async def post(
@@ -79,6 +87,26 @@ class Pools:
     async def aclose(self) -> None:
         for transport in self.transports:
             await transport.aclose()
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """httpx's transport on a pool that opens its connections through ``network``."""
+
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        tls: ssl.SSLContext,
+        network: httpcore.AsyncNetworkBackend | None,
+    ) -> None:
+        super().__init__(limits=limits, verify=tls, trust_env=False)
+        # httpx has no parameter for the network backend: the same pool again, with it.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=tls,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=network,
+        )
 
 
 class Signer:

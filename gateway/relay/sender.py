@@ -27,7 +27,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.logging import get_logger
 from gateway.relay import metrics, settlement, store
-from gateway.relay.destinations import DestinationGuard
+from gateway.relay.destinations import DestinationRefused, PublicOnlyBackend, Resolver, resolve
 from gateway.relay.models import DELIVERED, FAILED, PENDING
 from gateway.relay.outbound import Pools, Signer, retry_after_seconds
 from gateway.relay.service import subscribe_wakeup, unsubscribe_wakeup
@@ -51,7 +51,8 @@ JITTER = 0.2
 
 
 class Sender:
-    """One process's delivery loop; ``transport`` lets tests put an ASGI receiver underneath."""
+    """One process's delivery loop; ``transport`` lets tests put an ASGI receiver underneath,
+    ``resolver`` a DNS of their own under the real network."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Sender:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         actor: str = ACTOR,
+        resolver: Resolver = resolve,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -69,8 +71,11 @@ class Sender:
         self.schedule = tuple(settings.relay_retry_schedule)
         # A lease must outlive the slowest attempt, or a second sender could start it again.
         self.lease = max(settings.relay_lease_seconds, settings.relay_timeout_seconds * 1.5 + 1.0)
-        self.pools = Pools(self.concurrency, settings.relay_timeout_seconds, transport)
-        self.guard = DestinationGuard(settings.relay_allow_private)
+        # Every connection goes to an address checked for it (DNS rebinding): docs/security.md.
+        network = PublicOnlyBackend(allow_private=settings.relay_allow_private, resolver=resolver)
+        self.pools = Pools(
+            self.concurrency, settings.relay_timeout_seconds, transport, network=network
+        )
         self.signer = Signer()
         self.wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
@@ -185,9 +190,6 @@ class Sender:
             return Outcome(
                 claimed, FAILED, now, now, error="endpoint disabled or deleted", attempted=False
             )
-        refusal = await self.guard.refusal(target.url)
-        if refusal is not None:
-            return self._failure(claimed, now, 0.0, error=f"refused: {refusal}")
         timestamp = int(now)
         headers = {
             "webhook-id": claimed.message_id,
@@ -203,6 +205,8 @@ class Sender:
             )
         except (httpx.TimeoutException, TimeoutError):
             return self._failure(claimed, now, time.perf_counter() - started, error="timeout")
+        except DestinationRefused as exc:  # found when connecting: a non-public address
+            return self._failure(claimed, now, 0.0, error=f"refused: {exc}")
         except Exception as exc:  # any transport failure is the subscriber's failed attempt
             error = f"{type(exc).__name__}: {exc}"[:500]
             return self._failure(claimed, now, time.perf_counter() - started, error=error)

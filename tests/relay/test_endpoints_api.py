@@ -21,7 +21,11 @@ async def test_endpoint_lifecycle_create_read_update_delete(gateway: Gateway) ->
     admin = await gateway.headers("admin")
     created = await gateway.client.post(
         "/gateway/endpoints",
-        json={"url": "https://93.184.216.34/hooks", "description": "billing", "filter_types": ["invoice.*"]},
+        json={
+            "url": "https://93.184.216.34/hooks",
+            "description": "billing",
+            "filter_types": ["invoice.*"],
+        },
         headers=admin,
     )
     assert created.status_code == 201, created.text
@@ -38,7 +42,11 @@ async def test_endpoint_lifecycle_create_read_update_delete(gateway: Gateway) ->
     listed = (await gateway.client.get("/gateway/endpoints", headers=admin)).json()
     assert [e["id"] for e in listed["endpoints"]] == [endpoint["id"]]
     secret = (await gateway.client.get(f"{ep}/secret", headers=admin)).json()
-    assert secret == {"secret": body["secret"], "previous_secret": None, "previous_secret_expires_at": None}
+    assert secret == {
+        "secret": body["secret"],
+        "previous_secret": None,
+        "previous_secret_expires_at": None,
+    }
 
     patched = await gateway.client.patch(
         ep, json={"filter_types": ["payment_intent.*", "*"], "enabled": False}, headers=admin
@@ -90,6 +98,11 @@ async def test_endpoints_need_the_admin_scope(gateway: Gateway) -> None:
         "http://169.254.169.254/latest/meta-data",
         "http://[fe80::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[::127.0.0.1]/hook",
+        "http://[64:ff9b::7f00:1]/hook",
+        "http://[2002:7f00:1::1]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",
+        "http://[fd00::1]/hook",
         "http://0.0.0.0/hook",
         "http://100.64.0.1/hook",
         "ftp://93.184.216.34/hook",
@@ -119,7 +132,9 @@ async def test_a_patch_to_a_private_url_is_refused_too(gateway: Gateway) -> None
     response = await gateway.client.patch(ep, json={"url": "http://127.0.0.1/"}, headers=admin)
     assert response.status_code == 422
     assert list(response.json()["error_details"]) == ["url"]
-    assert (await gateway.client.get(ep, headers=admin)).json()["endpoint"]["url"] == "https://93.184.216.34/"
+    assert (await gateway.client.get(ep, headers=admin)).json()["endpoint"][
+        "url"
+    ] == "https://93.184.216.34/"
 
 
 async def test_private_urls_are_allowed_when_the_setting_says_so(
