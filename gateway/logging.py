@@ -32,8 +32,10 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
-    # aiosqlite logs each statement with its parameters at DEBUG: secrets must not reach logs.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "aiosqlite"):
+    # aiosqlite logs each statement with its parameters at DEBUG, the stripe SDK each request
+    # and response body (client secrets, emails; its console printing is turned off by the
+    # Stripe client, gateway/integrations/stripe/client.py): secrets must not reach logs.
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "aiosqlite", "stripe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

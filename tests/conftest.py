@@ -26,7 +26,7 @@ from gateway.migrations.runner import upgrade
 from gateway.runtime import Runtime
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
-from tests.support import postgres
+from tests.support import postgres, stripe_contract
 
 LAGO_URL = "http://lago.test"
 LAGO_KEY = "test-lago-key"
@@ -47,6 +47,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         choice = metafunc.config.getoption("--db")
         backends = ["sqlite", "postgres"] if choice == "both" else [choice]
         metafunc.parametrize("backend", backends, scope="function")
+
+
+@pytest.fixture(autouse=True)
+def _stripe_contract_kept() -> Iterator[None]:
+    """A Stripe request or answer outside Stripe's spec fails the test that made it, even
+    when the SDK took the fake's exception for a network error and the gateway coped."""
+    stripe_contract.VIOLATIONS.clear()
+    yield
+    found = list(stripe_contract.VIOLATIONS)
+    stripe_contract.VIOLATIONS.clear()
+    assert found == [], "Stripe contract violations:\n" + "\n".join(found)
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +162,10 @@ async def start_gateway(
     lago_app = create_emulator(emulator, api_key=LAGO_KEY, validate=validate_contract)
     transport = lago_transport or httpx.ASGITransport(app=lago_app)
     app = create_app(
-        settings, lago_transport=transport, stripe_transport=stripe_transport, run_workers=run_workers
+        settings,
+        lago_transport=transport,
+        stripe_transport=stripe_transport,
+        run_workers=run_workers,
     )
     manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
     await manager.__aenter__()

@@ -29,6 +29,9 @@ from gateway.runtime import Runtime
 log = get_logger(__name__)
 # A link about to expire is not handed out: the customer needs time to pay.
 MIN_LINK_LIFE_SECONDS = 600.0
+# Retries of one request within these windows get the same Stripe page (idempotency keys).
+SETUP_WINDOW_SECONDS = 300
+PORTAL_WINDOW_SECONDS = 60  # portal sessions are short-lived: a replay must still be fresh
 
 
 def return_url(runtime: Runtime, given: str | None, name: str) -> str:
@@ -173,7 +176,9 @@ async def close_link(runtime: Runtime, row: Collection, *, actor: str) -> bool:
         )
         return True
     try:
-        session = await stripe.expire_checkout_session(row.checkout_session_id)
+        session = await stripe.expire_checkout_session(
+            row.checkout_session_id, idempotency_key=expire_key(row.checkout_session_id)
+        )
     except StripeRejected:
         session = await stripe.retrieve_checkout_session(row.checkout_session_id)
     fresh = await settle_session(runtime, session, actor=actor, via="close")
@@ -222,9 +227,14 @@ async def _stripe_customer(runtime: Runtime, external_id: str, actor: str) -> st
     )
 
 
-def _window_key(*parts: str) -> str:
+def expire_key(session_id: str) -> str:
+    """Expiring a Checkout Session: once per session, whoever asks and however often."""
+    return f"checkout-session-{session_id}-expire"
+
+
+def _window_key(*parts: str, seconds: int) -> str:
     digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-    return f"{digest}-{int(time.time() // 300)}"
+    return f"{digest}-{int(time.time() // seconds)}"
 
 
 async def setup_link(
@@ -242,7 +252,8 @@ async def setup_link(
         "setup_intent_data": {"metadata": {"external_customer_id": external_id}},
     }
     # Retries of one request within five minutes get the same page.
-    key = f"setup-{_window_key(external_id, success_url, cancel_url)}"
+    window = _window_key(external_id, success_url, cancel_url, seconds=SETUP_WINDOW_SECONDS)
+    key = f"setup-{window}"
     session = await charger.stripe_of(runtime).create_checkout_session(params, idempotency_key=key)
     await _audit_link(runtime, actor, "collection.setup_link", external_id)
     return {"id": session["id"], "url": session.get("url"), "expires_at": session.get("expires_at")}
@@ -253,8 +264,10 @@ async def portal_link(
 ) -> dict[str, Any]:
     """A Stripe billing portal session for the customer."""
     customer = await _stripe_customer(runtime, external_id, actor)
+    # One caller's retries within a minute get the same session, later requests a fresh one.
+    window = _window_key(actor, external_id, customer, return_to, seconds=PORTAL_WINDOW_SECONDS)
     portal = await charger.stripe_of(runtime).create_portal_session(
-        customer=customer, return_url=return_to
+        customer=customer, return_url=return_to, idempotency_key=f"portal-{window}"
     )
     await _audit_link(runtime, actor, "collection.portal_link", external_id)
     return {"id": portal["id"], "url": portal.get("url")}

@@ -1,14 +1,43 @@
 """A stateful fake Stripe at the HTTP transport, for collection tests.
 
-What the gateway's collection calls, with Stripe's object shapes: customers (default
-payment method), payment methods, PaymentIntents (off-session confirm, card declines as
-402 ``card_error`` carrying the PaymentIntent, cancel, list), Checkout Sessions (payment
-and setup modes, expire), SetupIntents, billing portal sessions, refunds, disputes.
-``Idempotency-Key`` is honoured as Stripe does: the same key and parameters replay the
-first answer without side effects; other parameters are a 400 ``idempotency_error``.
+What the gateway's collection calls, with Stripe's object shapes for ``API_VERSION``:
+customers (default payment method), payment methods, PaymentIntents (off-session confirm,
+card declines as 402 ``card_error`` carrying the PaymentIntent, cancel, list), Checkout
+Sessions (payment and setup modes, expire), SetupIntents, billing portal sessions,
+refunds, disputes.
+
+Every request, answer and event is checked against Stripe's published OpenAPI spec for
+``API_VERSION`` (``tests/support/stripe_contract.py``): a request Stripe would not accept
+is answered 400 and fails the test, so does an answer or event missing a field the spec
+requires. Every POST must carry an ``Idempotency-Key`` the gateway derived (not the SDK's
+random one).
+
+Behaviour follows Stripe's documentation:
+
+- Idempotency (https://docs.stripe.com/api/idempotent_requests): the same key and
+  parameters replay the first answer (``Idempotent-Replayed: true``) without side effects;
+  other parameters are a 400 ``idempotency_error``. A request refused before the endpoint
+  ran (unknown parameters) saves no result.
+- PaymentIntents (https://docs.stripe.com/payments/paymentintents/lifecycle): created
+  ``requires_confirmation`` with a payment method; confirming moves it to ``succeeded``,
+  ``processing`` (then ``succeeded``), ``requires_action``, or back to
+  ``requires_payment_method`` with ``last_payment_error`` on a decline (answered 402,
+  https://docs.stripe.com/error-codes#card-declined). Cancel works until it succeeded
+  (https://docs.stripe.com/api/payment_intents/cancel). Since 2023-08-16 a confirm needs
+  ``return_url`` unless ``off_session=true``
+  (https://docs.stripe.com/changelog/2023-08-16/automatic-payment-methods).
+- Checkout Sessions (https://docs.stripe.com/api/checkout/sessions/expire): only an
+  ``open`` session can be expired.
+- Refunds (https://docs.stripe.com/refunds#refund-statuses,
+  https://docs.stripe.com/api/refunds/object): card refunds succeed at once; never more
+  than the charge's unrefunded amount.
+- Disputes (https://docs.stripe.com/disputes/how-disputes-work): opened as
+  ``needs_response`` (``charge.dispute.created``), closed ``won`` or ``lost``
+  (``charge.dispute.closed``).
 
 Every change records an event (``events``), signed on demand exactly as Stripe signs
-webhooks (``Stripe-Signature: t=<ts>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>``).
+webhooks (``Stripe-Signature: t=<ts>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>``,
+https://docs.stripe.com/webhooks#verify-manually).
 """
 
 from __future__ import annotations
@@ -28,9 +57,11 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 
+from tests.support.stripe_contract import ContractCheck, StripeContractViolation, decode_form
+
 API_KEY = "sk_test_collection"
 WEBHOOK_SECRET = "whsec_collection_test_secret"
-API_VERSION = "2026-10-28.endive"
+API_VERSION = "2023-08-16"  # the version of Stripe's spec the fake is checked against
 _ids = itertools.count(1)
 
 # Test cards, by what they do when charged off-session.
@@ -44,26 +75,6 @@ PROCESSING = "processing"  # settles later (bank debits): see ``finish_processin
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{next(_ids):06d}{secrets.token_hex(5)}"
-
-
-def parse_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Stripe's bracketed form encoding (``a[b][0][c]=v``) as nested dicts and lists."""
-    root: dict[str, Any] = {}
-    for key, value in pairs:
-        parts = re.findall(r"[^\[\]]+", key)
-        node: Any = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return _listify(root)
-
-
-def _listify(node: Any) -> Any:
-    if isinstance(node, dict):
-        node = {k: _listify(v) for k, v in node.items()}
-        if node and all(k.isdigit() for k in node):
-            return [node[k] for k in sorted(node, key=int)]
-    return node
 
 
 class StripeFailure(Exception):
@@ -101,12 +112,14 @@ class FakeStripe(httpx.AsyncBaseTransport):
         self.portal_sessions: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self.posts: list[tuple[str, str | None]] = []  # (path, Idempotency-Key) of each POST
         self.behaviour: dict[str, str] = {}  # payment method → what charging it does
         self.down = False
         self.unreachable_paths: set[str] = set()  # regexes: these requests fail to connect
         # Called after a PaymentIntent is stored and before its answer leaves (crash tests).
         self.after_intent_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._replays: dict[str, tuple[str, int, bytes]] = {}
+        self.contract = ContractCheck()
 
     # ---- the test's side ----------------------------------------------------------------
 
@@ -146,7 +159,21 @@ class FakeStripe(httpx.AsyncBaseTransport):
             "customer": customer_id,
             "created": int(time.time()),
             "livemode": False,
-            "card": {"brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2034},
+            "billing_details": {"address": None, "email": None, "name": None, "phone": None},
+            "card": {
+                "brand": "visa",
+                "checks": None,
+                "country": "US",
+                "exp_month": 12,
+                "exp_year": 2034,
+                "fingerprint": f"fp{last4}",
+                "funding": "credit",
+                "generated_from": None,
+                "last4": last4,
+                "networks": {"available": ["visa"], "preferred": None},
+                "three_d_secure_usage": {"supported": True},
+                "wallet": None,
+            },
             "metadata": {},
         }
         self.behaviour[method_id] = behaviour
@@ -215,6 +242,15 @@ class FakeStripe(httpx.AsyncBaseTransport):
             "payment_intent": intent_id,
             "reason": "fraudulent",
             "status": status,
+            "balance_transactions": [],
+            "evidence": dict.fromkeys(_EVIDENCE_FIELDS),
+            "evidence_details": {
+                "due_by": int(time.time()) + 7 * 86400,
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            },
+            "is_charge_refundable": False,
             "created": int(time.time()),
             "livemode": False,
             "metadata": {},
@@ -242,6 +278,21 @@ class FakeStripe(httpx.AsyncBaseTransport):
         await asyncio.sleep(0)
         if self.down or any(re.fullmatch(p, request.url.path) for p in self.unreachable_paths):
             raise httpx.ConnectError("connection refused", request=request)
+        method, path = request.method, request.url.path
+        if method == "POST":
+            self.posts.append((path, request.headers.get("idempotency-key")))
+        try:
+            self.contract.request(method, path, request.headers, request.url.query.decode(), body)
+            self.contract.derived_key(method, path, request.headers.get("idempotency-key"))
+        except StripeContractViolation as exc:
+            # Stripe refuses what its API does not define; the test fails on the record.
+            error = {"type": "invalid_request_error", "message": str(exc)[:500]}
+            return self._answer(400, {"error": error})
+        response = await self._handle(request, body)
+        self.contract.response(method, path, response.status_code, await response.aread())
+        return response
+
+    async def _handle(self, request: httpx.Request, body: bytes) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return self._answer(
                 401,
@@ -251,7 +302,7 @@ class FakeStripe(httpx.AsyncBaseTransport):
             body.decode() if request.method == "POST" else request.url.query.decode(),
             keep_blank_values=True,
         )
-        params = parse_form(pairs)
+        params = decode_form(pairs)
         path = request.url.path
         self.requests.append((request.method, path, params))
         key = request.headers.get("idempotency-key")
@@ -366,8 +417,20 @@ class FakeStripe(httpx.AsyncBaseTransport):
             raise _missing("customer", str(params.get("customer")))
         if params.get("payment_method") not in self.payment_methods:
             raise _missing("PaymentMethod", str(params.get("payment_method")))
+        confirm, off_session = params.get("confirm") == "true", params.get("off_session") == "true"
+        if confirm and not off_session and not params.get("return_url"):
+            raise StripeFailure(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "parameter_missing",
+                    "param": "return_url",
+                    "message": "A return_url must be specified when confirming a PaymentIntent "
+                    "with automatic_payment_methods enabled.",
+                },
+            )
         intent = self._new_intent(params)
-        if params.get("confirm") == "true":
+        if confirm:
             self._charge(
                 intent,
                 self.behaviour[intent["payment_method"]],
@@ -440,6 +503,11 @@ class FakeStripe(httpx.AsyncBaseTransport):
             "success_url": params.get("success_url"),
             "cancel_url": params.get("cancel_url"),
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            "automatic_tax": {"enabled": False, "status": None},
+            "custom_fields": [],
+            "custom_text": {"shipping_address": None, "submit": None},
+            "payment_method_types": params.get("payment_method_types") or ["card"],
+            "shipping_options": [],
             "expires_at": int(time.time()) + 24 * 3600,
             "created": int(time.time()),
             "livemode": False,
@@ -481,6 +549,10 @@ class FakeStripe(httpx.AsyncBaseTransport):
             "object": "billing_portal.session",
             "customer": params["customer"],
             "return_url": params.get("return_url"),
+            "configuration": "bpc_fake_default",  # the account's default portal configuration
+            "flow": None,
+            "locale": None,
+            "on_behalf_of": None,
             "created": int(time.time()),
             "livemode": False,
             "url": f"https://billing.stripe.com/p/session/test_{session_id}",
@@ -594,8 +666,11 @@ class FakeStripe(httpx.AsyncBaseTransport):
                 "payment_intent": intent["id"],
                 "payment_method": intent["payment_method"],
                 "paid": True,
+                "captured": True,
                 "status": "succeeded",
                 "disputed": False,
+                "livemode": False,
+                "billing_details": {"address": None, "email": None, "name": None, "phone": None},
                 "created": int(time.time()),
                 "metadata": intent["metadata"],
             }
@@ -636,6 +711,7 @@ class FakeStripe(httpx.AsyncBaseTransport):
             "payment_method": method,
             "status": "succeeded",
             "usage": "off_session",
+            "payment_method_types": ["card"],
             "metadata": session["_setup_intent_data"].get("metadata", {}),
             "created": int(time.time()),
             "livemode": False,
@@ -645,19 +721,50 @@ class FakeStripe(httpx.AsyncBaseTransport):
         return self.setup_intents[intent_id]
 
     def _event(self, kind: str, obj: dict[str, Any]) -> None:
-        self.events.append(
-            {
-                "id": new_id("evt"),
-                "object": "event",
-                "api_version": API_VERSION,
-                "created": int(time.time()),
-                "data": {"object": _public(copy.deepcopy(obj))},
-                "livemode": False,
-                "pending_webhooks": 1,
-                "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": None},
-                "type": kind,
-            }
-        )
+        event = {
+            "id": new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "data": {"object": _public(copy.deepcopy(obj))},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": None},
+            "type": kind,
+        }
+        self.contract.event(event)
+        self.events.append(event)
+
+
+_EVIDENCE_FIELDS = (
+    "access_activity_log",
+    "billing_address",
+    "cancellation_policy",
+    "cancellation_policy_disclosure",
+    "cancellation_rebuttal",
+    "customer_communication",
+    "customer_email_address",
+    "customer_name",
+    "customer_purchase_ip",
+    "customer_signature",
+    "duplicate_charge_documentation",
+    "duplicate_charge_explanation",
+    "duplicate_charge_id",
+    "product_description",
+    "receipt",
+    "refund_policy",
+    "refund_policy_disclosure",
+    "refund_refusal_explanation",
+    "service_date",
+    "service_documentation",
+    "shipping_address",
+    "shipping_carrier",
+    "shipping_date",
+    "shipping_documentation",
+    "shipping_tracking_number",
+    "uncategorized_file",
+    "uncategorized_text",
+)
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:

@@ -161,6 +161,7 @@ async def test_a_second_payment_on_a_paid_invoice_is_refunded(harness: Harness) 
             "customer": stripe_customer,
             "payment_method": method,
             "confirm": "true",
+            "return_url": "https://shop.test/paid",  # on-session: Stripe needs one since 2023-08-16
             "metadata": {},
         }
     )

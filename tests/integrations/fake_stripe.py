@@ -3,7 +3,9 @@
 Covers what the gateway calls: ``POST /v1/customers`` and ``GET /v1/customers/{id}``.
 Like Stripe, a repeated ``Idempotency-Key`` with the same parameters replays the first
 response (``Idempotent-Replayed: true``) and with other parameters is a 400
-``idempotency_error``; the check and the store happen atomically, as Stripe's lock does.
+``idempotency_error``; the check and the store happen atomically, as Stripe's lock does
+(https://docs.stripe.com/api/idempotent_requests). Every request and answer is checked
+against Stripe's published spec for ``API_VERSION`` (``tests/support/stripe_contract.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 
+from tests.support.stripe_contract import ContractCheck, StripeContractViolation
+
 API_KEY = "sk_test_gateway"
+API_VERSION = "2023-08-16"
 _ids = itertools.count(1)
 
 
@@ -64,7 +69,7 @@ def _headers(**extra: str) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "Request-Id": f"req_{secrets.token_hex(7)}",
-        "Stripe-Version": "2026-10-28.endive",
+        "Stripe-Version": API_VERSION,
         **extra,
     }
 
@@ -89,6 +94,7 @@ class FakeStripe(httpx.AsyncBaseTransport):
         self.requests: list[httpx.Request] = []
         self.down = False
         self._replays: dict[str, tuple[dict[str, Any], int, bytes]] = {}
+        self.contract = ContractCheck()
 
     @property
     def creates(self) -> list[httpx.Request]:
@@ -109,6 +115,16 @@ class FakeStripe(httpx.AsyncBaseTransport):
         await asyncio.sleep(0)  # let concurrent requests interleave, as on a network
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
+        method, path = request.method, request.url.path
+        try:
+            self.contract.request(method, path, request.headers, request.url.query.decode(), body)
+        except StripeContractViolation as exc:
+            return _error(400, "invalid_request_error", str(exc)[:500])
+        response = self._handle(request, body)
+        self.contract.response(method, path, response.status_code, await response.aread())
+        return response
+
+    def _handle(self, request: httpx.Request, body: bytes) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid_request_error", "Invalid API Key provided")
         path = request.url.path
@@ -118,7 +134,9 @@ class FakeStripe(httpx.AsyncBaseTransport):
             return self._retrieve_customer(path.removeprefix("/v1/customers/"))
         return _error(404, "invalid_request_error", f"Unrecognized request URL ({path})")
 
-    def _idempotent(self, request: httpx.Request, params: dict[str, Any], handler: Any) -> httpx.Response:
+    def _idempotent(
+        self, request: httpx.Request, params: dict[str, Any], handler: Any
+    ) -> httpx.Response:
         key = request.headers.get("idempotency-key")
         if key is None:
             return handler(params)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from gateway.integrations.stripe.client import (
+    STRIPE_API_VERSION,
     StripeClient,
     StripeRejected,
     StripeUnavailable,
@@ -21,8 +22,14 @@ BASE = "https://stripe.test"
 
 
 async def test_create_customer_sends_stripes_exact_request_and_reads_its_answer() -> None:
-    answer = customer_object("cus_Q1w2e3", {"email": "a@acme.test", "name": "Acme",
-                                            "metadata": {"external_id": "acme", "tier": "gold"}})
+    answer = customer_object(
+        "cus_Q1w2e3",
+        {
+            "email": "a@acme.test",
+            "name": "Acme",
+            "metadata": {"external_id": "acme", "tier": "gold"},
+        },
+    )
     with respx.mock(assert_all_called=True) as router:
         route = router.post(f"{BASE}/v1/customers").mock(
             return_value=httpx.Response(200, json=answer, headers={"Request-Id": "req_1"})
@@ -30,8 +37,11 @@ async def test_create_customer_sends_stripes_exact_request_and_reads_its_answer(
         client = StripeClient("sk_test_wire", base_url=BASE, timeout=3)
         try:
             customer = await client.create_customer(
-                external_id="acme", idempotency_key="customer-create-acme",
-                email="a@acme.test", name="Acme", metadata={"tier": "gold"},
+                external_id="acme",
+                idempotency_key="customer-create-acme",
+                email="a@acme.test",
+                name="Acme",
+                metadata={"tier": "gold"},
             )
         finally:
             await client.aclose()
@@ -39,7 +49,7 @@ async def test_create_customer_sends_stripes_exact_request_and_reads_its_answer(
     assert request.headers["authorization"] == "Bearer sk_test_wire"
     assert request.headers["idempotency-key"] == "customer-create-acme"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert request.headers["stripe-version"]
+    assert request.headers["stripe-version"] == STRIPE_API_VERSION
     assert dict(parse_qsl(request.content.decode())) == {
         "email": "a@acme.test",
         "name": "Acme",
@@ -51,11 +61,40 @@ async def test_create_customer_sends_stripes_exact_request_and_reads_its_answer(
     assert customer.metadata == {"external_id": "acme", "tier": "gold"}
 
 
+async def test_every_request_carries_the_pinned_api_version_not_the_sdks() -> None:
+    intent = {"id": "pi_1", "object": "payment_intent", "status": "succeeded"}
+    with respx.mock(assert_all_called=True) as router:
+        get = router.get(f"{BASE}/v1/payment_intents/pi_1").mock(
+            return_value=httpx.Response(200, json=intent)
+        )
+        post = router.post(f"{BASE}/v1/payment_intents/pi_1/cancel").mock(
+            return_value=httpx.Response(200, json={**intent, "status": "canceled"})
+        )
+        client = StripeClient("sk_test_wire", base_url=BASE)
+        try:
+            read = await client.retrieve_payment_intent("pi_1")
+            canceled = await client.cancel_payment_intent("pi_1", idempotency_key="k-cancel")
+        finally:
+            await client.aclose()
+    assert STRIPE_API_VERSION == "2023-08-16"  # the version of ../shared/stripe-openapi.yaml
+    for route in (get, post):
+        assert route.calls.last.request.headers["stripe-version"] == "2023-08-16"
+    assert (read["status"], canceled["status"]) == ("succeeded", "canceled")
+
+
 async def test_stripe_4xx_is_rejected_with_stripes_code_and_param() -> None:
-    body = {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                      "param": "id", "message": "No such customer: 'cus_nope'"}}
+    body = {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "param": "id",
+            "message": "No such customer: 'cus_nope'",
+        }
+    }
     with respx.mock() as router:
-        router.get(f"{BASE}/v1/customers/cus_nope").mock(return_value=httpx.Response(404, json=body))
+        router.get(f"{BASE}/v1/customers/cus_nope").mock(
+            return_value=httpx.Response(404, json=body)
+        )
         client = StripeClient("sk_test_wire", base_url=BASE, max_network_retries=0)
         try:
             with pytest.raises(StripeRejected) as raised:
@@ -63,7 +102,9 @@ async def test_stripe_4xx_is_rejected_with_stripes_code_and_param() -> None:
         finally:
             await client.aclose()
     assert (raised.value.status, raised.value.code, raised.value.param) == (
-        404, "resource_missing", "id"
+        404,
+        "resource_missing",
+        "id",
     )
 
 
@@ -86,14 +127,19 @@ async def test_same_idempotency_key_yields_the_same_customer_even_concurrently()
     fake = FakeStripe()
     client = StripeClient(API_KEY, base_url=BASE, transport=fake)
     try:
-        created = await asyncio.gather(*[
-            client.create_customer(external_id="acme", idempotency_key="customer-create-acme",
-                                   email="a@acme.test")
-            for _ in range(5)
-        ])
+        created = await asyncio.gather(
+            *[
+                client.create_customer(
+                    external_id="acme", idempotency_key="customer-create-acme", email="a@acme.test"
+                )
+                for _ in range(5)
+            ]
+        )
         assert {c.id for c in created} == set(fake.customers)
         assert len(fake.customers) == 1
-        other = await client.create_customer(external_id="zeta", idempotency_key="customer-create-zeta")
+        other = await client.create_customer(
+            external_id="zeta", idempotency_key="customer-create-zeta"
+        )
         assert other.id != created[0].id
     finally:
         await client.aclose()
@@ -105,7 +151,9 @@ async def test_reusing_a_key_with_other_parameters_is_stripes_idempotency_error(
     try:
         await client.create_customer(external_id="acme", idempotency_key="k", email="a@acme.test")
         with pytest.raises(StripeRejected) as raised:
-            await client.create_customer(external_id="acme", idempotency_key="k", email="b@acme.test")
+            await client.create_customer(
+                external_id="acme", idempotency_key="k", email="b@acme.test"
+            )
     finally:
         await client.aclose()
     assert raised.value.error_type == "idempotency_error"

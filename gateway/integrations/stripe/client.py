@@ -13,14 +13,42 @@ retries).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import stripe
+import stripe._util
 
 DEFAULT_API_BASE = "https://api.stripe.com"
+# The Stripe API version the gateway is written and contract-tested for (docs/stripe.md).
+# Sent on every request, so neither the account's default version nor the SDK's own pin
+# can change the shape of what Stripe accepts and answers.
+STRIPE_API_VERSION = "2023-08-16"
+
+
+class _BelowWarning(logging.Filter):
+    """Drops the SDK's DEBUG and INFO records, whatever level a logging config gives it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_SDK_FILTER = _BelowWarning()
+
+
+def silence_sdk_logs() -> None:
+    """Keep Stripe's bodies out of every log: the SDK logs each request and response body
+    (client secrets, emails) at DEBUG, and prints them to stderr when ``stripe.log`` or the
+    ``STRIPE_LOG`` environment variable (read once, at import) says ``debug``."""
+    stripe.log = None
+    stripe._util.STRIPE_LOG = None
+    logger = logging.getLogger("stripe")
+    logger.setLevel(logging.WARNING)
+    if _SDK_FILTER not in logger.filters:
+        logger.addFilter(_SDK_FILTER)
 
 
 class StripeError(Exception):
@@ -101,10 +129,12 @@ class StripeClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_network_retries: int = 2,
     ) -> None:
+        silence_sdk_logs()
         http_client = _HTTPXClient(timeout, transport)
         self._http_client = http_client
         self._stripe = stripe.StripeClient(
             api_key,
+            stripe_version=STRIPE_API_VERSION,
             base_addresses={"api": base_url.rstrip("/")},
             http_client=http_client,
             max_network_retries=max_network_retries,
@@ -254,19 +284,30 @@ class StripeClient:
             await self._call(self._stripe.v1.checkout.sessions.retrieve_async(session_id))
         )
 
-    async def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
+    async def expire_checkout_session(
+        self, session_id: str, *, idempotency_key: str
+    ) -> dict[str, Any]:
         """Close an open Checkout page; a completed one answers 400 and stays complete."""
-        return _plain(await self._call(self._stripe.v1.checkout.sessions.expire_async(session_id)))
+        return _plain(
+            await self._call(
+                self._stripe.v1.checkout.sessions.expire_async(
+                    session_id, options={"idempotency_key": idempotency_key}
+                )
+            )
+        )
 
     async def retrieve_setup_intent(self, intent_id: str) -> dict[str, Any]:
         return _plain(await self._call(self._stripe.v1.setup_intents.retrieve_async(intent_id)))
 
-    async def create_portal_session(self, *, customer: str, return_url: str) -> dict[str, Any]:
+    async def create_portal_session(
+        self, *, customer: str, return_url: str, idempotency_key: str
+    ) -> dict[str, Any]:
         """A billing portal link (payment methods, invoices) for one customer."""
         return _plain(
             await self._call(
                 self._stripe.v1.billing_portal.sessions.create_async(
-                    params={"customer": customer, "return_url": return_url}
+                    params={"customer": customer, "return_url": return_url},
+                    options={"idempotency_key": idempotency_key},
                 )
             )
         )
