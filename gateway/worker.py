@@ -7,6 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from gateway.collection import collector, reconciler
+from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.packs import reconciler as packs_reconciler
 from gateway.relay import retention as relay_retention
@@ -45,7 +46,7 @@ async def _supervise(name: str, job: Job, runtime: Runtime, stop: asyncio.Event)
         try:
             await job(runtime, stop)
         except Exception as exc:
-            log.exception("worker.job.crashed", job=name, error=type(exc).__name__)
+            log_failure(log, "worker.job.crashed", exc, job=name)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:

@@ -16,7 +16,7 @@ from typing import TypeVar
 from gateway.collection import charger, dunning, handlers, lago_sync, refunds
 from gateway.collection import service as rows
 from gateway.collection.models import Collection, CollectionRefund
-from gateway.jobs import idle
+from gateway.jobs import idle, log_failure
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
@@ -84,6 +84,6 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         try:
             await run_once(runtime)
         except Exception as exc:
-            log.exception("collection.collector.pass_failed", error=type(exc).__name__)
+            log_failure(log, "collection.collector.pass_failed", exc)
         wake.clear()
         await idle(stop, wake, PASS_SECONDS)

@@ -26,6 +26,7 @@ from gateway.collection import service as rows
 from gateway.collection.models import OFF_SESSION, Collection
 from gateway.invoices import service as invoices
 from gateway.invoices.schemas import InvoiceFilters
+from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
@@ -134,7 +135,7 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         try:
             await run_once(runtime)
         except Exception as exc:
-            log.exception("collection.reconcile.failed", error=type(exc).__name__)
+            log_failure(log, "collection.reconcile.failed", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 stop.wait(), timeout=runtime.settings.collection_reconcile_seconds

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from gateway.db import utcnow
+from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.packs import handlers, settlement
 from gateway.packs.settlement import Owed
@@ -79,6 +80,6 @@ async def run(runtime: Runtime, stop: asyncio.Event) -> None:
         try:
             await run_once(runtime)
         except Exception as exc:
-            log.exception("packs.reconcile.failed", error=type(exc).__name__)
+            log_failure(log, "packs.reconcile.failed", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=runtime.settings.packs_reconcile_seconds)

@@ -1,0 +1,56 @@
+"""``gateway serve`` (API and workers in one process) with one more webhook handler, for
+``bench_webhook_relay``: every webhook runs a handler that takes 5 ms and then succeeds, or
+fails as when Lago is down (``LagoUnavailable``: transient, retried on a schedule).
+
+    .venv/bin/python -m tests.bench.webhook_gateway --port 8080 --handlers fail
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import load_settings
+from gateway.integrations.lago.client import LagoUnavailable
+from gateway.logging import configure_logging
+from gateway.serving import CoalescingHttpToolsProtocol
+from gateway.webhooks import handlers
+
+HANDLER_SECONDS = 0.005
+
+
+async def succeed(runtime: Any, inbound: Any, payload: dict[str, Any]) -> None:
+    await asyncio.sleep(HANDLER_SECONDS)
+
+
+async def fail(runtime: Any, inbound: Any, payload: dict[str, Any]) -> None:
+    await asyncio.sleep(HANDLER_SECONDS)
+    raise LagoUnavailable("connection refused")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--handlers", choices=("succeed", "fail"), required=True)
+    args = parser.parse_args()
+    handlers.register("*", "*", succeed if args.handlers == "succeed" else fail)
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    app = create_app(settings, run_workers=True, server_gc=True)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http=CoalescingHttpToolsProtocol,  # type: ignore[arg-type]
+        access_log=False,
+        log_config=None,
+    )
+
+
+if __name__ == "__main__":
+    main()
