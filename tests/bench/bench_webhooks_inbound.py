@@ -5,7 +5,9 @@ processes, load from wrk replaying pre-signed webhooks (each with its own body a
 ``X-Lago-Unique-Key``: Lago signs only the body, and the gateway deduplicates on both).
 Beside it, in the same run and with the same requests: a bare FastAPI endpoint on the
 same uvicorn settings that reads the body and answers the same 200 (no verification, no
-storage). Then ``gateway worker`` drains the inbox into relay messages, timed.
+storage). Each stored webhook's relay message is written with it, so the acknowledged rate
+includes relaying. Then ``gateway worker`` runs the gateway's handlers of everything stored
+(no relay work left), timed.
 
     .venv/bin/python -m tests.bench.bench_webhooks_inbound [--workers 2] [--seconds 8]
 """
@@ -213,7 +215,7 @@ def load(
 
 
 def drain(database_url: str, env: dict[str, str], stack: Stack, limit: float) -> tuple[int, float]:
-    """Start ``gateway worker`` and time how long it takes to relay everything stored."""
+    """Start ``gateway worker`` and time how long its handlers take over everything stored."""
     waiting = "SELECT count(*) FROM inbound_webhooks WHERE status = 'received'"
     total = int(support.scalar(database_url, waiting))
     started = time.monotonic()
@@ -314,8 +316,8 @@ def report(
     print(gateway_line)
     handled, drain_time, messages = drained
     print(
-        f"worker: {handled:,} webhooks handled into relay messages in {drain_time:.1f}s "
-        f"({handled / drain_time:,.0f}/s; {messages:,} relay messages in total)"
+        f"worker: {handled:,} webhooks through the gateway's handlers in {drain_time:.1f}s "
+        f"({handled / drain_time:,.0f}/s; {messages:,} relay messages, written on receipt)"
     )
     print(
         f"RESULT inbound webhooks: {rate:,.0f}/s measured ({options.workers} API process(es), "
