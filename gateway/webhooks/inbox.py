@@ -134,6 +134,19 @@ class InboxWriter:
             stored, deliveries = await self._write_with_retry(
                 conn, [waiting.item for waiting in group]
             )
+        except DBAPIError as exc:
+            if len(group) > 1 and not exc.connection_invalidated:
+                # Something in the group was refused: write each half on its own, so the
+                # error reaches only the request that caused it.
+                half = len(group) // 2
+                await self._write_group(conn, group[:half])
+                await self._write_group(conn, group[half:])
+                return
+            log.error("webhooks.inbox.write_failed", error=type(exc).__name__, n=len(group))
+            _fail(group, exc)
+            if exc.connection_invalidated:
+                raise
+            return
         except Exception as exc:
             log.error("webhooks.inbox.write_failed", error=type(exc).__name__, n=len(group))
             _fail(group, exc)

@@ -515,3 +515,48 @@ def test_message_ids_are_stable_and_per_source() -> None:
     assert message_id("lago", "uk_1") != message_id("stripe", "uk_1")
     assert message_id("stripe", "evt_" + "x" * 250).startswith("msg_stripe_")
     assert len(message_id("stripe", "evt_" + "x" * 250)) <= 64
+
+
+async def test_a_row_the_database_refuses_fails_only_its_own_request(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.audit.service import entry
+    from gateway.webhooks import inbox
+    from gateway.webhooks.inbox import InboxWriter, Incoming
+
+    real = inbox.write
+    groups: list[int] = []
+
+    async def picky(conn: Any, items: list[Incoming], *, is_postgres: bool) -> Any:
+        groups.append(len(items))
+        if any(item.provider_event_id == "uk_bad" for item in items):
+            raise IntegrityError("INSERT", {}, Exception("refused"))
+        return await real(conn, items, is_postgres=is_postgres)
+
+    monkeypatch.setattr(inbox, "write", picky)
+    writer = InboxWriter(hooks.gateway.runtime.database)
+
+    def item(key: str) -> Incoming:
+        line = entry(actor="webhook:lago", action="webhooks.inbound.received", outcome="stored")
+        body = orjson.dumps({"webhook_type": "invoice.created", "n": key}).decode()
+        return Incoming("lago", key, "invoice.created", body, key.rjust(64, "0"), line)
+
+    keys = ["uk_1", "uk_2", "uk_bad", "uk_4"]
+    results = await asyncio.gather(*(writer.store(item(k)) for k in keys), return_exceptions=True)
+
+    assert results[:2] == [True, True] and results[3] is True
+    assert isinstance(results[2], IntegrityError)
+    assert groups[0] == 4, "written as one group first"
+    assert sorted(r.provider_event_id for r in await hooks.inbound()) == ["uk_1", "uk_2", "uk_4"]
+    assert len(await hooks.relay_messages()) == 3
+
+
+async def test_a_nul_escape_in_a_verified_body_is_stored_and_relayed(hooks: Hooks) -> None:
+    body = b'{"webhook_type":"invoice.created","invoice":{"lago_id":"inv_1","note":"a\\u0000b"}}'
+    response = await hooks.client.post(LAGO_PATH, content=body, headers=lago_headers(body, "uk_n"))
+
+    assert response.status_code == 200, response.text
+    (message,) = await hooks.relay_messages()
+    assert orjson.loads(message.body)["data"]["invoice"]["note"] == "a\x00b"
