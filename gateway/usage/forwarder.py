@@ -90,6 +90,13 @@ class _Outcome:
         return self
 
 
+@dataclass
+class ClaimCursor:
+    """Where a forwarding loop's next claim starts: past ``after``, or from the front."""
+
+    after: tuple[float, int] | None = None
+
+
 class Forwarder:
     def __init__(self, runtime: Runtime, sink: UsageSink | None = None) -> None:
         self.runtime = runtime
@@ -124,12 +131,13 @@ class Forwarder:
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = self.runtime.ingest.new_events
         held = store.claim_connection(self.runtime.database, self.lease)
+        cursor = ClaimCursor()
         try:
             while not stop.is_set():
                 await self.health.wait_well(stop)
                 if stop.is_set():
                     break
-                if await self.forward_due(held=held):
+                if await self.forward_due(held=held, cursor=cursor):
                     continue
                 wake.clear()
                 await idle(stop, wake, IDLE_POLL_SECONDS)
@@ -137,7 +145,11 @@ class Forwarder:
             await held.release()
 
     async def forward_due(
-        self, limit: int | None = None, *, held: HeldConnection | None = None
+        self,
+        limit: int | None = None,
+        *,
+        held: HeldConnection | None = None,
+        cursor: ClaimCursor | None = None,
     ) -> int:
         """Claim due events, send them in batches (in parallel), record what became of each.
 
@@ -145,8 +157,11 @@ class Forwarder:
         paused). By default a claim takes several batches: one claim and one settling
         transaction then serve CLAIM_BATCHES requests to Lago. ``held`` is the caller's
         claiming connection (``store.claim_connection``); without one, a connection is
-        taken for this call alone.
+        taken for this call alone. ``cursor`` is the calling loop's place in the queue: after
+        a full claim the next one starts past it (see ``store.claim``).
         """
+        cursor = cursor or ClaimCursor()
+        after, cursor.after = cursor.after, None
         if not self.health.well:
             return 0
         if held is None:
@@ -157,7 +172,7 @@ class Forwarder:
                 await held.release()
         limit = limit or self.batch_size * CLAIM_BATCHES
         try:
-            async with store.claim(held, limit, self.lease) as claim:
+            async with store.claim(held, limit, self.lease, after) as claim:
                 if not claim.events:
                     return 0
                 outcomes = await self._deliver(claim.events)
@@ -167,6 +182,8 @@ class Forwarder:
             await held.release()  # it may be broken: the next claim takes a fresh one
             raise
         self._count(outcomes)
+        if len(claim.events) == limit and self.health.well:
+            cursor.after = max(event.key for event in claim.events)
         return len(claim.events)
 
     async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:

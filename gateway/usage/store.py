@@ -49,12 +49,24 @@ class Claimed(NamedTuple):
     payload: str
     attempts: int
     needs_check: int
+    due_at: float = 0.0  # next_attempt_at when claimed: with ``id``, the claim order's key
+
+    @property
+    def key(self) -> tuple[float, int]:
+        return (self.due_at, self.id)
 
 
 _CLAIMED_COLUMNS = (
-    "id, external_subscription_id, transaction_id, code, payload, attempts, needs_check"
+    "id, external_subscription_id, transaction_id, code, payload, attempts, needs_check, "
+    "next_attempt_at"
 )
-_DUE = "status = :pending AND next_attempt_at <= :now ORDER BY next_attempt_at, id LIMIT :limit"
+_DUE_WHERE = "status = :pending AND next_attempt_at <= :now"
+_DUE_ORDER = " ORDER BY next_attempt_at, id LIMIT :limit"
+_DUE = _DUE_WHERE + _DUE_ORDER
+# After a claim that was full, the same loop's next claim starts past its last row: a
+# backlog drained from the front leaves index entries of forwarded rows behind it (until
+# vacuum), which a scan from the start would walk again on every claim.
+_DUE_AFTER = _DUE_WHERE + " AND (next_attempt_at, id) > (:after_at, :after_id)" + _DUE_ORDER
 
 
 @dataclass
@@ -91,7 +103,12 @@ def claim_connection(database: Database, hold_seconds: float) -> HeldConnection:
 
 
 @asynccontextmanager
-async def claim(held: HeldConnection, limit: int, hold_seconds: float) -> AsyncIterator[Claim]:
+async def claim(
+    held: HeldConnection,
+    limit: int,
+    hold_seconds: float,
+    after: tuple[float, int] | None = None,
+) -> AsyncIterator[Claim]:
     """Take up to ``limit`` due events, oldest first, for as long as the block runs.
 
     PostgreSQL: the events are row-locked (``FOR UPDATE SKIP LOCKED``) in a transaction that
@@ -105,6 +122,11 @@ async def claim(held: HeldConnection, limit: int, hold_seconds: float) -> AsyncI
     SQLite (one writer: a transaction held across a send would stall ingestion): the claim
     moves ``next_attempt_at`` ``hold_seconds`` ahead as a lease, and outcomes are written in
     a second transaction; a crashed worker's events are due again when the lease ends.
+
+    ``after`` (PostgreSQL): take only events past this (next_attempt_at, id) key, the last of
+    the caller's previous full claim. Rows rescheduled meanwhile are due later, so they are
+    past it too; rows another process held and released are found when the caller next
+    claims without ``after`` (whenever a claim comes back short).
     """
     conn = await held.get()
     now = time.time()
@@ -119,7 +141,11 @@ async def claim(held: HeldConnection, limit: int, hold_seconds: float) -> AsyncI
             rows = (await conn.execute(lease, {**params, "lease": now + hold_seconds})).all()
         yield Claim(_claimed(rows), conn)
         return
-    lock = text(f"SELECT {_CLAIMED_COLUMNS} FROM usage_events WHERE {_DUE} FOR UPDATE SKIP LOCKED")
+    where = _DUE
+    if after is not None:
+        where = _DUE_AFTER
+        params.update(after_at=after[0], after_id=after[1])
+    lock = text(f"SELECT {_CLAIMED_COLUMNS} FROM usage_events WHERE {where} FOR UPDATE SKIP LOCKED")
     async with conn.begin():
         rows = (await conn.execute(lock, params)).all()
         yield Claim(_claimed(rows), conn)

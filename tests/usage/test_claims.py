@@ -130,3 +130,23 @@ async def test_a_claim_left_idle_past_its_hold_loses_its_locks_on_postgres(
     finally:
         await held.release()
         await other.release()
+
+
+async def test_a_claim_after_a_key_starts_past_it(database: Database, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite leases move next_attempt_at: claims there start from the front")
+    held = store.claim_connection(database, 30)
+    try:
+        async with store.claim(held, 3, 30) as first:
+            last = max(event.key for event in first.events)
+            async with first.settle() as conn:
+                await store.mark_forwarded(conn, [c.id for c in first.events])
+        async with store.claim(held, 3, 30, after=last) as second:
+            assert _ids(second) == ["c-3", "c-4", "c-5"]
+        # Rows behind the key are not lost: a claim without one finds them.
+        async with store.claim(held, 10, 30, after=max(e.key for e in second.events)) as rest:
+            assert _ids(rest) == ["c-6", "c-7", "c-8", "c-9"]
+        async with store.claim(held, 10, 30) as front:
+            assert _ids(front) == [f"c-{i}" for i in range(3, 10)]
+    finally:
+        await held.release()
