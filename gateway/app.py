@@ -218,18 +218,34 @@ class BodyLimitMiddleware:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await self._refuse(scope, receive, send)
                 return
-        seen = 0
+        seen, too_large, started = 0, False, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise PayloadTooLarge(f"body over {self.max_bytes} bytes")
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            # A route that caught the error while parsing its body (FastAPI answers 400)
+            # does not answer: the refusal is the 413 below.
+            nonlocal started
+            if too_large and not started:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except PayloadTooLarge:
+            if started:
+                raise
+        if too_large and not started:
+            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"body over {self.max_bytes} bytes")
