@@ -13,7 +13,7 @@ import pytest
 
 from gateway.integrations.stripe.client import STRIPE_API_VERSION
 from tests.collection.stripe_fake import API_KEY, FakeStripe
-from tests.support import stripe_contract
+from tests.support import stripe_contract, stripe_spec
 from tests.support.stripe_contract import (
     StripeContractViolation,
     StripeSpec,
@@ -252,7 +252,7 @@ def test_sdk_generated_keys_are_told_from_derived_ones() -> None:
 def test_the_converted_spec_is_cached_on_disk_by_file_and_mtime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stripe_contract.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(stripe_spec.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     source = tmp_path / "spec.yaml"
     source.write_text(
         "openapi: 3.0.0\ninfo: {version: '2023-08-16'}\n"
@@ -266,6 +266,6 @@ def test_the_converted_spec_is_cached_on_disk_by_file_and_mtime(
     [cached] = (tmp_path / "tmp" / "gateway-stripe-spec").glob("*.json")
     assert orjson.loads(cached.read_bytes())["version"] == "2023-08-16"
     os.utime(source, ns=(1, 1))  # another file (mtime): another cache entry, the old one pruned
-    stripe_contract._read_converted(source)
+    stripe_spec._read_converted(source)
     [renewed] = (tmp_path / "tmp" / "gateway-stripe-spec").glob("*.json")
     assert renewed != cached

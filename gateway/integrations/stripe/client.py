@@ -13,42 +13,20 @@ retries).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import stripe
-import stripe._util
+
+from gateway.integrations.stripe.sdk_logging import silence_sdk_logs
 
 DEFAULT_API_BASE = "https://api.stripe.com"
 # The Stripe API version the gateway is written and contract-tested for (docs/stripe.md).
 # Sent on every request, so neither the account's default version nor the SDK's own pin
 # can change the shape of what Stripe accepts and answers.
 STRIPE_API_VERSION = "2023-08-16"
-
-
-class _BelowWarning(logging.Filter):
-    """Drops the SDK's DEBUG and INFO records, whatever level a logging config gives it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
-_SDK_FILTER = _BelowWarning()
-
-
-def silence_sdk_logs() -> None:
-    """Keep Stripe's bodies out of every log: the SDK logs each request and response body
-    (client secrets, emails) at DEBUG, and prints them to stderr when ``stripe.log`` or the
-    ``STRIPE_LOG`` environment variable (read once, at import) says ``debug``."""
-    stripe.log = None
-    stripe._util.STRIPE_LOG = None
-    logger = logging.getLogger("stripe")
-    logger.setLevel(logging.WARNING)
-    if _SDK_FILTER not in logger.filters:
-        logger.addFilter(_SDK_FILTER)
 
 
 class StripeError(Exception):
