@@ -90,9 +90,7 @@ class Cluster:
         env.update(self.env_overrides)
         return env
 
-    def _spawn(
-        self, name: str, command: list[str], url: str | None = None, **env: str
-    ) -> Process:
+    def _spawn(self, name: str, command: list[str], url: str | None = None, **env: str) -> Process:
         log_path = self.workdir / f"{name}.log"
         log_file = log_path.open("ab")
         popen = subprocess.Popen(

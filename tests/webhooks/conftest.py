@@ -63,7 +63,7 @@ def stripe_event(event_id: str = "evt_1", event_type: str = "payment_intent.succ
     event = {
         "id": event_id,
         "object": "event",
-        "api_version": "2024-06-20",
+        "api_version": "2023-08-16",
         "created": 1717000000,
         "type": event_type,
         "livemode": False,
