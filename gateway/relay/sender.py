@@ -22,15 +22,16 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psycopg
 
 from gateway.config import Settings
-from gateway.db import Database
+from gateway.db import Database, psycopg_conninfo
 from gateway.logging import get_logger
 from gateway.relay import metrics, settlement, store
 from gateway.relay.destinations import DestinationRefused, PublicOnlyBackend, Resolver, resolve
 from gateway.relay.models import DELIVERED, FAILED, PENDING
 from gateway.relay.outbound import Pools, Signer, retry_after_seconds
-from gateway.relay.service import subscribe_wakeup, unsubscribe_wakeup
+from gateway.relay.service import NOTIFY_CHANNEL, subscribe_wakeup, unsubscribe_wakeup
 from gateway.relay.store import Claimed, Outcome
 
 if TYPE_CHECKING:
@@ -94,11 +95,13 @@ class Sender:
         settling = asyncio.Event()
         settler = asyncio.create_task(self._settle_loop(settling))
         gauges = asyncio.create_task(self._gauges(stop))
+        listener = asyncio.create_task(self._listen(stop))
         try:
             await self._claim_loop(stop)
         finally:
             unsubscribe_wakeup(self.notify)
             gauges.cancel()
+            listener.cancel()
             await self._drain()
             settling.set()
             self._outcomes_ready.set()
@@ -134,6 +137,24 @@ class Sender:
                 self._rescheduled.wait(),
                 seconds=self._idle_seconds(),
             )
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """PostgreSQL: deliveries enqueued by other processes wake this sender at their commit
+        (``LISTEN``), instead of waiting for the next poll."""
+        if not self.database.is_postgres:
+            return
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    psycopg_conninfo(self.database.url), autocommit=True
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for note in conn.notifies():
+                        self.notify(int(note.payload) if note.payload.isdigit() else 0)
+            except Exception as exc:  # polling still finds everything; listen again soon
+                log.warning("relay.send.listen_failed", error=type(exc).__name__)
+                await _first(stop.wait(), seconds=CLAIM_RETRY_SECONDS)
 
     def notify(self, deliveries: int) -> None:
         """Called by ``enqueue_message`` in this process (before its commit) and by redelivery."""

@@ -35,6 +35,21 @@ def unsubscribe_wakeup(wakeup: Wakeup) -> None:
     _wakeups.discard(wakeup)
 
 
+# Senders in other processes (``gateway worker`` beside ``serve --no-worker``) are woken by a
+# PostgreSQL notification on this channel, sent on commit by the transaction that enqueued.
+NOTIFY_CHANNEL = "gateway_relay"
+
+
+async def notify_other_processes(conn: AsyncConnection, deliveries: int) -> None:
+    """In the caller's transaction (PostgreSQL): tell every listening sender, on commit, that
+    ``deliveries`` were added (the payload)."""
+    if deliveries and conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(n)s)",
+            {"channel": NOTIFY_CHANNEL, "n": str(deliveries)},
+        )
+
+
 def wake_senders(deliveries: int = 0) -> None:
     """Tell in-process senders that deliveries are (about to be) due."""
     for wakeup in list(_wakeups):
@@ -110,6 +125,7 @@ async def enqueue_many(
             if new:
                 stored.add(m.id)
                 deliveries += added
+    await notify_other_processes(conn, deliveries)
     for m in messages:
         if m.id in stored:
             metrics.MESSAGES_ENQUEUED.labels(source=m.source).inc()
@@ -153,6 +169,7 @@ async def enqueue_message(
     if deliveries:
         # Before the caller's commit: senders look again shortly until they find them.
         wake_senders(deliveries)
+        await notify_other_processes(conn, deliveries)
     metrics.MESSAGES_ENQUEUED.labels(source=source).inc()
     return True
 

@@ -102,9 +102,11 @@ class Processor:
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = pieces(self.runtime).arrived
         while not stop.is_set():
+            # Cleared before looking: a handler finishing (or a webhook arriving) while this
+            # pass runs keeps it set, and the wait below returns at once.
+            wake.clear()
             if await self.step():
                 continue
-            wake.clear()
             await idle(stop, wake, IDLE_POLL_SECONDS)
 
     async def step(self, now: float | None = None) -> int:

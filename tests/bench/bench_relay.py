@@ -265,7 +265,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=500.0, help="steady-load messages/s")
-    parser.add_argument("--concurrency", type=int, default=256, help="relay_concurrency (the default)")
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="relay_concurrency (the default)"
+    )
     args = parser.parse_args()
     try:
         import uvloop

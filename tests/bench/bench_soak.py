@@ -307,10 +307,7 @@ def print_soak(result: dict[str, Any], options: argparse.Namespace) -> bool:
         f"answers {stats['requests_by_status']}, faults {stats['faults_injected']}"
     )
     print(f"  outbox: {outbox}")
-    print(
-        "  transaction ids in Lago == the unique ids: "
-        + str(ids)
-    )
+    print("  transaction ids in Lago == the unique ids: " + str(ids))
     print("  gateway RSS (API + workers, sampled every 2 s):\n" + rss_lines)
     ok = exact and clean and ids and flat
     print(

@@ -1,10 +1,10 @@
 """Figure: receipt-to-delivery of relayed webhooks while every gateway handler fails, beside
 the same run with every handler succeeding.
 
-Durable PostgreSQL; the gateway (API and workers in one process, ``webhook_gateway``: every
-webhook also runs a 5 ms handler that succeeds, or fails as when Lago is down, so each is
-retried on a schedule); a subscriber in its own process that verifies each signature
-(``bench_relay``'s receiver). This process posts HMAC-signed Lago webhooks at a steady rate
+Durable PostgreSQL; ``gateway serve --workers 2 --no-worker`` takes the webhooks; one worker
+process (``webhook_gateway``: ``gateway worker`` where every webhook also runs a 5 ms handler
+that succeeds, or fails as when Lago is down, so each is retried on a schedule) relays and
+handles; a subscriber in its own process verifies each signature (``bench_relay``'s receiver). This process posts HMAC-signed Lago webhooks at a steady rate
 and takes receipt as the moment just before each POST; delivery is the subscriber's receipt.
 
     .venv/bin/python -m tests.bench.bench_webhook_relay [--rate 1000] [--seconds 10]
@@ -22,13 +22,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-import httpx
 import orjson
 
 from tests.bench import support
 from tests.bench.bench_relay import SECRET, collect, start_receiver
 from tests.bench.support import Stack, say
-from tests.support.postgres import free_port
 
 HMAC_KEY = "bench-organization-hmac-key"
 CONNECTIONS = 128
@@ -131,9 +129,14 @@ async def post_steadily(
     return sent, len(webhooks) / (time.perf_counter() - begin)
 
 
-async def measure(receiver: str, gateway: str, mode: str, rate: float, seconds: float) -> Run:
+async def measure(
+    receiver: str, gateway: str, database_url: str, mode: str, rate: float, seconds: float
+) -> Run:
     from gateway.webhooks.inbox import message_id
 
+    # Warm-up (not measured): connections opened, processes past their first requests.
+    await post_steadily(gateway, signed_webhooks(int(rate), f"warm-{mode}"), rate)
+    await asyncio.sleep(3)
     webhooks = signed_webhooks(int(rate * seconds), mode)
     by_message = {message_id("lago", key): key for key, _, _ in webhooks}
     await collect(receiver)
@@ -150,7 +153,16 @@ async def measure(receiver: str, gateway: str, mode: str, rate: float, seconds: 
                 seen.add(key)
                 latencies.append((at - sent[key]) * 1000)
     latencies.sort()
-    metrics = httpx.get(gateway + "/metrics").text
+    handled = support.scalar(
+        database_url, "SELECT count(*) FROM inbound_webhooks WHERE status = 'handled'"
+    )
+    waiting = support.scalar(
+        database_url, "SELECT count(*) FROM inbound_webhooks WHERE status = 'received'"
+    )
+    failed_runs = support.scalar(
+        database_url,
+        "SELECT coalesce(sum(attempts), 0) FROM inbound_webhooks WHERE status <> 'handled'",
+    )
     return Run(
         mode=mode,
         sent=len(webhooks),
@@ -159,18 +171,10 @@ async def measure(receiver: str, gateway: str, mode: str, rate: float, seconds: 
         p50=statistics.median(latencies),
         p99=latencies[max(0, int(len(latencies) * 0.99) - 1)],
         max=latencies[-1],
-        handled=int(_metric(metrics, "gateway_webhooks_inbound_handled_total")),
-        waiting=int(_metric(metrics, "gateway_webhooks_inbound_pending")),
-        handler_failures=int(_metric(metrics, "gateway_webhooks_inbound_handle_failures_total")),
+        handled=int(handled),
+        waiting=int(waiting),
+        handler_failures=int(failed_runs),
     )
-
-
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith(name + "_"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def run_mode(stack: Stack, receiver: str, mode: str, rate: float, seconds: float) -> Run:
@@ -190,24 +194,26 @@ def run_mode(stack: Stack, receiver: str, mode: str, rate: float, seconds: float
         "GATEWAY_RELAY_ALLOW_PRIVATE": "true",
         "GATEWAY_LOG_LEVEL": "WARNING",
     }
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.bench.webhook_gateway", "--port", str(port)]
-    process = stack.spawn(f"gateway-{mode}", [*argv, "--handlers", mode], env)
-    url = f"http://127.0.0.1:{port}"
-    support.wait_http(url + "/healthz", process)
+    api = stack.gateway(env, workers=2, no_worker=True, name=f"api-{mode}")
+    argv = [sys.executable, "-m", "tests.bench.webhook_gateway", "--handlers", mode]
+    worker = stack.spawn(f"worker-{mode}", argv, env)
     try:
-        return asyncio.run(measure(receiver, url, mode, rate, seconds))
+        return asyncio.run(measure(receiver, api.url, database_url, mode, rate, seconds))
     except Exception:
-        say(process.log_tail())
+        say(worker.log_tail())
         raise
     finally:
-        process.stop()
+        worker.stop()
+        api.process.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="webhooks/s")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--modes", nargs="+", default=["succeed", "fail"], choices=["succeed", "fail", "none"]
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -217,9 +223,7 @@ def main() -> None:
         pass
     with Stack() as stack:
         receiver = start_receiver(stack)
-        runs = [
-            run_mode(stack, receiver, mode, args.rate, args.seconds) for mode in ("succeed", "fail")
-        ]
+        runs = [run_mode(stack, receiver, mode, args.rate, args.seconds) for mode in args.modes]
     for run in runs:
         label = "every handler succeeding" if run.mode == "succeed" else "every handler failing"
         print(

@@ -1,14 +1,16 @@
-"""``gateway serve`` (API and workers in one process) with one more webhook handler, for
-``bench_webhook_relay``: every webhook runs a handler that takes 5 ms and then succeeds, or
-fails as when Lago is down (``LagoUnavailable``: transient, retried on a schedule).
+"""``gateway worker`` with one more webhook handler, for ``bench_webhook_relay``: every
+webhook runs a handler that takes 5 ms and then succeeds, or fails as when Lago is down
+(``LagoUnavailable``: transient, retried on a schedule). ``--port`` runs ``gateway serve``
+(API and workers in one process) with the handler instead.
 
-    .venv/bin/python -m tests.bench.webhook_gateway --port 8080 --handlers fail
+    .venv/bin/python -m tests.bench.webhook_gateway --handlers fail [--port 8080]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from typing import Any
 
 import uvicorn
@@ -34,12 +36,16 @@ async def fail(runtime: Any, inbound: Any, payload: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--handlers", choices=("succeed", "fail"), required=True)
+    parser.add_argument("--port", type=int, help="serve the API too, on this port")
+    parser.add_argument("--handlers", choices=("succeed", "fail", "none"), required=True)
     args = parser.parse_args()
-    handlers.register("*", "*", succeed if args.handlers == "succeed" else fail)
+    if args.handlers != "none":
+        handlers.register("*", "*", succeed if args.handlers == "succeed" else fail)
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    if args.port is None:
+        asyncio.run(_worker(settings))
+        return
     app = create_app(settings, run_workers=True, server_gc=True)
     uvicorn.run(
         app,
@@ -50,6 +56,19 @@ def main() -> None:
         access_log=False,
         log_config=None,
     )
+
+
+async def _worker(settings: Any) -> None:
+    from gateway.app import build_runtime, tune_gc
+    from gateway.worker import run_all
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with build_runtime(settings) as runtime:
+        tune_gc()
+        await run_all(runtime, stop)
 
 
 if __name__ == "__main__":

@@ -245,10 +245,10 @@ async def test_collection_handler_refusing_a_non_uuid_invoice_goes_dead_and_stil
     hooks: Hooks, registered: list[Handler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gateway.collection import charger
-    from gateway.collection.handlers import on_invoice_issued
+    from gateway.collection.handlers import install
 
     monkeypatch.setattr(charger, "enabled", lambda runtime: True)
-    registered.append(handlers.register("lago", "invoice.created", on_invoice_issued))
+    install()  # collection's own registrations (idempotent): on_invoice_issued among them
     await _subscribe(hooks, "invoice.*")
     await _post_lago(hooks, lago_id="not-a-uuid")
 
