@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     body_read_total_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Group commits of the usage outbox in flight at once, per API process (PostgreSQL; more
     # processes add more). One gives bigger groups (less CPU per event in some runs), three a
-    # shorter latency tail (a request rarely waits behind a whole commit): see the README.
+    # shorter latency tail (a request rarely waits behind a whole commit): docs/benchmarks.md.
     outbox_writers: Annotated[int, Field(ge=1, le=16)] = 3
     forward_batch_size: Annotated[int, Field(ge=1, le=100)] = 100
     forward_concurrency: Annotated[int, Field(ge=1, le=64)] = 4

@@ -148,7 +148,7 @@ async def create(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    """GET /billable_metrics, oldest first (Lago: newest first, see README)."""
+    """GET /billable_metrics, oldest first (Lago: newest first; lago/emulator/README.md)."""
     metrics = list(state_of(request).billable_metrics.values())
     return paginate(request, "billable_metrics", [_with_counters(m) for m in metrics])
 

@@ -1,4 +1,4 @@
-"""Every route, with every scope, answers as the README's Auth section says.
+"""Every route, with every scope, answers as docs/auth-and-audit.md's scope table says.
 
 A route's required scope is read from its dependencies (the ``require(scope)`` dependency of
 ``gateway/auth/dependencies.py``), never from a hand-kept table, so a new route is checked the
