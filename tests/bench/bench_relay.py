@@ -269,12 +269,7 @@ def main() -> None:
         "--concurrency", type=int, default=256, help="relay_concurrency (the default)"
     )
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    support.use_uvloop()
     with Stack() as stack:
         database_url = stack.database("relay_bench")
         url = start_receiver(stack)

@@ -215,12 +215,7 @@ def main() -> None:
         "--modes", nargs="+", default=["succeed", "fail"], choices=["succeed", "fail", "none"]
     )
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    support.use_uvloop()
     with Stack() as stack:
         receiver = start_receiver(stack)
         runs = [run_mode(stack, receiver, mode, args.rate, args.seconds) for mode in args.modes]

@@ -35,6 +35,16 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def use_uvloop() -> None:
+    """The event loop the gateway's servers run on, for this process's own asyncio work."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
 def require_wrk() -> str:
     """The wrk binary, or exit with how to install it."""
     found = shutil.which("wrk")

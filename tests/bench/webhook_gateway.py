@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from typing import Any
 
 import uvicorn
@@ -44,7 +43,9 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     if args.port is None:
-        asyncio.run(_worker(settings))
+        from gateway.cli import main as gateway
+
+        gateway(["worker"])  # ``gateway worker``, with the handler above registered
         return
     app = create_app(settings, run_workers=True, server_gc=True)
     uvicorn.run(
@@ -56,19 +57,6 @@ def main() -> None:
         access_log=False,
         log_config=None,
     )
-
-
-async def _worker(settings: Any) -> None:
-    from gateway.app import build_runtime, tune_gc
-    from gateway.worker import run_all
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with build_runtime(settings) as runtime:
-        tune_gc()
-        await run_all(runtime, stop)
 
 
 if __name__ == "__main__":
