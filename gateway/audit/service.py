@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import String, cast, insert, or_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -64,9 +66,34 @@ def record(session: AsyncSession, **fields: Any) -> None:
     session.add(AuditEntry(**entry(**fields)))
 
 
+def bulk_insert_sql(rows_param: str) -> str:
+    """PostgreSQL: one INSERT of every row in the JSON array ``%(<rows_param>)s`` (rows as
+    ``entry()`` makes them), columns and types taken from the ``AuditEntry`` model, so no
+    column can be left out. Usable as a CTE inside a larger statement."""
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    columns = [column for column in table.columns if column.name != "id"]
+    names = ", ".join(column.name for column in columns)
+    types = ", ".join(f"{column.name} {column.type.compile(dialect=dialect)}" for column in columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) "
+        f"SELECT {names} FROM json_to_recordset(%({rows_param})s::json) AS r({types})"
+    )
+
+
+_BULK_INSERT_PG = bulk_insert_sql("rows")
+
+
 async def record_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert prepared audit rows on a raw connection (hot paths and workers)."""
-    if rows:
+    """Insert prepared audit rows (``entry()``) on a raw connection, in the caller's
+    transaction: one statement on PostgreSQL (an executemany costs more than the rows a hot
+    path stores), an executemany elsewhere. Every capability writes its audit rows here or
+    through ``record``."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql(_BULK_INSERT_PG, {"rows": orjson.dumps(rows).decode()})
+    else:
         await connection.execute(insert(AuditEntry), rows)
 
 

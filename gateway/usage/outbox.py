@@ -209,10 +209,7 @@ class OutboxWriter:
         if doomed:
             await sql.delete(conn, doomed)
         audit = [_audit_row(r, s) for r, s in zip(group, results, strict=True)]
-        if self._database.is_postgres:
-            await sql.record_audit_pg(conn, audit)
-        else:
-            await record_many(conn, audit)
+        await record_many(conn, audit)
         return results
 
 

@@ -13,10 +13,9 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.models import AuditEntry
+from gateway.audit.service import bulk_insert_sql
 from gateway.usage.models import PENDING
 
 SQLITE_CHUNK = 400
@@ -47,19 +46,6 @@ _COLUMNS = (
 )
 
 
-def _audit_sql(rows_param: str) -> str:
-    """One INSERT for a group's audit rows, from one JSON parameter (columns from the model)."""
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    columns = [column for column in table.columns if column.name != "id"]
-    names = ", ".join(column.name for column in columns)
-    types = ", ".join(f"{column.name} {column.type.compile(dialect=dialect)}" for column in columns)
-    return (
-        f"INSERT INTO {table.name} ({names}) "
-        f"SELECT {names} FROM json_to_recordset(%({rows_param})s::json) AS r({types})"
-    )
-
-
 def _insert_events_sql(returning: str) -> str:
     """CTEs ``u`` (the rows of ``%(rows)s``) and ``ins`` (those inserted, ``RETURNING``)."""
     return (
@@ -72,7 +58,6 @@ def _insert_events_sql(returning: str) -> str:
     )
 
 
-_AUDIT_SQL = _audit_sql("rows")
 _INSERT_PG_SQL = (
     _insert_events_sql("external_subscription_id AS s, transaction_id AS t")
     + " SELECT u.s, u.t FROM u LEFT JOIN ins ON ins.s = u.s AND ins.t = u.t WHERE ins.s IS NULL"
@@ -81,7 +66,7 @@ _INSERT_PG_SQL = (
 # rolls back every insert in it) when fewer events were inserted than given.
 _STORE_NEW_SQL = (
     _insert_events_sql("1")
-    + f", audit AS ({_audit_sql('audit')}) "
+    + f", audit AS ({bulk_insert_sql('audit')}) "
     + "SELECT 1 / ((SELECT count(*) FROM ins) = (SELECT count(*) FROM u))::int"
 )
 
@@ -151,15 +136,6 @@ async def insert_sqlite(conn: AsyncConnection, pairs: Sequence[Pair], now: float
         found: list[Any] = list(result.all())
         inserted.update((row[0], row[1]) for row in found)
     return {row.key for row, _ in pairs} - inserted
-
-
-async def record_audit_pg(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """The audit rows of a group (one per request) in one statement.
-
-    ``record_many`` is an executemany: with one row per single-event request it cost more
-    than storing the events themselves.
-    """
-    await conn.exec_driver_sql(_AUDIT_SQL, {"rows": orjson.dumps(rows).decode()})
 
 
 def _keys_in(chunk: Sequence[Key]) -> tuple[str, dict[str, str]]:

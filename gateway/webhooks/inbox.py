@@ -216,10 +216,7 @@ async def write(
         line = dict(item.audit)
         line["outcome"] = "stored" if new else "duplicate"
         audit.append(line)
-    if is_postgres:
-        await _audit_pg(conn, audit)
-    else:
-        await record_many(conn, audit)
+    await record_many(conn, audit)
     return stored, deliveries
 
 
@@ -236,33 +233,14 @@ async def _insert_sqlite(
     return {(row[0], row[1]) for row in result.all()}
 
 
-# PostgreSQL: one statement per table and group; the rows travel as one JSON array, which
-# costs less to build than per-column arrays (no per-element escaping in Python).
+# PostgreSQL: one statement per table and group (audit rows: ``record_many``); the rows travel
+# as one JSON array, which costs less to build than per-column arrays.
 _PG_INBOUND = (
     "INSERT INTO inbound_webhooks (source, provider_event_id, event_type, body, body_sha256, "
     "received_at, status, attempts, next_attempt_at, relayed_at) "
     "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, %(now)s, %(status)s, 0, %(now)s, %(now)s "
     "FROM json_array_elements(%(rows)s::json) AS r "
     "ON CONFLICT DO NOTHING RETURNING source, provider_event_id"
-)
-_PG_AUDIT = (
-    "INSERT INTO audit_entries "
-    "(at, actor, action, target, upstream, outcome, status, request_id, detail) "
-    "SELECT (r->>'at')::timestamptz, r->>'actor', r->>'action', r->>'target', "
-    "r->>'upstream', r->>'outcome', (r->>'status')::int, r->>'request_id', "
-    "CASE WHEN json_typeof(r->'detail') = 'null' THEN NULL ELSE r->'detail' END "
-    "FROM json_array_elements(%(rows)s::json) AS r"
-)
-_AUDIT_COLUMNS = (
-    "at",
-    "actor",
-    "action",
-    "target",
-    "upstream",
-    "outcome",
-    "status",
-    "request_id",
-    "detail",
 )
 
 
@@ -278,12 +256,6 @@ async def _insert_pg(
     result = await conn.exec_driver_sql(_PG_INBOUND, {"rows": rows, "now": now, "status": RECEIVED})
     found: list[Any] = list(result.all())
     return {(row[0], row[1]) for row in found}
-
-
-async def _audit_pg(conn: AsyncConnection, lines: list[dict[str, Any]]) -> None:
-    """The audit service's lines (``entry()``), inserted in one statement."""
-    rows = orjson.dumps([{name: line[name] for name in _AUDIT_COLUMNS} for line in lines])
-    await conn.exec_driver_sql(_PG_AUDIT, {"rows": rows.decode()})
 
 
 def _row(item: Incoming, now: float) -> dict[str, Any]:

@@ -150,3 +150,52 @@ async def test_accepted_batch_writes_one_audit_row_with_targets(gateway: Gateway
     assert len(rows) == 1
     assert rows[0]["target_ids"] == ["a0", "a1", "a2"] and rows[0]["outcome"] == "accepted"
     assert rows[0]["request_id"]
+
+
+async def test_bulk_audit_rows_keep_every_column_the_session_path_keeps(gateway: Gateway) -> None:
+    from gateway.audit.models import AuditEntry
+    from gateway.audit.service import entry, record_many
+
+    fields = {
+        "actor": "worker:test",
+        "action": "test.bulk",
+        "outcome": "success",
+        "target": "t-1",
+        "target_ids": ["a", "b"],
+        "upstream": "lago",
+        "status": 200,
+        "latency_ms": 12.5,
+        "detail": {"n": 2},
+    }
+    async with gateway.runtime.database.engine.begin() as conn:
+        await record_many(conn, [entry(**fields)])
+    async with gateway.runtime.database.session() as session:
+        record(session, **{**fields, "action": "test.session"})
+        await session.commit()
+
+    columns = [c.name for c in AuditEntry.__table__.columns if c.name not in ("id", "at")]  # type: ignore[attr-defined]
+    async with gateway.runtime.database.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT action, {', '.join(columns)} FROM audit_entries "
+                    "WHERE action LIKE 'test.%' ORDER BY id"
+                )
+            )
+        ).all()
+
+    bulk, session_row = (dict(row._mapping) for row in rows)
+    for row in (bulk, session_row):
+        row.pop("action")
+        row["target_ids"] = _decoded(row["target_ids"])
+        row["detail"] = _decoded(row["detail"])
+    assert bulk == session_row
+    assert bulk["target_ids"] == ["a", "b"]
+    assert bulk["latency_ms"] == 12.5
+    assert bulk["detail"] == {"n": 2}
+
+
+def _decoded(value: object) -> object:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
