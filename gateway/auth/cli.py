@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import click
 
 from gateway.auth import service
-from gateway.cli_settings import settings_or_exit
+from gateway.cli_settings import database_url_or_exit
 from gateway.db import Database
+from gateway.errors import Conflict, NotFound
+
+T = TypeVar("T")
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; an unknown or duplicate name is one line on stderr and exit 1."""
+    try:
+        return asyncio.run(work)
+    except (Conflict, NotFound) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be blank")
+    return value
 
 
 @click.group("keys")
@@ -17,7 +36,9 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--name", required=True, help="A unique name; it appears in the audit log.")
+@click.option(
+    "--name", required=True, callback=_name, help="A unique name; it appears in the audit log."
+)
 @click.option(
     "--scope",
     "scopes",
@@ -30,7 +51,7 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once, alone on the last line."""
 
     async def go() -> str:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             async with database.session() as session:
                 key = await service.create_key(session, name, list(scopes))
@@ -39,7 +60,7 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
         finally:
             await database.dispose()
 
-    key = asyncio.run(go())
+    key = _run(go())
     click.echo(
         f"created key {name!r} with scopes {' '.join(sorted(scopes))}; store it now:", err=False
     )
@@ -51,7 +72,7 @@ def list_() -> None:
     """List keys (names, scopes, state; never the keys)."""
 
     async def go() -> list[str]:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             async with database.session() as session:
                 rows = await service.list_keys(session)
@@ -72,7 +93,7 @@ def revoke(name: str) -> None:
     """Revoke a key by name."""
 
     async def go() -> None:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             async with database.session() as session:
                 await service.revoke_key(session, name)
@@ -80,5 +101,5 @@ def revoke(name: str) -> None:
         finally:
             await database.dispose()
 
-    asyncio.run(go())
+    _run(go())
     click.echo(f"revoked {name!r}")

@@ -133,7 +133,10 @@ def export(output: str | None, base: str | None, lago_only: bool) -> None:
         base_catalog = _load(str(path), settings)[0] if path else None
     text = asyncio.run(_export(settings, base_catalog))
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

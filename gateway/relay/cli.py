@@ -11,7 +11,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
-from gateway.cli_settings import settings_or_exit
+from gateway.cli_settings import database_url_or_exit
 from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.relay import messages, subscribers
@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     async def go() -> T:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             return await work(database)
         finally:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import click
 
 from gateway.audit.service import record
-from gateway.cli_settings import settings_or_exit
+from gateway.cli_settings import database_url_or_exit
 from gateway.db import Database
 from gateway.usage import store
 
@@ -22,7 +23,7 @@ def status() -> None:
     """Pending count, oldest pending age, dead count, forward rate."""
 
     async def go() -> store.OutboxStatus:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             return await store.status(database)
         finally:
@@ -49,7 +50,7 @@ def replay(replay_all: bool, transaction_ids: tuple[str, ...]) -> None:
         raise click.UsageError("give --all or at least one --transaction-id")
 
     async def go() -> list[str]:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             async with database.session() as session:
                 conn = await session.connection()
@@ -70,3 +71,7 @@ def replay(replay_all: bool, transaction_ids: tuple[str, ...]) -> None:
 
     replayed = asyncio.run(go())
     click.echo(f"replayed {len(replayed)} dead event(s)")
+    missing = sorted(set(transaction_ids) - set(replayed))
+    if missing:
+        click.echo(f"not dead (or unknown), left alone: {', '.join(missing)}", err=True)
+        sys.exit(1)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from gateway.audit.service import entry, record_many
-from gateway.cli_settings import settings_or_exit
+from gateway.cli_settings import database_url_or_exit, settings_or_exit
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient, LagoError
@@ -54,6 +54,7 @@ def register_webhook(
         sys.exit(2)
     if not url.startswith(("https://", "http://")):
         raise click.BadParameter("must be an http(s) URL", param_hint="URL")
+    database_url_or_exit()  # before Lago is told anything: the registration is audited
 
     async def go() -> tuple[str, dict[str, object]]:
         client = lago_client(settings)
@@ -103,7 +104,7 @@ def status() -> None:
     """Waiting, handled and dead counts, and the oldest waiting age."""
 
     async def go() -> store.InboxStatus:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             return await store.status(database, with_handled=True)
         finally:
@@ -132,7 +133,7 @@ def list_(status_: str, source: str | None, limit: int) -> None:
     """Inbound webhooks by status (default: dead), oldest first, with their last error."""
 
     async def go() -> list[dict[str, object]]:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             return await store.list_rows(database, status=status_, source=source, limit=limit)
         finally:
@@ -158,7 +159,7 @@ def replay(replay_all: bool, ids: tuple[int, ...]) -> None:
         raise click.UsageError("give --all or at least one --id")
 
     async def go() -> list[int]:
-        database = Database(settings_or_exit().database_url)
+        database = Database(database_url_or_exit())
         try:
             async with database.engine.begin() as conn:
                 requeued = await store.replay_dead(conn, None if replay_all else list(ids))
