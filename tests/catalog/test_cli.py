@@ -78,3 +78,15 @@ def test_catalog_apply_without_a_lago_url_explains_the_embedded_emulator(
     assert result.exit_code == 2
     assert "GATEWAY_LAGO_API_URL" in result.output
     assert "gateway serve" in result.output
+
+
+def test_catalog_export_to_a_folder_that_does_not_exist_is_one_line(
+    cli_env: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "missing" / "catalog.yaml"
+
+    result = CliRunner().invoke(main, ["catalog", "export", "--lago-only", "-o", str(target)])
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr == f"Error: cannot write {target}: No such file or directory\n"
