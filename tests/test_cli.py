@@ -118,6 +118,12 @@ DATABASE_COMMANDS = [
 ]
 
 
+def _settings_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", database_url)
+    monkeypatch.setenv("GATEWAY_LAGO_API_URL", "http://lago.test")
+    monkeypatch.setenv("GATEWAY_LAGO_API_KEY", "k")
+
+
 @pytest.mark.parametrize(
     "argv",
     [*DATABASE_COMMANDS, ["migrate"], ["lago", "register-webhook", "https://gw.example/hook"]],
@@ -126,9 +132,7 @@ DATABASE_COMMANDS = [
 def test_a_database_that_cannot_be_opened_is_one_line_and_exit_1(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
-    monkeypatch.setenv("GATEWAY_LAGO_API_URL", "http://lago.test")
-    monkeypatch.setenv("GATEWAY_LAGO_API_KEY", "k")
+    _settings_env(monkeypatch, f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
     line = _one_line_error(CliRunner().invoke(main, argv))
     assert line.startswith("Error: cannot reach the database sqlite:///")
     assert line.endswith(": unable to open database file")
@@ -138,9 +142,7 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_exit_1(
 def test_a_database_that_is_not_migrated_says_run_gateway_migrate(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-    monkeypatch.setenv("GATEWAY_LAGO_API_URL", "http://lago.test")
-    monkeypatch.setenv("GATEWAY_LAGO_API_KEY", "k")
+    _settings_env(monkeypatch, f"sqlite:///{tmp_path / 'empty.db'}")
     line = _one_line_error(CliRunner().invoke(main, argv))
     assert line.startswith("Error: GATEWAY_DATABASE_URL: schema is at nothing, code needs ")
     assert line.endswith("run `gateway migrate`")
