@@ -159,7 +159,9 @@ async def test_gateway_outbox_replay_and_status_from_the_command_line(
     again = await asyncio.to_thread(
         cli.invoke, main, ["outbox", "replay", "--transaction-id", "nope"]
     )
-    assert again.output.strip() == "replayed 0 dead event(s)"
+    assert again.exit_code == 1
+    assert again.stdout.strip() == "replayed 0 dead event(s)"
+    assert again.stderr.strip() == "not dead (or unknown), left alone: nope"
 
 
 async def test_events_accepted_while_lago_is_down_are_checked_before_forwarding(
