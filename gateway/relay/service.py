@@ -156,39 +156,19 @@ async def enqueue_message(
         raise ValueError("type must be 1 to 255 characters")
     if created_at is not None and created_at.tzinfo is None:
         raise ValueError("created_at must be timezone-aware")
-    now = time.time()
-    created = created_at.timestamp() if created_at is not None else now
+    created = created_at.timestamp() if created_at is not None else time.time()
     body = envelope(message_id, type, source, created, data)
-    if conn.dialect.name == "postgresql":
-        stored, deliveries = await _enqueue_pg(conn, message_id, type, source, created, now, body)
-    else:
-        stored, deliveries = await _enqueue(conn, message_id, type, source, created, now, body)
-    if not stored:
-        metrics.MESSAGES_DUPLICATE.inc()
-        return False
+    stored, deliveries = await enqueue_many(
+        conn, [NewMessage(message_id, type, source, created, body)]
+    )
     if deliveries:
         # Before the caller's commit: senders look again shortly until they find them.
         wake_senders(deliveries)
-        await notify_other_processes(conn, deliveries)
-    metrics.MESSAGES_ENQUEUED.labels(source=source).inc()
-    return True
+    return bool(stored)
 
 
-# One statement: the message, then a delivery per enabled endpoint whose patterns match
-# (``*`` becomes LIKE's ``%``, ``_`` is escaped; the same rule as ``type_matches``).
-_ENQUEUE_PG = (
-    "WITH m AS (INSERT INTO relay_messages (id, type, source, created_at, received_at, body) "
-    "VALUES (%(id)s, %(type)s, %(source)s, %(created)s, %(now)s, %(body)s) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id), "
-    "d AS (INSERT INTO relay_deliveries "
-    "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
-    "SELECT m.id, e.id, %(pending)s, 0, %(now)s, %(now)s FROM m CROSS JOIN relay_endpoints e "
-    "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
-    "AS f(p) WHERE %(type)s LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
-    "SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM d)"
-)
-
-
+# One statement for all the messages, then a delivery per enabled endpoint whose patterns
+# match (``*`` becomes LIKE's ``%``, ``_`` is escaped; the same rule as ``type_matches``).
 _ENQUEUE_MANY_PG = (
     "WITH r AS (SELECT r->>0 AS id, r->>1 AS type, r->>2 AS source, (r->>3)::float8 AS created, "
     "r->>4 AS body FROM json_array_elements(%(rows)s::json) AS r), "
@@ -202,21 +182,6 @@ _ENQUEUE_MANY_PG = (
     "AS f(p) WHERE m.type LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
     "SELECT (SELECT array_agg(id) FROM m), (SELECT count(*) FROM d)"
 )
-
-
-async def _enqueue_pg(
-    conn: AsyncConnection,
-    message_id: str,
-    type_: str,
-    source: str,
-    created: float,
-    now: float,
-    body: str,
-) -> tuple[bool, int]:
-    params: dict[str, Any] = {"id": message_id, "type": type_, "source": source}
-    params.update(created=created, now=now, body=body, pending=PENDING)
-    row: Any = (await conn.exec_driver_sql(_ENQUEUE_PG, params)).one()
-    return bool(row[0]), int(row[1])
 
 
 async def _enqueue(

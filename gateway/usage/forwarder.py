@@ -90,13 +90,6 @@ class _Outcome:
         return self
 
 
-@dataclass
-class ClaimCursor:
-    """Where a forwarding loop's next claim starts: past ``after``, or from the front."""
-
-    after: tuple[float, int] | None = None
-
-
 class Forwarder:
     def __init__(self, runtime: Runtime, sink: UsageSink | None = None) -> None:
         self.runtime = runtime
@@ -131,7 +124,7 @@ class Forwarder:
     async def _loop(self, stop: asyncio.Event) -> None:
         wake = self.runtime.ingest.new_events
         held = store.claim_connection(self.runtime.database, self.lease)
-        cursor = ClaimCursor()
+        cursor = store.ClaimCursor()
         try:
             while not stop.is_set():
                 await self.health.wait_well(stop)
@@ -149,7 +142,7 @@ class Forwarder:
         limit: int | None = None,
         *,
         held: HeldConnection | None = None,
-        cursor: ClaimCursor | None = None,
+        cursor: store.ClaimCursor | None = None,
     ) -> int:
         """Claim due events, send them in batches (in parallel), record what became of each.
 
@@ -160,7 +153,7 @@ class Forwarder:
         taken for this call alone. ``cursor`` is the calling loop's place in the queue: after
         a full claim the next one starts past it (see ``store.claim``).
         """
-        cursor = cursor or ClaimCursor()
+        cursor = cursor or store.ClaimCursor()
         after, cursor.after = cursor.after, None
         if not self.health.well:
             return 0

@@ -70,6 +70,13 @@ _DUE_AFTER = _DUE_WHERE + " AND (next_attempt_at, id) > (:after_at, :after_id)" 
 
 
 @dataclass
+class ClaimCursor:
+    """Where a forwarding loop's next claim starts: past ``after``, or from the front."""
+
+    after: tuple[float, int] | None = None
+
+
+@dataclass
 class Claim:
     """Events taken for one send, and the connection their outcomes are recorded on."""
 
