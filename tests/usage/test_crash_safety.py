@@ -148,13 +148,16 @@ async def test_two_forwarder_processes_on_one_postgres_never_send_an_event_twice
         async with lago_client(lago_url) as client:
             await seed_lago(client, SUBSCRIPTIONS)
         expected = await _accept(database_url, lago_url, n)
-        await _set_faults(lago_url, latency=0.02)  # batches of both processes overlap in time
+        # Batches of both processes overlap in time: one process alone needs about a second
+        # (4 loops x 4 batches of 20 per 50 ms), four times the interval both probe Lago at.
+        await _set_faults(lago_url, latency=0.05)
         env = worker_env(
             database_url,
             lago_url,
             forward_batch_size=20,
             forward_concurrency=4,
             forward_backoff_max_seconds=0.5,
+            forward_probe_max_seconds=0.25,
         )
 
         async def both_up() -> bool:

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.integrations.pooling import SpreadTransport
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -78,10 +80,8 @@ class LagoClient:
             base_url=f"{self.base_url}/api/v1",
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
+            # Many connections in one httpcore pool cost more CPU than the requests.
+            transport=transport or SpreadTransport(max_connections),
         )
 
     async def aclose(self) -> None:
