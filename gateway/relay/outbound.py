@@ -1,15 +1,8 @@
-"""The sender's HTTP side: pooled clients, Standard Webhooks signatures, Retry-After.
-
-httpcore's pool scans every connection for each request it assigns (quadratic in the pool
-size, encode/httpcore#1035), so many connections in one pool cost more CPU than the
-requests themselves. The sender spreads its connections over small pools instead.
-"""
+"""The sender's HTTP side: pooled connections, Standard Webhooks signatures, Retry-After."""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections import deque
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -17,23 +10,21 @@ import httpcore
 import httpx
 from standardwebhooks import Webhook
 
+from gateway.integrations.pooling import SpreadTransport
+
 USER_AGENT = "billing-gateway-relay/0.1"
-CONNECTIONS_PER_POOL = 2
 RESPONSE_KEEP_BYTES = 2048
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
 
 class Pools:
-    """``size`` connections in httpx pools of ``CONNECTIONS_PER_POOL``.
+    """``size`` kept-alive connections (``SpreadTransport``: small pools, slot per request).
 
-    Each request takes a free slot (a pool with room), so no request waits in one pool while
-    another has an idle connection; the most recently freed slot first, so a light load keeps
-    reusing a few warm connections instead of cycling through all of them. Requests go
-    straight to httpx's pooled transport: the client layer (auth, cookies, redirects, URL
-    merging, proxies from the environment) is work the sender never needs, a fifth of the
-    CPU per request, and a redirect or proxy would lead past the destination check.
-    Connections are opened by ``network`` (``PublicOnlyBackend``: the checked address).
-    An injected transport (tests: an ASGI subscriber) replaces the pools.
+    Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
+    redirects, URL merging, proxies from the environment) is work the sender never needs, a
+    fifth of the CPU per request, and a redirect or proxy would lead past the destination
+    check. Connections are opened by ``network`` (``PublicOnlyBackend``: the checked
+    address). An injected transport (tests: an ASGI subscriber) replaces the pools.
     """
 
     def __init__(
@@ -46,16 +37,7 @@ class Pools:
     ) -> None:
         self.timeout = timeout
         self._timeouts = httpx.Timeout(timeout).as_dict()
-        per_pool = min(size, CONNECTIONS_PER_POOL)
-        if transport is not None:
-            self.transports = [transport]
-            per_pool = size
-        else:
-            limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-            count = max(1, -(-size // per_pool))
-            tls = httpx.create_ssl_context()  # one context: loading CA certificates is slow
-            self.transports = [_Transport(limits, tls, network) for _ in range(count)]
-        self._slots = deque(i for i in range(len(self.transports)) for _ in range(per_pool))
+        self.transport = transport or SpreadTransport(size, network=network)
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str]
@@ -68,45 +50,17 @@ class Pools:
             headers={**headers, "user-agent": USER_AGENT, "content-type": "application/json"},
             extensions={"timeout": self._timeouts},
         )
-        # More callers than slots (not the sender's case) share the first pool.
-        slot = self._slots.pop() if self._slots else None
-        try:
-            async with asyncio.timeout(self.timeout):
-                transport = self.transports[slot or 0]
-                response = await transport.handle_async_request(request)
-                try:
-                    kept = await read_head(response)
-                finally:
-                    await response.aclose()
-        finally:
-            if slot is not None:
-                self._slots.append(slot)
+        async with asyncio.timeout(self.timeout):
+            response = await self.transport.handle_async_request(request)
+            try:
+                kept = await read_head(response)
+            finally:
+                await response.aclose()
         retry_after = response.headers.get("retry-after")
         return response.status_code, ({"retry-after": retry_after} if retry_after else {}), kept
 
     async def aclose(self) -> None:
-        for transport in self.transports:
-            await transport.aclose()
-
-
-class _Transport(httpx.AsyncHTTPTransport):
-    """httpx's transport on a pool that opens its connections through ``network``."""
-
-    def __init__(
-        self,
-        limits: httpx.Limits,
-        tls: ssl.SSLContext,
-        network: httpcore.AsyncNetworkBackend | None,
-    ) -> None:
-        super().__init__(limits=limits, verify=tls, trust_env=False)
-        # httpx has no parameter for the network backend: the same pool again, with it.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=network,
-        )
+        await self.transport.aclose()
 
 
 class Signer:

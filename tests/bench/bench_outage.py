@@ -102,6 +102,16 @@ class Backlog:
     def left(self, due_by: float) -> bool:
         return self._one("SELECT 1", due_by, " LIMIT 1") is not None
 
+    def wal(self) -> tuple[int, int, int]:
+        """(checkpoints so far, full-page images written to the WAL, WAL bytes): a checkpoint
+        during the drain makes the first change to every page after it write the whole page."""
+        checkpoints = self._conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+        wal = self._conn.execute("SELECT wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
+        assert checkpoints is not None and wal is not None
+        return int(checkpoints[0]), int(wal[0]), int(wal[1])
+
     def _one(self, select: str, due_by: float, tail: str = "") -> object:
         row = self._conn.execute(
             f"{select} FROM usage_events WHERE status = 'pending' AND next_attempt_at <= %s{tail}",
@@ -132,6 +142,7 @@ def outage_run(
     first = time.monotonic()  # the forwarder found Lago back: the drain starts
     first_stored = int(emulator.stats()["events_stored"])
     meter = support.CpuMeter(**roots)
+    wal_before = backlog.wal()
     timeline: list[int] = []
     next_sample = first + 1.0
     with meter:
@@ -144,10 +155,15 @@ def outage_run(
             time.sleep(0.1)
     done = time.monotonic()
     stored = int(emulator.stats()["events_stored"]) - first_stored
+    wal = [after - before for after, before in zip(backlog.wal(), wal_before, strict=True)]
     backlog.close()
     say(f"  first event in Lago {first - returned:.2f} s after its return")
     say(f"  events stored in Lago since the first, each second: {timeline}")
     say(f"  {meter.summary()}")
+    say(
+        f"  PostgreSQL while draining: {wal[0]} checkpoint(s), {wal[1]:,} full-page "
+        f"images, {wal[2] / 2**20:,.0f} MiB of WAL"
+    )
     return Recovery(seconds, size, done - returned, first - returned, stored / (done - first))
 
 
