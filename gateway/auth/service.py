@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.auth import store
 from gateway.auth.models import ApiKey
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -75,41 +75,34 @@ def parse_scopes(values: list[str] | tuple[str, ...]) -> list[str]:
 
 async def create_key(session: AsyncSession, name: str, scopes: list[str]) -> str:
     """Create a key and return it in clear; this is the only time it is visible."""
-    existing = await session.exec(select(ApiKey).where(ApiKey.name == name))
-    if existing.first() is not None:
+    if await store.by_name(session, name) is not None:
         raise Conflict(f"a key named {name!r} already exists", code="key_name_taken")
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    session.add(
-        ApiKey(
-            name=name,
-            prefix=prefix,
-            key_hash=hash_key(key),
-            scopes=" ".join(parse_scopes(scopes)),
-            created_at=utcnow(),
-        )
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        key_hash=hash_key(key),
+        scopes=" ".join(parse_scopes(scopes)),
+        created_at=utcnow(),
     )
-    await session.flush()
+    await store.save(session, row)
     return key
 
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
     """Every key, revoked ones included, oldest first."""
-    id_column = ApiKey.__table__.c.id  # type: ignore[attr-defined]
-    result = await session.exec(select(ApiKey).order_by(id_column))
-    return list(result.all())
+    return await store.every_key(session)
 
 
 async def revoke_key(session: AsyncSession, name: str) -> None:
     """Revoke a key by name; it stops working within the verifier's cache time."""
-    result = await session.exec(select(ApiKey).where(ApiKey.name == name))
-    key = result.first()
+    key = await store.by_name(session, name)
     if key is None:
         raise NotFound(f"no key named {name!r}", code="key_not_found")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-        session.add(key)
-        await session.flush()
+        await store.save(session, key)
 
 
 class KeyVerifier:
@@ -171,8 +164,7 @@ class KeyVerifier:
         if len(parts) < 3 or not key.startswith(KEY_PREFIX):
             return None
         async with self._database.session() as session:
-            result = await session.exec(select(ApiKey).where(ApiKey.prefix == parts[1]))
-            row = result.first()
+            row = await store.by_prefix(session, parts[1])
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.key_hash, digest):

@@ -12,13 +12,11 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from sqlmodel import select
-
 from gateway.catalog.schemas import Allowance, Catalog, Plan, TokenWallet
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound
 from gateway.integrations.lago.client import LagoClient
-from gateway.packs.models import AWAITING_PAYMENT, PackPurchase
+from gateway.packs import store
 from gateway.packs.service import all_pages, token_wallet
 
 
@@ -67,14 +65,8 @@ async def _pending_credits(lago: LagoClient, wallet_id: str) -> Decimal:
 
 async def _pending_bonus(database: Database, customer_id: str) -> Decimal:
     """Bonus credits of packs bought but not paid yet (granted once their payment settles)."""
-    async with database.session() as session:
-        owed = await session.exec(
-            select(PackPurchase.bonus_credits).where(
-                PackPurchase.external_customer_id == customer_id,
-                PackPurchase.bonus_status == AWAITING_PAYMENT,
-            )
-        )
-        return sum((Decimal(c) for c in owed if c), Decimal(0))
+    owed = await store.owed_bonus_credits(database, customer_id)
+    return sum((Decimal(credits) for credits in owed), Decimal(0))
 
 
 def _text(credits: Decimal) -> str:

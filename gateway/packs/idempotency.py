@@ -14,13 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from gateway.audit.service import record
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, ValidationFailed
+from gateway.packs import store
 from gateway.packs.models import DONE, FAILED, IN_PROGRESS, PackPurchase
 
 
@@ -68,11 +67,7 @@ async def claim(
         claimed_at=now,
     )
     try:
-        async with database.session() as session:
-            session.add(row)
-            await session.commit()
-        assert row.id is not None
-        return Claim(row.id, row.purchase_id, retry=False)
+        return Claim(await store.insert(database, row), row.purchase_id, retry=False)
     except IntegrityError:
         if key is None:
             raise
@@ -83,12 +78,7 @@ async def _existing(
     database: Database, actor: str, key: str, fp: str, stale_after: float
 ) -> Claim | Replay:
     async with database.session() as session:
-        found = await session.exec(
-            select(PackPurchase).where(
-                PackPurchase.actor == actor, PackPurchase.idempotency_key == key
-            )
-        )
-        row = found.one()
+        row = await store.by_key(session, actor, key)
         if row.fingerprint != fp:
             raise ValidationFailed(
                 "this Idempotency-Key was used for another customer or pack",
@@ -101,16 +91,7 @@ async def _existing(
         stale = row.claimed_at < now - timedelta(seconds=stale_after)
         if row.status == IN_PROGRESS and not stale:
             raise _in_progress()
-        taken = await session.exec(
-            update(PackPurchase)
-            .where(
-                col(PackPurchase.id) == row.id,
-                col(PackPurchase.status) == row.status,
-                col(PackPurchase.claimed_at) == row.claimed_at,
-            )
-            .values(status=IN_PROGRESS, claimed_at=now, attempts=row.attempts + 1)
-        )
-        if taken.rowcount != 1:
+        if not await store.reclaim(session, row, now):
             raise _in_progress()
         await session.commit()
         assert row.id is not None
@@ -137,16 +118,16 @@ async def finish(
     """Store the answer (``body`` None: outcome unknown, claimable again) with its audit row,
     and ``owed``: the bonus columns of a purchase whose bonus waits for its payment."""
     async with database.session() as session:
-        await session.exec(
-            update(PackPurchase)
-            .where(col(PackPurchase.id) == claimed.row_id)
-            .values(
-                status=FAILED if body is None else DONE,
-                response_status=status,
-                response_body=None if body is None else orjson.dumps(body).decode(),
-                completed_at=utcnow(),
+        await store.finish(
+            session,
+            claimed.row_id,
+            {
+                "status": FAILED if body is None else DONE,
+                "response_status": status,
+                "response_body": None if body is None else orjson.dumps(body).decode(),
+                "completed_at": utcnow(),
                 **(owed or {}),
-            )
+            },
         )
         record(session, **audit)
         await session.commit()
@@ -155,6 +136,6 @@ async def finish(
 async def release(database: Database, claimed: Claim, *, audit: dict[str, Any]) -> None:
     """Forget the claim (Lago refused: nothing was bought, the key may be used again)."""
     async with database.session() as session:
-        await session.exec(delete(PackPurchase).where(col(PackPurchase.id) == claimed.row_id))
+        await store.remove(session, claimed.row_id)
         record(session, **audit)
         await session.commit()

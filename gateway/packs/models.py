@@ -49,7 +49,7 @@ class PackPurchase(SQLModel, table=True):
     external_customer_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     pack_code: str = Field(sa_column=Column(String(255), nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
-    attempts: int = Field(default=1, sa_column=Column(Integer, nullable=False))
+    attempts: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     response_status: int | None = Field(default=None, sa_column=Column(Integer))
     response_body: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
@@ -62,7 +62,9 @@ class PackPurchase(SQLModel, table=True):
     # Credits as exact decimal text ("1000.2"): no float, no SQLite Decimal warnings.
     bonus_credits: str | None = Field(default=None, sa_column=Column(String(40)))
     bonus_transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
-    bonus_checks: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    bonus_checks: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     bonus_next_check_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     bonus_lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     bonus_settled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

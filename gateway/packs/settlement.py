@@ -21,22 +21,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.sql.elements import ColumnElement
-
 from gateway.audit.service import record
 from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.integrations.lago.client import LagoApiError, LagoClient
 from gateway.logging import get_logger
-from gateway.packs.models import AWAITING_PAYMENT, BONUS_GRANTED, PAYMENT_FAILED, PackPurchase
+from gateway.packs import store
 from gateway.packs.service import all_pages, transactions_of
 from gateway.relay.service import enqueue_message
 from gateway.runtime import Runtime
 
 log = get_logger(__name__)
-_TABLE = PackPurchase.__table__  # type: ignore[attr-defined]
-OPEN = (AWAITING_PAYMENT, PAYMENT_FAILED)
 SETTLED = "settled"
 FAILED = "failed"
 RELAY_TYPE = "packs.bonus.granted"
@@ -71,18 +66,12 @@ def lease_seconds(settings: Settings) -> float:
     return settings.lago_timeout_seconds * 6 + 10
 
 
-def _owed(row: Any) -> Owed:
-    m = row._mapping
+def _owed(m: Any) -> Owed:
     return Owed(
         m["id"], m["purchase_id"], m["external_customer_id"], m["pack_code"],
         m["bonus_credits"], m["bonus_status"], m["lago_wallet_id"], m["lago_transaction_id"],
         m["bonus_checks"], m["created_at"], m["bonus_lease_until"],
     )  # fmt: skip
-
-
-def _free(now: datetime) -> ColumnElement[bool]:
-    lease = _TABLE.c.bonus_lease_until
-    return or_(lease.is_(None), lease < now)
 
 
 async def claim(
@@ -96,21 +85,12 @@ async def claim(
 
     None: no such purchase, or its bonus is settled; BonusBusy: another process holds it."""
     now = now or utcnow()
-    column = _TABLE.c.lago_transaction_id if transaction_id else _TABLE.c.lago_invoice_id
-    match = column == (transaction_id or invoice_id)
+    column = "lago_transaction_id" if transaction_id else "lago_invoice_id"
     until = now + timedelta(seconds=lease_seconds(runtime.settings))
-    async with runtime.database.engine.begin() as conn:
-        taken = await conn.execute(
-            update(_TABLE)
-            .where(match, _TABLE.c.bonus_status.in_(OPEN), _free(now))
-            .values(bonus_lease_until=until)
-            .returning(*_TABLE.c)
-        )
-        row = taken.first()
-        if row is not None:
-            return _owed(row)
-        found = await conn.execute(select(_TABLE.c.purchase_id, _TABLE.c.bonus_status).where(match))
-        busy = [r.purchase_id for r in found if r.bonus_status in OPEN]
+    match = (column, str(transaction_id or invoice_id))
+    row, busy = await store.lease_open(runtime.database, match, until, now)
+    if row is not None:
+        return _owed(row)
     if busy:
         raise BonusBusy(f"purchase {busy[0]} is being settled by another process")
     return None
@@ -118,21 +98,9 @@ async def claim(
 
 async def claim_due(database: Database, *, limit: int, lease: float, now: datetime) -> list[Owed]:
     """Lease up to ``limit`` open bonuses due for a check (others skip them: SKIP LOCKED)."""
-    due = (
-        select(_TABLE.c.id)
-        .where(_TABLE.c.bonus_status.in_(OPEN), _TABLE.c.bonus_next_check_at <= now, _free(now))
-        .order_by(_TABLE.c.bonus_next_check_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    async with database.engine.begin() as conn:
-        taken = await conn.execute(
-            update(_TABLE)
-            .where(_TABLE.c.id.in_(due.scalar_subquery()), _free(now))
-            .values(bonus_lease_until=now + timedelta(seconds=lease))
-            .returning(*_TABLE.c)
-        )
-        return [_owed(row) for row in taken]
+    until = now + timedelta(seconds=lease)
+    rows = await store.lease_due(database, limit=limit, until=until, now=now)
+    return [_owed(row) for row in rows]
 
 
 async def paid_statuses(lago: LagoClient, wallet_id: str) -> dict[str, str]:
@@ -181,29 +149,12 @@ async def settle(
 
 async def _release(runtime: Runtime, owed: Owed, next_check_at: datetime) -> None:
     async with runtime.database.engine.begin() as conn:
-        await conn.execute(_released(owed, next_check_at))
+        await store.release(conn, owed.row_id, owed.lease_until, next_check_at)
 
 
 def _delay(settings: Settings, owed: Owed) -> float:
     """Seconds to the next check of a still-pending payment: doubling, capped at an hour."""
     return min(settings.packs_reconcile_seconds * 2.0 ** min(owed.checks, 20), MAX_CHECK_SECONDS)
-
-
-def _released(owed: Owed, next_check_at: datetime | None) -> Any:
-    """Give the lease back (only if still ours) and schedule the next check."""
-    return (
-        update(_TABLE)
-        .where(
-            _TABLE.c.id == owed.row_id,
-            _TABLE.c.bonus_status.in_(OPEN),
-            _TABLE.c.bonus_lease_until == owed.lease_until,
-        )
-        .values(
-            bonus_lease_until=None,
-            bonus_checks=_TABLE.c.bonus_checks + 1,
-            bonus_next_check_at=next_check_at,
-        )
-    )
 
 
 def _bonus_name(owed: Owed) -> str:
@@ -242,18 +193,8 @@ async def _record_grant(
 ) -> None:
     async with runtime.database.session() as session:
         conn = await session.connection()
-        done = await conn.execute(
-            update(_TABLE)
-            .where(_TABLE.c.id == owed.row_id, _TABLE.c.bonus_status.in_(OPEN))
-            .values(
-                bonus_status=BONUS_GRANTED,
-                bonus_transaction_id=grant_id,
-                bonus_settled_at=utcnow(),
-                bonus_lease_until=None,
-                bonus_next_check_at=None,
-            )
-        )
-        if done.rowcount == 1:
+        done = await store.mark_granted(conn, owed.row_id, grant_id, utcnow())
+        if done:
             data = _granted(owed, grant_id)
             record(
                 session, actor=actor, action="packs.bonus.granted", outcome="success",
@@ -270,7 +211,7 @@ async def _record_grant(
                 data=data,
             )
         await session.commit()
-    if done.rowcount == 1:
+    if done:
         log.info("packs.bonus.granted", purchase_id=owed.purchase_id, via=via, adopted=adopted)
 
 
@@ -292,18 +233,16 @@ async def _withhold(runtime: Runtime, owed: Owed, *, actor: str, via: str, now: 
     later = now + timedelta(seconds=FAILED_CHECK_SECONDS)
     async with runtime.database.session() as session:
         conn = await session.connection()
-        failed = await conn.execute(
-            update(_TABLE)
-            .where(_TABLE.c.id == owed.row_id, _TABLE.c.bonus_status == AWAITING_PAYMENT)
-            .values(bonus_status=PAYMENT_FAILED)
+        failed = await store.mark_payment_failed(conn, owed.row_id)
+        await store.release(
+            conn, owed.row_id, owed.lease_until, later if later < watch_until else None
         )
-        await conn.execute(_released(owed, later if later < watch_until else None))
-        if failed.rowcount == 1:
+        if failed:
             record(
                 session, actor=actor, action="packs.bonus.withheld", outcome="payment_failed",
                 target=owed.external_customer_id, target_ids=[owed.purchase_id],
                 upstream="lago", detail={"pack": owed.pack_code, "via": via},
             )  # fmt: skip
         await session.commit()
-    if failed.rowcount == 1:
+    if failed:
         log.info("packs.bonus.withheld", purchase_id=owed.purchase_id, via=via)
