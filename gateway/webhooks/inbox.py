@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,14 +26,12 @@ from gateway.audit.service import record_many
 from gateway.db import Database
 from gateway.logging import get_logger
 from gateway.relay.service import NewMessage, enqueue_many, envelope_with_raw_data, wake_senders
-from gateway.webhooks.models import RECEIVED, InboundWebhook
+from gateway.webhooks import store
 
 log = get_logger(__name__)
 MAX_GROUP = 500
 LINGER_SECONDS = 0.05
 WRITE_ATTEMPTS = 3
-
-_TABLE = InboundWebhook.__table__  # type: ignore[attr-defined]
 
 
 def message_id(source: str, provider_event_id: str) -> str:
@@ -199,9 +195,14 @@ async def write(
         first[item.key] = index
         bodies.add(body_key)
         fresh.append(item)
-    insert = _insert_pg if is_postgres else _insert_sqlite
     now = time.time()
-    inserted = await insert(conn, fresh, now) if fresh else set()
+    received = [
+        (item.source, item.provider_event_id, item.event_type, item.body, item.body_sha256)
+        for item in fresh
+    ]
+    inserted = (
+        await store.insert_new(conn, received, now, is_postgres=is_postgres) if fresh else set()
+    )
     stored = [
         item.key in inserted and first.get(item.key) == index for index, item in enumerate(items)
     ]
@@ -218,56 +219,3 @@ async def write(
         audit.append(line)
     await record_many(conn, audit)
     return stored, deliveries
-
-
-async def _insert_sqlite(
-    conn: AsyncConnection, items: list[Incoming], now: float
-) -> set[tuple[str, str]]:
-    rows = [_row(item, now) for item in items]
-    statement = (
-        sqlite_insert(_TABLE)
-        .on_conflict_do_nothing()
-        .returning(_TABLE.c.source, _TABLE.c.provider_event_id)
-    )
-    result = await conn.execute(statement, rows)
-    return {(row[0], row[1]) for row in result.all()}
-
-
-# PostgreSQL: one statement per table and group (audit rows: ``record_many``); the rows travel
-# as one JSON array, which costs less to build than per-column arrays.
-_PG_INBOUND = (
-    "INSERT INTO inbound_webhooks (source, provider_event_id, event_type, body, body_sha256, "
-    "received_at, status, attempts, next_attempt_at, relayed_at) "
-    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, %(now)s, %(status)s, 0, %(now)s, %(now)s "
-    "FROM json_array_elements(%(rows)s::json) AS r "
-    "ON CONFLICT DO NOTHING RETURNING source, provider_event_id"
-)
-
-
-async def _insert_pg(
-    conn: AsyncConnection, items: list[Incoming], now: float
-) -> set[tuple[str, str]]:
-    rows = orjson.dumps(
-        [
-            (item.source, item.provider_event_id, item.event_type, item.body, item.body_sha256)
-            for item in items
-        ]
-    ).decode()
-    result = await conn.exec_driver_sql(_PG_INBOUND, {"rows": rows, "now": now, "status": RECEIVED})
-    found: list[Any] = list(result.all())
-    return {(row[0], row[1]) for row in found}
-
-
-def _row(item: Incoming, now: float) -> dict[str, Any]:
-    return {
-        "source": item.source,
-        "provider_event_id": item.provider_event_id,
-        "event_type": item.event_type,
-        "body": item.body,
-        "body_sha256": item.body_sha256,
-        "received_at": now,
-        "status": RECEIVED,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "relayed_at": now,
-    }

@@ -36,6 +36,23 @@ LAGO = "lago"
 STRIPE = "stripe"
 SOURCES = (LAGO, STRIPE)
 
+# The columns a webhook's row is stored with, in this order (``store.insert_new``), and the
+# ones its handling fills in later; with the key ``id`` they name every column
+# (tests/test_schema.py checks it), so a new column cannot be left out of the insert unseen.
+STORED_COLUMNS = (
+    "source",
+    "provider_event_id",
+    "event_type",
+    "body",
+    "body_sha256",
+    "received_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "relayed_at",
+)
+HANDLING_COLUMNS = ("handled_at", "last_error", "handlers_done")
+
 
 class InboundWebhook(SQLModel, table=True):
     """A verified webhook from Lago or Stripe, unique on (source, provider event id).
@@ -73,7 +90,7 @@ class InboundWebhook(SQLModel, table=True):
     body_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     received_at: float = Field(sa_column=Column(Float, nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     next_attempt_at: float = Field(sa_column=Column(Float, nullable=False))
     handled_at: float | None = Field(default=None, sa_column=Column(Float))
     last_error: str | None = Field(default=None, sa_column=Column(Text))

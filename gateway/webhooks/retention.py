@@ -22,7 +22,6 @@ import asyncio
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import retention
@@ -30,7 +29,7 @@ from gateway.audit.service import entry, record_many
 from gateway.db import Database
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
-from gateway.webhooks.models import HANDLED, PRUNED_BODY
+from gateway.webhooks import store
 from gateway.webhooks.processor import ACTOR
 
 log = get_logger(__name__)
@@ -39,17 +38,6 @@ INTERVAL_SECONDS = 3_600.0
 WEBHOOKS_PRUNED = Counter(
     "gateway_webhooks_pruned_total",
     "Handled inbound webhooks whose raw body the retention job cleared (keys kept)",
-)
-
-# Literal, as in the partial index's predicate, so that SQLite picks the index too.
-_PRUNABLE = f"status = '{HANDLED}' AND body <> '{PRUNED_BODY}'"
-_FIRST_ID = text(f"SELECT min(id) FROM inbound_webhooks WHERE {_PRUNABLE} AND id >= :lo")
-_OLDEST = text(
-    f"SELECT min(received_at) FROM inbound_webhooks WHERE {_PRUNABLE} AND id >= :lo AND id < :hi"
-)
-_CLEAR = text(
-    f"UPDATE inbound_webhooks SET body = '{PRUNED_BODY}' WHERE {_PRUNABLE} "
-    "AND id >= :lo AND id < :hi AND received_at < :cutoff AND handled_at < :cutoff"
 )
 
 
@@ -65,13 +53,12 @@ async def prune(
     cut_off = retention.cutoff(retention_days, now)
 
     async def step(conn: AsyncConnection, lo: int, hi: int) -> int:
-        result = await conn.execute(_CLEAR, {"lo": lo, "hi": hi, "cutoff": cut_off})
-        cleared = max(result.rowcount or 0, 0)
+        cleared = await store.clear_bodies(conn, lo, hi, cut_off)
         if cleared:
             await record_many(conn, [_audit(lo, hi, cleared, retention_days)])
         return cleared
 
-    ranges = retention.Ranges(_FIRST_ID, _OLDEST, range_ids)
+    ranges = retention.Ranges(store.PRUNABLE_FIRST_ID, store.PRUNABLE_OLDEST, range_ids)
     cleared_total = await retention.walk(database, ranges, cut_off, step, WEBHOOKS_PRUNED, stop)
     if cleared_total:
         log.info("webhooks.retention.pruned", webhooks=cleared_total, retention_days=retention_days)

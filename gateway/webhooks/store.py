@@ -1,20 +1,81 @@
-"""Inbox reads and state changes after receipt: claims, outcomes, status, listing, replay."""
+"""The ``inbound_webhooks`` table, every statement on it: receipt, claims, outcomes, status,
+listing, replay, retention."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
 from gateway.db import Database
-from gateway.webhooks.models import DEAD, HANDLED, RECEIVED, SOURCES, STATUSES, InboundWebhook
+from gateway.webhooks.models import (
+    DEAD,
+    HANDLED,
+    PRUNED_BODY,
+    RECEIVED,
+    SOURCES,
+    STATUSES,
+    STORED_COLUMNS,
+    InboundWebhook,
+)
 
+_TABLE = InboundWebhook.__table__  # type: ignore[attr-defined]
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+
+# What a verified webhook brings: source, provider event id, event type, body, body hash.
+Received = tuple[str, str, str, str, str]
+
+
+def _stored_row(received: Received, now: float) -> tuple[Any, ...]:
+    """The values of ``STORED_COLUMNS`` for a webhook stored (and relayed) at ``now``."""
+    return (*received, now, RECEIVED, 0, now, now)
+
+
+def _insert_new_pg() -> str:
+    """One statement per group, the rows as one JSON array of arrays in ``STORED_COLUMNS``
+    order (cheaper to build than per-column arrays); text arrives as text, so an over-long
+    value fails as it would in a plain INSERT."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    values = []
+    for index, name in enumerate(STORED_COLUMNS):
+        type_ = _TABLE.c[name].type
+        cast = "" if type_.python_type is str else f"::{type_.compile(dialect=dialect)}"
+        values.append(f"(r->>{index}){cast}")
+    return (
+        f"INSERT INTO {_TABLE.name} ({', '.join(STORED_COLUMNS)}) SELECT {', '.join(values)} "
+        "FROM json_array_elements(%(rows)s::json) AS r "
+        "ON CONFLICT DO NOTHING RETURNING source, provider_event_id"
+    )
+
+
+_INSERT_NEW_PG = _insert_new_pg()
+_INSERT_NEW_SQLITE = (
+    sqlite_insert(_TABLE)
+    .on_conflict_do_nothing()
+    .returning(_TABLE.c.source, _TABLE.c.provider_event_id)
+)
+
+
+async def insert_new(
+    conn: AsyncConnection, received: Sequence[Received], now: float, *, is_postgres: bool
+) -> set[tuple[str, str]]:
+    """Store the webhooks not stored yet (unique on key and on body hash); the keys stored."""
+    rows = [_stored_row(item, now) for item in received]
+    if is_postgres:
+        result = await conn.exec_driver_sql(_INSERT_NEW_PG, {"rows": orjson.dumps(rows).decode()})
+        found: list[Any] = list(result.all())
+    else:
+        named = [dict(zip(STORED_COLUMNS, row, strict=True)) for row in rows]
+        found = list((await conn.execute(_INSERT_NEW_SQLITE, named)).all())
+    return {(row[0], row[1]) for row in found}
 
 
 @dataclass(frozen=True)
@@ -229,3 +290,22 @@ def _listed(row: dict[str, Any]) -> dict[str, Any]:
     if row["status"] != RECEIVED:
         row["next_attempt_at"] = None
     return row
+
+
+# Retention: handled rows that still hold a body. Literal, as in the partial index's
+# predicate (migration 0009), so that SQLite picks the index too.
+_PRUNABLE = f"status = '{HANDLED}' AND body <> '{PRUNED_BODY}'"
+PRUNABLE_FIRST_ID = text(f"SELECT min(id) FROM inbound_webhooks WHERE {_PRUNABLE} AND id >= :lo")
+PRUNABLE_OLDEST = text(
+    f"SELECT min(received_at) FROM inbound_webhooks WHERE {_PRUNABLE} AND id >= :lo AND id < :hi"
+)
+_CLEAR_BODIES = text(
+    f"UPDATE inbound_webhooks SET body = '{PRUNED_BODY}' WHERE {_PRUNABLE} "
+    "AND id >= :lo AND id < :hi AND received_at < :cutoff AND handled_at < :cutoff"
+)
+
+
+async def clear_bodies(conn: AsyncConnection, lo: int, hi: int, cutoff: float) -> int:
+    """Clear the bodies of handled rows in ``[lo, hi)`` received and handled before ``cutoff``."""
+    result = await conn.execute(_CLEAR_BODIES, {"lo": lo, "hi": hi, "cutoff": cutoff})
+    return max(result.rowcount or 0, 0)
