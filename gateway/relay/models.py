@@ -31,6 +31,19 @@ DELIVERY_STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 
 SOURCES = ("lago", "stripe", "gateway")
 
+# A delivery is created (enqueued, or queued again) with these columns, and its attempts fill
+# in the others; with the key ``id`` they name every column (tests/test_schema.py checks it),
+# so a new column cannot be left out of the inserts unseen.
+DELIVERY_QUEUED_COLUMNS = (
+    "message_id",
+    "endpoint_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+DELIVERY_ATTEMPTED_COLUMNS = ("last_attempt_at", "delivered_at", "last_status", "last_error")
+
 
 class RelayEndpoint(SQLModel, table=True):
     """A subscriber: where to deliver, which types, and the secret that signs."""
@@ -39,7 +52,7 @@ class RelayEndpoint(SQLModel, table=True):
 
     id: str = Field(sa_column=Column(String(40), primary_key=True))
     url: str = Field(sa_column=Column(Text, nullable=False))
-    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # JSON list of patterns, stored as text so raw SQL reads it the same on both databases.
     filter_types: str = Field(sa_column=Column(Text, nullable=False))
     enabled: bool = Field(sa_column=Column(Boolean, nullable=False))
@@ -91,7 +104,7 @@ class RelayDelivery(SQLModel, table=True):
     message_id: str = Field(sa_column=Column(String(255), nullable=False))
     endpoint_id: str = Field(sa_column=Column(String(40), nullable=False))
     status: str = Field(sa_column=Column(String(16), nullable=False))
-    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     next_attempt_at: float = Field(sa_column=Column(Float, nullable=False))
     created_at: float = Field(sa_column=Column(Float, nullable=False))
     last_attempt_at: float | None = Field(default=None, sa_column=Column(Float))

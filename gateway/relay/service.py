@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.relay import metrics
-from gateway.relay.models import PENDING, SOURCES
+from gateway.relay import metrics, store
+from gateway.relay.models import SOURCES
 
 MAX_ID_LENGTH = 255
 
@@ -93,7 +92,8 @@ def envelope_with_raw_data(
 
 @dataclass(frozen=True)
 class NewMessage:
-    """A message for ``enqueue_many``: ``body`` is its envelope (``envelope``)."""
+    """A message for ``enqueue_many``: ``body`` is its envelope (``envelope``); the fields
+    are ``relay_messages`` columns (``store.MESSAGE_COLUMNS``, ``received_at`` aside)."""
 
     id: str
     type: str
@@ -114,17 +114,15 @@ async def enqueue_many(
         return set(), 0
     now = time.time()
     if conn.dialect.name == "postgresql":
-        rows = orjson.dumps([(m.id, m.type, m.source, m.created_at, m.body) for m in messages])
-        params = {"rows": rows.decode(), "now": now, "pending": PENDING}
-        found: Any = (await conn.exec_driver_sql(_ENQUEUE_MANY_PG, params)).one()
-        stored, deliveries = set(found[0] or ()), int(found[1])
+        stored, deliveries = await store.insert_messages_pg(conn, messages, now)
     else:
         stored, deliveries = set(), 0
         for m in messages:
-            new, added = await _enqueue(conn, m.id, m.type, m.source, m.created_at, now, m.body)
-            if new:
+            if await store.insert_message(conn, m, now):
+                endpoints = await matching_endpoints(conn, m.type)
+                await store.insert_deliveries(conn, m.id, endpoints, now)
                 stored.add(m.id)
-                deliveries += added
+                deliveries += len(endpoints)
     await notify_other_processes(conn, deliveries)
     for m in messages:
         if m.id in stored:
@@ -167,70 +165,7 @@ async def enqueue_message(
     return bool(stored)
 
 
-# One statement for all the messages, then a delivery per enabled endpoint whose patterns
-# match (``*`` becomes LIKE's ``%``, ``_`` is escaped; the same rule as ``type_matches``).
-_ENQUEUE_MANY_PG = (
-    "WITH r AS (SELECT r->>0 AS id, r->>1 AS type, r->>2 AS source, (r->>3)::float8 AS created, "
-    "r->>4 AS body FROM json_array_elements(%(rows)s::json) AS r), "
-    "m AS (INSERT INTO relay_messages (id, type, source, created_at, received_at, body) "
-    "SELECT id, type, source, created, %(now)s, body FROM r "
-    "ON CONFLICT (id) DO NOTHING RETURNING id, type), "
-    "d AS (INSERT INTO relay_deliveries "
-    "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
-    "SELECT m.id, e.id, %(pending)s, 0, %(now)s, %(now)s FROM m CROSS JOIN relay_endpoints e "
-    "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
-    "AS f(p) WHERE m.type LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
-    "SELECT (SELECT array_agg(id) FROM m), (SELECT count(*) FROM d)"
-)
-
-
-async def _enqueue(
-    conn: AsyncConnection,
-    message_id: str,
-    type_: str,
-    source: str,
-    created: float,
-    now: float,
-    body: str,
-) -> tuple[bool, int]:
-    inserted = (
-        await conn.execute(
-            text(
-                "INSERT INTO relay_messages (id, type, source, created_at, received_at, body) "
-                "VALUES (:id, :type, :source, :created, :now, :body) "
-                "ON CONFLICT (id) DO NOTHING RETURNING seq"
-            ),
-            {
-                "id": message_id,
-                "type": type_,
-                "source": source,
-                "created": created,
-                "now": now,
-                "body": body,
-            },
-        )
-    ).first()
-    if inserted is None:
-        return False, 0
-    endpoints = await matching_endpoints(conn, type_)
-    if endpoints:
-        await conn.execute(
-            text(
-                "INSERT INTO relay_deliveries "
-                "(message_id, endpoint_id, status, attempts, next_attempt_at, created_at) "
-                "VALUES (:m, :e, :s, 0, :now, :now)"
-            ),
-            [{"m": message_id, "e": ep, "s": PENDING, "now": now} for ep in endpoints],
-        )
-    return True, len(endpoints)
-
-
 async def matching_endpoints(conn: AsyncConnection, event_type: str) -> list[str]:
     """Ids of the enabled endpoints subscribed to ``event_type``."""
-    rows = (
-        await conn.execute(
-            text("SELECT id, filter_types FROM relay_endpoints WHERE enabled = :yes ORDER BY id"),
-            {"yes": True},
-        )
-    ).all()
-    return [row[0] for row in rows if type_matches(orjson.loads(row[1]), event_type)]
+    found = await store.enabled_filters(conn)
+    return [endpoint_id for endpoint_id, patterns in found if type_matches(patterns, event_type)]

@@ -9,13 +9,12 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import text
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.errors import NotFound, ValidationFailed
+from gateway.relay import store
 from gateway.relay.destinations import DestinationRefused, check_public, split_url
-from gateway.relay.models import CANCELLED, PENDING, RelayEndpoint
+from gateway.relay.models import RelayEndpoint
 from gateway.relay.service import iso
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
@@ -99,9 +98,7 @@ async def create_endpoint(
 
 async def list_endpoints(session: AsyncSession) -> list[RelayEndpoint]:
     """Every endpoint, oldest first."""
-    created = RelayEndpoint.__table__.c.created_at  # type: ignore[attr-defined]
-    result = await session.exec(select(RelayEndpoint).order_by(created))
-    return list(result.all())
+    return await store.endpoints_oldest_first(session)
 
 
 async def get_endpoint(session: AsyncSession, endpoint_id: str) -> RelayEndpoint:
@@ -139,17 +136,12 @@ async def update_endpoint(
 async def delete_endpoint(session: AsyncSession, endpoint_id: str) -> int:
     """Remove an endpoint; its pending deliveries are cancelled (history is kept)."""
     endpoint = await get_endpoint(session, endpoint_id)
-    conn = await session.connection()
-    result = await conn.execute(
-        text(
-            "UPDATE relay_deliveries SET status = :cancelled, last_error = :why "
-            "WHERE endpoint_id = :id AND status = :pending"
-        ),
-        {"cancelled": CANCELLED, "why": "endpoint deleted", "id": endpoint_id, "pending": PENDING},
+    cancelled = await store.cancel_deliveries(
+        await session.connection(), endpoint_id, "endpoint deleted"
     )
     await session.delete(endpoint)
     await session.flush()
-    return int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 async def rotate_secret(session: AsyncSession, endpoint_id: str) -> RelayEndpoint:
