@@ -35,7 +35,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     # aiosqlite logs each statement with its parameters at DEBUG, the stripe SDK each request
     # and response body (client secrets, emails; its console printing is turned off by the
     # Stripe client, gateway/integrations/stripe/client.py): secrets must not reach logs.
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "aiosqlite", "stripe"):
+    for noisy in ("httpx", "httpcore", "aiohttp", "uvicorn.access", "aiosqlite", "stripe"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -10,11 +10,9 @@ first, so a light load keeps reusing a few warm connections.
 
 from __future__ import annotations
 
-import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-import httpcore
 import httpx
 
 CONNECTIONS_PER_POOL = 2
@@ -26,7 +24,6 @@ class SpreadTransport(httpx.AsyncBaseTransport):
     A slot is held from the request until its response is closed, so no request queues in
     one pool while another has an idle connection. More requests than slots (not the
     callers' case: they bound their own concurrency) share the first pool and wait there.
-    ``network`` opens the connections (the relay's ``PublicOnlyBackend``).
     """
 
     def __init__(
@@ -34,13 +31,15 @@ class SpreadTransport(httpx.AsyncBaseTransport):
         connections: int,
         *,
         per_pool: int = CONNECTIONS_PER_POOL,
-        network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         per_pool = max(1, min(connections, per_pool))
         count = max(1, -(-connections // per_pool))
         limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
         tls = httpx.create_ssl_context()  # one context: loading CA certificates is slow
-        self._pools = [_Pool(limits, tls, network) for _ in range(count)]
+        self._pools = [
+            httpx.AsyncHTTPTransport(limits=limits, verify=tls, trust_env=False)
+            for _ in range(count)
+        ]
         self._slots = deque(i for i in range(count) for _ in range(per_pool))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -84,24 +83,3 @@ class _Releasing(httpx.AsyncByteStream):
             release, self._release = self._release, None
             if release is not None:
                 release()
-
-
-class _Pool(httpx.AsyncHTTPTransport):
-    """httpx's transport on a pool that opens its connections through ``network``."""
-
-    def __init__(
-        self,
-        limits: httpx.Limits,
-        tls: ssl.SSLContext,
-        network: httpcore.AsyncNetworkBackend | None,
-    ) -> None:
-        super().__init__(limits=limits, verify=tls, trust_env=False)
-        if network is not None:
-            # httpx has no parameter for the network backend: the same pool again, with it.
-            self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=tls,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                network_backend=network,
-            )

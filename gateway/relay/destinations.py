@@ -9,25 +9,28 @@ local-use NAT64 (``64:ff9b:1::/48``) addresses are refused outright, and so are 
 link-local, unique-local, site-local, multicast, reserved and unspecified addresses of
 either family (and IPv4's private, shared 100.64/10 and documentation ranges).
 
-The check is made twice: when an endpoint is registered (a 422 naming ``url``), and by
-``PublicOnlyBackend`` on every connection the sender opens. The backend resolves the host
-once, checks every address, and connects to a checked address, so a DNS answer that
-changes between the check and the connection (rebinding) cannot redirect a delivery;
-httpcore still sends the URL's host in ``Host`` and checks TLS (SNI and the certificate)
-against the hostname.
+The check is made twice: when an endpoint is registered (a 422 naming ``url``), and for
+every connection the sender opens: ``PublicOnlyResolver`` is the sender's aiohttp resolver,
+so the host is resolved once per connection, every address checked, and aiohttp connects
+only to the addresses it returns. A DNS answer that changes between the check and the
+connection (rebinding) cannot redirect a delivery; aiohttp still sends the URL's host in
+``Host`` and checks TLS (SNI and the certificate) against the hostname. aiohttp does not
+resolve an IP literal, so ``literal_refusal`` checks those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
-import httpcore
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 RESOLVE_TIMEOUT_SECONDS = 5.0
+NON_PUBLIC = "the URL points at a loopback, link-local, private or reserved address"
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> the addresses to connect to, in the order to try them.
@@ -119,9 +122,7 @@ def refuse_non_public(host: str, addresses: Iterable[str]) -> None:
     for address in addresses:
         checked += 1
         if not is_public(ipaddress.ip_address(address.split("%")[0])):
-            raise DestinationRefused(
-                "the URL points at a loopback, link-local, private or reserved address"
-            )
+            raise DestinationRefused(NON_PUBLIC)
     if not checked:
         raise DestinationRefused(f"the host {host!r} does not resolve")
 
@@ -132,60 +133,45 @@ async def check_public(url: str, resolver: Resolver = resolve) -> None:
     refuse_non_public(host, await resolver(host, port))
 
 
-class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network under the sender: each connection goes to an address checked for it.
+@functools.lru_cache(maxsize=4096)
+def literal_refusal(url: str) -> str | None:
+    """Why a URL whose host is an IP literal may not be reached (None: it may, or no literal)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    return None if is_public(address) else NON_PUBLIC
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """The sender's aiohttp resolver: only checked addresses, in the resolver's order.
 
     ``allow_private`` (``GATEWAY_RELAY_ALLOW_PRIVATE``, for development and tests) skips the
-    check but still connects to the resolved address. ``resolver`` is for tests.
+    check but still connects to the resolved addresses. ``resolver`` is for tests.
     """
 
-    def __init__(
-        self,
-        *,
-        allow_private: bool = False,
-        resolver: Resolver = resolve,
-        network: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
+    def __init__(self, *, allow_private: bool = False, resolver: Resolver = resolve) -> None:
         self.allow_private = allow_private
         self.resolver = resolver
-        self.network = network or httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await self.resolver(host, port)
         if self.allow_private:
             if not addresses:
                 raise DestinationRefused(f"the host {host!r} does not resolve")
         else:
             refuse_non_public(host, addresses)
-        failure: Exception | None = None
-        for address in addresses:  # in order, as a client without Happy Eyeballs would
-            try:
-                return await self.network.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+        return [_result(host, address, port) for address in addresses]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise DestinationRefused("deliveries go over TCP only")
+    async def close(self) -> None:
+        return None
 
-    async def sleep(self, seconds: float) -> None:
-        await self.network.sleep(seconds)
+
+def _result(host: str, address: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return ResolveResult(
+        hostname=host, host=address, port=port, family=family, proto=0, flags=socket.AI_NUMERICHOST
+    )

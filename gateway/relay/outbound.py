@@ -1,16 +1,29 @@
-"""The sender's HTTP side: pooled connections, Standard Webhooks signatures, Retry-After."""
+"""The sender's HTTP side: pooled connections, Standard Webhooks signatures, Retry-After.
+
+Deliveries go out through aiohttp: a POST costs about a seventh of the CPU it costs through
+httpx (measured: 170 µs against 1.15 ms), and the relay sends as many requests as the
+gateway receives webhooks. Lago and Stripe calls stay on httpx, where tests pin their wire
+contract through its transports.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-import httpcore
+import aiohttp
 import httpx
 from standardwebhooks import Webhook
 
-from gateway.integrations.pooling import SpreadTransport
+from gateway.relay.destinations import (
+    DestinationRefused,
+    PublicOnlyResolver,
+    Resolver,
+    literal_refusal,
+    resolve,
+)
 
 USER_AGENT = "billing-gateway-relay/0.1"
 RESPONSE_KEEP_BYTES = 2048
@@ -18,13 +31,13 @@ MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 
 
 class Pools:
-    """``size`` kept-alive connections (``SpreadTransport``: small pools, slot per request).
+    """``size`` kept-alive connections to subscribers; every one opened to a checked address.
 
-    Requests go straight to httpx's pooled transport: the client layer (auth, cookies,
-    redirects, URL merging, proxies from the environment) is work the sender never needs, a
-    fifth of the CPU per request, and a redirect or proxy would lead past the destination
-    check. Connections are opened by ``network`` (``PublicOnlyBackend``: the checked
-    address). An injected transport (tests: an ASGI subscriber) replaces the pools.
+    aiohttp's connector, with ``PublicOnlyResolver`` resolving (and checking) the host for
+    each new connection, no DNS cache, no proxies from the environment, no redirects
+    followed (a redirect would lead past the check), no cookies, bodies left compressed.
+    An injected httpx transport (tests: an ASGI subscriber) replaces the network; ``tls``
+    (tests: a local certificate authority) the system's trusted certificates.
     """
 
     def __init__(
@@ -33,34 +46,102 @@ class Pools:
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        network: httpcore.AsyncNetworkBackend | None = None,
+        allow_private: bool = False,
+        resolver: Resolver = resolve,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
-        self._timeouts = httpx.Timeout(timeout).as_dict()
-        self.transport = transport or SpreadTransport(size, network=network)
+        self.tls = tls or ssl.create_default_context()  # one context: loading CAs is slow
+        self.size = size
+        self.allow_private = allow_private
+        self.resolver = resolver
+        self.transport = transport
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], str]:
         """POST within the timeout (in all); (status, the headers the sender reads, 2 KB of body)."""
+        headers = {**headers, "user-agent": USER_AGENT, "content-type": "application/json"}
+        if self.transport is not None:
+            return await self._post_through(self.transport, url, body, headers)
+        if not self.allow_private and (refusal := literal_refusal(url)):
+            raise DestinationRefused(refusal)
+        async with asyncio.timeout(self.timeout):
+            async with self._sessions().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                kept = await _read_head(response.content)
+                retry_after = response.headers.get("retry-after")
+                status = response.status
+        return status, ({"retry-after": retry_after} if retry_after else {}), _text(kept)
+
+    def _sessions(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.size,
+                limit_per_host=0,
+                use_dns_cache=False,
+                ssl=self.tls,
+                resolver=PublicOnlyResolver(
+                    allow_private=self.allow_private, resolver=self.resolver
+                ),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._session
+
+    async def _post_through(
+        self, transport: httpx.AsyncBaseTransport, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], str]:
+        timeouts = httpx.Timeout(self.timeout).as_dict()
         request = httpx.Request(
-            "POST",
-            url,
-            content=body,
-            headers={**headers, "user-agent": USER_AGENT, "content-type": "application/json"},
-            extensions={"timeout": self._timeouts},
+            "POST", url, content=body, headers=headers, extensions={"timeout": timeouts}
         )
         async with asyncio.timeout(self.timeout):
-            response = await self.transport.handle_async_request(request)
+            response = await transport.handle_async_request(request)
             try:
-                kept = await read_head(response)
+                kept = b""
+                async for chunk in response.aiter_raw():
+                    kept += chunk
+                    if len(kept) >= RESPONSE_KEEP_BYTES:
+                        break
             finally:
                 await response.aclose()
         retry_after = response.headers.get("retry-after")
-        return response.status_code, ({"retry-after": retry_after} if retry_after else {}), kept
+        return (
+            response.status_code,
+            ({"retry-after": retry_after} if retry_after else {}),
+            _text(kept),
+        )
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        if self._session is not None:
+            await self._session.close()
+        if self.transport is not None:
+            await self.transport.aclose()
+
+
+async def _read_head(content: aiohttp.StreamReader) -> bytes:
+    """Up to the first 2 KB of a response body; the rest is not read."""
+    kept = b""
+    while len(kept) < RESPONSE_KEEP_BYTES:
+        chunk = await content.read(RESPONSE_KEEP_BYTES - len(kept))
+        if not chunk:
+            break
+        kept += chunk
+    return kept
+
+
+def _text(kept: bytes) -> str:
+    # PostgreSQL text cannot hold NUL: a subscriber's binary answer must not block the record.
+    return kept[:RESPONSE_KEEP_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class Signer:
@@ -94,14 +175,3 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return min(max(0.0, moment.timestamp() - now), MAX_RETRY_AFTER_SECONDS)
-
-
-async def read_head(response: httpx.Response) -> str:
-    """The first 2 KB of the response body, decoded leniently; the rest is not read."""
-    kept = b""
-    async for chunk in response.aiter_raw():
-        kept += chunk
-        if len(kept) >= RESPONSE_KEEP_BYTES:
-            break
-    # PostgreSQL text cannot hold NUL: a subscriber's binary answer must not block the record.
-    return kept[:RESPONSE_KEEP_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -28,7 +28,7 @@ from gateway.config import Settings
 from gateway.db import Database, psycopg_conninfo
 from gateway.logging import get_logger
 from gateway.relay import metrics, settlement, store
-from gateway.relay.destinations import DestinationRefused, PublicOnlyBackend, Resolver, resolve
+from gateway.relay.destinations import DestinationRefused, Resolver, resolve
 from gateway.relay.models import DELIVERED, FAILED, PENDING
 from gateway.relay.outbound import Pools, Signer, retry_after_seconds
 from gateway.relay.service import NOTIFY_CHANNEL, subscribe_wakeup, unsubscribe_wakeup
@@ -73,9 +73,12 @@ class Sender:
         # A lease must outlive the slowest attempt, or a second sender could start it again.
         self.lease = max(settings.relay_lease_seconds, settings.relay_timeout_seconds * 1.5 + 1.0)
         # Every connection goes to an address checked for it (DNS rebinding): docs/security.md.
-        network = PublicOnlyBackend(allow_private=settings.relay_allow_private, resolver=resolver)
         self.pools = Pools(
-            self.concurrency, settings.relay_timeout_seconds, transport, network=network
+            self.concurrency,
+            settings.relay_timeout_seconds,
+            transport,
+            allow_private=settings.relay_allow_private,
+            resolver=resolver,
         )
         self.signer = Signer()
         self.wake = asyncio.Event()

@@ -3,8 +3,8 @@ that verifies every signature with ``standardwebhooks``, and the relay sender in
 
     .venv/bin/python -m tests.bench.bench_relay [--messages 10000] [--rate 500] [--concurrency 256]
 
-1. Baseline: plain httpx POSTs of the same signed bodies to the same subscriber, same
-   concurrency, no database: the ceiling of this machine's HTTP path.
+1. Baseline: the sender's own POSTs (aiohttp) of the same signed bodies to the same
+   subscriber, same concurrency, no database: the ceiling of this machine's HTTP path.
 2. Throughput: N messages stored, then the sender starts and drains them: deliveries/s.
 3. Latency while healthy: messages enqueued one per transaction at a steady rate with the
    sender running (woken in-process, as in ``gateway serve``): from the start of the enqueue
@@ -111,7 +111,7 @@ async def collect(url: str) -> list[tuple[str, float]]:
 
 
 async def baseline(url: str, count: int, concurrency: int) -> tuple[float, float]:
-    """Signed POSTs through the sender's httpx pools, same concurrency, no database."""
+    """Signed POSTs through the sender's pools (aiohttp), same concurrency, no database."""
     from gateway.relay.outbound import Pools
 
     body = orjson.dumps(
@@ -126,7 +126,7 @@ async def baseline(url: str, count: int, concurrency: int) -> tuple[float, float
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
-    pools = Pools(concurrency, 15.0)
+    pools = Pools(concurrency, 15.0, allow_private=True)
     try:
 
         async def worker() -> None:
