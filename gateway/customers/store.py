@@ -51,13 +51,15 @@ async def save(
     conn = await session.connection()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     now = utcnow()
-    insert = dialect.insert(TABLE).values(
+    row = CustomerLink(
         external_id=external_id,
         lago_customer_id=lago_customer_id,
         stripe_customer_id=stripe_customer_id,
         created_at=now,
         updated_at=now,
     )
+    # Every column but the key, from the model: one it gains is written with its default.
+    insert = dialect.insert(TABLE).values(row.model_dump(exclude={"id"}))
     changes: dict[str, Any] = {"updated_at": insert.excluded.updated_at}
     if lago_customer_id is not None:
         changes["lago_customer_id"] = insert.excluded.lago_customer_id
