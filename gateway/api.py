@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from gateway.audit.endpoints import router as audit_router
 from gateway.billing.endpoints import router as billing_router
 from gateway.catalog.endpoints import router as catalog_router
+from gateway.collection.endpoints import payments_router as invoice_payments_router
 from gateway.collection.endpoints import router as collection_router
 from gateway.customers.endpoints import router as customers_router
 from gateway.invoices.endpoints import router as invoices_router
@@ -26,5 +27,6 @@ router.include_router(packs_router)
 router.include_router(customers_router)
 router.include_router(subscriptions_router)
 router.include_router(invoices_router)
+router.include_router(invoice_payments_router)
 router.include_router(collection_router)
 router.include_router(billing_router)

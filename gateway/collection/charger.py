@@ -4,81 +4,36 @@
     drive(row)            the Stripe call of a claimed attempt, with the attempt's
                           idempotency key: run again after a crash, it gets the same
                           PaymentIntent back instead of charging twice
-    record(row, intent)   the outcome, moved forward only, with its follow-ups
+    record(row, intent)   the outcome, moved forward only, with its follow-ups; an
+                          off-session charge that needs the customer gets a payment link
 
-No Stripe or Lago call runs while a transaction is open. Follow-ups that call out (telling
-Lago, opening a payment link) run after the commit; each is idempotent, and the collector
-finds and redoes any that a crash or an outage interrupted.
+No Stripe or Lago call runs while a transaction is open (``service`` records, then calls out).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from gateway.audit.service import record as audit
-from gateway.collection import metrics
-from gateway.collection import service as rows
-from gateway.collection.models import (
-    CHECKOUT,
-    FAILED,
-    OFF_SESSION,
-    REQUIRES_ACTION,
-    SUCCEEDED,
-    Collection,
-)
-from gateway.collection.notices import raise_failed
-from gateway.config import CollectionMode
+from gateway.collection import checkout, lago_sync, metrics, mode, service
+from gateway.collection import store as rows
+from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
-from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.integrations.lago.client import LagoError
-from gateway.integrations.stripe.client import StripeClient, StripeError, StripeRejected
+from gateway.integrations.stripe.client import StripeError, StripeRejected
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
 log = get_logger(__name__)
-LEASE_SECONDS = 60.0
 # Stripe keeps idempotency keys for 24 hours; past that, a stalled attempt is looked up first.
 IDEMPOTENCY_WINDOW_SECONDS = 23 * 3600.0
-WAKE_KEY = "collection.wake"
-_TABLE = Collection.__table__  # type: ignore[attr-defined]
-
-
-def enabled(runtime: Runtime) -> bool:
-    """Gateway collection is on and Stripe is configured."""
-    return runtime.settings.collection == CollectionMode.GATEWAY and runtime.stripe is not None
-
-
-def stripe_of(runtime: Runtime) -> StripeClient:
-    if runtime.stripe is None:
-        raise UpstreamUnavailable("Stripe is not configured (GATEWAY_STRIPE_SECRET_KEY)")
-    return runtime.stripe
-
-
-def wake_event(runtime: Runtime) -> asyncio.Event:
-    """Set to make the collector look at once (a new attempt, a retry brought forward)."""
-    event: asyncio.Event = runtime.extras.setdefault(WAKE_KEY, asyncio.Event())
-    return event
-
-
-def collectable(invoice: dict[str, Any]) -> bool:
-    """A finalized invoice that is not paid yet."""
-    return invoice.get("status") == "finalized" and invoice.get("payment_status") != SUCCEEDED
 
 
 async def start(runtime: Runtime, invoice: dict[str, Any], *, actor: str) -> Collection | None:
     """Begin collecting ``invoice`` (Lago's wire form): idempotent, first attempt only."""
-    if not enabled(runtime) or not collectable(invoice):
+    if not mode.enabled(runtime) or not service.collectable(invoice):
         return None
     if rows.amount_due(invoice) == 0:
-        from gateway.collection.lago_sync import mark_zero_invoice_paid
-
-        await mark_zero_invoice_paid(runtime, invoice, actor=actor)
+        await lago_sync.mark_zero_invoice_paid(runtime, invoice, actor=actor)
         return None
     customer = invoice.get("customer") or {}
     stripe_customer = await StripeLinks(runtime.database, runtime.stripe).ensure(
@@ -87,7 +42,9 @@ async def start(runtime: Runtime, invoice: dict[str, Any], *, actor: str) -> Col
     async with runtime.database.session() as session:
         if await rows.for_invoice(session, invoice["lago_id"]):
             return None  # already being collected (a duplicate webhook, the reconciler)
-        claimed = await claim_attempt(session, invoice, 1, OFF_SESSION, actor, stripe_customer)
+        claimed = await service.claim_attempt(
+            session, invoice, 1, OFF_SESSION, actor, stripe_customer
+        )
         await session.commit()
     if claimed is not None:
         await drive_or_defer(runtime, claimed, actor=actor)
@@ -103,51 +60,12 @@ async def drive_or_defer(runtime: Runtime, row: Collection, *, actor: str) -> No
         log.warning("collection.drive_deferred", collection_id=row.id, error=type(exc).__name__)
 
 
-async def claim_attempt(
-    session: AsyncSession,
-    invoice: dict[str, Any],
-    attempt: int,
-    kind: str,
-    actor: str,
-    stripe_customer: str | None,
-    reason: str | None = None,
-) -> Collection | None:
-    """Insert and audit a claimed attempt (the caller commits); None if taken already."""
-    row = rows.new_attempt(
-        invoice,
-        attempt,
-        kind=kind,
-        actor=actor,
-        lease_seconds=LEASE_SECONDS,
-        stripe_customer_id=stripe_customer,
-    )
-    row.failure_code = reason
-    claimed = await rows.claim(session, row)
-    if claimed is not None:
-        audit(
-            session,
-            actor=actor,
-            action="collection.attempt.claimed",
-            outcome="pending",
-            target=claimed.invoice_id,
-            detail={
-                "attempt": attempt,
-                "kind": kind,
-                "amount_cents": claimed.amount_cents,
-                "currency": claimed.currency,
-            },
-        )
-    return claimed
-
-
 async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") -> None:
     """Make the Stripe call of a claimed attempt and record what Stripe answered."""
     if row.kind == CHECKOUT:
-        from gateway.collection.checkout import drive_payment_link
-
-        await drive_payment_link(runtime, row, actor=actor)
+        await checkout.drive_payment_link(runtime, row, actor=actor)
         return
-    stripe = stripe_of(runtime)
+    stripe = mode.stripe_of(runtime)
     method = row.payment_method_id
     if method is None and row.stripe_customer_id:
         method = await stripe.default_payment_method(row.stripe_customer_id)
@@ -180,18 +98,7 @@ def _intent_params(row: Collection, method: str) -> dict[str, Any]:
         "off_session": True,
         "confirm": True,
         "description": f"Invoice {row.invoice_number or row.invoice_id}",
-        "metadata": metadata(row),
-    }
-
-
-def metadata(row: Collection) -> dict[str, str]:
-    """What ties a Stripe object to its Lago invoice and gateway attempt."""
-    return {
-        "lago_invoice_id": row.invoice_id,
-        "lago_invoice_number": row.invoice_number or "",
-        "gateway_collection_id": str(row.id),
-        "gateway_attempt": str(row.attempt),
-        "gateway_idempotency_key": row.idempotency_key,
+        "metadata": service.metadata(row),
     }
 
 
@@ -199,7 +106,7 @@ async def _adopt_late(runtime: Runtime, row: Collection) -> dict[str, Any] | Non
     """A PaymentIntent created for this attempt longer ago than Stripe remembers keys."""
     if time.time() - row.created_at < IDEMPOTENCY_WINDOW_SECONDS or not row.stripe_customer_id:
         return None
-    intents = await stripe_of(runtime).list_payment_intents(
+    intents = await mode.stripe_of(runtime).list_payment_intents(
         customer=row.stripe_customer_id, created_gte=int(row.created_at) - 60
     )
     for intent in intents:
@@ -217,136 +124,23 @@ async def record(
     actor: str,
     via: str = "stripe",
 ) -> Collection | None:
-    """Apply a Stripe outcome to an attempt (forward only), then run its follow-ups."""
-    assert row_id is not None
-    for _ in range(5):
-        async with runtime.database.session() as session:
-            row = await rows.by_id(session, row_id)
-            if row is None:
-                return None
-            before = row.status
-            target = _target(row, outcome)
-            if target != before and not rows.can_move(before, target):
-                return row  # stale or duplicate: the state machine only moves forward
-            fields = _fields(row, outcome, intent_id)
-            if target == before and all(getattr(row, k) == v for k, v in fields.items()):
-                return row  # a duplicate: nothing new
-            conn = await session.connection()
-            if not await rows.move(conn, row, target, **fields):
-                continue  # moved by someone else meanwhile: read again
-            if row.status != before:
-                await _after_move(runtime, session, row, before, actor, via)
-            await session.commit()
-        if row.status != before:
-            await follow_up(runtime, row, actor=actor)
-        return row
-    raise RuntimeError(f"collection {row_id}: could not apply the outcome (contention)")
-
-
-def _target(row: Collection, outcome: rows.StripeOutcome) -> str:
-    # A declined card on Checkout leaves the page open for another try: not an outcome.
-    if row.kind == CHECKOUT and outcome.status in (FAILED, REQUIRES_ACTION):
-        return row.status
-    return outcome.status
-
-
-def _fields(row: Collection, outcome: rows.StripeOutcome, intent_id: str | None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"claimed_until": None}
-    if intent_id and row.payment_intent_id != intent_id:
-        fields["payment_intent_id"] = intent_id
-    if outcome.payment_method_id:
-        fields["payment_method_id"] = outcome.payment_method_id
-    if outcome.failure_code or outcome.error:
-        fields["failure_code"] = outcome.failure_code
-        fields["last_error"] = (outcome.error or "")[:500] or None
-    return fields
-
-
-async def _after_move(
-    runtime: Runtime, session: AsyncSession, row: Collection, before: str, actor: str, via: str
-) -> None:
-    """Audit the move; schedule dunning or end it, in the same transaction."""
-    metrics.ATTEMPTS.labels(outcome=row.status).inc()
-    audit(
-        session,
+    """Apply a Stripe outcome to an attempt (forward only), then run its follow-ups: an
+    off-session charge that needs the customer is cancelled and a payment link opened."""
+    return await service.record(
+        runtime,
+        row_id,
+        outcome,
+        intent_id=intent_id,
         actor=actor,
-        action=f"collection.attempt.{row.status}",
-        outcome=row.status,
-        target=row.invoice_id,
-        target_ids=[row.payment_intent_id] if row.payment_intent_id else None,
-        upstream="stripe",
-        detail={
-            "attempt": row.attempt,
-            "kind": row.kind,
-            "from": before,
-            "via": via,
-            "amount_cents": row.amount_cents,
-            "currency": row.currency,
-            "failure_code": row.failure_code,
-        },
+        via=via,
+        ask_customer=checkout.ask_customer,
     )
-    conn = await session.connection()
-    if row.status in rows.PAID:
-        await conn.execute(
-            update(_TABLE).where(_TABLE.c.invoice_id == row.invoice_id).values(next_retry_at=None)
-        )
-    elif row.status in (FAILED, REQUIRES_ACTION) and row.kind == OFF_SESSION:
-        await _schedule_retry(runtime, session, row)
-
-
-async def _schedule_retry(runtime: Runtime, session: AsyncSession, row: Collection) -> None:
-    attempts = await rows.for_invoice(session, row.invoice_id)
-    if rows.paid(attempts) is not None:
-        return
-    schedule = runtime.settings.collection_retry_days
-    done = rows.off_session_count(attempts)
-    conn = await session.connection()
-    if done <= len(schedule):
-        due = time.time() + schedule[done - 1] * 86400.0
-        await conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(next_retry_at=due))
-        set_committed_value(row, "next_retry_at", due)
-        return
-    await raise_failed(conn, session, row, attempts)
-
-
-async def follow_up(runtime: Runtime, row: Collection, *, actor: str) -> None:
-    """What a move calls out for, after its commit: tell Lago, ask the customer, undo a
-    second payment. Failures are logged; the collector redoes them."""
-    from gateway.collection import checkout, lago_sync, refunds
-
-    try:
-        if row.status in rows.PAID or row.status == FAILED:
-            await lago_sync.push(runtime, row.id)
-        if row.status == SUCCEEDED:
-            await refunds.refund_if_duplicate(runtime, row, actor=actor)
-        if row.status == REQUIRES_ACTION and row.kind == OFF_SESSION:
-            await checkout.ask_customer(runtime, row, actor=actor)
-    except (StripeError, LagoError, GatewayError) as exc:
-        log.warning(
-            "collection.follow_up_deferred",
-            collection_id=row.id,
-            error=type(exc).__name__,
-            code=getattr(exc, "code", None),
-        )
-    wake_event(runtime).set()
 
 
 async def refresh_from_stripe(
     runtime: Runtime, row: Collection, *, actor: str, via: str
 ) -> Collection | None:
     """Apply the PaymentIntent's current state (the truth when an event could be stale)."""
-    if row.payment_intent_id is None:
-        return row
-    try:
-        intent = await stripe_of(runtime).retrieve_payment_intent(row.payment_intent_id)
-    except StripeRejected as exc:
-        log.warning("collection.intent_missing", collection_id=row.id, code=exc.code)
-        return row
-    return await record(
-        runtime,
-        row.id,
-        rows.outcome_of_payment_intent(intent),
-        intent_id=intent["id"],
-        actor=actor,
-        via=via,
+    return await service.refresh_from_stripe(
+        runtime, row, actor=actor, via=via, ask_customer=checkout.ask_customer
     )

@@ -4,6 +4,10 @@ A payment link is an attempt of kind ``checkout``: claimed as a row first, then 
 Checkout Session is created under the attempt's idempotency key, like a charge. Its
 ``failure_code`` says why the customer must act when the gateway opened it on its own (it
 then raises ``collection.action_required``); links opened on request carry none.
+
+The outcomes recorded here never call for a payment link in turn: a link's own outcome, or
+the charge a link replaces read back once cancelled, cannot move to ``requires_action``
+(statuses only move forward). So they are recorded without that step (``ask_customer=None``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from typing import Any
 
 from gateway.audit.service import record as audit
 from gateway.billing.passthrough import segment
-from gateway.collection import charger, metrics
-from gateway.collection import service as rows
+from gateway.collection import metrics, mode, service
+from gateway.collection import store as rows
 from gateway.collection.models import CANCELED, CHECKOUT, Collection
 from gateway.collection.notices import raise_action_required
 from gateway.customers.linking import StripeLinks
@@ -46,12 +50,14 @@ async def ask_customer(runtime: Runtime, row: Collection, *, actor: str) -> None
     """An off-session charge needs the customer: cancel it for good, then open a link."""
     if row.payment_intent_id:
         try:
-            await charger.stripe_of(runtime).cancel_payment_intent(
+            await mode.stripe_of(runtime).cancel_payment_intent(
                 row.payment_intent_id, idempotency_key=f"{row.idempotency_key}-cancel"
             )
         except StripeRejected as exc:
             log.info("collection.cancel_refused", collection_id=row.id, code=exc.code)
-        fresh = await charger.refresh_from_stripe(runtime, row, actor=actor, via="cancel")
+        fresh = await service.refresh_from_stripe(
+            runtime, row, actor=actor, via="cancel", ask_customer=None
+        )
         if fresh is not None and fresh.status in rows.PAID:
             return
     await open_link(runtime, row.invoice_id, actor=actor, reason=row.failure_code or "action")
@@ -62,7 +68,7 @@ async def open_link(
 ) -> Collection:
     """An open payment link for the invoice: the current one, or a new attempt."""
     invoice = await invoices.fetch(runtime.lago, invoice_id)
-    if not charger.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
         raise Conflict("the invoice is not payable", code="invoice_not_payable")
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, invoice_id)
@@ -85,7 +91,7 @@ async def open_link(
     )
     async with runtime.database.session() as session:
         attempt = await rows.next_attempt_number(session, invoice_id)
-        claimed = await charger.claim_attempt(
+        claimed = await service.claim_attempt(
             session, invoice, attempt, CHECKOUT, actor, stripe_customer, reason
         )
         await session.commit()
@@ -105,7 +111,7 @@ async def _reload(runtime: Runtime, row: Collection) -> Collection:
 
 def _session_params(runtime: Runtime, row: Collection) -> dict[str, Any]:
     url = return_url(runtime, None, "success_url")
-    meta = charger.metadata(row)
+    meta = service.metadata(row)
     return {
         "mode": "payment",
         "customer": row.stripe_customer_id,
@@ -130,7 +136,7 @@ def _session_params(runtime: Runtime, row: Collection) -> dict[str, Any]:
 
 async def drive_payment_link(runtime: Runtime, row: Collection, *, actor: str) -> None:
     """Create the Checkout Session of a claimed link attempt and record it."""
-    checkout = await charger.stripe_of(runtime).create_checkout_session(
+    checkout = await mode.stripe_of(runtime).create_checkout_session(
         _session_params(runtime, row), idempotency_key=row.idempotency_key
     )
     metrics.STRIPE_CALLS.labels(call="checkout.session.create").inc()
@@ -165,14 +171,15 @@ async def drive_payment_link(runtime: Runtime, row: Collection, *, actor: str) -
 
 async def close_link(runtime: Runtime, row: Collection, *, actor: str) -> bool:
     """Expire an open link before another attempt; False if the customer paid on it."""
-    stripe = charger.stripe_of(runtime)
+    stripe = mode.stripe_of(runtime)
     if row.checkout_session_id is None:
-        await charger.record(
+        await service.record(
             runtime,
             row.id,
             rows.StripeOutcome(CANCELED, row.failure_code),
             actor=actor,
             via="close",
+            ask_customer=None,
         )
         return True
     try:
@@ -196,20 +203,22 @@ async def settle_session(
     if row is None:
         return None
     if session.get("status") == "expired":
-        return await charger.record(
-            runtime, row.id, rows.StripeOutcome(CANCELED, "link_expired"), actor=actor, via=via
+        outcome = rows.StripeOutcome(CANCELED, "link_expired")
+        return await service.record(
+            runtime, row.id, outcome, actor=actor, via=via, ask_customer=None
         )
     intent_id = session.get("payment_intent")
     if session.get("status") != "complete" or not intent_id:
         return row
-    intent = await charger.stripe_of(runtime).retrieve_payment_intent(str(intent_id))
-    return await charger.record(
+    intent = await mode.stripe_of(runtime).retrieve_payment_intent(str(intent_id))
+    return await service.record(
         runtime,
         row.id,
         rows.outcome_of_payment_intent(intent),
         intent_id=intent["id"],
         actor=actor,
         via=via,
+        ask_customer=None,
     )
 
 
@@ -254,7 +263,7 @@ async def setup_link(
     # Retries of one request within five minutes get the same page.
     window = _window_key(external_id, success_url, cancel_url, seconds=SETUP_WINDOW_SECONDS)
     key = f"setup-{window}"
-    session = await charger.stripe_of(runtime).create_checkout_session(params, idempotency_key=key)
+    session = await mode.stripe_of(runtime).create_checkout_session(params, idempotency_key=key)
     await _audit_link(runtime, actor, "collection.setup_link", external_id)
     return {"id": session["id"], "url": session.get("url"), "expires_at": session.get("expires_at")}
 
@@ -266,7 +275,7 @@ async def portal_link(
     customer = await _stripe_customer(runtime, external_id, actor)
     # One caller's retries within a minute get the same session, later requests a fresh one.
     window = _window_key(actor, external_id, customer, return_to, seconds=PORTAL_WINDOW_SECONDS)
-    portal = await charger.stripe_of(runtime).create_portal_session(
+    portal = await mode.stripe_of(runtime).create_portal_session(
         customer=customer, return_url=return_to, idempotency_key=f"portal-{window}"
     )
     await _audit_link(runtime, actor, "collection.portal_link", external_id)

@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from gateway.collection import charger, dunning, handlers, lago_sync, refunds
-from gateway.collection import service as rows
+from gateway.collection import charger, dunning, handlers, lago_sync, mode, refunds, service
+from gateway.collection import store as rows
 from gateway.collection.models import Collection, CollectionRefund
 from gateway.jobs import idle, log_failure
 from gateway.logging import get_logger
@@ -45,7 +45,7 @@ async def _each(what: str, items: Sequence[T], step: Callable[[T], Awaitable[Non
 
 async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]:
     """One pass; returns how many rows each step handled."""
-    if not charger.enabled(runtime):
+    if not mode.enabled(runtime):
         return {}
     now = time.time() if now is None else now
     async with runtime.database.session() as session:
@@ -79,7 +79,7 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job entry point: a pass every few seconds, or at once when woken."""
     handlers.install()  # the webhook handlers run in this process's webhook processor
-    wake = charger.wake_event(runtime)
+    wake = service.wake_event(runtime)
     while not stop.is_set():
         try:
             await run_once(runtime)

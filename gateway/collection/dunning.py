@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import update
 
-from gateway.collection import charger
-from gateway.collection import service as rows
+from gateway.collection import charger, mode, service
+from gateway.collection import store as rows
 from gateway.collection.checkout import close_link
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
@@ -73,7 +73,7 @@ async def _claim_next(
         else:
             await conn.execute(ended.values(next_retry_at=None))
         attempt = await rows.next_attempt_number(session, invoice["lago_id"])
-        claimed = await charger.claim_attempt(
+        claimed = await service.claim_attempt(
             session, invoice, attempt, OFF_SESSION, actor, stripe_customer
         )
         if claimed is None:
@@ -99,7 +99,7 @@ async def retry_due(runtime: Runtime, row: Collection, *, actor: str = "collecto
             raise
         await _end_schedule(runtime, row)
         return
-    if not charger.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
         log.info("collection.retry_not_needed", invoice_id=row.invoice_id)
         await _end_schedule(runtime, row)
         return
@@ -117,12 +117,12 @@ async def retry_due(runtime: Runtime, row: Collection, *, actor: str = "collecto
 async def retry_now(runtime: Runtime, invoice_id: str, *, actor: str) -> Collection | None:
     """A retry asked for by a person or a service: a new attempt now (the schedule restarts
     from its result). 405 as Lago answers when the invoice is paid or being charged."""
-    if not charger.enabled(runtime):
+    if not mode.enabled(runtime):
         raise Conflict(
             "gateway collection needs GATEWAY_STRIPE_SECRET_KEY", code="stripe_not_configured"
         )
     invoice = await invoices.fetch(runtime.lago, invoice_id)
-    if not charger.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
         raise PaymentNotAllowed("the invoice is not finalized or already paid")
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, invoice_id)

@@ -1,11 +1,12 @@
-"""Links for customers: pay an invoice, save a card, manage payment methods."""
+"""Links for customers: pay an invoice, save a card, manage payment methods; and Lago's
+``retry_payment`` route, which starts a Stripe attempt when the gateway collects."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from gateway.auth.dependencies import BillingWriter
-from gateway.collection import checkout
+from gateway.collection import checkout, dunning
 from gateway.collection.schemas import (
     CheckoutRequest,
     CheckoutResponse,
@@ -16,10 +17,13 @@ from gateway.collection.schemas import (
 from gateway.config import CollectionMode
 from gateway.errors import Conflict, from_stripe
 from gateway.integrations.stripe.client import StripeError
+from gateway.invoices.endpoints import invoice_action, read_body
 from gateway.invoices.service import check_id
 from gateway.runtime import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/gateway", tags=["collection"])
+# Lago's invoice route that collects: on Lago's surface, beside the other invoice routes.
+payments_router = APIRouter(tags=["invoices"])
 
 
 def _require_gateway_collection(runtime: Runtime) -> None:
@@ -95,3 +99,19 @@ async def customer_portal(
     except StripeError as exc:
         raise from_stripe(exc) from exc
     return PortalResponse.model_validate({"portal": link})
+
+
+@payments_router.post("/api/v1/invoices/{lago_id}/retry_payment")
+async def retry_invoice_payment(
+    lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Collect again. With gateway collection this starts a new Stripe attempt now;
+    with Lago collection Lago retries. 200 with no body, as Lago answers."""
+    body = await read_body(request)
+    if runtime.settings.collection == CollectionMode.GATEWAY:
+        try:
+            await dunning.retry_now(runtime, check_id(lago_id), actor=principal.name)
+        except StripeError as exc:
+            raise from_stripe(exc) from exc
+        return Response(status_code=200)
+    return await invoice_action(runtime, lago_id, "retry_payment", principal.name, body)

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import update
 
 from gateway.audit.service import record as audit
-from gateway.collection import charger, checkout, refunds
-from gateway.collection import service as rows
+from gateway.collection import charger, checkout, mode, refunds, service
+from gateway.collection import store as rows
 from gateway.collection.models import CHECKOUT, Collection
 from gateway.customers import store as links
 from gateway.invoices import service as invoices
@@ -38,7 +38,7 @@ def _object(payload: dict[str, Any]) -> dict[str, Any]:
 async def on_invoice_issued(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     """A new Lago invoice: collect it (its current state is read from Lago first)."""
     lago_id = (payload.get("invoice") or {}).get("lago_id")
-    if not lago_id or not charger.enabled(runtime):
+    if not lago_id or not mode.enabled(runtime):
         return
     invoice = await invoices.fetch(runtime.lago, str(lago_id))
     await charger.start(runtime, invoice, actor=LAGO_ACTOR)
@@ -48,7 +48,7 @@ async def on_invoice_settled(runtime: Runtime, inbound: InboundWebhook, payload:
     """Voided, or paid some other way: stop dunning and close any open payment link."""
     invoice = payload.get("invoice") or {}
     done = invoice.get("status") == "voided" or invoice.get("payment_status") == "succeeded"
-    if not done or not charger.enabled(runtime):
+    if not done or not mode.enabled(runtime):
         return
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, str(invoice.get("lago_id")))
@@ -89,12 +89,12 @@ async def _attempt_of(runtime: Runtime, intent: dict[str, Any]) -> Collection | 
 
 async def on_payment_intent(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     """Any PaymentIntent event of ours: apply the PaymentIntent as Stripe has it now."""
-    if not charger.enabled(runtime):
+    if not mode.enabled(runtime):
         return
     row = await _attempt_of(runtime, _object(payload))
     if row is None:
         return
-    intent = await charger.stripe_of(runtime).retrieve_payment_intent(str(_object(payload)["id"]))
+    intent = await mode.stripe_of(runtime).retrieve_payment_intent(str(_object(payload)["id"]))
     await charger.record(
         runtime,
         row.id,
@@ -108,18 +108,18 @@ async def on_payment_intent(runtime: Runtime, inbound: InboundWebhook, payload: 
 async def on_checkout_session(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     """A payment link completed or expired (read back from Stripe)."""
     session_id = _object(payload).get("id")
-    if not session_id or _object(payload).get("mode") != "payment" or not charger.enabled(runtime):
+    if not session_id or _object(payload).get("mode") != "payment" or not mode.enabled(runtime):
         return
-    session = await charger.stripe_of(runtime).retrieve_checkout_session(str(session_id))
+    session = await mode.stripe_of(runtime).retrieve_checkout_session(str(session_id))
     await checkout.settle_session(runtime, session, actor=STRIPE_ACTOR, via=inbound.event_type)
 
 
 async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     """A card saved (Checkout in setup mode): it becomes the customer's default, and
     the customer's scheduled retries are brought forward."""
-    if not charger.enabled(runtime) or not _object(payload).get("id"):
+    if not mode.enabled(runtime) or not _object(payload).get("id"):
         return
-    stripe = charger.stripe_of(runtime)
+    stripe = mode.stripe_of(runtime)
     intent = await stripe.retrieve_setup_intent(str(_object(payload)["id"]))
     customer, method = intent.get("customer"), intent.get("payment_method")
     if intent.get("status") != "succeeded" or not customer or not method:
@@ -149,18 +149,18 @@ async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: An
             upstream="stripe",
         )
         await session.commit()
-    charger.wake_event(runtime).set()
+    service.wake_event(runtime).set()
 
 
 async def on_charge_refunded(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     intent_id = _object(payload).get("payment_intent")
-    if intent_id and charger.enabled(runtime):
+    if intent_id and mode.enabled(runtime):
         await refunds.refunded_amount(runtime, str(intent_id), actor=STRIPE_ACTOR)
 
 
 async def on_refund(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     refund = _object(payload)
-    if refund.get("object") != "refund" or not charger.enabled(runtime):
+    if refund.get("object") != "refund" or not mode.enabled(runtime):
         return
     row = await refunds.by_stripe_refund(runtime, str(refund.get("id")))
     if row is not None:
@@ -171,7 +171,7 @@ async def on_refund(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> 
 
 async def on_dispute(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     dispute_id = _object(payload).get("id")
-    if dispute_id and charger.enabled(runtime):
+    if dispute_id and mode.enabled(runtime):
         await refunds.dispute_changed(runtime, str(dispute_id), actor=STRIPE_ACTOR)
 
 

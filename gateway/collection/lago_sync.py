@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from gateway.audit.service import record as audit
 from gateway.collection import metrics
-from gateway.collection import service as rows
+from gateway.collection import store as rows
 from gateway.collection.models import FAILED, SUCCEEDED, Collection
 from gateway.integrations.lago.client import LagoApiError, LagoError
 from gateway.logging import get_logger

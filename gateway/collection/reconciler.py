@@ -21,8 +21,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from gateway.audit.service import record as audit
-from gateway.collection import charger, checkout, metrics
-from gateway.collection import service as rows
+from gateway.collection import charger, checkout, metrics, mode
+from gateway.collection import store as rows
 from gateway.collection.models import OFF_SESSION, Collection
 from gateway.invoices import service as invoices
 from gateway.invoices.schemas import InvoiceFilters
@@ -66,9 +66,7 @@ async def _settle(runtime: Runtime, row: Collection) -> bool:
     if row.payment_intent_id is not None:
         fresh = await charger.refresh_from_stripe(runtime, row, actor=ACTOR, via="reconciler")
     elif row.checkout_session_id is not None:
-        session = await charger.stripe_of(runtime).retrieve_checkout_session(
-            row.checkout_session_id
-        )
+        session = await mode.stripe_of(runtime).retrieve_checkout_session(row.checkout_session_id)
         fresh = await checkout.settle_session(runtime, session, actor=ACTOR, via="reconciler")
     else:
         return False
@@ -106,7 +104,7 @@ async def _links_owed(runtime: Runtime, now: float, repaired: Counter[str]) -> N
 
 async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]:
     """One reconciliation; returns what it repaired, by kind."""
-    if not charger.enabled(runtime):
+    if not mode.enabled(runtime):
         return {}
     now = time.time() if now is None else now
     repaired: Counter[str] = Counter()

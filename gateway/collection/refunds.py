@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from gateway.audit.service import record as audit
-from gateway.collection import charger, lago_sync, metrics
-from gateway.collection import service as rows
+from gateway.collection import lago_sync, metrics, mode
+from gateway.collection import store as rows
 from gateway.collection.models import DISPUTED, PENDING, REFUNDED, Collection, CollectionRefund
 from gateway.integrations.stripe.client import StripeRejected
 from gateway.logging import get_logger
@@ -31,7 +31,7 @@ _REFUNDS = CollectionRefund.__table__  # type: ignore[attr-defined]
 async def refund_credit_note(runtime: Runtime, note: dict[str, Any], *, actor: str) -> None:
     """Refund the refund part of a Lago credit note on the invoice's Stripe payment."""
     amount = int(note.get("refund_amount_cents") or 0)
-    if amount <= 0 or not charger.enabled(runtime):
+    if amount <= 0 or not mode.enabled(runtime):
         return
     async with runtime.database.session() as session:
         payment = rows.paid(await rows.for_invoice(session, str(note.get("lago_invoice_id"))))
@@ -74,7 +74,7 @@ async def drive_refund(runtime: Runtime, row: CollectionRefund, *, actor: str) -
     """Call Stripe for a claimed refund (again after a crash: same key, same refund)."""
     metadata = {"lago_credit_note_id": row.credit_note_id, "lago_invoice_id": row.invoice_id}
     try:
-        refund = await charger.stripe_of(runtime).create_refund(
+        refund = await mode.stripe_of(runtime).create_refund(
             payment_intent=str(row.payment_intent_id),
             amount=row.amount_cents,
             metadata=metadata,
@@ -191,7 +191,7 @@ async def refunded_amount(runtime: Runtime, intent_id: str, *, actor: str) -> No
         row = await rows.by_payment_intent(session, intent_id)
     if row is None:
         return
-    intent = await charger.stripe_of(runtime).retrieve_payment_intent(
+    intent = await mode.stripe_of(runtime).retrieve_payment_intent(
         intent_id, expand=["latest_charge"]
     )
     charge = intent.get("latest_charge")
@@ -218,7 +218,7 @@ async def refunded_amount(runtime: Runtime, intent_id: str, *, actor: str) -> No
 
 async def dispute_changed(runtime: Runtime, dispute_id: str, *, actor: str) -> None:
     """A dispute's current state (read from Stripe) onto its attempt; lost → Lago told."""
-    dispute = await charger.stripe_of(runtime).retrieve_dispute(dispute_id)
+    dispute = await mode.stripe_of(runtime).retrieve_dispute(dispute_id)
     intent_id = dispute.get("payment_intent")
     if not intent_id:
         return

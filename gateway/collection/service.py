@@ -1,351 +1,258 @@
-"""The collection state machine and its rows. Functions here flush, never commit.
+"""What follows an attempt's outcome: recorded forward only, then what it calls for.
 
-Statuses only move forward (``RANK``): a duplicate or late Stripe event that would move
-an attempt back is ignored. Every update is conditional on the status read (``WHERE
-status = :seen``), so two processes applying events to one row cannot interleave.
+    claim_attempt(invoice)   an attempt row, claimed and audited before Stripe is called
+    record(row, outcome)     the outcome, moved forward only, with its dunning schedule and
+                             audit in the same transaction; then its follow-ups
+    follow_up(row)           after the commit: tell Lago, undo a second payment, ask the
+                             customer (a payment link) when an off-session charge needs them
 
-    pending ─┬─▶ requires_action ─▶ processing ─┬─▶ failed ─┐
-             │                                  ├─▶ canceled│
-             └──────────────────────────────────┴─▶ succeeded ◀┘─▶ disputed ─▶ refunded
+No Stripe or Lago call runs while a transaction is open. Follow-ups that call out run after
+the commit; each is idempotent, and the collector finds and redoes any that a crash or an
+outage interrupted. Asking the customer opens a payment link (``checkout``), whose own
+outcomes are recorded here too: so the caller hands that step in (``charger.record`` does),
+and this module never imports the pages it leads to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.audit.service import record as audit
+from gateway.collection import lago_sync, metrics, mode, refunds
+from gateway.collection import store as rows
 from gateway.collection.models import (
-    CANCELED,
     CHECKOUT,
-    DISPUTED,
     FAILED,
-    IN_FLIGHT,
     OFF_SESSION,
-    PENDING,
-    PROCESSING,
-    REFUNDED,
     REQUIRES_ACTION,
     SUCCEEDED,
     Collection,
-    CollectionRefund,
 )
+from gateway.collection.notices import raise_failed
+from gateway.errors import GatewayError
+from gateway.integrations.lago.client import LagoError
+from gateway.integrations.stripe.client import StripeError, StripeRejected
+from gateway.logging import get_logger
+from gateway.runtime import Runtime
 
-RANK = {
-    PENDING: 0,
-    REQUIRES_ACTION: 1,
-    PROCESSING: 2,
-    FAILED: 3,
-    CANCELED: 3,
-    SUCCEEDED: 4,
-    DISPUTED: 5,
-    REFUNDED: 6,
-}
-PAID = (SUCCEEDED, DISPUTED, REFUNDED)
+log = get_logger(__name__)
+LEASE_SECONDS = 60.0
+WAKE_KEY = "collection.wake"
 _TABLE = Collection.__table__  # type: ignore[attr-defined]
-_REFUNDS = CollectionRefund.__table__  # type: ignore[attr-defined]
 
 
-def can_move(current: str, new: str) -> bool:
-    """Whether ``current`` → ``new`` is forward (equal is not a move)."""
-    return RANK[new] > RANK[current]
+class AskCustomer(Protocol):
+    """Cancel an off-session charge that needs the customer and open a payment link."""
+
+    async def __call__(self, runtime: Runtime, row: Collection, *, actor: str) -> None: ...
 
 
-def idempotency_key(invoice_id: str, attempt: int) -> str:
-    """Stripe's idempotency key of one attempt: a crash-then-retry reuses Stripe's object."""
-    return f"invoice-{invoice_id}-attempt-{attempt}"
+def wake_event(runtime: Runtime) -> asyncio.Event:
+    """Set to make the collector look at once (a new attempt, a retry brought forward)."""
+    event: asyncio.Event = runtime.extras.setdefault(WAKE_KEY, asyncio.Event())
+    return event
 
 
-@dataclass(frozen=True)
-class StripeOutcome:
-    """What a PaymentIntent (or a Stripe error) means for an attempt."""
-
-    status: str
-    failure_code: str | None = None
-    error: str | None = None
-    payment_method_id: str | None = None
+def collectable(invoice: dict[str, Any]) -> bool:
+    """A finalized invoice that is not paid yet."""
+    return invoice.get("status") == "finalized" and invoice.get("payment_status") != SUCCEEDED
 
 
-def outcome_of_payment_intent(intent: dict[str, Any]) -> StripeOutcome:
-    """Map a Stripe PaymentIntent to an attempt status."""
-    stripe_status = intent.get("status")
-    error = intent.get("last_payment_error") or {}
-    method = intent.get("payment_method")
-    method_id = method.get("id") if isinstance(method, dict) else method
-    code = error.get("decline_code") or error.get("code")
-    status = {
-        "succeeded": SUCCEEDED,
-        "processing": PROCESSING,
-        "requires_capture": PROCESSING,
-        "requires_action": REQUIRES_ACTION,
-        "canceled": CANCELED,
-    }.get(str(stripe_status))
-    if status is None:  # requires_payment_method / requires_confirmation
-        status = FAILED if error else PENDING
-    if status == FAILED and code == "authentication_required":
-        status = REQUIRES_ACTION
-    return StripeOutcome(status, code, error.get("message"), method_id)
+def metadata(row: Collection) -> dict[str, str]:
+    """What ties a Stripe object to its Lago invoice and gateway attempt."""
+    return {
+        "lago_invoice_id": row.invoice_id,
+        "lago_invoice_number": row.invoice_number or "",
+        "gateway_collection_id": str(row.id),
+        "gateway_attempt": str(row.attempt),
+        "gateway_idempotency_key": row.idempotency_key,
+    }
 
 
-async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Collection]:
-    """Every attempt on an invoice, first to last."""
-    result = await session.exec(
-        select(Collection)
-        .where(Collection.invoice_id == invoice_id)
-        .order_by(col(Collection.attempt))
-    )
-    return list(result.all())
-
-
-async def by_id(session: AsyncSession, row_id: int) -> Collection | None:
-    return await session.get(Collection, row_id)
-
-
-async def by_payment_intent(session: AsyncSession, intent_id: str) -> Collection | None:
-    result = await session.exec(select(Collection).where(Collection.payment_intent_id == intent_id))
-    return result.first()
-
-
-async def by_checkout_session(session: AsyncSession, session_id: str) -> Collection | None:
-    result = await session.exec(
-        select(Collection).where(Collection.checkout_session_id == session_id)
-    )
-    return result.first()
-
-
-async def next_attempt_number(session: AsyncSession, invoice_id: str) -> int:
-    result = await session.exec(
-        select(func.max(Collection.attempt)).where(Collection.invoice_id == invoice_id)
-    )
-    return int(result.one() or 0) + 1
-
-
-def in_flight(rows: list[Collection]) -> Collection | None:
-    """The attempt Stripe may still be working on (at most one, by a unique index)."""
-    return next((row for row in rows if row.status in IN_FLIGHT), None)
-
-
-def paid(rows: list[Collection]) -> Collection | None:
-    return next((row for row in rows if row.status in PAID), None)
-
-
-def off_session_count(rows: list[Collection]) -> int:
-    return sum(1 for row in rows if row.kind == OFF_SESSION)
-
-
-async def claim(session: AsyncSession, row: Collection) -> Collection | None:
-    """Insert a new attempt; None when another process claimed this attempt (or one is in
-    flight) first. The caller commits before calling Stripe (claim, then call)."""
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        return None
-    return row
-
-
-def new_attempt(
+async def claim_attempt(
+    session: AsyncSession,
     invoice: dict[str, Any],
     attempt: int,
-    *,
     kind: str,
     actor: str,
-    lease_seconds: float,
-    stripe_customer_id: str | None,
-) -> Collection:
-    """An attempt row for ``invoice`` (Lago's wire form), claimed for ``lease_seconds``."""
-    now = time.time()
-    customer = invoice.get("customer") or {}
-    return Collection(
-        invoice_id=invoice["lago_id"],
-        invoice_number=invoice.get("number"),
-        invoice_type=invoice.get("invoice_type"),
-        attempt=attempt,
+    stripe_customer: str | None,
+    reason: str | None = None,
+) -> Collection | None:
+    """Insert and audit a claimed attempt (the caller commits); None if taken already."""
+    row = rows.new_attempt(
+        invoice,
+        attempt,
         kind=kind,
-        external_customer_id=str(customer.get("external_id") or ""),
-        stripe_customer_id=stripe_customer_id,
-        amount_cents=amount_due(invoice),
-        currency=str(invoice.get("currency") or "USD").upper(),
-        status=PENDING,
-        idempotency_key=idempotency_key(invoice["lago_id"], attempt),
-        claimed_until=now + lease_seconds,
-        created_by=actor,
-        created_at=now,
-        updated_at=now,
+        actor=actor,
+        lease_seconds=LEASE_SECONDS,
+        stripe_customer_id=stripe_customer,
     )
-
-
-def amount_due(invoice: dict[str, Any]) -> int:
-    """What is left to pay on a Lago invoice, in minor units."""
-    due = invoice.get("total_due_amount_cents")
-    if due is None:
-        due = invoice.get("total_amount_cents") or 0
-    return max(int(due), 0)
-
-
-async def move(conn: AsyncConnection, row: Collection, new: str, **fields: Any) -> bool:
-    """Move ``row`` to ``new`` if that is forward and nobody moved it meanwhile; the
-    other ``fields`` are written with it. Returns whether the row changed."""
-    if new != row.status and not can_move(row.status, new):
-        return False
-    values = {"status": new, "updated_at": time.time(), **fields}
-    statement = (
-        update(_TABLE).where(_TABLE.c.id == row.id, _TABLE.c.status == row.status).values(values)
-    )
-    result = await conn.execute(statement)
-    if result.rowcount != 1:
-        return False
-    for name, value in values.items():
-        set_committed_value(row, name, value)  # the row now mirrors the database, not dirty
-    return True
-
-
-async def due_retries(session: AsyncSession, now: float, limit: int) -> list[Collection]:
-    """Attempts whose invoice is due for its next dunning attempt."""
-    result = await session.exec(
-        select(Collection)
-        .where(col(Collection.next_retry_at).is_not(None), col(Collection.next_retry_at) <= now)
-        .order_by(col(Collection.next_retry_at))
-        .limit(limit)
-    )
-    return list(result.all())
-
-
-async def stalled(session: AsyncSession, now: float, limit: int) -> list[Collection]:
-    """Claimed attempts whose Stripe call never got recorded (a crash, a timeout)."""
-    result = await session.exec(
-        select(Collection)
-        .where(
-            Collection.status == PENDING,
-            col(Collection.claimed_until).is_not(None),
-            col(Collection.claimed_until) <= now,
+    row.failure_code = reason
+    claimed = await rows.claim(session, row)
+    if claimed is not None:
+        audit(
+            session,
+            actor=actor,
+            action="collection.attempt.claimed",
+            outcome="pending",
+            target=claimed.invoice_id,
+            detail={
+                "attempt": attempt,
+                "kind": kind,
+                "amount_cents": claimed.amount_cents,
+                "currency": claimed.currency,
+            },
         )
-        .order_by(col(Collection.id))
-        .limit(limit)
+    return claimed
+
+
+async def record(
+    runtime: Runtime,
+    row_id: int | None,
+    outcome: rows.StripeOutcome,
+    *,
+    intent_id: str | None = None,
+    actor: str,
+    via: str = "stripe",
+    ask_customer: AskCustomer | None,
+) -> Collection | None:
+    """Apply a Stripe outcome to an attempt (forward only), then run its follow-ups."""
+    assert row_id is not None
+    for _ in range(5):
+        async with runtime.database.session() as session:
+            row = await rows.by_id(session, row_id)
+            if row is None:
+                return None
+            before = row.status
+            target = _target(row, outcome)
+            if target != before and not rows.can_move(before, target):
+                return row  # stale or duplicate: the state machine only moves forward
+            fields = _fields(row, outcome, intent_id)
+            if target == before and all(getattr(row, k) == v for k, v in fields.items()):
+                return row  # a duplicate: nothing new
+            conn = await session.connection()
+            if not await rows.move(conn, row, target, **fields):
+                continue  # moved by someone else meanwhile: read again
+            if row.status != before:
+                await _after_move(runtime, session, row, before, actor, via)
+            await session.commit()
+        if row.status != before:
+            await follow_up(runtime, row, actor=actor, ask_customer=ask_customer)
+        return row
+    raise RuntimeError(f"collection {row_id}: could not apply the outcome (contention)")
+
+
+def _target(row: Collection, outcome: rows.StripeOutcome) -> str:
+    # A declined card on Checkout leaves the page open for another try: not an outcome.
+    if row.kind == CHECKOUT and outcome.status in (FAILED, REQUIRES_ACTION):
+        return row.status
+    return outcome.status
+
+
+def _fields(row: Collection, outcome: rows.StripeOutcome, intent_id: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"claimed_until": None}
+    if intent_id and row.payment_intent_id != intent_id:
+        fields["payment_intent_id"] = intent_id
+    if outcome.payment_method_id:
+        fields["payment_method_id"] = outcome.payment_method_id
+    if outcome.failure_code or outcome.error:
+        fields["failure_code"] = outcome.failure_code
+        fields["last_error"] = (outcome.error or "")[:500] or None
+    return fields
+
+
+async def _after_move(
+    runtime: Runtime, session: AsyncSession, row: Collection, before: str, actor: str, via: str
+) -> None:
+    """Audit the move; schedule dunning or end it, in the same transaction."""
+    metrics.ATTEMPTS.labels(outcome=row.status).inc()
+    audit(
+        session,
+        actor=actor,
+        action=f"collection.attempt.{row.status}",
+        outcome=row.status,
+        target=row.invoice_id,
+        target_ids=[row.payment_intent_id] if row.payment_intent_id else None,
+        upstream="stripe",
+        detail={
+            "attempt": row.attempt,
+            "kind": row.kind,
+            "from": before,
+            "via": via,
+            "amount_cents": row.amount_cents,
+            "currency": row.currency,
+            "failure_code": row.failure_code,
+        },
     )
-    return list(result.all())
-
-
-async def unsynced(session: AsyncSession, limit: int) -> list[Collection]:
-    """Attempts whose outcome Lago has not been told yet."""
-    result = await session.exec(
-        select(Collection)
-        .where(
-            or_(
-                col(Collection.status).in_((*PAID, FAILED)) & col(Collection.lago_status).is_(None),
-                col(Collection.status).in_(PAID) & (Collection.lago_status == FAILED),
-            )
+    conn = await session.connection()
+    if row.status in rows.PAID:
+        await conn.execute(
+            update(_TABLE).where(_TABLE.c.invoice_id == row.invoice_id).values(next_retry_at=None)
         )
-        .order_by(col(Collection.id))
-        .limit(limit)
-    )
-    return list(result.all())
+    elif row.status in (FAILED, REQUIRES_ACTION) and row.kind == OFF_SESSION:
+        await _schedule_retry(runtime, session, row)
 
 
-async def open_attempts(session: AsyncSession, since: float, limit: int) -> list[Collection]:
-    """Attempts Stripe may still settle (for the reconciler), most recent first."""
-    result = await session.exec(
-        select(Collection)
-        .where(
-            col(Collection.status).in_((PENDING, PROCESSING, REQUIRES_ACTION)),
-            col(Collection.updated_at) >= since,
-            or_(
-                col(Collection.payment_intent_id).is_not(None),
-                col(Collection.checkout_session_id).is_not(None),
-            ),
+async def _schedule_retry(runtime: Runtime, session: AsyncSession, row: Collection) -> None:
+    attempts = await rows.for_invoice(session, row.invoice_id)
+    if rows.paid(attempts) is not None:
+        return
+    schedule = runtime.settings.collection_retry_days
+    done = rows.off_session_count(attempts)
+    conn = await session.connection()
+    if done <= len(schedule):
+        due = time.time() + schedule[done - 1] * 86400.0
+        await conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(next_retry_at=due))
+        set_committed_value(row, "next_retry_at", due)
+        return
+    await raise_failed(conn, session, row, attempts)
+
+
+async def follow_up(
+    runtime: Runtime, row: Collection, *, actor: str, ask_customer: AskCustomer | None
+) -> None:
+    """What a move calls out for, after its commit: tell Lago, ask the customer, undo a
+    second payment. Failures are logged; the collector redoes them."""
+    try:
+        if row.status in rows.PAID or row.status == FAILED:
+            await lago_sync.push(runtime, row.id)
+        if row.status == SUCCEEDED:
+            await refunds.refund_if_duplicate(runtime, row, actor=actor)
+        if row.status == REQUIRES_ACTION and row.kind == OFF_SESSION and ask_customer is not None:
+            await ask_customer(runtime, row, actor=actor)
+    except (StripeError, LagoError, GatewayError) as exc:
+        log.warning(
+            "collection.follow_up_deferred",
+            collection_id=row.id,
+            error=type(exc).__name__,
+            code=getattr(exc, "code", None),
         )
-        .order_by(col(Collection.updated_at).desc())
-        .limit(limit)
+    wake_event(runtime).set()
+
+
+async def refresh_from_stripe(
+    runtime: Runtime, row: Collection, *, actor: str, via: str, ask_customer: AskCustomer | None
+) -> Collection | None:
+    """Apply the PaymentIntent's current state (the truth when an event could be stale)."""
+    if row.payment_intent_id is None:
+        return row
+    try:
+        intent = await mode.stripe_of(runtime).retrieve_payment_intent(row.payment_intent_id)
+    except StripeRejected as exc:
+        log.warning("collection.intent_missing", collection_id=row.id, code=exc.code)
+        return row
+    return await record(
+        runtime,
+        row.id,
+        rows.outcome_of_payment_intent(intent),
+        intent_id=intent["id"],
+        actor=actor,
+        via=via,
+        ask_customer=ask_customer,
     )
-    return list(result.all())
-
-
-async def invoices_with_attempts(session: AsyncSession, invoice_ids: list[str]) -> set[str]:
-    """Which of these invoices the gateway already collects."""
-    if not invoice_ids:
-        return set()
-    result = await session.exec(
-        select(Collection.invoice_id).where(col(Collection.invoice_id).in_(invoice_ids)).distinct()
-    )
-    return set(result.all())
-
-
-async def needing_customer(session: AsyncSession, limit: int) -> list[Collection]:
-    """Open payment links and attempts waiting for the customer, newest first."""
-    result = await session.exec(
-        select(Collection)
-        .where(
-            or_(
-                (col(Collection.kind) == CHECKOUT) & (col(Collection.status) == PENDING),
-                col(Collection.status) == REQUIRES_ACTION,
-            )
-        )
-        .order_by(col(Collection.updated_at).desc())
-        .limit(limit)
-    )
-    return list(result.all())
-
-
-async def in_dunning(session: AsyncSession, limit: int) -> list[Collection]:
-    """Failed attempts with a retry scheduled, soonest first."""
-    result = await session.exec(
-        select(Collection)
-        .where(col(Collection.next_retry_at).is_not(None))
-        .order_by(col(Collection.next_retry_at))
-        .limit(limit)
-    )
-    return list(result.all())
-
-
-async def disputes(session: AsyncSession, limit: int) -> list[Collection]:
-    result = await session.exec(
-        select(Collection)
-        .where(col(Collection.dispute_id).is_not(None))
-        .order_by(col(Collection.updated_at).desc())
-        .limit(limit)
-    )
-    return list(result.all())
-
-
-async def refunds(
-    session: AsyncSession, *, invoice_id: str | None = None, limit: int = 50
-) -> list[CollectionRefund]:
-    query = select(CollectionRefund).order_by(col(CollectionRefund.created_at).desc())
-    if invoice_id is not None:
-        query = query.where(CollectionRefund.invoice_id == invoice_id)
-    result = await session.exec(query.limit(limit))
-    return list(result.all())
-
-
-async def awaiting_link(session: AsyncSession, since: float, limit: int) -> list[Collection]:
-    """Off-session attempts that needed the customer and got no payment link after them
-    (a crash or an outage between the two)."""
-    later = Collection.__table__.alias("later")  # type: ignore[attr-defined]
-    paid_rows = Collection.__table__.alias("paid_rows")  # type: ignore[attr-defined]
-    result = await session.exec(
-        select(Collection)
-        .where(
-            Collection.kind == OFF_SESSION,
-            col(Collection.status).in_((REQUIRES_ACTION, CANCELED)),
-            col(Collection.failure_code).is_not(None),
-            col(Collection.updated_at) >= since,
-            ~select(later.c.id)
-            .where(
-                later.c.invoice_id == Collection.invoice_id, later.c.attempt > Collection.attempt
-            )
-            .exists(),
-            ~select(paid_rows.c.id)
-            .where(paid_rows.c.invoice_id == Collection.invoice_id, paid_rows.c.status.in_(PAID))
-            .exists(),
-        )
-        .limit(limit)
-    )
-    return list(result.all())

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.audit.service import record
 from gateway.collection import checkout, dunning
-from gateway.collection.charger import collectable
+from gateway.collection.service import collectable
 from gateway.config import CollectionMode
 from gateway.errors import BadRequest, Forbidden, GatewayError
 from gateway.finance import service

@@ -18,7 +18,7 @@ from gateway.audit.models import AuditEntry
 from gateway.audit.service import AuditFilter, search
 from gateway.auth.models import ApiKey
 from gateway.auth.service import KEY_PREFIX, Principal, Scope, hash_key
-from gateway.collection import service as collection
+from gateway.collection import store as collection
 from gateway.collection.models import Collection, CollectionRefund
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient

@@ -1,4 +1,8 @@
-"""Lago-compatible invoice routes, the PDF and the CSV export."""
+"""Lago-compatible invoice routes, the PDF and the CSV export.
+
+``POST /api/v1/invoices/{lago_id}/retry_payment`` is collection's (it may start dunning):
+``gateway.collection.endpoints``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.auth.dependencies import BillingReader, BillingWriter
-from gateway.collection import dunning
-from gateway.config import CollectionMode
-from gateway.errors import BadRequest, from_stripe
-from gateway.integrations.stripe.client import StripeError
+from gateway.errors import BadRequest
 from gateway.invoices import export, files, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
 from gateway.runtime import Runtime, RuntimeDep
@@ -27,7 +28,8 @@ def _json(content: Any) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
 
-async def _body(request: Request, root: str | None = None) -> dict[str, Any] | None:
+async def read_body(request: Request, root: str | None = None) -> dict[str, Any] | None:
+    """The JSON object of a Lago-style body (``{root: {...}}``), None when empty; 400 otherwise."""
     raw = await request.body()
     if not raw.strip():
         if root is not None:
@@ -56,9 +58,10 @@ async def get_invoice(lago_id: str, runtime: RuntimeDep, _: BillingReader) -> Re
     return _json({"invoice": await service.fetch(runtime.lago, lago_id)})
 
 
-async def _act(
+async def invoice_action(
     runtime: Runtime, lago_id: str, action: str, actor: str, body: dict[str, Any] | None
 ) -> Response:
+    """Run one invoice action in Lago (audited) and answer as Lago answered."""
     answer = await service.act(
         runtime.database, runtime.lago, lago_id, action, actor=actor, body=body
     )
@@ -70,26 +73,26 @@ async def update_invoice(
     lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
 ) -> Response:
     """Set ``payment_status`` or ``metadata`` (audited)."""
-    body = await _body(request, "invoice")
-    return await _act(runtime, lago_id, "update", principal.name, body)
+    body = await read_body(request, "invoice")
+    return await invoice_action(runtime, lago_id, "update", principal.name, body)
 
 
 @router.post("/api/v1/invoices/{lago_id}/download")
 async def download_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingReader) -> Response:
     """The invoice with its ``file_url``, or 200 with no body while the PDF is generated."""
-    return await _act(runtime, lago_id, "download", principal.name, None)
+    return await invoice_action(runtime, lago_id, "download", principal.name, None)
 
 
 @router.put("/api/v1/invoices/{lago_id}/refresh")
 async def refresh_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
     """Recompute a draft invoice (audited)."""
-    return await _act(runtime, lago_id, "refresh", principal.name, None)
+    return await invoice_action(runtime, lago_id, "refresh", principal.name, None)
 
 
 @router.put("/api/v1/invoices/{lago_id}/finalize")
 async def finalize_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
     """Finalize a draft invoice (audited)."""
-    return await _act(runtime, lago_id, "finalize", principal.name, None)
+    return await invoice_action(runtime, lago_id, "finalize", principal.name, None)
 
 
 @router.post("/api/v1/invoices/{lago_id}/void")
@@ -97,23 +100,7 @@ async def void_invoice(
     lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
 ) -> Response:
     """Void a finalized, unpaid invoice; optional credit note and refund amounts (audited)."""
-    return await _act(runtime, lago_id, "void", principal.name, await _body(request))
-
-
-@router.post("/api/v1/invoices/{lago_id}/retry_payment")
-async def retry_invoice_payment(
-    lago_id: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
-) -> Response:
-    """Collect again. With gateway collection this starts a new Stripe attempt now;
-    with Lago collection Lago retries. 200 with no body, as Lago answers."""
-    body = await _body(request)
-    if runtime.settings.collection == CollectionMode.GATEWAY:
-        try:
-            await dunning.retry_now(runtime, service.check_id(lago_id), actor=principal.name)
-        except StripeError as exc:
-            raise from_stripe(exc) from exc
-        return Response(status_code=200)
-    return await _act(runtime, lago_id, "retry_payment", principal.name, body)
+    return await invoice_action(runtime, lago_id, "void", principal.name, await read_body(request))
 
 
 @router.get("/gateway/invoices/export.csv", response_class=StreamingResponse)

@@ -135,7 +135,7 @@ async def test_stalled_attempt_older_than_stripes_key_memory_is_found_not_rechar
 
 async def test_a_second_payment_on_a_paid_invoice_is_refunded(harness: Harness) -> None:
     from gateway.collection import charger
-    from gateway.collection import service as rows
+    from gateway.collection import store as rows
 
     stripe_customer = await harness.customer("acme")
     issued = harness.emulator.issue_invoice("acme", 2_500)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.collection import charger, checkout, refunds
-from gateway.collection import service as rows
+from gateway.collection import store as rows
 from gateway.customers.linking import StripeLinks
 from gateway.errors import Conflict
 from lago.emulator.customers import upsert_customer

@@ -47,9 +47,9 @@ async def test_credit_note_refund_is_made_once_on_the_paid_payment(harness: Harn
     assert attempt.refunded_amount_cents == 2_500
     assert attempt.status == "succeeded"  # partly refunded
     async with harness.gw.runtime.database.session() as session:
-        from gateway.collection import service
+        from gateway.collection import store
 
-        [stored] = await service.refunds(session, invoice_id=invoice["lago_id"])
+        [stored] = await store.refunds(session, invoice_id=invoice["lago_id"])
     assert (stored.status, stored.stripe_refund_id) == ("succeeded", refund["id"])
     assert stored.idempotency_key == f"credit-note-{note['lago_id']}-refund"
     # Lago learned the refund's status (PUT /credit_notes/{id}).

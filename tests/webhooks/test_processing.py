@@ -244,10 +244,10 @@ async def test_permanent_failure_goes_dead_at_once_with_its_reason(
 async def test_collection_handler_refusing_a_non_uuid_invoice_goes_dead_and_still_relays(
     hooks: Hooks, registered: list[Handler], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.collection import charger
+    from gateway.collection import mode
     from gateway.collection.handlers import install
 
-    monkeypatch.setattr(charger, "enabled", lambda runtime: True)
+    monkeypatch.setattr(mode, "enabled", lambda runtime: True)
     install()  # collection's own registrations (idempotent): on_invoice_issued among them
     await _subscribe(hooks, "invoice.*")
     await _post_lago(hooks, lago_id="not-a-uuid")

@@ -1,0 +1,352 @@
+"""The repository of collection's tables: attempts and refunds as recorded, and the state
+machine their rows follow. Functions here flush, never commit.
+
+Statuses only move forward (``RANK``): a duplicate or late Stripe event that would move
+an attempt back is ignored. Every update is conditional on the status read (``WHERE
+status = :seen``), so two processes applying events to one row cannot interleave.
+
+    pending ─┬─▶ requires_action ─▶ processing ─┬─▶ failed ─┐
+             │                                  ├─▶ canceled│
+             └──────────────────────────────────┴─▶ succeeded ◀┘─▶ disputed ─▶ refunded
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.collection.models import (
+    CANCELED,
+    CHECKOUT,
+    DISPUTED,
+    FAILED,
+    IN_FLIGHT,
+    OFF_SESSION,
+    PENDING,
+    PROCESSING,
+    REFUNDED,
+    REQUIRES_ACTION,
+    SUCCEEDED,
+    Collection,
+    CollectionRefund,
+)
+
+RANK = {
+    PENDING: 0,
+    REQUIRES_ACTION: 1,
+    PROCESSING: 2,
+    FAILED: 3,
+    CANCELED: 3,
+    SUCCEEDED: 4,
+    DISPUTED: 5,
+    REFUNDED: 6,
+}
+PAID = (SUCCEEDED, DISPUTED, REFUNDED)
+_TABLE = Collection.__table__  # type: ignore[attr-defined]
+_REFUNDS = CollectionRefund.__table__  # type: ignore[attr-defined]
+
+
+def can_move(current: str, new: str) -> bool:
+    """Whether ``current`` → ``new`` is forward (equal is not a move)."""
+    return RANK[new] > RANK[current]
+
+
+def idempotency_key(invoice_id: str, attempt: int) -> str:
+    """Stripe's idempotency key of one attempt: a crash-then-retry reuses Stripe's object."""
+    return f"invoice-{invoice_id}-attempt-{attempt}"
+
+
+@dataclass(frozen=True)
+class StripeOutcome:
+    """What a PaymentIntent (or a Stripe error) means for an attempt."""
+
+    status: str
+    failure_code: str | None = None
+    error: str | None = None
+    payment_method_id: str | None = None
+
+
+def outcome_of_payment_intent(intent: dict[str, Any]) -> StripeOutcome:
+    """Map a Stripe PaymentIntent to an attempt status."""
+    stripe_status = intent.get("status")
+    error = intent.get("last_payment_error") or {}
+    method = intent.get("payment_method")
+    method_id = method.get("id") if isinstance(method, dict) else method
+    code = error.get("decline_code") or error.get("code")
+    status = {
+        "succeeded": SUCCEEDED,
+        "processing": PROCESSING,
+        "requires_capture": PROCESSING,
+        "requires_action": REQUIRES_ACTION,
+        "canceled": CANCELED,
+    }.get(str(stripe_status))
+    if status is None:  # requires_payment_method / requires_confirmation
+        status = FAILED if error else PENDING
+    if status == FAILED and code == "authentication_required":
+        status = REQUIRES_ACTION
+    return StripeOutcome(status, code, error.get("message"), method_id)
+
+
+async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Collection]:
+    """Every attempt on an invoice, first to last."""
+    result = await session.exec(
+        select(Collection)
+        .where(Collection.invoice_id == invoice_id)
+        .order_by(col(Collection.attempt))
+    )
+    return list(result.all())
+
+
+async def by_id(session: AsyncSession, row_id: int) -> Collection | None:
+    return await session.get(Collection, row_id)
+
+
+async def by_payment_intent(session: AsyncSession, intent_id: str) -> Collection | None:
+    result = await session.exec(select(Collection).where(Collection.payment_intent_id == intent_id))
+    return result.first()
+
+
+async def by_checkout_session(session: AsyncSession, session_id: str) -> Collection | None:
+    result = await session.exec(
+        select(Collection).where(Collection.checkout_session_id == session_id)
+    )
+    return result.first()
+
+
+async def next_attempt_number(session: AsyncSession, invoice_id: str) -> int:
+    result = await session.exec(
+        select(func.max(Collection.attempt)).where(Collection.invoice_id == invoice_id)
+    )
+    return int(result.one() or 0) + 1
+
+
+def in_flight(rows: list[Collection]) -> Collection | None:
+    """The attempt Stripe may still be working on (at most one, by a unique index)."""
+    return next((row for row in rows if row.status in IN_FLIGHT), None)
+
+
+def paid(rows: list[Collection]) -> Collection | None:
+    return next((row for row in rows if row.status in PAID), None)
+
+
+def off_session_count(rows: list[Collection]) -> int:
+    return sum(1 for row in rows if row.kind == OFF_SESSION)
+
+
+async def claim(session: AsyncSession, row: Collection) -> Collection | None:
+    """Insert a new attempt; None when another process claimed this attempt (or one is in
+    flight) first. The caller commits before calling Stripe (claim, then call)."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def new_attempt(
+    invoice: dict[str, Any],
+    attempt: int,
+    *,
+    kind: str,
+    actor: str,
+    lease_seconds: float,
+    stripe_customer_id: str | None,
+) -> Collection:
+    """An attempt row for ``invoice`` (Lago's wire form), claimed for ``lease_seconds``."""
+    now = time.time()
+    customer = invoice.get("customer") or {}
+    return Collection(
+        invoice_id=invoice["lago_id"],
+        invoice_number=invoice.get("number"),
+        invoice_type=invoice.get("invoice_type"),
+        attempt=attempt,
+        kind=kind,
+        external_customer_id=str(customer.get("external_id") or ""),
+        stripe_customer_id=stripe_customer_id,
+        amount_cents=amount_due(invoice),
+        currency=str(invoice.get("currency") or "USD").upper(),
+        status=PENDING,
+        idempotency_key=idempotency_key(invoice["lago_id"], attempt),
+        claimed_until=now + lease_seconds,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def amount_due(invoice: dict[str, Any]) -> int:
+    """What is left to pay on a Lago invoice, in minor units."""
+    due = invoice.get("total_due_amount_cents")
+    if due is None:
+        due = invoice.get("total_amount_cents") or 0
+    return max(int(due), 0)
+
+
+async def move(conn: AsyncConnection, row: Collection, new: str, **fields: Any) -> bool:
+    """Move ``row`` to ``new`` if that is forward and nobody moved it meanwhile; the
+    other ``fields`` are written with it. Returns whether the row changed."""
+    if new != row.status and not can_move(row.status, new):
+        return False
+    values = {"status": new, "updated_at": time.time(), **fields}
+    statement = (
+        update(_TABLE).where(_TABLE.c.id == row.id, _TABLE.c.status == row.status).values(values)
+    )
+    result = await conn.execute(statement)
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)  # the row now mirrors the database, not dirty
+    return True
+
+
+async def due_retries(session: AsyncSession, now: float, limit: int) -> list[Collection]:
+    """Attempts whose invoice is due for its next dunning attempt."""
+    result = await session.exec(
+        select(Collection)
+        .where(col(Collection.next_retry_at).is_not(None), col(Collection.next_retry_at) <= now)
+        .order_by(col(Collection.next_retry_at))
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def stalled(session: AsyncSession, now: float, limit: int) -> list[Collection]:
+    """Claimed attempts whose Stripe call never got recorded (a crash, a timeout)."""
+    result = await session.exec(
+        select(Collection)
+        .where(
+            Collection.status == PENDING,
+            col(Collection.claimed_until).is_not(None),
+            col(Collection.claimed_until) <= now,
+        )
+        .order_by(col(Collection.id))
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def unsynced(session: AsyncSession, limit: int) -> list[Collection]:
+    """Attempts whose outcome Lago has not been told yet."""
+    result = await session.exec(
+        select(Collection)
+        .where(
+            or_(
+                col(Collection.status).in_((*PAID, FAILED)) & col(Collection.lago_status).is_(None),
+                col(Collection.status).in_(PAID) & (Collection.lago_status == FAILED),
+            )
+        )
+        .order_by(col(Collection.id))
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def open_attempts(session: AsyncSession, since: float, limit: int) -> list[Collection]:
+    """Attempts Stripe may still settle (for the reconciler), most recent first."""
+    result = await session.exec(
+        select(Collection)
+        .where(
+            col(Collection.status).in_((PENDING, PROCESSING, REQUIRES_ACTION)),
+            col(Collection.updated_at) >= since,
+            or_(
+                col(Collection.payment_intent_id).is_not(None),
+                col(Collection.checkout_session_id).is_not(None),
+            ),
+        )
+        .order_by(col(Collection.updated_at).desc())
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def invoices_with_attempts(session: AsyncSession, invoice_ids: list[str]) -> set[str]:
+    """Which of these invoices the gateway already collects."""
+    if not invoice_ids:
+        return set()
+    result = await session.exec(
+        select(Collection.invoice_id).where(col(Collection.invoice_id).in_(invoice_ids)).distinct()
+    )
+    return set(result.all())
+
+
+async def needing_customer(session: AsyncSession, limit: int) -> list[Collection]:
+    """Open payment links and attempts waiting for the customer, newest first."""
+    result = await session.exec(
+        select(Collection)
+        .where(
+            or_(
+                (col(Collection.kind) == CHECKOUT) & (col(Collection.status) == PENDING),
+                col(Collection.status) == REQUIRES_ACTION,
+            )
+        )
+        .order_by(col(Collection.updated_at).desc())
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def in_dunning(session: AsyncSession, limit: int) -> list[Collection]:
+    """Failed attempts with a retry scheduled, soonest first."""
+    result = await session.exec(
+        select(Collection)
+        .where(col(Collection.next_retry_at).is_not(None))
+        .order_by(col(Collection.next_retry_at))
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def disputes(session: AsyncSession, limit: int) -> list[Collection]:
+    result = await session.exec(
+        select(Collection)
+        .where(col(Collection.dispute_id).is_not(None))
+        .order_by(col(Collection.updated_at).desc())
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def refunds(
+    session: AsyncSession, *, invoice_id: str | None = None, limit: int = 50
+) -> list[CollectionRefund]:
+    query = select(CollectionRefund).order_by(col(CollectionRefund.created_at).desc())
+    if invoice_id is not None:
+        query = query.where(CollectionRefund.invoice_id == invoice_id)
+    result = await session.exec(query.limit(limit))
+    return list(result.all())
+
+
+async def awaiting_link(session: AsyncSession, since: float, limit: int) -> list[Collection]:
+    """Off-session attempts that needed the customer and got no payment link after them
+    (a crash or an outage between the two)."""
+    later = Collection.__table__.alias("later")  # type: ignore[attr-defined]
+    paid_rows = Collection.__table__.alias("paid_rows")  # type: ignore[attr-defined]
+    result = await session.exec(
+        select(Collection)
+        .where(
+            Collection.kind == OFF_SESSION,
+            col(Collection.status).in_((REQUIRES_ACTION, CANCELED)),
+            col(Collection.failure_code).is_not(None),
+            col(Collection.updated_at) >= since,
+            ~select(later.c.id)
+            .where(
+                later.c.invoice_id == Collection.invoice_id, later.c.attempt > Collection.attempt
+            )
+            .exists(),
+            ~select(paid_rows.c.id)
+            .where(paid_rows.c.invoice_id == Collection.invoice_id, paid_rows.c.status.in_(PAID))
+            .exists(),
+        )
+        .limit(limit)
+    )
+    return list(result.all())
