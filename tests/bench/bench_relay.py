@@ -273,11 +273,11 @@ def main() -> None:
     with Stack() as stack:
         database_url = stack.database("relay_bench")
         url = start_receiver(stack)
-        say("baseline: raw httpx POSTs ...")
+        say("baseline: the sender's POSTs alone (aiohttp) ...")
         base, base_cpu = asyncio.run(baseline(url, args.messages, args.concurrency))
         result = asyncio.run(relay(database_url, url, args.messages, args.rate, args.concurrency))
     print(
-        f"baseline (httpx only, no DB, concurrency {args.concurrency}): {base:,.0f} requests/s, "
+        f"baseline (POSTs only, no DB, concurrency {args.concurrency}): {base:,.0f} requests/s, "
         f"{base_cpu:.2f} ms CPU each"
     )
     print(
