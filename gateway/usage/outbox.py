@@ -10,7 +10,7 @@ On PostgreSQL a group is first tried as one statement on a direct psycopg connec
 autocommit: the events and the audit rows in one round trip, committed together. The
 statement refuses itself (a division by zero, rolling back all of it) when any of its keys
 is already stored; such a group, a resend or a clash, then takes the transaction above.
-The statements themselves are in ``outbox_sql``.
+The statements themselves are in ``store``.
 
 One request's bad data never fails the others of its group. When a group's write fails
 with an error one request's rows could have caused (``_row_caused``: PostgreSQL's data
@@ -38,9 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.service import record_many
 from gateway.db import Database, DirectConnection, HeldConnection
 from gateway.logging import get_logger
-from gateway.usage import outbox_sql as sql
-from gateway.usage.models import DEAD, FORWARDED, PENDING
-from gateway.usage.outbox_sql import Key, OutboxRow, Pair
+from gateway.usage import store
+from gateway.usage.store import Key, OutboxRow
 
 log = get_logger(__name__)
 MAX_GROUP_ROWS = 20_000
@@ -65,7 +64,6 @@ class RowsRefused(Exception):
 @dataclass
 class _Request:
     rows: Sequence[OutboxRow]
-    actor: str
     audit: dict[str, Any]
     future: asyncio.Future[Stored]
     keys: set[Key]
@@ -91,10 +89,10 @@ class OutboxWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def submit(self, rows: Sequence[OutboxRow], actor: str, audit: dict[str, Any]) -> Stored:
+    async def submit(self, rows: Sequence[OutboxRow], audit: dict[str, Any]) -> Stored:
         """Store ``rows`` all-or-nothing with their audit row; wait for the commit."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(rows, actor, audit, future, set(map(_row_key, rows))))
+        self._queue.append(_Request(rows, audit, future, set(map(_row_key, rows))))
         self._wakeup.set()
         return await future
 
@@ -191,13 +189,13 @@ class OutboxWriter:
             return await self._write(conn, group)
 
     async def _write(self, conn: AsyncConnection, group: list[_Request]) -> list[Stored]:
-        pairs = _pairs(group)
+        rows = _rows(group)
         now = time.time()
         if self._database.is_postgres:
-            missing = await sql.insert_pg(conn, pairs, now)
+            missing = await store.insert_pg(conn, rows, now)
         else:
-            missing = await sql.insert_sqlite(conn, pairs, now)
-        existing = await sql.existing(conn, sorted(missing)) if missing else {}
+            missing = await store.insert_sqlite(conn, rows, now)
+        existing = await store.existing(conn, sorted(missing)) if missing else {}
         results = _judge(group, existing)
         doomed = [
             row.key
@@ -207,7 +205,7 @@ class OutboxWriter:
             if row.key not in missing
         ]
         if doomed:
-            await sql.delete(conn, doomed)
+            await store.delete(conn, doomed)
         audit = [_audit_row(r, s) for r, s in zip(group, results, strict=True)]
         await record_many(conn, audit)
         return results
@@ -216,24 +214,17 @@ class OutboxWriter:
 _row_key = operator.itemgetter(0, 1)  # OutboxRow.key, without a property call per row
 
 
-def _pair_key(pair: Pair) -> Key:
-    row = pair[0]
-    return (row[0], row[1])
-
-
-def _pairs(group: list[_Request]) -> list[Pair]:
-    """The group's rows with the key name that sent each, in key order (so that concurrent
-    writers insert overlapping keys in one order and cannot deadlock)."""
-    return sorted(
-        ((row, request.actor) for request in group for row in request.rows), key=_pair_key
-    )
+def _rows(group: list[_Request]) -> list[OutboxRow]:
+    """The group's rows in key order (so that concurrent writers insert overlapping keys in
+    one order and cannot deadlock)."""
+    return sorted((row for request in group for row in request.rows), key=_row_key)
 
 
 async def _store_new_pg(conn: psycopg.AsyncConnection[Any], group: list[_Request]) -> bool:
     """Store a group whose keys are all new, and its audit rows, in one round trip; False
     (nothing stored) when any key is already stored."""
     audit = [_audit_row(request, Stored()) for request in group]
-    return await sql.store_new_pg(conn, _pairs(group), audit, time.time())
+    return await store.store_new_pg(conn, _rows(group), audit, time.time())
 
 
 def _fail(group: list[_Request], exc: Exception) -> None:
@@ -316,4 +307,4 @@ def _audit_row(request: _Request, stored: Stored) -> dict[str, Any]:
     return row
 
 
-__all__ = ["DEAD", "FORWARDED", "PENDING", "OutboxRow", "OutboxWriter", "RowsRefused", "Stored"]
+__all__ = ["OutboxRow", "OutboxWriter", "RowsRefused", "Stored"]

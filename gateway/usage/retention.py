@@ -13,7 +13,6 @@ import asyncio
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import retention
@@ -21,21 +20,14 @@ from gateway.audit.service import entry, record_many
 from gateway.db import Database
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
+from gateway.usage import store
 from gateway.usage.forwarder import ACTOR
-from gateway.usage.models import FORWARDED
 
 log = get_logger(__name__)
 RANGE_IDS = 5_000
 INTERVAL_SECONDS = 3_600.0
 EVENTS_PRUNED = Counter(
     "gateway_usage_events_pruned_total", "Forwarded usage events deleted by the retention job"
-)
-
-_FIRST_ID = text("SELECT min(id) FROM usage_events WHERE id >= :lo")
-_OLDEST = text("SELECT min(accepted_at) FROM usage_events WHERE id >= :lo AND id < :hi")
-_DELETE = text(
-    "DELETE FROM usage_events WHERE id >= :lo AND id < :hi "
-    "AND status = :forwarded AND forwarded_at < :cutoff"
 )
 
 
@@ -51,13 +43,12 @@ async def prune(
     cut_off = retention.cutoff(retention_days, now)
 
     async def step(conn: AsyncConnection, lo: int, hi: int) -> int:
-        params = {"lo": lo, "hi": hi, "forwarded": FORWARDED, "cutoff": cut_off}
-        deleted = max((await conn.execute(_DELETE, params)).rowcount or 0, 0)
+        deleted = await store.delete_forwarded(conn, lo, hi, cut_off)
         if deleted:
             await record_many(conn, [_audit(lo, hi, deleted, retention_days)])
         return deleted
 
-    ranges = retention.Ranges(_FIRST_ID, _OLDEST, range_ids)
+    ranges = retention.Ranges(store.FIRST_ID, store.OLDEST_IN_RANGE, range_ids)
     deleted_total = await retention.walk(database, ranges, cut_off, step, EVENTS_PRUNED, stop)
     if deleted_total:
         log.info("usage.retention.pruned", events=deleted_total, retention_days=retention_days)

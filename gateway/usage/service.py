@@ -19,7 +19,7 @@ from gateway.errors import UpstreamUnavailable, ValidationFailed
 from gateway.integrations.lago.client import LagoError
 from gateway.usage import metrics
 from gateway.usage.lookups import Known, LagoLookups
-from gateway.usage.outbox import OutboxRow, OutboxWriter, RowsRefused
+from gateway.usage.outbox import OutboxWriter, RowsRefused
 from gateway.usage.parsing import (
     DEFAULT_MAX_FUTURE_SECONDS,
     Errors,
@@ -27,6 +27,7 @@ from gateway.usage.parsing import (
     ParsedEvent,
     parse_event,
 )
+from gateway.usage.store import OutboxRow
 
 DEFAULT_EVENT_MAX_BYTES = 8192
 
@@ -107,20 +108,20 @@ class UsageIngest:
             events, needs_check, payloads = await self._validate(raw_events, received_at, batch)
         except ValidationFailed:
             metrics.EVENTS_REJECTED.inc(len(raw_events))
-            await self._writer.submit([], actor, _rejected(audit, len(raw_events)))
+            await self._writer.submit([], _rejected(audit, len(raw_events)))
             raise
-        rows, unique = _rows(events, needs_check, payloads)
+        rows, unique = _rows(events, needs_check, payloads, actor)
         audit["target"] = rows[0].transaction_id if len(rows) == 1 else None
         audit["target_ids"] = [row.transaction_id for row in rows]
         try:
-            stored = await self._writer.submit(rows, actor, _audit_fields(audit))
+            stored = await self._writer.submit(rows, _audit_fields(audit))
         except RowsRefused as exc:
             # The database refused this request's own data (its group's others committed);
             # the rejection is audited without the ids, which may be what it refused.
             metrics.EVENTS_REJECTED.inc(len(raw_events))
             rejected = _rejected({**audit, "target": None, "target_ids": None}, len(raw_events))
             with contextlib.suppress(RowsRefused):
-                await self._writer.submit([], actor, rejected)
+                await self._writer.submit([], rejected)
             root = "events" if batch else "event"
             raise ValidationFailed(details={root: ["value_is_invalid"]}) from exc
         if not stored.accepted:
@@ -242,7 +243,7 @@ def _payloads(events: list[ParsedEvent], max_bytes: int, errors: dict[int, Error
 
 
 def _rows(
-    events: list[ParsedEvent], needs_check: set[int], payloads: list[str]
+    events: list[ParsedEvent], needs_check: set[int], payloads: list[str], actor: str
 ) -> tuple[list[OutboxRow], list[int]]:
     """One row per distinct key, and for each row the index of the event it came from."""
     rows: list[OutboxRow] = []
@@ -261,7 +262,8 @@ def _rows(
                 e.code,
                 payloads[index],
                 e.fingerprint(),
-                index in needs_check,
+                int(index in needs_check),
+                actor,
             )
         )
         origin.append(index)

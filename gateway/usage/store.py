@@ -1,4 +1,15 @@
-"""Outbox reads and state changes after acceptance: claims, outcomes, dead letter, status."""
+"""The ``usage_events`` table's repository: every statement on it, for every phase.
+
+Acceptance (the group-commit writer, ``outbox``), claims and outcomes (the forwarder),
+inspection and replay (the API and CLI), status counts, and retention's range deletes all
+run here. Column lists come from the ``UsageEvent`` table model (``models``), which a test
+checks against the migrated schema; the row types (``OutboxRow`` for a new event,
+``Claimed`` for one taken to forward) name only columns of that model.
+
+New rows reach PostgreSQL as one JSON parameter (``json_to_recordset``, keys and types from
+the model): psycopg dumps arrays element by element in Python and JSON in C. SQLite gets
+multi-row VALUES in chunks of ``SQLITE_CHUNK``.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +20,184 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+import psycopg
 from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
+from gateway.audit.store import bulk_insert_sql
 from gateway.db import Database, HeldConnection
-from gateway.usage.models import DEAD, FORWARDED, PENDING
+from gateway.usage.models import DEAD, FORWARDED, PENDING, UsageEvent
+
+SQLITE_CHUNK = 400
+_TABLE = UsageEvent.__table__  # type: ignore[attr-defined]
+COLUMNS: tuple[str, ...] = tuple(column.name for column in _TABLE.columns)
+
+Key = tuple[str, str]  # (external_subscription_id, transaction_id): the unique key
+
+
+class OutboxRow(NamedTuple):
+    """One event ready to store: the exact payload Lago will receive, its fingerprint, and
+    the key name that sent it. Field names are the columns they fill."""
+
+    external_subscription_id: str
+    transaction_id: str
+    code: str
+    payload: str
+    fingerprint: str
+    needs_check: int = 0
+    accepted_by: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.external_subscription_id, self.transaction_id)
+
+
+class Claimed(NamedTuple):
+    """A claimed outbox row (a tuple: hundreds are built per claim); fields are columns."""
+
+    id: int
+    external_subscription_id: str
+    transaction_id: str
+    code: str
+    payload: str
+    attempts: int
+    needs_check: int
+    next_attempt_at: float = 0.0  # when claimed: with ``id``, the claim order's key
+
+    @property
+    def key(self) -> tuple[float, int]:
+        return (self.next_attempt_at, self.id)
+
+
+# What a new row gets beside its own fields: pending, untried, due now.
+_NEW_STATE = ("status", "attempts", "accepted_at", "next_attempt_at")
+_INSERTED = ", ".join((*OutboxRow._fields, *_NEW_STATE))
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_RECORD = ", ".join(
+    f"{name} {_TABLE.columns[name].type.compile(dialect=_PG)}" for name in OutboxRow._fields
+)
+
+
+# -- acceptance: the group-commit writer's statements ------------------------------------------
+
+
+def _insert_events_sql(returning: str) -> str:
+    """CTEs ``u`` (the rows of ``%(rows)s``) and ``ins`` (those inserted, ``RETURNING``)."""
+    own = ", ".join(OutboxRow._fields)
+    return (
+        f"WITH u AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS u({_RECORD})), "
+        f"ins AS (INSERT INTO usage_events ({_INSERTED}) "
+        f"SELECT {own}, %(status)s, 0, %(now)s, %(now)s FROM u "
+        "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
+        f"RETURNING {returning})"
+    )
+
+
+_INSERT_PG_SQL = _insert_events_sql("external_subscription_id, transaction_id") + (
+    " SELECT u.external_subscription_id, u.transaction_id FROM u LEFT JOIN ins"
+    " ON ins.external_subscription_id = u.external_subscription_id"
+    " AND ins.transaction_id = u.transaction_id WHERE ins.transaction_id IS NULL"
+)
+# Events and audit rows together; the division by zero fails the whole statement (and so
+# rolls back every insert in it) when fewer events were inserted than given.
+_STORE_NEW_SQL = (
+    _insert_events_sql("1")
+    + f", audit AS ({bulk_insert_sql('audit')}) "
+    + "SELECT 1 / ((SELECT count(*) FROM ins) = (SELECT count(*) FROM u))::int"
+)
+_INSERT_SQLITE_ROW = "(" + ",".join("?" * len(OutboxRow._fields)) + ",?,0,?,?)"
+
+
+def _rows_json(rows: Sequence[OutboxRow]) -> str:
+    fields = OutboxRow._fields
+    return orjson.dumps([dict(zip(fields, row, strict=True)) for row in rows]).decode()
+
+
+async def store_new_pg(
+    conn: psycopg.AsyncConnection[Any],
+    rows: Sequence[OutboxRow],
+    audit: list[dict[str, Any]],
+    now: float,
+) -> bool:
+    """Store rows whose keys are all new, and their audit rows, in one autocommitted
+    statement; False (nothing stored) when any key is already stored."""
+    params = {
+        "rows": _rows_json(rows),
+        "audit": orjson.dumps(audit).decode(),
+        "status": PENDING,
+        "now": now,
+    }
+    try:
+        await conn.execute(_STORE_NEW_SQL, params)
+    except psycopg.errors.DivisionByZero:
+        return False
+    return True
+
+
+async def insert_pg(conn: AsyncConnection, rows: Sequence[OutboxRow], now: float) -> set[Key]:
+    """Insert the rows; return the keys that were not inserted (already stored)."""
+    params = {"rows": _rows_json(rows), "status": PENDING, "now": now}
+    result = await conn.exec_driver_sql(_INSERT_PG_SQL, params)
+    found: list[Any] = list(result.all())
+    return {(row[0], row[1]) for row in found}
+
+
+async def insert_sqlite(conn: AsyncConnection, rows: Sequence[OutboxRow], now: float) -> set[Key]:
+    """Insert the rows; return the keys that were not inserted (already stored)."""
+    inserted: set[Key] = set()
+    for start in range(0, len(rows), SQLITE_CHUNK):
+        chunk = rows[start : start + SQLITE_CHUNK]
+        params: list[Any] = []
+        for row in chunk:
+            params += row
+            params += (PENDING, now, now)
+        sql = (
+            f"INSERT INTO usage_events ({_INSERTED}) "
+            f"VALUES {','.join([_INSERT_SQLITE_ROW] * len(chunk))} "
+            "ON CONFLICT (external_subscription_id, transaction_id) DO NOTHING "
+            "RETURNING external_subscription_id, transaction_id"
+        )
+        result = await conn.exec_driver_sql(sql, tuple(params))
+        found: list[Any] = list(result.all())
+        inserted.update((row[0], row[1]) for row in found)
+    return {row.key for row in rows} - inserted
+
+
+def _keys_in(chunk: Sequence[Key]) -> tuple[str, dict[str, str]]:
+    """``(external_subscription_id, transaction_id) IN (VALUES …)`` and its parameters."""
+    placeholders = ",".join(f"(:s{i}, :t{i})" for i in range(len(chunk)))
+    params: dict[str, str] = {}
+    for i, (sub, tx) in enumerate(chunk):
+        params[f"s{i}"], params[f"t{i}"] = sub, tx
+    return f"(external_subscription_id, transaction_id) IN (VALUES {placeholders})", params
+
+
+async def existing(conn: AsyncConnection, keys: list[Key]) -> dict[Key, tuple[str, str]]:
+    """The stored ``(fingerprint, payload)`` of each of ``keys`` that is stored."""
+    found: dict[Key, tuple[str, str]] = {}
+    for start in range(0, len(keys), SQLITE_CHUNK):
+        condition, params = _keys_in(keys[start : start + SQLITE_CHUNK])
+        result = await conn.execute(
+            text(
+                "SELECT external_subscription_id, transaction_id, fingerprint, payload "
+                f"FROM usage_events WHERE {condition}"
+            ),
+            params,
+        )
+        found.update({(s, t): (f, p) for s, t, f, p in result.all()})
+    return found
+
+
+async def delete(conn: AsyncConnection, keys: list[Key]) -> None:
+    """Take back rows this transaction inserted for a request that is refused after all."""
+    for start in range(0, len(keys), SQLITE_CHUNK):
+        condition, params = _keys_in(keys[start : start + SQLITE_CHUNK])
+        await conn.execute(text(f"DELETE FROM usage_events WHERE {condition}"), params)
+
+
+# -- claims and outcomes: the forwarder's statements -------------------------------------------
 
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
@@ -39,27 +222,7 @@ def _where_ids(conn: AsyncConnection, sql: str, ids: list[int], params: dict[str
     return statement, {**params, **extra}
 
 
-class Claimed(NamedTuple):
-    """A claimed outbox row (a tuple: hundreds are built per claim)."""
-
-    id: int
-    external_subscription_id: str
-    transaction_id: str
-    code: str
-    payload: str
-    attempts: int
-    needs_check: int
-    due_at: float = 0.0  # next_attempt_at when claimed: with ``id``, the claim order's key
-
-    @property
-    def key(self) -> tuple[float, int]:
-        return (self.due_at, self.id)
-
-
-_CLAIMED_COLUMNS = (
-    "id, external_subscription_id, transaction_id, code, payload, attempts, needs_check, "
-    "next_attempt_at"
-)
+_CLAIMED_COLUMNS = ", ".join(Claimed._fields)
 _DUE_WHERE = "status = :pending AND next_attempt_at <= :now"
 _DUE_ORDER = " ORDER BY next_attempt_at, id LIMIT :limit"
 _DUE = _DUE_WHERE + _DUE_ORDER
@@ -203,10 +366,10 @@ async def reschedule(
         )
 
 
-_COLUMNS = (
-    "id, external_subscription_id, transaction_id, code, payload, status, attempts, "
-    "accepted_at, next_attempt_at, forwarded_at, last_error, accepted_by"
-)
+# -- inspection and replay: the API's and the CLI's statements ---------------------------------
+
+# What ``describe`` shows: every column but the fingerprint and the check flag.
+_SHOWN = ", ".join(name for name in COLUMNS if name not in ("fingerprint", "needs_check"))
 
 
 def describe(row: Any) -> dict[str, Any]:
@@ -236,7 +399,7 @@ async def find_events(
         params["sub"] = subscription
     async with database.engine.connect() as conn:
         rows = (
-            await conn.execute(text(f"SELECT {_COLUMNS} FROM usage_events WHERE {where}"), params)
+            await conn.execute(text(f"SELECT {_SHOWN} FROM usage_events WHERE {where}"), params)
         ).all()
     return [describe(row) for row in rows]
 
@@ -248,7 +411,7 @@ async def list_dead(
         rows = (
             await conn.execute(
                 text(
-                    f"SELECT {_COLUMNS} FROM usage_events WHERE status = :dead AND id > :after "
+                    f"SELECT {_SHOWN} FROM usage_events WHERE status = :dead AND id > :after "
                     "ORDER BY id LIMIT :limit"
                 ),
                 {"dead": DEAD, "after": after_id, "limit": limit},
@@ -278,6 +441,9 @@ async def replay_dead(conn: AsyncConnection, transaction_ids: list[str] | None) 
             {"pending": PENDING, "now": time.time(), "ids": ids},
         )
     return [row[1] for row in rows]
+
+
+# -- status counts -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -320,3 +486,19 @@ async def status(database: Database, *, with_rate: bool = True) -> OutboxStatus:
             ).scalar_one()
     age = None if oldest is None else max(0.0, now - float(oldest))
     return OutboxStatus(int(pending), age, int(dead), int(recent))
+
+
+# -- retention: forwarded rows leave by id range (``usage.retention``) ------------------------
+
+FIRST_ID = text("SELECT min(id) FROM usage_events WHERE id >= :lo")
+OLDEST_IN_RANGE = text("SELECT min(accepted_at) FROM usage_events WHERE id >= :lo AND id < :hi")
+_DELETE_FORWARDED = text(
+    "DELETE FROM usage_events WHERE id >= :lo AND id < :hi "
+    "AND status = :forwarded AND forwarded_at < :cutoff"
+)
+
+
+async def delete_forwarded(conn: AsyncConnection, lo: int, hi: int, cutoff: float) -> int:
+    """Delete the ids in ``[lo, hi)`` forwarded before ``cutoff``; how many went."""
+    params = {"lo": lo, "hi": hi, "forwarded": FORWARDED, "cutoff": cutoff}
+    return max((await conn.execute(_DELETE_FORWARDED, params)).rowcount or 0, 0)

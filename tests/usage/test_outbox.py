@@ -28,7 +28,7 @@ from gateway.usage.outbox import (
 
 def _row(sub: str, tx: str, content: str = "a") -> OutboxRow:
     payload = f'{{"transaction_id":"{tx}","external_subscription_id":"{sub}","v":"{content}"}}'
-    return OutboxRow(sub, tx, "photo_generation", payload, f"fp-{sub}-{tx}-{content}")
+    return OutboxRow(sub, tx, "photo_generation", payload, f"fp-{sub}-{tx}-{content}", 0, "test")
 
 
 @pytest.fixture(params=[1, 3], ids=["1-writer", "3-writers"])
@@ -43,7 +43,7 @@ async def writer(request: pytest.FixtureRequest, database: Database) -> AsyncIte
 
 async def _submit(writer: OutboxWriter, rows: list[OutboxRow]) -> Stored:
     audit = entry(actor="test", action="usage.events.batch", outcome="accepted")
-    return await writer.submit(rows, "test", audit)
+    return await writer.submit(rows, audit)
 
 
 async def _stored(database: Database) -> dict[tuple[str, str], str]:
@@ -94,7 +94,7 @@ async def test_concurrent_copies_of_one_key_store_it_once(
 def _request(rows: list[OutboxRow]) -> _Request:
     audit = entry(actor="test", action="usage.events.create", outcome="accepted")
     future = asyncio.get_running_loop().create_future()
-    return _Request(rows, "test", audit, future, {row.key for row in rows})
+    return _Request(rows, audit, future, {row.key for row in rows})
 
 
 async def _count(database: Database, table: str) -> int:
