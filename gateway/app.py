@@ -13,19 +13,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import worker
 from gateway.api import router
 from gateway.auth.service import KeyVerifier
 from gateway.config import Settings, load_settings
 from gateway.db import Database
-from gateway.errors import GatewayError, PayloadTooLarge
-from gateway.fastpath import GatewayApp
+from gateway.errors import GatewayError
+from gateway.fastpath import GatewayApp, error_response
 from gateway.finance.app import create_finance_app
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
-from gateway.logging import RequestIdMiddleware, configure_logging, get_logger
+from gateway.logging import configure_logging, get_logger
 from gateway.responses import OrjsonResponse
 from gateway.runtime import Runtime
 from gateway.usage.endpoints import fast_routes as ingest_fast_routes
@@ -149,11 +148,13 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
-    app.serve_fast(ingest_fast_routes, settings.body_max_bytes)
-    app.time_bodies(settings.body_read_timeout_seconds, settings.body_read_total_seconds)
+    app.serve_fast(ingest_fast_routes)
+    app.guard(
+        body_max_bytes=settings.body_max_bytes,
+        chunk_seconds=settings.body_read_timeout_seconds,
+        total_seconds=settings.body_read_total_seconds,
+    )
     app.mount("/finance", create_finance_app(app, settings))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.body_max_bytes)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 
@@ -180,7 +181,7 @@ def create_app_from_env() -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> Response:
-        return OrjsonResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -199,54 +200,4 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("app.unhandled_error", error=type(exc).__name__)
-        return OrjsonResponse(GatewayError().body(), status_code=500)
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413 before any handler reads them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-        seen, too_large, started = 0, False, False
-
-        async def limited() -> Message:
-            nonlocal seen, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    too_large = True
-                    raise PayloadTooLarge(f"body over {self.max_bytes} bytes")
-            return message
-
-        async def guarded(message: Message) -> None:
-            # A route that caught the error while parsing its body (FastAPI answers 400)
-            # does not answer: the refusal is the 413 below.
-            nonlocal started
-            if too_large and not started:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, guarded)
-        except PayloadTooLarge:
-            if started:
-                raise
-        if too_large and not started:
-            await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"body over {self.max_bytes} bytes")
-        await OrjsonResponse(error.body(), status_code=413)(scope, receive, send)
+        return error_response(exc)

@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import RequestTimeout
+from gateway.errors import RequestTimeout, rendered
 from gateway.logging import get_logger
 
 log = get_logger(__name__)
@@ -164,11 +163,6 @@ class _Reading:
         if self.started:
             return
         self.answered = True
-        body = orjson.dumps(RequestTimeout().body())
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
+        headers, body = rendered(RequestTimeout(), (b"connection", b"close"))
         await self._send({"type": "http.response.start", "status": 408, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from gateway.integrations.lago.client import LagoApiError, LagoError, LagoUnavailable
 
 if TYPE_CHECKING:
@@ -162,6 +164,18 @@ class UpstreamUnavailable(GatewayError):
     def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+def rendered(
+    error: GatewayError, *extra: tuple[bytes, bytes]
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The raw headers and JSON body an error is answered with, wherever it is answered:
+    ``content-type``, ``content-length``, ``extra``, then the error's own headers."""
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += extra
+    headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in error.headers.items()]
+    return headers, body
 
 
 def from_lago(exc: LagoError) -> GatewayError:

@@ -73,7 +73,8 @@ async def _echo(body: bytes, runtime: Runtime, principal: Principal) -> Any:
 async def client() -> Any:
     app = GatewayApp()
     app.state.runtime = _Runtime(_Verifier())
-    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)], body_max_bytes=10)
+    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)])
+    app.guard(body_max_bytes=10)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         yield http
@@ -97,6 +98,7 @@ async def test_fast_route_answers(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     response = await client.post("/in", content=body, headers=headers)
     assert response.status_code == status
+    assert len(response.headers["x-request-id"]) == 32  # every answer, errors included
     if content is not None:
         assert response.json() == content
     else:
@@ -123,7 +125,8 @@ async def test_a_streamed_body_over_the_limit_is_refused(client: httpx.AsyncClie
 async def test_a_client_gone_before_its_body_gets_no_answer() -> None:
     app = GatewayApp()
     app.state.runtime = _Runtime(_Verifier())
-    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)], body_max_bytes=10)
+    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)])
+    app.guard(body_max_bytes=10)
     sent: list[Any] = []
 
     async def receive() -> Any:
