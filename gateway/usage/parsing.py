@@ -20,6 +20,8 @@ index. Beyond the shape, an event is refused when Lago could not store or bill i
   metric says ``allow_negative`` (``value_is_out_of_range``).
 
 The size of the whole event is checked by ``UsageIngest`` on the payload Lago receives.
+Field names, which are required, and the limits come from the event's contract,
+``schemas.EventIn``, read once at import: nothing of pydantic runs per event.
 """
 
 from __future__ import annotations
@@ -33,9 +35,23 @@ from typing import Any, NamedTuple
 
 import orjson
 
-MAX_ID_LENGTH = 255
-EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
-DEFAULT_MAX_FUTURE_SECONDS = 86_400.0
+from gateway.usage.schemas import (
+    DEFAULT_MAX_FUTURE_SECONDS,
+    EARLIEST_TIMESTAMP,
+    EventIn,
+    Identifier,
+)
+
+_CONTRACT = EventIn.model_fields
+# The ids of the contract, with their length limits; those the contract requires.
+ID_LIMITS = {
+    name: mark.max_length
+    for name, field in _CONTRACT.items()
+    for mark in field.metadata
+    if isinstance(mark, Identifier)
+}
+REQUIRED = tuple(name for name, field in _CONTRACT.items() if field.is_required())
+(MAX_ID_LENGTH,) = set(ID_LIMITS.values())  # one limit for every id, checked inline
 _SCALARS = (str, int, float)
 # Lago's test for a numeric property (its events' post-validation); ASCII digits only.
 _NUMERIC_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
@@ -273,7 +289,7 @@ def parse_event(raw: Any, received_at: float, rules: EventRules = NO_RULES) -> P
     code = _identifier(raw, "code", errors)
     subscription = _identifier(raw, "external_subscription_id", errors)
     customer = _identifier(raw, "external_customer_id", errors)
-    for name, value in (("transaction_id", transaction_id), ("code", code)):
+    for name, value in (("transaction_id", transaction_id), ("code", code)):  # REQUIRED
         if value is None and name not in errors:
             errors[name] = ["value_is_mandatory"]
     if (

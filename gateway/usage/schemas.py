@@ -1,20 +1,43 @@
-"""Request and response shapes, for the OpenAPI document (the hot path reads raw JSON)."""
+"""Request and response shapes, for the OpenAPI document.
+
+``EventIn`` is the usage event's contract, written once: its fields, their types and which
+are required are what ``/openapi.json`` shows, and the hot-path parser (``parsing``), which
+reads raw JSON without pydantic, takes its field names, required fields and limits from it
+(``Identifier`` marks an id and carries its length limit; pydantic leaves such marks out of
+the schema). ``tests/usage/test_contract.py`` checks that the two agree.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+EARLIEST_TIMESTAMP = 946_684_800  # 2000-01-01T00:00:00Z
+DEFAULT_MAX_FUTURE_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """An id of the event: a string (or an integer), not blank, no NUL, ``max_length`` at most."""
+
+    max_length: int = 255
+
+
+ID = Identifier()
+
 
 class EventIn(BaseModel):
-    transaction_id: str = Field(description="Unique per subscription; resends must reuse it")
-    external_subscription_id: str | None = Field(
+    transaction_id: Annotated[str, ID] = Field(
+        description="Unique per subscription; resends must reuse it"
+    )
+    external_subscription_id: Annotated[str | None, ID] = Field(
         None,
         description="Required unless external_customer_id names a customer with one active subscription",
     )
-    external_customer_id: str | None = None
-    code: str = Field(description="A billable metric code")
+    external_customer_id: Annotated[str | None, ID] = None
+    code: Annotated[str, ID] = Field(description="A billable metric code")
     timestamp: int | float | str | None = Field(
         None,
         description="Unix seconds (number or numeric string) or RFC 3339; default: receive time",

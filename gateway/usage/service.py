@@ -20,13 +20,8 @@ from gateway.integrations.lago.client import LagoError
 from gateway.usage import metrics
 from gateway.usage.lookups import Known, LagoLookups
 from gateway.usage.outbox import OutboxWriter, RowsRefused
-from gateway.usage.parsing import (
-    DEFAULT_MAX_FUTURE_SECONDS,
-    Errors,
-    EventRules,
-    ParsedEvent,
-    parse_event,
-)
+from gateway.usage.parsing import Errors, EventRules, ParsedEvent, parse_event
+from gateway.usage.schemas import DEFAULT_MAX_FUTURE_SECONDS
 from gateway.usage.store import OutboxRow
 
 DEFAULT_EVENT_MAX_BYTES = 8192
