@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-from fastapi import Depends, Request
+from typing import Any
 
 from gateway.auth.service import KeyVerifier
 from gateway.catalog.schemas import Catalog
@@ -32,11 +30,3 @@ class Runtime:
     # Capabilities hang further long-lived pieces here (Stripe client, signers...).
     extras: dict[str, Any] = field(default_factory=dict)
 
-
-async def get_runtime(request: Request) -> Runtime:
-    # async: FastAPI runs a plain ``def`` dependency in a thread pool, on every request.
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

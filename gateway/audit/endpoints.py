@@ -9,8 +9,8 @@ from gateway.audit import service
 from gateway.audit.schemas import AuditEntryOut, AuditPage
 from gateway.auth.dependencies import BillingReader
 from gateway.errors import ValidationFailed
+from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
-from gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/gateway/audit", tags=["audit"])
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.auth.service import Principal, Scope, authenticate, authorize
-from gateway.runtime import RuntimeDep
+from gateway.http.dependencies import RuntimeDep
 
 
 async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:

@@ -17,8 +17,9 @@ from gateway.billing.schemas import (
     WalletUpdate,
 )
 from gateway.billing.service import Billing
+from gateway.http.dependencies import RuntimeDep
 from gateway.responses import OrjsonResponse
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")
 Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]

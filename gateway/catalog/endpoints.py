@@ -13,8 +13,9 @@ from gateway.catalog.loader import load_catalog, resolve_catalog_path
 from gateway.catalog.schemas import Catalog
 from gateway.catalog.service import apply_catalog, metric_codes, metric_rules
 from gateway.errors import NotFound
+from gateway.http.dependencies import RuntimeDep
 from gateway.logging import get_logger
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -16,10 +16,11 @@ from gateway.collection.schemas import (
 )
 from gateway.config import CollectionMode
 from gateway.errors import Conflict, from_stripe
+from gateway.http.dependencies import RuntimeDep
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices.endpoints import invoice_action, read_body
 from gateway.invoices.service import check_id
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/gateway", tags=["collection"])
 # Lago's invoice route that collects: on Lago's surface, beside the other invoice routes.

@@ -12,8 +12,9 @@ from gateway.billing.payloads import body_schema, read_root
 from gateway.customers.linking import StripeLinks
 from gateway.customers.schemas import CustomerCreate
 from gateway.customers.service import Customers
+from gateway.http.dependencies import RuntimeDep
 from gateway.responses import OrjsonResponse
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
 Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]

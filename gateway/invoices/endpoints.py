@@ -15,9 +15,10 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.errors import BadRequest
+from gateway.http.dependencies import RuntimeDep
 from gateway.invoices import export, files, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(tags=["invoices"])
 

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from gateway.http.dependencies import RuntimeDep
 from gateway.logging import get_logger
-from gateway.runtime import RuntimeDep
 
 router = APIRouter(tags=["operations"])
 log = get_logger(__name__)

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Header, Query
 from gateway.audit.service import record
 from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.errors import GatewayError, from_lago
+from gateway.http.dependencies import RuntimeDep
 from gateway.integrations.lago.client import LagoError
 from gateway.packs import balance, service
 from gateway.packs.schemas import PromoCode
 from gateway.responses import OrjsonResponse
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(tags=["token packs"])
 

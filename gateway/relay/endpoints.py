@@ -13,10 +13,11 @@ from gateway.audit.service import record
 from gateway.auth.dependencies import Admin, BillingReader
 from gateway.auth.service import Principal
 from gateway.errors import ValidationFailed
+from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
 from gateway.relay import messages, schemas, service, subscribers
 from gateway.relay.models import DELIVERY_STATUSES, SOURCES, RelayEndpoint
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 
 router = APIRouter(tags=["relay"])
 

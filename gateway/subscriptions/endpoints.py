@@ -9,8 +9,9 @@ from starlette.responses import Response
 
 from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.billing.payloads import body_schema, read_root
+from gateway.http.dependencies import RuntimeDep
 from gateway.responses import OrjsonResponse
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 from gateway.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 from gateway.subscriptions.service import Subscriptions
 

@@ -10,8 +10,9 @@ from gateway.auth.dependencies import Admin, BillingReader, EventsWriter
 from gateway.auth.service import Principal, Scope
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.fastpath import FastRoute, read_json_root
+from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 from gateway.usage import schemas, store
 from gateway.usage.service import UsageIngest
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Request, Response
 from gateway.audit.service import record
 from gateway.auth.dependencies import Admin
 from gateway.errors import Conflict, GatewayError, NotFound, PayloadTooLarge
+from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
-from gateway.runtime import Runtime, RuntimeDep
+from gateway.runtime import Runtime
 from gateway.webhooks import service, store
 from gateway.webhooks.models import DEAD, LAGO, STRIPE
 from gateway.webhooks.schemas import InboundWebhookList, InboundWebhookResponse, WebhookReceipt
