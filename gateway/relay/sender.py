@@ -354,9 +354,8 @@ async def _first(*waits: Coroutine[Any, Any, Any], seconds: float) -> None:
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job entry point, on its own small connection pool: requests holding the shared
     pool's connections must not hold up claims and outcomes."""
-    transport = runtime.extras.get("relay.transport")
     database = Database(runtime.settings.database_url, pool_size=SENDER_POOL_SIZE)
     try:
-        await Sender(runtime.settings, database, transport=transport).run(stop)
+        await Sender(runtime.settings, database).run(stop)
     finally:
         await database.dispose()
