@@ -48,7 +48,7 @@ def without_nulls(value: Any) -> Any:
 
 
 def check(model: type[LagoInput], params: dict[str, Any]) -> None:
-    """Raise 422 naming each wrong field (``value_is_mandatory``/``value_is_invalid``), Lago-style."""
+    """Raise 422 naming each wrong field with Lago's codes (``value_is_mandatory`` …)."""
     try:
         model.model_validate(params)
     except ValidationError as exc:
@@ -83,7 +83,7 @@ def required_query(params: list[tuple[str, str]], name: str) -> str:
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a JSON body the endpoint reads itself (nested models inlined)."""
+    """``openapi_extra`` for a JSON body the endpoint reads itself (nested models inlined)."""
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
     return {

@@ -1,4 +1,7 @@
-"""What the gateway checks in subscription bodies before Lago sees them (the rest passes through)."""
+"""What the gateway checks in subscription bodies before Lago sees them.
+
+Everything not checked here passes through to Lago as sent.
+"""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class Subscriptions:
     async def update(
         self, external_id: str, params: dict[str, Any], query: Params, actor: str
     ) -> dict[str, Any]:
-        """Update name, end date, start (pending only) or overrides; ``?status=`` picks the record."""
+        """Update name, end date, start (pending only) or overrides; ``?status=`` picks one."""
         change = Write(actor, "subscriptions.update", external_id)
         try:
             check(SubscriptionChanges, params)

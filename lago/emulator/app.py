@@ -129,7 +129,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _contract_middleware(state: EmulatorState, allow_nulls: bool) -> Middleware:
-    # Imported here: openapi-core is a test dependency; `gateway serve` runs the emulator without it.
+    # Imported here: openapi-core is a test dependency, and `gateway serve` runs the emulator
+    # without it.
     from .contract import load_spec, missing_spec_reason
     from .recorder import ContractRecorder
 

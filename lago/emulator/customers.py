@@ -218,9 +218,9 @@ _LIST_FILTERS = (
 
 
 async def index(request: Request) -> Response:
-    """GET /customers (oldest first: Lago lists newest first) with CustomersQuery's ``external_id``, ``currencies[]``,
-    ``countries[]``, ``states[]``, ``zipcodes[]``, ``account_type[]`` and ``search_term``
-    (app/queries/customers_query.rb)."""
+    """GET /customers (oldest first: Lago lists newest first) with CustomersQuery's
+    ``external_id``, ``currencies[]``, ``countries[]``, ``states[]``, ``zipcodes[]``,
+    ``account_type[]`` and ``search_term`` (app/queries/customers_query.rb)."""
     found = list(state_of(request).customers.values())
     query = request.query_params
     if query.get("external_id"):

@@ -27,7 +27,8 @@ SELECT 'sub_' || (g % 50), 'fw-' || g, 'photo_generation',
         'code', 'photo_generation', 'timestamp', 1756684800 + g % 86400,
         'properties', jsonb_build_object('model', 'flux-1', 'seconds', g % 7 + 1))::text,
     md5(g::text), 0, 'bench', 'pending', 0, t, t
-FROM generate_series(1, {count}) AS g, LATERAL (SELECT extract(epoch FROM now()) + g * 1e-6 AS t) AS n
+FROM generate_series(1, {count}) AS g,
+    LATERAL (SELECT extract(epoch FROM now()) + g * 1e-6 AS t) AS n
 """
 
 

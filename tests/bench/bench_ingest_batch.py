@@ -62,10 +62,14 @@ def _values(prefix: str, n: int, now: float) -> str:
     tx = f"{prefix}{n}"
     payload = (
         f'{{"transaction_id":"{tx}","external_subscription_id":"{sub}","code":"{METRIC_CODE}",'
-        f'"timestamp":{BASE_TS + n % 86400},"properties":{{"model":"flux-1","seconds":{n % 7 + 1}}}}}'
+        f'"timestamp":{BASE_TS + n % 86400},'
+        f'"properties":{{"model":"flux-1","seconds":{n % 7 + 1}}}}}'
     )
     fingerprint = f"{n:032x}"
-    return f"('{sub}','{tx}','{METRIC_CODE}','{payload}','{fingerprint}',0,'bench','pending',0,{now},{now})"
+    return (
+        f"('{sub}','{tx}','{METRIC_CODE}','{payload}','{fingerprint}',"
+        f"0,'bench','pending',0,{now},{now})"
+    )
 
 
 async def baseline_insert(url: str, connections: int, per: int, seconds: float) -> float:

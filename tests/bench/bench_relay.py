@@ -282,7 +282,8 @@ def main() -> None:
     )
     print(
         f"relay drain ({args.messages:,} messages, durable PostgreSQL): "
-        f"{result['drain_rate']:,.0f} deliveries/s ({result['drain_rate'] / base:.0%} of baseline), "
+        f"{result['drain_rate']:,.0f} deliveries/s "
+        f"({result['drain_rate'] / base:.0%} of baseline), "
         f"{result['drain_cpu_ms']:.2f} ms CPU each, {result['duplicates']} duplicates"
     )
     print(

@@ -296,7 +296,8 @@ def print_soak(result: dict[str, Any], options: argparse.Namespace) -> bool:
         f"{options.error_rate:.0%} + {options.outage:.0f} s outage, gateway SIGKILLed twice"
     )
     print(
-        f"  ingest {result['ingest_seconds']:.0f} s ({result['events'] / result['ingest_seconds']:,.0f}"
+        f"  ingest {result['ingest_seconds']:.0f} s "
+        f"({result['events'] / result['ingest_seconds']:,.0f}"
         f" events/s acknowledged), drain after the last ack {result['drain_seconds']:.0f} s, "
         f"{result['requests']:,} batch requests ({result['retried_requests']:,} retried while "
         f"the gateway was down)"

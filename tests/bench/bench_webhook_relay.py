@@ -4,8 +4,9 @@ the same run with every handler succeeding.
 Durable PostgreSQL; ``gateway serve --workers 2 --no-worker`` takes the webhooks; one worker
 process (``webhook_gateway``: ``gateway worker`` where every webhook also runs a 5 ms handler
 that succeeds, or fails as when Lago is down, so each is retried on a schedule) relays and
-handles; a subscriber in its own process verifies each signature (``bench_relay``'s receiver). This process posts HMAC-signed Lago webhooks at a steady rate
-and takes receipt as the moment just before each POST; delivery is the subscriber's receipt.
+handles; a subscriber in its own process verifies each signature (``bench_relay``'s
+receiver). This process posts HMAC-signed Lago webhooks at a steady rate and takes receipt
+as the moment just before each POST; delivery is the subscriber's receipt.
 
     .venv/bin/python -m tests.bench.bench_webhook_relay [--rate 1000] [--seconds 10]
 """
@@ -223,7 +224,8 @@ def main() -> None:
         label = "every handler succeeding" if run.mode == "succeed" else "every handler failing"
         print(
             f"{label}: {run.delivered}/{run.sent} relayed (posted at {run.send_rate:.0f}/s), "
-            f"receipt-to-delivery p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, max {run.max:.1f} ms; "
+            f"receipt-to-delivery p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, "
+            f"max {run.max:.1f} ms; "
             f"handlers: {run.handled} handled, {run.handler_failures} failed runs, "
             f"{run.waiting} waiting to retry"
         )

@@ -22,7 +22,9 @@ async def test_wallet_top_up_and_transactions_follow_lagos_rules(gateway: Gatewa
     wallet_id = created["lago_id"]
     assert gateway.emulator.wallets[wallet_id]["external_customer_id"] == "acme"
     topped = ok(await gateway.client.post("/api/v1/wallet_transactions", json={
-        "wallet_transaction": {"wallet_id": wallet_id, "paid_credits": "20", "granted_credits": "5"}},
+        "wallet_transaction": {
+            "wallet_id": wallet_id, "paid_credits": "20", "granted_credits": "5"
+        }},
         headers=writer))["wallet_transactions"]
     assert {(t["transaction_status"], t["status"]) for t in topped} == {
         ("purchased", "pending"), ("granted", "settled")}

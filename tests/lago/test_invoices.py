@@ -1,4 +1,4 @@
-"""Invoices issued by the test's hand, listed with Lago's filters, driven through their lifecycle."""
+"""Invoices issued by the test, listed with Lago's filters, driven through their lifecycle."""
 
 from __future__ import annotations
 

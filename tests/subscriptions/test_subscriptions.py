@@ -71,8 +71,10 @@ async def test_terminate_with_lagos_options_and_cancel_a_pending_downgrade(
     ended = ok(await gateway.client.delete(
         "/api/v1/subscriptions/sub_acme?on_termination_invoice=skip", headers=writer))
     assert ended["subscription"]["status"] == "terminated"
-    assert gateway.emulator.subscription("sub_acme", "terminated")["on_termination_invoice"] == "skip"
-    assert [o for o in outcomes(await audit_rows(gateway)) if o[0] == "subscriptions.terminate"] == [
+    terminated = gateway.emulator.subscription("sub_acme", "terminated")
+    assert terminated["on_termination_invoice"] == "skip"
+    rows = outcomes(await audit_rows(gateway))
+    assert [o for o in rows if o[0] == "subscriptions.terminate"] == [
         ("subscriptions.terminate", "success", "lago", 200),
         ("subscriptions.terminate", "rejected", None, 422),
         ("subscriptions.terminate", "success", "lago", 200),
@@ -100,7 +102,8 @@ async def test_an_unknown_plan_is_lagos_404_and_creates_nothing(gateway: Gateway
     assert response.status_code == 404
     assert response.json() == {"status": 404, "error": "Not Found", "code": "plan_not_found"}
     assert gateway.emulator.subscriptions == {} and gateway.emulator.customers == {}
-    assert outcomes(await audit_rows(gateway)) == [("subscriptions.create", "rejected", "lago", 404)]
+    rows = outcomes(await audit_rows(gateway))
+    assert rows == [("subscriptions.create", "rejected", "lago", 404)]
 
 
 async def test_missing_fields_are_named_before_lago_is_called(gateway: Gateway) -> None:
