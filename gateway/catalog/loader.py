@@ -176,6 +176,20 @@ def _message(err: Any) -> str:
 
 def cross_check(catalog: Catalog) -> list[tuple[Loc, str]]:
     """Problems between sections: unique codes, references, allowances, pack prices."""
+    problems = _duplicate_codes(catalog)
+    metrics = {m.code: m for m in catalog.billable_metrics}
+    for index, plan in enumerate(catalog.plans):
+        problems += _check_plan(("plans", index), plan, metrics)
+    problems += _check_coupons(catalog, set(metrics))
+    for name, cost in catalog.token_costs.items():
+        if cost.metric not in metrics:
+            loc: Loc = ("token_costs", name, "metric")
+            problems.append((loc, f"unknown billable metric {cost.metric!r}"))
+    problems += _check_packs(catalog)
+    return problems
+
+
+def _duplicate_codes(catalog: Catalog) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     for section in ("billable_metrics", "plans", "coupons", "token_packs"):
         seen: set[str] = set()
@@ -183,10 +197,12 @@ def cross_check(catalog: Catalog) -> list[tuple[Loc, str]]:
             if item.code in seen:
                 problems.append(((section, index, "code"), f"duplicate code {item.code!r}"))
             seen.add(item.code)
-    metrics = {m.code: m for m in catalog.billable_metrics}
+    return problems
+
+
+def _check_coupons(catalog: Catalog, metrics: set[str]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
     plans = {p.code for p in catalog.plans}
-    for index, plan in enumerate(catalog.plans):
-        problems += _check_plan(("plans", index), plan, metrics)
     for index, coupon in enumerate(catalog.coupons):
         applies = coupon.applies_to
         for code in applies.plan_codes if applies else []:
@@ -197,11 +213,6 @@ def cross_check(catalog: Catalog) -> list[tuple[Loc, str]]:
             if code not in metrics:
                 loc = ("coupons", index, "applies_to", "billable_metric_codes")
                 problems.append((loc, f"unknown billable metric {code!r}"))
-    for name, cost in catalog.token_costs.items():
-        if cost.metric not in metrics:
-            loc = ("token_costs", name, "metric")
-            problems.append((loc, f"unknown billable metric {cost.metric!r}"))
-    problems += _check_packs(catalog)
     return problems
 
 

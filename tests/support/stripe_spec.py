@@ -79,19 +79,8 @@ def _convert(node: Any, *, form: bool) -> Any:
         return node
     schema: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROPPED:
-            continue
-        if key == "properties":
-            schema[key] = {name: _convert(sub, form=form) for name, sub in value.items()}
-        elif key in ("items", "additionalProperties", "not"):
-            schema[key] = _convert(value, form=form)
-        elif key in ("anyOf", "oneOf", "allOf"):
-            # oneOf read as anyOf: Stripe's alternatives overlap ("" is also a string).
-            schema["allOf" if key == "allOf" else "anyOf"] = [
-                _convert(sub, form=form) for sub in value
-            ]
-        else:
-            schema[key] = value
+        if key not in _DROPPED:
+            schema.update(_convert_key(key, value, form))
     if "properties" in schema and "additionalProperties" not in schema:
         schema["additionalProperties"] = False
     if isinstance(schema.get("$ref"), str):
@@ -101,6 +90,17 @@ def _convert(node: Any, *, form: bool) -> Any:
     if schema.pop("nullable", False):
         schema = _nullable(schema)
     return schema
+
+
+def _convert_key(key: str, value: Any, form: bool) -> dict[str, Any]:
+    if key == "properties":
+        return {key: {name: _convert(sub, form=form) for name, sub in value.items()}}
+    if key in ("items", "additionalProperties", "not"):
+        return {key: _convert(value, form=form)}
+    if key in ("anyOf", "oneOf", "allOf"):
+        # oneOf read as anyOf: Stripe's alternatives overlap ("" is also a string).
+        return {"allOf" if key == "allOf" else "anyOf": [_convert(sub, form=form) for sub in value]}
+    return {key: value}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
