@@ -1,4 +1,6 @@
-"""Background workers: every capability's job, run until asked to stop."""
+"""Background workers: every capability's job, run until asked to stop, and the table of
+webhook handlers the webhook processor runs (the one place a capability's handler is wired:
+``gateway.webhooks`` knows no capability, the capabilities know no processor)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import os
 from collections.abc import Awaitable, Callable
 
 from gateway.collection import collector, reconciler
+from gateway.collection import handlers as collection
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
+from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
 from gateway.relay import retention as relay_retention
 from gateway.relay import sender as relay_sender
@@ -16,15 +20,43 @@ from gateway.runtime import Runtime
 from gateway.usage import forwarder, retention
 from gateway.webhooks import processor as webhooks_processor
 from gateway.webhooks import retention as webhooks_retention
+from gateway.webhooks.handlers import HandlerTable, Route
 
 log = get_logger(__name__)
 
 Job = Callable[[Runtime, asyncio.Event], Awaitable[None]]
 
+# (source, event type pattern, handler): every handler the gateway runs on inbound webhooks.
+WEBHOOK_HANDLERS = HandlerTable(
+    [
+        Route("lago", "invoice.created", collection.on_invoice_issued),
+        Route("lago", "invoice.paid_credit_added", collection.on_invoice_issued),
+        Route("lago", "invoice.one_off_created", collection.on_invoice_issued),
+        Route("lago", "invoice.voided", collection.on_invoice_settled),
+        Route("lago", "invoice.payment_status_updated", collection.on_invoice_settled),
+        Route("lago", "credit_note.created", collection.on_credit_note),
+        Route("stripe", "payment_intent.*", collection.on_payment_intent),
+        Route("stripe", "checkout.session.*", collection.on_checkout_session),
+        Route("stripe", "setup_intent.succeeded", collection.on_setup_intent),
+        Route("stripe", "charge.refunded", collection.on_charge_refunded),
+        Route("stripe", "charge.refund.updated", collection.on_refund),
+        Route("stripe", "refund.*", collection.on_refund),
+        Route("stripe", "charge.dispute.*", collection.on_dispute),
+        Route("lago", "wallet_transaction.updated", packs.on_wallet_transaction),
+        Route("lago", "invoice.payment_status_updated", packs.on_credit_invoice),
+    ]
+)
+
+
+async def process_webhooks(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The webhook processor, running ``WEBHOOK_HANDLERS``."""
+    await webhooks_processor.run(runtime, stop, WEBHOOK_HANDLERS)
+
+
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forwarder.run),
     ("usage.retention", retention.run),
-    ("webhooks.processor", webhooks_processor.run),
+    ("webhooks.processor", process_webhooks),
     ("webhooks.retention", webhooks_retention.run),
     ("relay.sender", relay_sender.run),
     ("relay.retention", relay_retention.run),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from gateway.collection import charger, dunning, handlers, lago_sync, mode, refunds, service
+from gateway.collection import charger, dunning, lago_sync, mode, refunds, service
 from gateway.collection import store as rows
 from gateway.collection.models import Collection, CollectionRefund
 from gateway.jobs import idle, log_failure
@@ -78,7 +78,6 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job entry point: a pass every few seconds, or at once when woken."""
-    handlers.install()  # the webhook handlers run in this process's webhook processor
     wake = service.wake_event(runtime)
     while not stop.is_set():
         try:

@@ -1,4 +1,4 @@
-"""What collection does with inbound webhooks (registered with ``gateway.webhooks.handlers``).
+"""What collection does with inbound webhooks (listed in ``gateway.worker.WEBHOOK_HANDLERS``).
 
 Lago says an invoice exists, was voided or paid, or a credit note refunds; Stripe says a
 PaymentIntent, Checkout Session, SetupIntent, refund or dispute changed. Stripe's events
@@ -21,7 +21,6 @@ from gateway.customers import store as links
 from gateway.invoices import service as invoices
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
-from gateway.webhooks.handlers import register
 from gateway.webhooks.models import InboundWebhook
 
 log = get_logger(__name__)
@@ -173,22 +172,3 @@ async def on_dispute(runtime: Runtime, inbound: InboundWebhook, payload: Any) ->
     dispute_id = _object(payload).get("id")
     if dispute_id and mode.enabled(runtime):
         await refunds.dispute_changed(runtime, str(dispute_id), actor=STRIPE_ACTOR)
-
-
-def install() -> None:
-    """Register every collection handler (idempotent)."""
-    for kind in ("invoice.created", "invoice.paid_credit_added", "invoice.one_off_created"):
-        register("lago", kind, on_invoice_issued)
-    register("lago", "invoice.voided", on_invoice_settled)
-    register("lago", "invoice.payment_status_updated", on_invoice_settled)
-    register("lago", "credit_note.created", on_credit_note)
-    register("stripe", "payment_intent.*", on_payment_intent)
-    register("stripe", "checkout.session.*", on_checkout_session)
-    register("stripe", "setup_intent.succeeded", on_setup_intent)
-    register("stripe", "charge.refunded", on_charge_refunded)
-    register("stripe", "charge.refund.updated", on_refund)
-    register("stripe", "refund.*", on_refund)
-    register("stripe", "charge.dispute.*", on_dispute)
-
-
-install()

@@ -1,4 +1,4 @@
-"""What token packs do with Lago's webhooks (registered with ``gateway.webhooks.handlers``).
+"""What token packs do with Lago's webhooks (listed in ``gateway.worker.WEBHOOK_HANDLERS``).
 
 A pack's paid top-up settled or failed (``wallet_transaction.updated``), or its credit
 invoice's payment changed (``invoice.payment_status_updated``): grant or withhold the
@@ -12,7 +12,6 @@ from typing import Any
 
 from gateway.packs import settlement
 from gateway.runtime import Runtime
-from gateway.webhooks.handlers import register
 from gateway.webhooks.models import InboundWebhook
 
 ACTOR = "webhook:lago"
@@ -51,12 +50,3 @@ async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: 
         via="webhook",
         recheck_soon=True,
     )
-
-
-def install() -> None:
-    """Register the token pack handlers (idempotent)."""
-    register("lago", "wallet_transaction.updated", on_wallet_transaction)
-    register("lago", "invoice.payment_status_updated", on_credit_invoice)
-
-
-install()

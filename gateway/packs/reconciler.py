@@ -16,7 +16,7 @@ from datetime import datetime
 from gateway.db import utcnow
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
-from gateway.packs import handlers, settlement
+from gateway.packs import settlement
 from gateway.packs.settlement import Owed
 from gateway.runtime import Runtime
 
@@ -75,7 +75,6 @@ async def run_once(runtime: Runtime, now: datetime | None = None) -> dict[str, i
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job entry point."""
-    handlers.install()  # the webhook handlers run in this process's webhook processor
     while not stop.is_set():
         try:
             await run_once(runtime)

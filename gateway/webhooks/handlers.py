@@ -1,17 +1,19 @@
-"""What other capabilities do with inbound webhooks: a registry of handlers by source and type.
+"""What other capabilities do with inbound webhooks: a table of handlers by source and type.
 
-``register("stripe", "payment_intent.*", handler)``; a handler is
-``async def handler(runtime, inbound, payload) -> None``. Handlers run in the background
-before the webhook becomes a relay message; one that raises sends the webhook back to the
-queue (retried with backoff, not relayed until every handler has succeeded). A webhook may
-be handled more than once (a crash after the handler, an expired lease), so handlers must
-be idempotent: key what they write on ``inbound.source`` and ``inbound.provider_event_id``.
+``Route("stripe", "payment_intent.*", handler)``; a handler is
+``async def handler(runtime, inbound, payload) -> None``. The gateway's table is
+``gateway.worker.WEBHOOK_HANDLERS`` (this package knows no capability that handles
+webhooks); the processor is given it. Handlers run in the background before the webhook
+becomes a relay message; one that raises sends the webhook back to the queue (retried with
+backoff, not relayed until every handler has succeeded). A webhook may be handled more
+than once (a crash after the handler, an expired lease), so handlers must be idempotent:
+key what they write on ``inbound.source`` and ``inbound.provider_event_id``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,10 @@ Handler = Callable[["Runtime", "InboundWebhook", dict[str, Any]], Awaitable[None
 
 
 @dataclass(frozen=True)
-class Registration:
+class Route:
+    """Call ``handler`` for webhooks from ``source`` (``lago``, ``stripe``, ``*``) whose type
+    matches ``type_pattern`` (``invoice.created``, ``invoice.*``, ``*``)."""
+
     source: str
     type_pattern: str
     handler: Handler
@@ -34,23 +39,13 @@ class Registration:
         )
 
 
-_registry: list[Registration] = []
+class HandlerTable:
+    """Every (source, type pattern, handler) a processor runs, in order; a route listed
+    twice counts once."""
 
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes: tuple[Route, ...] = tuple(dict.fromkeys(routes))
 
-def register(source: str, type_pattern: str, handler: Handler) -> Handler:
-    """Call ``handler`` for webhooks from ``source`` (``lago``, ``stripe``, ``*``) whose type
-    matches ``type_pattern`` (``invoice.created``, ``invoice.*``, ``*``). Returns the handler."""
-    registration = Registration(source, type_pattern, handler)
-    if registration not in _registry:
-        _registry.append(registration)
-    return handler
-
-
-def unregister(handler: Handler) -> None:
-    """Remove every registration of ``handler``."""
-    _registry[:] = [r for r in _registry if r.handler is not handler]
-
-
-def matching(source: str, event_type: str) -> list[Handler]:
-    """The handlers for one webhook, in registration order."""
-    return [r.handler for r in _registry if r.matches(source, event_type)]
+    def matching(self, source: str, event_type: str) -> list[Handler]:
+        """The handlers for one webhook, in table order."""
+        return [r.handler for r in self.routes if r.matches(source, event_type)]

@@ -7,7 +7,8 @@ processes share the inbox; a SIGKILL only delays a row until its lease ends), an
 task per webhook. A slow handler holds only its own webhook: the loop keeps claiming while
 up to ``HANDLER_CONCURRENCY`` run, and settles what finished in group commits.
 
-Per webhook, every matching handler runs (concurrently, each under ``HANDLER_TIMEOUT_SECONDS``);
+The handlers are the processor's table (``handlers.HandlerTable``, the gateway's is
+``gateway.worker.WEBHOOK_HANDLERS``). Per webhook, every matching handler runs (concurrently, each under ``HANDLER_TIMEOUT_SECONDS``);
 the ones that succeed are remembered (``handlers_done``) so a retry runs only the others.
 A transient failure (``failures.is_transient``) retries with exponential backoff up to
 ``MAX_ATTEMPTS``; a permanent one, or the last attempt, makes the row ``dead`` with its
@@ -78,12 +79,14 @@ class Processor:
     def __init__(
         self,
         runtime: Runtime,
+        table: handlers.HandlerTable,
         *,
         batch_size: int = BATCH_SIZE,
         concurrency: int = HANDLER_CONCURRENCY,
         handler_timeout: float = HANDLER_TIMEOUT_SECONDS,
     ) -> None:
         self.runtime = runtime
+        self.table = table
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.handler_timeout = handler_timeout
@@ -125,7 +128,7 @@ class Processor:
         for row in claimed:
             matched = [
                 handler
-                for handler in handlers.matching(row.source, row.event_type)
+                for handler in self.table.matching(row.source, row.event_type)
                 if handler_name(handler) not in row.handlers_done
             ]
             if matched:
@@ -311,6 +314,6 @@ class Processor:
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
 
 
-async def run(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Worker job entry point."""
-    await Processor(runtime).run(stop)
+async def run(runtime: Runtime, stop: asyncio.Event, table: handlers.HandlerTable) -> None:
+    """Worker job entry point: run the handlers of ``table``."""
+    await Processor(runtime, table).run(stop)

@@ -14,12 +14,13 @@ from typing import Any
 
 import uvicorn
 
+from gateway import worker
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.integrations.lago.client import LagoUnavailable
 from gateway.logging import configure_logging
 from gateway.serving import CoalescingHttpToolsProtocol
-from gateway.webhooks import handlers
+from gateway.webhooks.handlers import HandlerTable, Route
 
 HANDLER_SECONDS = 0.005
 
@@ -39,13 +40,14 @@ def main() -> None:
     parser.add_argument("--handlers", choices=("succeed", "fail", "none"), required=True)
     args = parser.parse_args()
     if args.handlers != "none":
-        handlers.register("*", "*", succeed if args.handlers == "succeed" else fail)
+        extra = Route("*", "*", succeed if args.handlers == "succeed" else fail)
+        worker.WEBHOOK_HANDLERS = HandlerTable([extra, *worker.WEBHOOK_HANDLERS.routes])
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     if args.port is None:
         from gateway.cli import main as gateway
 
-        gateway(["worker"])  # ``gateway worker``, with the handler above registered
+        gateway(["worker"])  # ``gateway worker``, with the handler above in its table
         return
     app = create_app(settings, run_workers=True, server_gc=True)
     uvicorn.run(

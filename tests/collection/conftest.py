@@ -20,6 +20,7 @@ from gateway.collection import collector
 from gateway.collection.models import Collection
 from gateway.customers import store as links
 from gateway.webhooks.processor import Processor
+from gateway.worker import WEBHOOK_HANDLERS
 from lago.emulator import EmulatorState
 from lago.emulator.customers import upsert_customer
 from lago.emulator.webhook_endpoints import create_endpoint
@@ -89,7 +90,7 @@ class Harness:
 
     async def process(self) -> int:
         handled = 0
-        processor = Processor(self.gw.runtime)
+        processor = Processor(self.gw.runtime, WEBHOOK_HANDLERS)
         while count := await processor.process_due():
             handled += count
         return handled

@@ -80,9 +80,12 @@ async def test_killed_worker_and_replayed_events_make_one_charge(
 
 async def _process_leased(harness: Harness) -> int:
     from gateway.webhooks.processor import Processor
+    from gateway.worker import WEBHOOK_HANDLERS
 
     handled = 0
-    while count := await Processor(harness.gw.runtime).process_due(now=time.time() + LATER):
+    while count := await Processor(harness.gw.runtime, WEBHOOK_HANDLERS).process_due(
+        now=time.time() + LATER
+    ):
         handled += count
     await harness.settle(now=time.time() + LATER)
     return handled

@@ -15,6 +15,7 @@ from gateway.integrations.lago.client import LagoClient
 from gateway.packs import handlers, reconciler, settlement
 from gateway.runtime import Runtime
 from gateway.webhooks.processor import Processor
+from gateway.worker import WEBHOOK_HANDLERS
 from lago.emulator import EmulatorState
 from tests.conftest import LAGO_KEY, LAGO_URL, Gateway
 from tests.packs.conftest import bonuses, buy, pay, purchase_row, reconcile, rows
@@ -103,7 +104,7 @@ async def test_signed_lago_webhooks_grant_the_bonus_once(hooked_shop: Gateway) -
     await pay(shop, bought["lago_invoice_id"])
     sent = await shop.emulator.deliver_webhooks(shop.client)
     [settled] = [w for w in sent if w.webhook_type == "wallet_transaction.updated"]
-    processor = Processor(shop.runtime)
+    processor = Processor(shop.runtime, WEBHOOK_HANDLERS)
 
     await processor.process_due()
     # The same news again under a new unique key (a manual resend), and any busy retries.

@@ -17,6 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 
+from gateway.webhooks.handlers import Handler, HandlerTable, Route
+from gateway.worker import WEBHOOK_HANDLERS
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
 from tests.conftest import LAGO_KEY, LAGO_URL, Gateway, make_settings, start_gateway
@@ -91,6 +93,26 @@ def lago_body(webhook_type: str = "invoice.created", lago_id: str = "inv_1") -> 
         "invoice": invoice,
     }
     return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+class HandlerSet:
+    """The handler table a test's processor runs: the gateway's own, then the test's routes."""
+
+    def __init__(self) -> None:
+        self.added: list[Route] = []
+
+    def add(self, source: str, type_pattern: str, handler: Handler) -> None:
+        self.added.append(Route(source, type_pattern, handler))
+
+    @property
+    def table(self) -> HandlerTable:
+        return HandlerTable([*WEBHOOK_HANDLERS.routes, *self.added])
+
+
+@pytest.fixture
+def registered() -> HandlerSet:
+    """Handlers a test adds to the gateway's table (given to its processors explicitly)."""
+    return HandlerSet()
 
 
 class CountingTransport(httpx.AsyncBaseTransport):

@@ -347,8 +347,9 @@ async def test_unconfigured_hmac_key_refuses_every_hmac_webhook(database_url: st
 
 async def _process(hooks: Hooks) -> None:
     from gateway.webhooks.processor import Processor
+    from gateway.worker import WEBHOOK_HANDLERS
 
-    while await Processor(hooks.gateway.runtime).process_due():
+    while await Processor(hooks.gateway.runtime, WEBHOOK_HANDLERS).process_due():
         pass
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -16,14 +15,16 @@ from sqlalchemy import text
 from gateway.errors import UpstreamUnavailable
 from gateway.integrations.lago.client import LagoApiError, LagoUnavailable
 from gateway.relay import subscribers
-from gateway.webhooks import handlers, processor, store
+from gateway.webhooks import processor, store
 from gateway.webhooks.failures import is_transient
 from gateway.webhooks.inbox import message_id
 from gateway.webhooks.models import InboundWebhook
 from gateway.webhooks.processor import LEASE_SECONDS, Processor, handler_name
+from gateway.worker import WEBHOOK_HANDLERS
 from tests.webhooks.conftest import (
     LAGO_PATH,
     STRIPE_PATH,
+    HandlerSet,
     Hooks,
     lago_body,
     lago_headers,
@@ -31,8 +32,6 @@ from tests.webhooks.conftest import (
     stripe_header,
 )
 from tests.webhooks.test_lago_inbound import _process
-
-Handler = Any
 
 
 async def _post_lago(hooks: Hooks, lago_id: str = "inv_1", key: str = "uk_1") -> None:
@@ -47,15 +46,6 @@ async def _post_stripe(hooks: Hooks, event_id: str = "evt_1") -> None:
         STRIPE_PATH, content=body, headers={"Stripe-Signature": stripe_header(body)}
     )
     assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-async def registered() -> AsyncIterator[list[Any]]:
-    """Handlers a test registers; removed afterwards."""
-    added: list[Any] = []
-    yield added
-    for handler in added:
-        handlers.unregister(handler)
 
 
 async def _subscribe(hooks: Hooks, pattern: str = "*") -> None:
@@ -123,10 +113,10 @@ async def test_a_resent_webhook_is_stored_and_relayed_once(hooks: Hooks) -> None
 async def test_handling_the_same_webhook_twice_still_makes_one_message(hooks: Hooks) -> None:
     await _post_lago(hooks)
     runtime = hooks.gateway.runtime
-    first = Processor(runtime)
+    first = Processor(runtime, WEBHOOK_HANDLERS)
     assert await first.step() == 1
     # A second worker claims the same row after the first one's lease ran out.
-    second = Processor(runtime)
+    second = Processor(runtime, WEBHOOK_HANDLERS)
     assert await second.step(now=time.time() + LEASE_SECONDS + 1) == 1
     await asyncio.gather(first.drain(), second.drain())
 
@@ -136,20 +126,23 @@ async def test_handling_the_same_webhook_twice_still_makes_one_message(hooks: Ho
 
 
 async def test_webhook_claimed_by_a_killed_worker_is_handled_after_the_lease(
-    hooks: Hooks, registered: list[Handler]
+    hooks: Hooks, registered: HandlerSet
 ) -> None:
     calls: list[str] = []
 
     async def count(runtime: Any, inbound: InboundWebhook, payload: dict[str, Any]) -> None:
         calls.append(inbound.provider_event_id)
 
-    registered.append(handlers.register("stripe", "*", count))
+    registered.add("stripe", "*", count)
     await _post_stripe(hooks)
     runtime = hooks.gateway.runtime
     lost = await store.claim_due(runtime.database, 10, LEASE_SECONDS)  # the worker dies here
 
-    assert await Processor(runtime).process_due() == 0
-    assert await Processor(runtime).process_due(now=time.time() + LEASE_SECONDS + 1) == 1
+    assert await Processor(runtime, registered.table).process_due() == 0
+    assert (
+        await Processor(runtime, registered.table).process_due(now=time.time() + LEASE_SECONDS + 1)
+        == 1
+    )
 
     rows = await hooks.inbound()
     assert len(lost) == 1
@@ -159,7 +152,7 @@ async def test_webhook_claimed_by_a_killed_worker_is_handled_after_the_lease(
 
 
 async def test_transient_failure_retries_on_a_schedule_and_reruns_only_the_failed_handler(
-    hooks: Hooks, registered: list[Handler]
+    hooks: Hooks, registered: HandlerSet
 ) -> None:
     await _subscribe(hooks)
     calls: list[str] = []
@@ -175,23 +168,21 @@ async def test_transient_failure_retries_on_a_schedule_and_reruns_only_the_faile
     async def invoices_only(runtime: Any, inbound: InboundWebhook, payload: dict[str, Any]) -> None:
         raise AssertionError("not for Stripe's payment intents")
 
-    registered += [
-        handlers.register("stripe", "payment_intent.*", flaky),
-        handlers.register("stripe", "payment_intent.*", steady),
-        handlers.register("lago", "invoice.*", invoices_only),
-    ]
+    registered.add("stripe", "payment_intent.*", flaky)
+    registered.add("stripe", "payment_intent.*", steady)
+    registered.add("lago", "invoice.*", invoices_only)
     transient_before = _sample(
         "gateway_webhooks_inbound_handle_failures_total", source="stripe", kind="transient"
     )
     await _post_stripe(hooks)
     runtime = hooks.gateway.runtime
 
-    await Processor(runtime).process_due()
+    await Processor(runtime, registered.table).process_due()
     after_failure = await hooks.rows(
         "SELECT status, attempts, last_error, handlers_done, next_attempt_at FROM inbound_webhooks"
     )
-    assert await Processor(runtime).process_due() == 0, "backing off"
-    await Processor(runtime).process_due(now=time.time() + 600)
+    assert await Processor(runtime, registered.table).process_due() == 0, "backing off"
+    await Processor(runtime, registered.table).process_due(now=time.time() + 600)
 
     assert [(r.status, r.attempts) for r in after_failure] == [("received", 1)]
     assert "LagoUnavailable: connection refused" in after_failure[0].last_error
@@ -220,17 +211,17 @@ async def test_transient_failure_retries_on_a_schedule_and_reruns_only_the_faile
     ],
 )
 async def test_permanent_failure_goes_dead_at_once_with_its_reason(
-    hooks: Hooks, registered: list[Handler], error: Exception, reason: str
+    hooks: Hooks, registered: HandlerSet, error: Exception, reason: str
 ) -> None:
     async def broken(runtime: Any, inbound: InboundWebhook, payload: dict[str, Any]) -> None:
         raise error
 
-    registered.append(handlers.register("lago", "invoice.created", broken))
+    registered.add("lago", "invoice.created", broken)
     dead_before = _sample("gateway_webhooks_inbound_dead_total", source="lago")
     await _subscribe(hooks)
     await _post_lago(hooks)
 
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, registered.table).process_due()
 
     rows = await hooks.inbound()
     assert [(r.status, r.attempts) for r in rows] == [("dead", 1)]
@@ -238,21 +229,25 @@ async def test_permanent_failure_goes_dead_at_once_with_its_reason(
     assert len(await _deliveries(hooks)) == 1, "relayed all the same"
     assert _sample("gateway_webhooks_inbound_dead_total", source="lago") == dead_before + 1
     # Dead is final until a replay: no later pass runs it again.
-    assert await Processor(hooks.gateway.runtime).process_due(now=time.time() + 10**6) == 0
+    assert (
+        await Processor(hooks.gateway.runtime, registered.table).process_due(
+            now=time.time() + 10**6
+        )
+        == 0
+    )
 
 
 async def test_collection_handler_refusing_a_non_uuid_invoice_goes_dead_and_still_relays(
-    hooks: Hooks, registered: list[Handler], monkeypatch: pytest.MonkeyPatch
+    hooks: Hooks, registered: HandlerSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gateway.collection import mode
-    from gateway.collection.handlers import install
 
     monkeypatch.setattr(mode, "enabled", lambda runtime: True)
-    install()  # collection's own registrations (idempotent): on_invoice_issued among them
+    # The gateway's table runs collection's on_invoice_issued for invoice.created.
     await _subscribe(hooks, "invoice.*")
     await _post_lago(hooks, lago_id="not-a-uuid")
 
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, registered.table).process_due()
 
     rows = await hooks.inbound()
     assert [(r.status, r.attempts) for r in rows] == [("dead", 1)]
@@ -261,7 +256,7 @@ async def test_collection_handler_refusing_a_non_uuid_invoice_goes_dead_and_stil
 
 
 async def test_transient_failure_every_time_goes_dead_after_the_last_attempt_then_replays(
-    hooks: Hooks, registered: list[Handler], monkeypatch: pytest.MonkeyPatch
+    hooks: Hooks, registered: HandlerSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(processor, "MAX_ATTEMPTS", 3)
     fixed = False
@@ -270,12 +265,12 @@ async def test_transient_failure_every_time_goes_dead_after_the_last_attempt_the
         if not fixed:
             raise LagoApiError(503, {"status": 503, "error": "Service Unavailable"})
 
-    registered.append(handlers.register("*", "*", down))
+    registered.add("*", "*", down)
     await _post_lago(hooks)
     runtime = hooks.gateway.runtime
     statuses = []
     for _ in range(4):
-        await Processor(runtime).process_due(now=time.time() + 7200)
+        await Processor(runtime, registered.table).process_due(now=time.time() + 7200)
         row = (await hooks.inbound())[0]
         statuses.append((row.status, row.attempts))
 
@@ -292,9 +287,7 @@ async def test_transient_failure_every_time_goes_dead_after_the_last_attempt_the
     assert len(await hooks.relay_messages()) == 1
 
 
-async def test_a_slow_handler_delays_no_other_webhook(
-    hooks: Hooks, registered: list[Handler]
-) -> None:
+async def test_a_slow_handler_delays_no_other_webhook(hooks: Hooks, registered: HandlerSet) -> None:
     release = asyncio.Event()
     handled: list[str] = []
 
@@ -303,13 +296,13 @@ async def test_a_slow_handler_delays_no_other_webhook(
             await release.wait()
         handled.append(inbound.provider_event_id)
 
-    registered.append(handlers.register("lago", "*", slow_for_one))
+    registered.add("lago", "*", slow_for_one)
     await _post_lago(hooks, "inv_slow", "uk_slow")
     for index in range(10):
         await _post_lago(hooks, f"inv_{index}", f"uk_{index}")
     runtime = hooks.gateway.runtime
     stop = asyncio.Event()
-    job = asyncio.create_task(processor.run(runtime, stop))
+    job = asyncio.create_task(processor.run(runtime, stop, registered.table))
     try:
         started = time.monotonic()
         while len(handled) < 10 and time.monotonic() - started < 5:
@@ -336,15 +329,15 @@ async def test_a_slow_handler_delays_no_other_webhook(
 
 
 async def test_a_hanging_handler_times_out_and_is_retried_later(
-    hooks: Hooks, registered: list[Handler]
+    hooks: Hooks, registered: HandlerSet
 ) -> None:
     async def hang(runtime: Any, inbound: InboundWebhook, payload: dict[str, Any]) -> None:
         await asyncio.Event().wait()
 
-    registered.append(handlers.register("lago", "*", hang))
+    registered.add("lago", "*", hang)
     await _post_lago(hooks)
 
-    await Processor(hooks.gateway.runtime, handler_timeout=0.05).process_due()
+    await Processor(hooks.gateway.runtime, registered.table, handler_timeout=0.05).process_due()
 
     rows = await hooks.inbound()
     assert [(r.status, r.attempts) for r in rows] == [("received", 1)]
@@ -365,7 +358,7 @@ async def test_one_row_the_database_refuses_to_settle_does_not_hold_back_the_oth
     for index in range(1, 4):
         await _post_lago(hooks, f"inv_{index}", f"uk_{index}")
 
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, WEBHOOK_HANDLERS).process_due()
 
     assert [(r.id, r.status) for r in await hooks.inbound()] == [
         (1, "handled"),
@@ -388,8 +381,8 @@ async def test_rows_stored_before_relay_on_receipt_are_relayed_once_on_start(
         )
         await conn.execute(text("UPDATE inbound_webhooks SET relayed_at = NULL WHERE id = 1"))
 
-    await Processor(hooks.gateway.runtime).process_due()
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, WEBHOOK_HANDLERS).process_due()
+    await Processor(hooks.gateway.runtime, WEBHOOK_HANDLERS).process_due()
 
     ids = sorted(m.id for m in await hooks.relay_messages())
     assert ids == sorted([message_id("lago", "uk_1"), message_id("lago", "uk_2")])
@@ -399,7 +392,7 @@ async def test_rows_stored_before_relay_on_receipt_are_relayed_once_on_start(
 
 async def test_worker_job_handles_webhooks_in_the_background(hooks: Hooks) -> None:
     stop = asyncio.Event()
-    job = asyncio.create_task(processor.run(hooks.gateway.runtime, stop))
+    job = asyncio.create_task(processor.run(hooks.gateway.runtime, stop, WEBHOOK_HANDLERS))
     try:
         await _post_lago(hooks)
         await _post_stripe(hooks)
@@ -416,7 +409,7 @@ async def test_worker_job_handles_webhooks_in_the_background(hooks: Hooks) -> No
 
 
 async def test_dead_webhooks_are_listed_and_replayed_through_the_api(
-    hooks: Hooks, registered: list[Handler]
+    hooks: Hooks, registered: HandlerSet
 ) -> None:
     broken = True
 
@@ -424,10 +417,10 @@ async def test_dead_webhooks_are_listed_and_replayed_through_the_api(
         if broken:
             raise LagoApiError(404, {"status": 404, "code": "customer_not_found"})
 
-    registered.append(handlers.register("lago", "*", handler))
+    registered.add("lago", "*", handler)
     await _post_lago(hooks, "inv_1", "uk_1")
     await _post_lago(hooks, "inv_2", "uk_2")
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, registered.table).process_due()
     admin = await hooks.gateway.headers("admin")
     client = hooks.client
 
@@ -442,7 +435,7 @@ async def test_dead_webhooks_are_listed_and_replayed_through_the_api(
     replayed = await client.post(f"/gateway/webhooks/inbound/{one_id}/replay", headers=admin)
     again = await client.post(f"/gateway/webhooks/inbound/{one_id}/replay", headers=admin)
     missing = await client.post("/gateway/webhooks/inbound/999/replay", headers=admin)
-    await Processor(hooks.gateway.runtime).process_due()
+    await Processor(hooks.gateway.runtime, registered.table).process_due()
     after = await client.get(f"/gateway/webhooks/inbound/{one_id}", headers=admin)
     audit = await hooks.audit("webhooks.inbound.replay")
 

@@ -111,7 +111,7 @@ async def test_old_handled_webhooks_lose_their_body_and_a_replay_is_still_not_re
     lago, stripe = lago_body(), stripe_event("evt_old")
     await _post_lago(hooks, lago, "uk_old")
     await _post_stripe(hooks, stripe)
-    processor = Processor(hooks.gateway.runtime)
+    processor = Processor(hooks.gateway.runtime, worker.WEBHOOK_HANDLERS)
     assert await processor.process_due() == 2
     before = await hooks.inbound()
     await _age_everything(hooks, 40)
@@ -164,7 +164,7 @@ async def test_a_failed_webhook_retried_after_the_retention_still_has_its_body_t
         requeued = await store.replay_dead(conn, None)
 
     assert len(requeued) == 1
-    assert await Processor(hooks.gateway.runtime).process_due() == 1
+    assert await Processor(hooks.gateway.runtime, worker.WEBHOOK_HANDLERS).process_due() == 1
     assert [(r.status, r.body) for r in await hooks.inbound()] == [(HANDLED, _body("given_up"))]
     assert len(await hooks.relay_messages()) == 1
 
