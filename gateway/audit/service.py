@@ -11,7 +11,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit import store
 from gateway.audit.models import AuditEntry
-from gateway.audit.store import bulk_insert_sql as bulk_insert_sql
 from gateway.db import utcnow
 from gateway.logging import request_id_var
 
