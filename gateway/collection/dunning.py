@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-
 from gateway.collection import charger, mode, service
 from gateway.collection import store as rows
 from gateway.collection.checkout import close_link
@@ -23,7 +21,6 @@ from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
 log = get_logger(__name__)
-_TABLE = Collection.__table__  # type: ignore[attr-defined]
 
 
 class PaymentNotAllowed(GatewayError):
@@ -63,15 +60,11 @@ async def _claim_next(
     )
     async with runtime.database.session() as session:
         conn = await session.connection()
-        ended = update(_TABLE).where(_TABLE.c.invoice_id == invoice["lago_id"])
         if due_row is not None:
-            ended = ended.where(
-                _TABLE.c.id == due_row.id, _TABLE.c.next_retry_at == due_row.next_retry_at
-            )
-            if (await conn.execute(ended.values(next_retry_at=None))).rowcount != 1:
+            if not await rows.take_retry(conn, invoice["lago_id"], due_row):
                 return None  # another process took this retry
         else:
-            await conn.execute(ended.values(next_retry_at=None))
+            await rows.end_dunning(conn, invoice["lago_id"])
         attempt = await rows.next_attempt_number(session, invoice["lago_id"])
         claimed = await service.claim_attempt(
             session, invoice, attempt, OFF_SESSION, actor, stripe_customer
@@ -85,8 +78,7 @@ async def _claim_next(
 
 async def _end_schedule(runtime: Runtime, row: Collection) -> None:
     async with runtime.database.session() as session:
-        conn = await session.connection()
-        await conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(next_retry_at=None))
+        await rows.set_next_retry(await session.connection(), row.id, None)
         await session.commit()
 
 

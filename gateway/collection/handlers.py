@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import update
-
 from gateway.audit.service import record as audit
 from gateway.collection import charger, checkout, mode, refunds, service
 from gateway.collection import store as rows
@@ -26,7 +24,6 @@ from gateway.webhooks.models import InboundWebhook
 log = get_logger(__name__)
 LAGO_ACTOR = "webhook:lago"
 STRIPE_ACTOR = "webhook:stripe"
-_TABLE = Collection.__table__  # type: ignore[attr-defined]
 
 
 def _object(payload: dict[str, Any]) -> dict[str, Any]:
@@ -51,12 +48,7 @@ async def on_invoice_settled(runtime: Runtime, inbound: InboundWebhook, payload:
         return
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, str(invoice.get("lago_id")))
-        conn = await session.connection()
-        await conn.execute(
-            update(_TABLE)
-            .where(_TABLE.c.invoice_id == invoice.get("lago_id"))
-            .values(next_retry_at=None)
-        )
+        await rows.end_dunning(await session.connection(), str(invoice.get("lago_id")))
         await session.commit()
     current = rows.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
@@ -130,15 +122,7 @@ async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: An
         str(customer), str(method), idempotency_key=f"setup-intent-{intent['id']}-default"
     )
     async with runtime.database.session() as session:
-        conn = await session.connection()
-        await conn.execute(
-            update(_TABLE)
-            .where(
-                _TABLE.c.external_customer_id == link.external_id,
-                _TABLE.c.next_retry_at.is_not(None),
-            )
-            .values(next_retry_at=time.time())
-        )
+        await rows.bring_retries_forward(await session.connection(), link.external_id, time.time())
         audit(
             session,
             actor=STRIPE_ACTOR,

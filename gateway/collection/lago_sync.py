@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import update
-
 from gateway.audit.service import record as audit
 from gateway.collection import metrics
 from gateway.collection import store as rows
@@ -22,7 +20,6 @@ from gateway.runtime import Runtime
 log = get_logger(__name__)
 SKIPPED = "skipped"
 REFUSED = "refused"
-_TABLE = Collection.__table__  # type: ignore[attr-defined]
 
 
 def wanted(row: Collection) -> str | None:
@@ -73,10 +70,7 @@ async def _mark(
     started: float | None = None,
 ) -> None:
     async with runtime.database.session() as session:
-        conn = await session.connection()
-        await conn.execute(
-            update(_TABLE).where(_TABLE.c.id == row.id).values(lago_status=lago_status)
-        )
+        await rows.set_lago_status(await session.connection(), row.id, lago_status)
         audit(
             session,
             actor=actor,

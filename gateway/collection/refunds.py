@@ -10,10 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
-
 from gateway.audit.service import record as audit
 from gateway.collection import lago_sync, metrics, mode
 from gateway.collection import store as rows
@@ -25,7 +21,6 @@ from gateway.runtime import Runtime
 log = get_logger(__name__)
 LEASE_SECONDS = 60.0
 REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 2, "canceled": 2}
-_REFUNDS = CollectionRefund.__table__  # type: ignore[attr-defined]
 
 
 async def refund_credit_note(runtime: Runtime, note: dict[str, Any], *, actor: str) -> None:
@@ -62,12 +57,9 @@ async def _claim(
         updated_at=now,
     )
     async with runtime.database.session() as session:
-        try:
-            session.add(row)
-            await session.commit()
-        except IntegrityError:
-            return None  # already claimed: a duplicate webhook
-    return row
+        claimed = await rows.claim_refund(session, row)  # None: a duplicate webhook
+        await session.commit()
+    return claimed
 
 
 async def drive_refund(runtime: Runtime, row: CollectionRefund, *, actor: str) -> None:
@@ -114,9 +106,7 @@ async def apply_refund(
             values["stripe_refund_id"] = stripe_refund_id
         if error:
             values["last_error"] = error
-        conn = await session.connection()
-        statement = update(_REFUNDS).where(_REFUNDS.c.id == row.id, _REFUNDS.c.status == row.status)
-        if (await conn.execute(statement.values(values))).rowcount != 1:
+        if not await rows.move_refund(await session.connection(), row, values):
             return  # moved by someone else meanwhile
         if forward:
             metrics.REFUNDS.labels(outcome=status).inc()
@@ -139,10 +129,7 @@ async def apply_refund(
 
 async def _set_lago_status(runtime: Runtime, row_id: int | None, value: str) -> None:
     async with runtime.database.session() as session:
-        conn = await session.connection()
-        await conn.execute(
-            update(_REFUNDS).where(_REFUNDS.c.id == row_id).values(lago_status=value)
-        )
+        await rows.set_refund_lago_status(await session.connection(), row_id, value)
         await session.commit()
 
 
@@ -165,24 +152,12 @@ async def refund_if_duplicate(runtime: Runtime, row: Collection, *, actor: str) 
 async def stalled_refunds(runtime: Runtime, now: float, limit: int) -> list[CollectionRefund]:
     """Claimed refunds whose Stripe call never got recorded."""
     async with runtime.database.session() as session:
-        result = await session.exec(
-            select(CollectionRefund)
-            .where(
-                CollectionRefund.status == PENDING,
-                CollectionRefund.stripe_refund_id == None,  # noqa: E711
-                CollectionRefund.claimed_until <= now,  # type: ignore[operator]
-            )
-            .limit(limit)
-        )
-        return list(result.all())
+        return await rows.stalled_refunds(session, now, limit)
 
 
 async def by_stripe_refund(runtime: Runtime, refund_id: str) -> CollectionRefund | None:
     async with runtime.database.session() as session:
-        result = await session.exec(
-            select(CollectionRefund).where(CollectionRefund.stripe_refund_id == refund_id)
-        )
-        return result.first()
+        return await rows.by_stripe_refund(session, refund_id)
 
 
 async def refunded_amount(runtime: Runtime, intent_id: str, *, actor: str) -> None:

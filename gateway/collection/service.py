@@ -19,7 +19,6 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,7 +43,6 @@ from gateway.runtime import Runtime
 log = get_logger(__name__)
 LEASE_SECONDS = 60.0
 WAKE_KEY = "collection.wake"
-_TABLE = Collection.__table__  # type: ignore[attr-defined]
 
 
 class AskCustomer(Protocol):
@@ -190,11 +188,8 @@ async def _after_move(
             "failure_code": row.failure_code,
         },
     )
-    conn = await session.connection()
     if row.status in rows.PAID:
-        await conn.execute(
-            update(_TABLE).where(_TABLE.c.invoice_id == row.invoice_id).values(next_retry_at=None)
-        )
+        await rows.end_dunning(await session.connection(), row.invoice_id)
     elif row.status in (FAILED, REQUIRES_ACTION) and row.kind == OFF_SESSION:
         await _schedule_retry(runtime, session, row)
 
@@ -208,7 +203,7 @@ async def _schedule_retry(runtime: Runtime, session: AsyncSession, row: Collecti
     conn = await session.connection()
     if done <= len(schedule):
         due = time.time() + schedule[done - 1] * 86400.0
-        await conn.execute(update(_TABLE).where(_TABLE.c.id == row.id).values(next_retry_at=due))
+        await rows.set_next_retry(conn, row.id, due)
         set_committed_value(row, "next_retry_at", due)
         return
     await raise_failed(conn, session, row, attempts)

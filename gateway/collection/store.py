@@ -209,6 +209,47 @@ async def move(conn: AsyncConnection, row: Collection, new: str, **fields: Any) 
     return True
 
 
+async def end_dunning(conn: AsyncConnection, invoice_id: str) -> None:
+    """No retry is scheduled for the invoice any more."""
+    await conn.execute(
+        update(_TABLE).where(_TABLE.c.invoice_id == invoice_id).values(next_retry_at=None)
+    )
+
+
+async def take_retry(conn: AsyncConnection, invoice_id: str, due: Collection) -> bool:
+    """End the schedule at the retry ``due`` set, if nobody took that retry meanwhile."""
+    statement = update(_TABLE).where(
+        _TABLE.c.invoice_id == invoice_id,
+        _TABLE.c.id == due.id,
+        _TABLE.c.next_retry_at == due.next_retry_at,
+    )
+    return (await conn.execute(statement.values(next_retry_at=None))).rowcount == 1
+
+
+async def set_next_retry(conn: AsyncConnection, row_id: int | None, due: float | None) -> None:
+    """When the attempt's invoice is retried next (None: not)."""
+    await conn.execute(update(_TABLE).where(_TABLE.c.id == row_id).values(next_retry_at=due))
+
+
+async def bring_retries_forward(
+    conn: AsyncConnection, external_customer_id: str, now: float
+) -> None:
+    """The customer's scheduled retries are due at ``now``."""
+    await conn.execute(
+        update(_TABLE)
+        .where(
+            _TABLE.c.external_customer_id == external_customer_id,
+            _TABLE.c.next_retry_at.is_not(None),
+        )
+        .values(next_retry_at=now)
+    )
+
+
+async def set_lago_status(conn: AsyncConnection, row_id: int | None, lago_status: str) -> None:
+    """What Lago was told of the attempt."""
+    await conn.execute(update(_TABLE).where(_TABLE.c.id == row_id).values(lago_status=lago_status))
+
+
 async def due_retries(session: AsyncSession, now: float, limit: int) -> list[Collection]:
     """Attempts whose invoice is due for its next dunning attempt."""
     result = await session.exec(
@@ -314,6 +355,50 @@ async def disputes(session: AsyncSession, limit: int) -> list[Collection]:
         .limit(limit)
     )
     return list(result.all())
+
+
+async def claim_refund(session: AsyncSession, row: CollectionRefund) -> CollectionRefund | None:
+    """Insert a new refund; None when its credit note was claimed already (the caller commits
+    before calling Stripe)."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+async def move_refund(conn: AsyncConnection, row: CollectionRefund, values: dict[str, Any]) -> bool:
+    """Write ``values`` if nobody moved the refund meanwhile; returns whether it changed."""
+    statement = update(_REFUNDS).where(_REFUNDS.c.id == row.id, _REFUNDS.c.status == row.status)
+    return (await conn.execute(statement.values(values))).rowcount == 1
+
+
+async def set_refund_lago_status(conn: AsyncConnection, row_id: int | None, value: str) -> None:
+    """What Lago's credit note was told of the refund."""
+    await conn.execute(update(_REFUNDS).where(_REFUNDS.c.id == row_id).values(lago_status=value))
+
+
+async def stalled_refunds(session: AsyncSession, now: float, limit: int) -> list[CollectionRefund]:
+    """Claimed refunds whose Stripe call never got recorded."""
+    result = await session.exec(
+        select(CollectionRefund)
+        .where(
+            CollectionRefund.status == PENDING,
+            CollectionRefund.stripe_refund_id == None,  # noqa: E711
+            CollectionRefund.claimed_until <= now,  # type: ignore[operator]
+        )
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def by_stripe_refund(session: AsyncSession, refund_id: str) -> CollectionRefund | None:
+    result = await session.exec(
+        select(CollectionRefund).where(CollectionRefund.stripe_refund_id == refund_id)
+    )
+    return result.first()
 
 
 async def refunds(
