@@ -71,6 +71,7 @@ def error_response(exc: Exception) -> Response:
 
 
 async def send_error(send: Send, error: GatewayError) -> None:
+    """Answer ``error`` on a raw ASGI ``send``: the fast routes and the body limit."""
     headers, body = rendered(error)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

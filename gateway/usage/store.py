@@ -111,8 +111,7 @@ _INSERT_SQLITE_ROW = "(" + ",".join("?" * len(OutboxRow._fields)) + ",?,0,?,?)"
 
 
 def _rows_json(rows: Sequence[OutboxRow]) -> str:
-    fields = OutboxRow._fields
-    return orjson.dumps([dict(zip(fields, row, strict=True)) for row in rows]).decode()
+    return orjson.dumps([row._asdict() for row in rows]).decode()
 
 
 async def store_new_pg(
