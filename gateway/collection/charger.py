@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.collection import checkout, lago_sync, metrics, mode, service
+from gateway.collection import checkout, lago_sync, metrics, mode, service, states
 from gateway.collection import store as rows
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
@@ -32,7 +32,7 @@ async def start(runtime: Runtime, invoice: dict[str, Any], *, actor: str) -> Col
     """Begin collecting ``invoice`` (Lago's wire form): idempotent, first attempt only."""
     if not mode.enabled(runtime) or not service.collectable(invoice):
         return None
-    if rows.amount_due(invoice) == 0:
+    if states.amount_due(invoice) == 0:
         await lago_sync.mark_zero_invoice_paid(runtime, invoice, actor=actor)
         return None
     customer = invoice.get("customer") or {}
@@ -71,7 +71,7 @@ async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") 
         method = await stripe.default_payment_method(row.stripe_customer_id)
     if method is None or row.stripe_customer_id is None:
         await record(
-            runtime, row.id, rows.StripeOutcome(REQUIRES_ACTION, "no_payment_method"), actor=actor
+            runtime, row.id, states.StripeOutcome(REQUIRES_ACTION, "no_payment_method"), actor=actor
         )
         return
     try:
@@ -80,12 +80,16 @@ async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") 
         )
     except StripeRejected as exc:
         # Refused outright (no PaymentIntent): a failed attempt, dunning goes on.
-        outcome = rows.StripeOutcome(FAILED, exc.code or exc.error_type, exc.message)
+        outcome = states.StripeOutcome(FAILED, exc.code or exc.error_type, exc.message)
         await record(runtime, row.id, outcome, actor=actor)
         return
     metrics.STRIPE_CALLS.labels(call="payment_intent.create").inc()
     await record(
-        runtime, row.id, rows.outcome_of_payment_intent(intent), intent_id=intent["id"], actor=actor
+        runtime,
+        row.id,
+        states.outcome_of_payment_intent(intent),
+        intent_id=intent["id"],
+        actor=actor,
     )
 
 
@@ -118,7 +122,7 @@ async def _adopt_late(runtime: Runtime, row: Collection) -> dict[str, Any] | Non
 async def record(
     runtime: Runtime,
     row_id: int | None,
-    outcome: rows.StripeOutcome,
+    outcome: states.StripeOutcome,
     *,
     intent_id: str | None = None,
     actor: str,

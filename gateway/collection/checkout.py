@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.audit.service import record as audit
 from gateway.billing.passthrough import segment
-from gateway.collection import metrics, mode, service
+from gateway.collection import metrics, mode, service, states
 from gateway.collection import store as rows
 from gateway.collection.models import CANCELED, CHECKOUT, Collection
 from gateway.collection.notices import raise_action_required
@@ -58,7 +58,7 @@ async def ask_customer(runtime: Runtime, row: Collection, *, actor: str) -> None
         fresh = await service.refresh_from_stripe(
             runtime, row, actor=actor, via="cancel", ask_customer=None
         )
-        if fresh is not None and fresh.status in rows.PAID:
+        if fresh is not None and fresh.status in states.PAID:
             return
     await open_link(runtime, row.invoice_id, actor=actor, reason=row.failure_code or "action")
 
@@ -68,13 +68,13 @@ async def open_link(
 ) -> Collection:
     """An open payment link for the invoice: the current one, or a new attempt."""
     invoice = await invoices.fetch(runtime.lago, invoice_id)
-    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or states.amount_due(invoice) == 0:
         raise Conflict("the invoice is not payable", code="invoice_not_payable")
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, invoice_id)
-    if rows.paid(attempts) is not None:
+    if states.paid(attempts) is not None:
         raise Conflict("the invoice is paid", code="invoice_already_paid")
-    current = rows.in_flight(attempts)
+    current = states.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
         if current.payment_link is None:
             await drive_payment_link(runtime, current, actor=actor)
@@ -176,7 +176,7 @@ async def close_link(runtime: Runtime, row: Collection, *, actor: str) -> bool:
         await service.record(
             runtime,
             row.id,
-            rows.StripeOutcome(CANCELED, row.failure_code),
+            states.StripeOutcome(CANCELED, row.failure_code),
             actor=actor,
             via="close",
             ask_customer=None,
@@ -203,7 +203,7 @@ async def settle_session(
     if row is None:
         return None
     if session.get("status") == "expired":
-        outcome = rows.StripeOutcome(CANCELED, "link_expired")
+        outcome = states.StripeOutcome(CANCELED, "link_expired")
         return await service.record(
             runtime, row.id, outcome, actor=actor, via=via, ask_customer=None
         )
@@ -214,7 +214,7 @@ async def settle_session(
     return await service.record(
         runtime,
         row.id,
-        rows.outcome_of_payment_intent(intent),
+        states.outcome_of_payment_intent(intent),
         intent_id=intent["id"],
         actor=actor,
         via=via,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.collection import charger, mode, service
+from gateway.collection import charger, mode, service, states
 from gateway.collection import store as rows
 from gateway.collection.checkout import close_link
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
@@ -35,9 +35,9 @@ async def _ready(runtime: Runtime, invoice_id: str, *, actor: str) -> str | None
     """Why no new attempt may start now (None: it may)."""
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, invoice_id)
-    if rows.paid(attempts) is not None:
+    if states.paid(attempts) is not None:
         return "paid"
-    current = rows.in_flight(attempts)
+    current = states.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
         if not await close_link(runtime, current, actor=actor):
             return "customer_paying"
@@ -91,7 +91,7 @@ async def retry_due(runtime: Runtime, row: Collection, *, actor: str = "collecto
             raise
         await _end_schedule(runtime, row)
         return
-    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or states.amount_due(invoice) == 0:
         log.info("collection.retry_not_needed", invoice_id=row.invoice_id)
         await _end_schedule(runtime, row)
         return
@@ -114,7 +114,7 @@ async def retry_now(runtime: Runtime, invoice_id: str, *, actor: str) -> Collect
             "gateway collection needs GATEWAY_STRIPE_SECRET_KEY", code="stripe_not_configured"
         )
     invoice = await invoices.fetch(runtime.lago, invoice_id)
-    if not service.collectable(invoice) or rows.amount_due(invoice) == 0:
+    if not service.collectable(invoice) or states.amount_due(invoice) == 0:
         raise PaymentNotAllowed("the invoice is not finalized or already paid")
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, invoice_id)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from gateway.audit.service import record as audit
-from gateway.collection import charger, checkout, mode, refunds, service
+from gateway.collection import charger, checkout, mode, refunds, service, states
 from gateway.collection import store as rows
 from gateway.collection.models import CHECKOUT, Collection
 from gateway.customers import store as links
@@ -50,7 +50,7 @@ async def on_invoice_settled(runtime: Runtime, inbound: InboundWebhook, payload:
         attempts = await rows.for_invoice(session, str(invoice.get("lago_id")))
         await rows.end_dunning(await session.connection(), str(invoice.get("lago_id")))
         await session.commit()
-    current = rows.in_flight(attempts)
+    current = states.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
         await checkout.close_link(runtime, current, actor=LAGO_ACTOR)
 
@@ -89,7 +89,7 @@ async def on_payment_intent(runtime: Runtime, inbound: InboundWebhook, payload: 
     await charger.record(
         runtime,
         row.id,
-        rows.outcome_of_payment_intent(intent),
+        states.outcome_of_payment_intent(intent),
         intent_id=intent["id"],
         actor=STRIPE_ACTOR,
         via=inbound.event_type,

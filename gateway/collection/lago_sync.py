@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from gateway.audit.service import record as audit
-from gateway.collection import metrics
+from gateway.collection import metrics, states
 from gateway.collection import store as rows
 from gateway.collection.models import FAILED, SUCCEEDED, Collection
 from gateway.integrations.lago.client import LagoApiError, LagoError
@@ -24,7 +24,7 @@ REFUSED = "refused"
 
 def wanted(row: Collection) -> str | None:
     """The Lago payment status this attempt calls for, if any."""
-    if row.status in rows.PAID:
+    if row.status in states.PAID:
         return SUCCEEDED
     if row.status == FAILED:
         return FAILED
@@ -38,7 +38,7 @@ async def push(runtime: Runtime, row_id: int | None, *, actor: str = "collector"
         row = await rows.by_id(session, row_id)
         if row is None or (status := wanted(row)) is None or row.lago_status == status:
             return
-        if status == FAILED and rows.paid(await rows.for_invoice(session, row.invoice_id)):
+        if status == FAILED and states.paid(await rows.for_invoice(session, row.invoice_id)):
             await _mark(runtime, row, SKIPPED, actor, None)
             return
     started = time.perf_counter()

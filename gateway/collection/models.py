@@ -24,7 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from gateway.db import BIG_ID
 
-# Attempt statuses, in the order the state machine allows (store.RANK).
+# Attempt statuses, in the order the state machine allows (states.RANK).
 PENDING = "pending"
 REQUIRES_ACTION = "requires_action"
 PROCESSING = "processing"

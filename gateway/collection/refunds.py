@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from gateway.audit.service import record as audit
-from gateway.collection import lago_sync, metrics, mode
+from gateway.collection import lago_sync, metrics, mode, states
 from gateway.collection import store as rows
 from gateway.collection.models import DISPUTED, PENDING, REFUNDED, Collection, CollectionRefund
 from gateway.integrations.stripe.client import StripeRejected
@@ -29,7 +29,7 @@ async def refund_credit_note(runtime: Runtime, note: dict[str, Any], *, actor: s
     if amount <= 0 or not mode.enabled(runtime):
         return
     async with runtime.database.session() as session:
-        payment = rows.paid(await rows.for_invoice(session, str(note.get("lago_invoice_id"))))
+        payment = states.paid(await rows.for_invoice(session, str(note.get("lago_invoice_id"))))
     if payment is None or payment.payment_intent_id is None:
         log.warning("collection.refund_without_payment", credit_note_id=note.get("lago_id"))
         return
@@ -137,7 +137,7 @@ async def refund_if_duplicate(runtime: Runtime, row: Collection, *, actor: str) 
     """A second payment on a paid invoice (should never happen): refund the later one."""
     async with runtime.database.session() as session:
         attempts = await rows.for_invoice(session, row.invoice_id)
-    earlier = [a for a in attempts if a.status in rows.PAID and a.attempt < row.attempt]
+    earlier = [a for a in attempts if a.status in states.PAID and a.attempt < row.attempt]
     if not earlier or row.payment_intent_id is None:
         return
     metrics.DUPLICATE_CHARGES.inc()
@@ -203,7 +203,7 @@ async def dispute_changed(runtime: Runtime, dispute_id: str, *, actor: str) -> N
             return
         before = row.dispute_status
         status = str(dispute.get("status"))
-        target = DISPUTED if rows.can_move(row.status, DISPUTED) else row.status
+        target = DISPUTED if states.can_move(row.status, DISPUTED) else row.status
         conn = await session.connection()
         moved = await rows.move(conn, row, target, dispute_id=dispute_id, dispute_status=status)
         if moved and before != status:

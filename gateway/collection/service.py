@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit.service import record as audit
-from gateway.collection import lago_sync, metrics, mode, refunds
+from gateway.collection import lago_sync, metrics, mode, refunds, states
 from gateway.collection import store as rows
 from gateway.collection.models import (
     CHECKOUT,
@@ -113,7 +113,7 @@ async def claim_attempt(
 async def record(
     runtime: Runtime,
     row_id: int | None,
-    outcome: rows.StripeOutcome,
+    outcome: states.StripeOutcome,
     *,
     intent_id: str | None = None,
     actor: str,
@@ -129,7 +129,7 @@ async def record(
                 return None
             before = row.status
             target = _target(row, outcome)
-            if target != before and not rows.can_move(before, target):
+            if target != before and not states.can_move(before, target):
                 return row  # stale or duplicate: the state machine only moves forward
             fields = _fields(row, outcome, intent_id)
             if target == before and all(getattr(row, k) == v for k, v in fields.items()):
@@ -146,14 +146,16 @@ async def record(
     raise RuntimeError(f"collection {row_id}: could not apply the outcome (contention)")
 
 
-def _target(row: Collection, outcome: rows.StripeOutcome) -> str:
+def _target(row: Collection, outcome: states.StripeOutcome) -> str:
     # A declined card on Checkout leaves the page open for another try: not an outcome.
     if row.kind == CHECKOUT and outcome.status in (FAILED, REQUIRES_ACTION):
         return row.status
     return outcome.status
 
 
-def _fields(row: Collection, outcome: rows.StripeOutcome, intent_id: str | None) -> dict[str, Any]:
+def _fields(
+    row: Collection, outcome: states.StripeOutcome, intent_id: str | None
+) -> dict[str, Any]:
     fields: dict[str, Any] = {"claimed_until": None}
     if intent_id and row.payment_intent_id != intent_id:
         fields["payment_intent_id"] = intent_id
@@ -188,7 +190,7 @@ async def _after_move(
             "failure_code": row.failure_code,
         },
     )
-    if row.status in rows.PAID:
+    if row.status in states.PAID:
         await rows.end_dunning(await session.connection(), row.invoice_id)
     elif row.status in (FAILED, REQUIRES_ACTION) and row.kind == OFF_SESSION:
         await _schedule_retry(runtime, session, row)
@@ -196,10 +198,10 @@ async def _after_move(
 
 async def _schedule_retry(runtime: Runtime, session: AsyncSession, row: Collection) -> None:
     attempts = await rows.for_invoice(session, row.invoice_id)
-    if rows.paid(attempts) is not None:
+    if states.paid(attempts) is not None:
         return
     schedule = runtime.settings.collection_retry_days
-    done = rows.off_session_count(attempts)
+    done = states.off_session_count(attempts)
     conn = await session.connection()
     if done <= len(schedule):
         due = time.time() + schedule[done - 1] * 86400.0
@@ -215,7 +217,7 @@ async def follow_up(
     """What a move calls out for, after its commit: tell Lago, ask the customer, undo a
     second payment. Failures are logged; the collector redoes them."""
     try:
-        if row.status in rows.PAID or row.status == FAILED:
+        if row.status in states.PAID or row.status == FAILED:
             await lago_sync.push(runtime, row.id)
         if row.status == SUCCEEDED:
             await refunds.refund_if_duplicate(runtime, row, actor=actor)
@@ -245,7 +247,7 @@ async def refresh_from_stripe(
     return await record(
         runtime,
         row.id,
-        rows.outcome_of_payment_intent(intent),
+        states.outcome_of_payment_intent(intent),
         intent_id=intent["id"],
         actor=actor,
         via=via,

@@ -1,19 +1,14 @@
-"""The repository of collection's tables: attempts and refunds as recorded, and the state
-machine their rows follow. Functions here flush, never commit.
+"""The repository of collection's tables: attempts and refunds as recorded. Functions here
+flush, never commit.
 
-Statuses only move forward (``RANK``): a duplicate or late Stripe event that would move
-an attempt back is ignored. Every update is conditional on the status read (``WHERE
-status = :seen``), so two processes applying events to one row cannot interleave.
-
-    pending ─┬─▶ requires_action ─▶ processing ─┬─▶ failed ─┐
-             │                                  ├─▶ canceled│
-             └──────────────────────────────────┴─▶ succeeded ◀┘─▶ disputed ─▶ refunded
+Every update of an attempt's status is conditional on the status read (``WHERE status =
+:seen``) and forward only (``states.can_move``), so two processes applying events to one
+row cannot interleave, and a late event cannot move it back.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, update
@@ -23,76 +18,21 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.collection import states
 from gateway.collection.models import (
     CANCELED,
     CHECKOUT,
-    DISPUTED,
     FAILED,
-    IN_FLIGHT,
     OFF_SESSION,
     PENDING,
     PROCESSING,
-    REFUNDED,
     REQUIRES_ACTION,
-    SUCCEEDED,
     Collection,
     CollectionRefund,
 )
 
-RANK = {
-    PENDING: 0,
-    REQUIRES_ACTION: 1,
-    PROCESSING: 2,
-    FAILED: 3,
-    CANCELED: 3,
-    SUCCEEDED: 4,
-    DISPUTED: 5,
-    REFUNDED: 6,
-}
-PAID = (SUCCEEDED, DISPUTED, REFUNDED)
 _TABLE = Collection.__table__  # type: ignore[attr-defined]
 _REFUNDS = CollectionRefund.__table__  # type: ignore[attr-defined]
-
-
-def can_move(current: str, new: str) -> bool:
-    """Whether ``current`` → ``new`` is forward (equal is not a move)."""
-    return RANK[new] > RANK[current]
-
-
-def idempotency_key(invoice_id: str, attempt: int) -> str:
-    """Stripe's idempotency key of one attempt: a crash-then-retry reuses Stripe's object."""
-    return f"invoice-{invoice_id}-attempt-{attempt}"
-
-
-@dataclass(frozen=True)
-class StripeOutcome:
-    """What a PaymentIntent (or a Stripe error) means for an attempt."""
-
-    status: str
-    failure_code: str | None = None
-    error: str | None = None
-    payment_method_id: str | None = None
-
-
-def outcome_of_payment_intent(intent: dict[str, Any]) -> StripeOutcome:
-    """Map a Stripe PaymentIntent to an attempt status."""
-    stripe_status = intent.get("status")
-    error = intent.get("last_payment_error") or {}
-    method = intent.get("payment_method")
-    method_id = method.get("id") if isinstance(method, dict) else method
-    code = error.get("decline_code") or error.get("code")
-    status = {
-        "succeeded": SUCCEEDED,
-        "processing": PROCESSING,
-        "requires_capture": PROCESSING,
-        "requires_action": REQUIRES_ACTION,
-        "canceled": CANCELED,
-    }.get(str(stripe_status))
-    if status is None:  # requires_payment_method / requires_confirmation
-        status = FAILED if error else PENDING
-    if status == FAILED and code == "authentication_required":
-        status = REQUIRES_ACTION
-    return StripeOutcome(status, code, error.get("message"), method_id)
 
 
 async def for_invoice(session: AsyncSession, invoice_id: str) -> list[Collection]:
@@ -128,19 +68,6 @@ async def next_attempt_number(session: AsyncSession, invoice_id: str) -> int:
     return int(result.one() or 0) + 1
 
 
-def in_flight(rows: list[Collection]) -> Collection | None:
-    """The attempt Stripe may still be working on (at most one, by a unique index)."""
-    return next((row for row in rows if row.status in IN_FLIGHT), None)
-
-
-def paid(rows: list[Collection]) -> Collection | None:
-    return next((row for row in rows if row.status in PAID), None)
-
-
-def off_session_count(rows: list[Collection]) -> int:
-    return sum(1 for row in rows if row.kind == OFF_SESSION)
-
-
 async def claim(session: AsyncSession, row: Collection) -> Collection | None:
     """Insert a new attempt; None when another process claimed this attempt (or one is in
     flight) first. The caller commits before calling Stripe (claim, then call)."""
@@ -173,10 +100,10 @@ def new_attempt(
         kind=kind,
         external_customer_id=str(customer.get("external_id") or ""),
         stripe_customer_id=stripe_customer_id,
-        amount_cents=amount_due(invoice),
+        amount_cents=states.amount_due(invoice),
         currency=str(invoice.get("currency") or "USD").upper(),
         status=PENDING,
-        idempotency_key=idempotency_key(invoice["lago_id"], attempt),
+        idempotency_key=states.idempotency_key(invoice["lago_id"], attempt),
         claimed_until=now + lease_seconds,
         created_by=actor,
         created_at=now,
@@ -184,18 +111,10 @@ def new_attempt(
     )
 
 
-def amount_due(invoice: dict[str, Any]) -> int:
-    """What is left to pay on a Lago invoice, in minor units."""
-    due = invoice.get("total_due_amount_cents")
-    if due is None:
-        due = invoice.get("total_amount_cents") or 0
-    return max(int(due), 0)
-
-
 async def move(conn: AsyncConnection, row: Collection, new: str, **fields: Any) -> bool:
     """Move ``row`` to ``new`` if that is forward and nobody moved it meanwhile; the
     other ``fields`` are written with it. Returns whether the row changed."""
-    if new != row.status and not can_move(row.status, new):
+    if new != row.status and not states.can_move(row.status, new):
         return False
     values = {"status": new, "updated_at": time.time(), **fields}
     statement = (
@@ -282,8 +201,9 @@ async def unsynced(session: AsyncSession, limit: int) -> list[Collection]:
         select(Collection)
         .where(
             or_(
-                col(Collection.status).in_((*PAID, FAILED)) & col(Collection.lago_status).is_(None),
-                col(Collection.status).in_(PAID) & (Collection.lago_status == FAILED),
+                col(Collection.status).in_((*states.PAID, FAILED))
+                & col(Collection.lago_status).is_(None),
+                col(Collection.status).in_(states.PAID) & (Collection.lago_status == FAILED),
             )
         )
         .order_by(col(Collection.id))
@@ -429,7 +349,9 @@ async def awaiting_link(session: AsyncSession, since: float, limit: int) -> list
             )
             .exists(),
             ~select(paid_rows.c.id)
-            .where(paid_rows.c.invoice_id == Collection.invoice_id, paid_rows.c.status.in_(PAID))
+            .where(
+                paid_rows.c.invoice_id == Collection.invoice_id, paid_rows.c.status.in_(states.PAID)
+            )
             .exists(),
         )
         .limit(limit)

@@ -137,7 +137,7 @@ async def test_stalled_attempt_older_than_stripes_key_memory_is_found_not_rechar
 
 
 async def test_a_second_payment_on_a_paid_invoice_is_refunded(harness: Harness) -> None:
-    from gateway.collection import charger
+    from gateway.collection import charger, states
     from gateway.collection import store as rows
 
     stripe_customer = await harness.customer("acme")
@@ -172,7 +172,7 @@ async def test_a_second_payment_on_a_paid_invoice_is_refunded(harness: Harness) 
     await charger.record(
         harness.gw.runtime,
         second.id,
-        rows.outcome_of_payment_intent(extra),
+        states.outcome_of_payment_intent(extra),
         intent_id=extra["id"],
         actor="test",
     )
