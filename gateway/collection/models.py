@@ -84,7 +84,9 @@ class Collection(SQLModel, table=True):
     lago_status: str | None = Field(default=None, sa_column=Column(String(16)))
     failure_code: str | None = Field(default=None, sa_column=Column(String(100)))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    refunded_amount_cents: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    refunded_amount_cents: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     dispute_id: str | None = Field(default=None, sa_column=Column(String(255)))
     dispute_status: str | None = Field(default=None, sa_column=Column(String(40)))
     created_by: str = Field(sa_column=Column(String(100), nullable=False))
