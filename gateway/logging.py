@@ -8,7 +8,6 @@ import sys
 from contextvars import ContextVar
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -56,29 +55,3 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 def request_id_from(header: bytes) -> str:
     """The caller's ``X-Request-Id`` (bounded), or a fresh random one when it sent none."""
     return header.decode("latin-1")[:64] or os.urandom(16).hex()
-
-
-class RequestIdMiddleware:
-    """Give each request an id (or keep the caller's ``X-Request-Id``) for logs and audit."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
-        request_id = request_id_from(given)
-        token = request_id_var.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
