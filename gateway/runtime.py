@@ -1,4 +1,5 @@
-"""What a running gateway process holds: built once in the lifespan, shared by endpoints and workers."""
+"""What a running gateway process holds: built once in the lifespan, shared by endpoints and
+workers."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def workers_enabled() -> bool:
 
 
 async def _supervise(name: str, job: Job, runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run one job; if it crashes, log and restart it after a pause (nothing is lost: state is in the DB)."""
+    """Run one job; if it crashes, log and restart it after a pause (its state is in the DB)."""
     while not stop.is_set():
         try:
             await job(runtime, stop)

@@ -79,7 +79,14 @@ def list_() -> None:
         finally:
             await database.dispose()
         return [
-            f"{k.name}\t{k.scopes}\t{'revoked' if k.revoked_at else 'active'}\t{k.created_at:%Y-%m-%d}"
+            "\t".join(
+                (
+                    k.name,
+                    k.scopes,
+                    "revoked" if k.revoked_at else "active",
+                    f"{k.created_at:%Y-%m-%d}",
+                )
+            )
             for k in rows
         ]
 

@@ -113,7 +113,7 @@ def _can_generate(
 
 
 def _allowance(plan: Plan | None, metric: str, subscribed: bool) -> Allowance | None:
-    """What applies to ``metric``: none known (None), or everything from tokens when unsubscribed."""
+    """What applies to ``metric``: None when unknown; all from tokens when unsubscribed."""
     if not subscribed:
         return Allowance(included=0, beyond="tokens")
     return plan.allowances.get(metric) if plan else None

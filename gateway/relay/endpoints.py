@@ -69,7 +69,7 @@ async def get_endpoint(endpoint_id: str, runtime: RuntimeDep, _: Admin) -> dict[
 async def update_endpoint(
     endpoint_id: str, body: schemas.EndpointUpdate, runtime: RuntimeDep, principal: Admin
 ) -> dict[str, Any]:
-    """Change URL, description, filters or the enabled flag (re-enabling resets the failure clock)."""
+    """Change URL, description, filters or enabled (re-enabling resets the failure clock)."""
     changes = {field: getattr(body, field) for field in body.model_fields_set}
     nulls = [field for field, value in changes.items() if value is None]
     if nulls:
@@ -134,7 +134,7 @@ async def _secret_action(
     act: Callable[[AsyncSession, str], Awaitable[RelayEndpoint]],
     action: str,
 ) -> dict[str, Any]:
-    """Run ``act`` on the endpoint, audit it as ``action`` in the same transaction, show the secret."""
+    """Run ``act`` on the endpoint, audit it as ``action`` in one transaction, show the secret."""
     async with runtime.database.session() as session:
         endpoint = await act(session, endpoint_id)
         record(

@@ -61,7 +61,7 @@ class Pools:
     async def post(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], str]:
-        """POST within the timeout (in all); (status, the headers the sender reads, 2 KB of body)."""
+        """POST within the timeout (in all): status, the headers the sender reads, 2 KB of body."""
         headers = {**headers, "user-agent": USER_AGENT, "content-type": "application/json"}
         if self.transport is not None:
             return await self._post_through(self.transport, url, body, headers)

@@ -274,7 +274,7 @@ class Sender:
         retry_after: float | None = None,
         disable: str | None = None,
     ) -> Outcome:
-        """A failed attempt: retried on the schedule (never sooner than Retry-After), or given up."""
+        """A failed attempt: retried on the schedule (not before Retry-After), or given up."""
         index = claimed.attempt - 1
         exhausted = disable is not None or index >= len(self.schedule)
         next_at = now

@@ -645,7 +645,8 @@ async def requeue_failed(
 
 _FINISHED = (
     "NOT EXISTS (SELECT 1 FROM relay_deliveries d "
-    "LEFT JOIN relay_endpoints e ON e.id = d.endpoint_id WHERE d.message_id = relay_messages.id AND ("
+    "LEFT JOIN relay_endpoints e ON e.id = d.endpoint_id "
+    "WHERE d.message_id = relay_messages.id AND ("
     "NOT (d.status IN (:delivered, :cancelled) "
     "OR (d.status = :failed AND (e.id IS NULL OR e.enabled = :no))) "
     "OR COALESCE(d.last_attempt_at, d.created_at) >= :cutoff))"

@@ -8,8 +8,9 @@ task per webhook. A slow handler holds only its own webhook: the loop keeps clai
 up to ``HANDLER_CONCURRENCY`` run, and settles what finished in group commits.
 
 The handlers are the processor's table (``handlers.HandlerTable``, the gateway's is
-``gateway.worker.WEBHOOK_HANDLERS``). Per webhook, every matching handler runs (concurrently, each under ``HANDLER_TIMEOUT_SECONDS``);
-the ones that succeed are remembered (``handlers_done``) so a retry runs only the others.
+``gateway.worker.WEBHOOK_HANDLERS``). Per webhook, every matching handler runs
+(concurrently, each under ``HANDLER_TIMEOUT_SECONDS``); the ones that succeed are
+remembered (``handlers_done``) so a retry runs only the others.
 A transient failure (``failures.is_transient``) retries with exponential backoff up to
 ``MAX_ATTEMPTS``; a permanent one, or the last attempt, makes the row ``dead`` with its
 reason, until a replay (API or CLI).

@@ -23,7 +23,9 @@ async def test_upsert_links_a_new_stripe_customer_and_lago_gets_no_payment_provi
     linked: Gateway, stripe: FakeStripe
 ) -> None:
     headers = await linked.headers("billing:write")
-    body = ok(await linked.client.post("/api/v1/customers", json={"customer": ACME}, headers=headers))
+    body = ok(
+        await linked.client.post("/api/v1/customers", json={"customer": ACME}, headers=headers)
+    )
     lago_customer = linked.emulator.customers["acme"]
     assert body["customer"]["lago_id"] == lago_customer["lago_id"]
     assert lago_customer["email"] == "billing@acme.test"
@@ -110,7 +112,8 @@ async def test_lago_collection_mode_never_creates_a_stripe_customer(
     lago_collects: Gateway, stripe: FakeStripe
 ) -> None:
     headers = await lago_collects.headers("billing:write")
-    ok(await lago_collects.client.post("/api/v1/customers", json={"customer": ACME}, headers=headers))
+    client = lago_collects.client
+    ok(await client.post("/api/v1/customers", json={"customer": ACME}, headers=headers))
     assert stripe.requests == []
     billing = lago_collects.emulator.customers["acme"]["billing_configuration"]
     assert billing["payment_provider"] == "stripe"
@@ -118,7 +121,7 @@ async def test_lago_collection_mode_never_creates_a_stripe_customer(
 
     existing = stripe.add_customer()
     adopt = {"external_id": "zeta", "billing_configuration": {"provider_customer_id": existing}}
-    ok(await lago_collects.client.post("/api/v1/customers", json={"customer": adopt}, headers=headers))
+    ok(await client.post("/api/v1/customers", json={"customer": adopt}, headers=headers))
     assert stripe.creates == []
     billing = lago_collects.emulator.customers["zeta"]["billing_configuration"]
     assert billing["payment_provider"] == "stripe"

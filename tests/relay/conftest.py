@@ -71,7 +71,9 @@ async def enqueue(gw: Gateway, message_id: str, type_: str, data: dict[str, Any]
 @contextlib.asynccontextmanager
 async def sending(gw: Gateway, receiver: Receiver, **overrides: Any) -> AsyncIterator[Sender]:
     """A sender on the gateway's database delivering into ``receiver``, stopped on exit."""
-    settings = gw.runtime.settings.model_copy(update=overrides) if overrides else gw.runtime.settings
+    settings = gw.runtime.settings
+    if overrides:
+        settings = settings.model_copy(update=overrides)
     sender = Sender(settings, gw.runtime.database, transport=receiver.transport())
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop))
@@ -82,7 +84,9 @@ async def sending(gw: Gateway, receiver: Receiver, **overrides: Any) -> AsyncIte
         await task
 
 
-async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], seconds: float = 15.0) -> None:
+async def eventually(
+    check: Callable[[], Any] | Callable[[], Awaitable[Any]], seconds: float = 15.0
+) -> None:
     """Wait until ``check()`` is truthy (bounded: fails after ``seconds``)."""
     deadline = time.monotonic() + seconds
     while True:

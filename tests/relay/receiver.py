@@ -1,4 +1,5 @@
-"""A subscriber for tests: verifies every delivery with ``standardwebhooks`` and dedups on ``webhook-id``."""
+"""A subscriber for tests: verifies every delivery with ``standardwebhooks``, dedups on
+``webhook-id``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class Received:
         return parsed
 
 
-# (status, headers, body) to answer the n-th request (0-based) to a path; 2xx means "verify and keep".
+# (status, headers, body) to answer the n-th request (0-based) to a path; 2xx means "verify
+# and keep".
 Answer = tuple[int, dict[str, str], bytes]
 Script = Callable[[str, int], Answer]
 

@@ -28,7 +28,8 @@ def _seed(database_url: str) -> None:
                     text(
                         "INSERT INTO relay_endpoints (id, url, description, filter_types, enabled, "
                         "secret, created_at, updated_at) VALUES "
-                        "('ep_a', 'https://a.example/hook', '', '[\"invoice.*\"]', :yes, 'whsec_x', 0, 0), "
+                        "('ep_a', 'https://a.example/hook', '', '[\"invoice.*\"]', :yes, "
+                        "'whsec_x', 0, 0), "
                         "('ep_b', 'https://b.example/hook', '', '[\"*\"]', :no, 'whsec_y', 0, 0)"
                     ),
                     {"yes": True, "no": False},

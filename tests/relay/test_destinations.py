@@ -193,7 +193,10 @@ async def test_a_delivery_connects_to_the_resolved_address_with_the_original_hos
 
 async def test_a_redirect_is_answered_not_followed() -> None:
     """A redirect would lead past the destination check: it is the subscriber's answer."""
-    reply = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n"
+    reply = (
+        b"HTTP/1.1 307 Temporary Redirect\r\n"
+        b"Location: http://10.0.0.1/\r\nContent-Length: 0\r\n\r\n"
+    )
     async with local_server(reply) as server:
         url = f"http://hooks.example.test:{server.port}/hook"
         async with pools(allow_private=True, resolver=resolving(["127.0.0.1"])) as sending:

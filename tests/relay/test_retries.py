@@ -117,7 +117,8 @@ async def test_410_disables_the_endpoint_and_raises_a_gateway_message(
     assert envelope["data"]["endpoint_id"] == gone["id"]
     assert "410" in envelope["data"]["reason"]
     admin = await relay_gateway.headers("admin")
-    state = (await relay_gateway.client.get(f"/gateway/endpoints/{gone['id']}", headers=admin)).json()
+    found = await relay_gateway.client.get(f"/gateway/endpoints/{gone['id']}", headers=admin)
+    state = found.json()
     assert state["endpoint"]["enabled"] is False
     assert "410" in state["endpoint"]["disabled_reason"]
     assert (await message(relay_gateway, "m1"))["attempts"][0]["status"] == 410

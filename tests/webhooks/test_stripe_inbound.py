@@ -1,4 +1,5 @@
-"""Stripe's webhooks: ``Stripe-Signature`` checked by the stripe library, stored once per event id."""
+"""Stripe's webhooks: ``Stripe-Signature`` checked by the stripe library, stored once per
+event id."""
 
 from __future__ import annotations
 
