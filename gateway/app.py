@@ -139,7 +139,9 @@ def create_app(
     app = GatewayApp(
         title="Billing gateway",
         version="0.1.0",
-        description="Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay.",
+        description=(
+            "Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay."
+        ),
         lifespan=lifespan,
         # No OpenTelemetry here: left on, FastAPI asks OTel for its providers (environment
         # lookups) on every request, a tenth of the CPU of a single-event request.

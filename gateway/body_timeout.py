@@ -58,7 +58,7 @@ class BodyReadTimeout:
             # The reader's RequestTimeout (or what the app made of it) after the 408: handled.
 
     def current_task(self) -> asyncio.Task[object] | None:
-        """The task reading (``asyncio.current_task`` with the loop at hand: a third of the cost)."""
+        """The task reading (``asyncio.current_task`` given the loop: a third of the cost)."""
         task = asyncio.current_task(self.loop) if self.loop is not None else None
         if task is None:  # the first read, or a new event loop (tests run several)
             self.loop = asyncio.get_running_loop()

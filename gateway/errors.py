@@ -10,7 +10,7 @@
     ├── PayloadTooLarge           413
     ├── ValidationFailed          422  (Lago's ``validation_errors`` with ``error_details``)
     ├── UpstreamError             502  (the vendor answered something unusable)
-    │   └── UpstreamRejected      4xx  (the vendor refused: its status, code and details pass through)
+    │   └── UpstreamRejected      4xx  (the vendor refused: its status, code, details pass on)
     └── UpstreamUnavailable       503  (the vendor is down or timed out; ``Retry-After``)
 
 On every surface the body takes Lago's error shape, so Lago SDKs raise their usual

@@ -1,4 +1,4 @@
-"""What Lago knows, cached: billable metric codes, subscriptions, a customer's one active subscription.
+"""What Lago knows, cached: metric codes, subscriptions, a customer's one active subscription.
 
 Answers are three-valued: known, unknown, or "cannot tell" (Lago unreachable), in which case
 the event is accepted and checked again before it is forwarded.

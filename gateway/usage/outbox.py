@@ -47,7 +47,7 @@ MAX_GROUP_ROWS = 20_000
 
 @dataclass
 class Stored:
-    """How a request's rows landed: ``clashes`` maps a row index to the stored payload it clashed with."""
+    """How a request's rows landed: ``clashes`` maps a row index to the stored payload it met."""
 
     duplicates: dict[int, str] = field(default_factory=dict)
     clashes: dict[int, str] = field(default_factory=dict)

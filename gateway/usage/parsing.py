@@ -220,20 +220,22 @@ def _properties(raw: Any, errors: Errors) -> dict[str, str | int | float] | None
         if kind is str:
             if "\x00" in value:
                 errors[f"properties.{key}"] = ["value_is_invalid"]
-        elif kind is int or (kind is float and math.isfinite(value)):
-            pass  # exact types: bool (an int subclass) and NaN/inf fall through
-        elif isinstance(value, str):
-            if "\x00" in value:
-                errors[f"properties.{key}"] = ["value_is_invalid"]
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            errors[f"properties.{key}"] = ["invalid_value"]
+        elif kind is not int and not (kind is float and math.isfinite(value)):
+            # Exact types above; subclasses, bool (an int subclass), NaN and inf come here.
+            problem = _property_problem(value)
+            if problem:
+                errors[f"properties.{key}"] = [problem]
         if "\x00" in key:
             errors["properties"] = ["value_is_invalid"]  # a key with NUL cannot be named back
     return raw
+
+
+def _property_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "value_is_invalid" if "\x00" in value else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "invalid_value"
+    return None
 
 
 def _aggregated(rule: MetricRule, properties: dict[str, Any] | None, errors: Errors) -> None:

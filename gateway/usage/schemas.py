@@ -34,7 +34,9 @@ class EventIn(BaseModel):
     )
     external_subscription_id: Annotated[str | None, ID] = Field(
         None,
-        description="Required unless external_customer_id names a customer with one active subscription",
+        description=(
+            "Required unless external_customer_id names a customer with one active subscription"
+        ),
     )
     external_customer_id: Annotated[str | None, ID] = None
     code: Annotated[str, ID] = Field(description="A billable metric code")

@@ -1,4 +1,5 @@
-"""Exactly once under faults: Lago failing, rate limiting, timing out and down, producers resending."""
+"""Exactly once under faults: Lago failing, rate limiting, timing out and down, producers
+resending."""
 
 from __future__ import annotations
 

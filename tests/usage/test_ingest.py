@@ -21,7 +21,8 @@ async def test_single_event_is_stored_then_forwarded_once(gateway: Gateway) -> N
     await _seed(gateway)
     headers = await gateway.headers("events:write")
     body = {"event": {"transaction_id": "tx_1", "external_subscription_id": "sub_1",
-                      "code": "photo_generation", "timestamp": 1756684800, "properties": {"q": "hd"}}}
+                      "code": "photo_generation", "timestamp": 1756684800,
+                      "properties": {"q": "hd"}}}
     response = await gateway.client.post("/api/v1/events", json=body, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["event"]["transaction_id"] == "tx_1"
@@ -35,5 +36,6 @@ async def test_single_event_is_stored_then_forwarded_once(gateway: Gateway) -> N
 
     assert await Forwarder(gateway.runtime).forward_due(100) == 1
     assert ("sub_1", "tx_1") in gateway.emulator.events
-    read = await gateway.client.get("/gateway/events/tx_1", headers=await gateway.headers("billing:read"))
+    reader = await gateway.headers("billing:read")
+    read = await gateway.client.get("/gateway/events/tx_1", headers=reader)
     assert read.json()["event"]["status"] == "forwarded"

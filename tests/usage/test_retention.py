@@ -22,7 +22,8 @@ async def _insert(database: Database, rows: list[tuple[str, str, float, float | 
     async with database.engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO usage_events (external_subscription_id, transaction_id, code, payload, "
+                "INSERT INTO usage_events (external_subscription_id, transaction_id, code, "
+                "payload, "
                 "fingerprint, status, attempts, accepted_at, next_attempt_at, forwarded_at, "
                 "needs_check, accepted_by) VALUES ('sub', :tx, 'm', '{}', 'f', :status, 1, "
                 ":accepted, :accepted, :forwarded, 0, 'test')"
