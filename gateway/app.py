@@ -20,12 +20,12 @@ from gateway.auth.service import KeyVerifier
 from gateway.config import Settings, load_settings
 from gateway.db import Database
 from gateway.errors import GatewayError
-from gateway.fastpath import GatewayApp, error_response
 from gateway.finance.app import create_finance_app
+from gateway.http.fastpath import GatewayApp, error_response
+from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import configure_logging, get_logger
-from gateway.responses import OrjsonResponse
 from gateway.runtime import Runtime
 from gateway.usage.endpoints import fast_routes as ingest_fast_routes
 from gateway.usage.lookups import LagoLookups

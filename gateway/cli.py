@@ -120,9 +120,9 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     """Run the API and, unless --no-worker, the background workers in the same process."""
     import uvicorn
 
+    from gateway.http.serving import CoalescingHttpToolsProtocol
     from gateway.logging import configure_logging
     from gateway.migrations.runner import ensure_current
-    from gateway.serving import CoalescingHttpToolsProtocol
 
     settings = settings_or_exit()
     if workers > 1 and settings.uses_emulator:

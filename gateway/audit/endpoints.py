@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query
 
 from gateway.audit import service
 from gateway.audit.schemas import AuditEntryOut, AuditPage
-from gateway.auth.dependencies import BillingReader
 from gateway.errors import ValidationFailed
+from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
 

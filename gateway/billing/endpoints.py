@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.billing.passthrough import segment
 from gateway.billing.payloads import body_schema, read_root
 from gateway.billing.schemas import (
@@ -17,8 +16,9 @@ from gateway.billing.schemas import (
     WalletUpdate,
 )
 from gateway.billing.service import Billing
+from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.responses import OrjsonResponse
+from gateway.http.responses import OrjsonResponse
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")

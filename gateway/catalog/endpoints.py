@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.auth.dependencies import BillingReader
 from gateway.catalog.loader import load_catalog, resolve_catalog_path
 from gateway.catalog.schemas import Catalog
 from gateway.catalog.service import apply_catalog, metric_codes, metric_rules
 from gateway.errors import NotFound
+from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
 from gateway.logging import get_logger
 from gateway.runtime import Runtime

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.auth.dependencies import BillingWriter
 from gateway.collection import checkout, dunning
 from gateway.collection.schemas import (
     CheckoutRequest,
@@ -16,6 +15,7 @@ from gateway.collection.schemas import (
 )
 from gateway.config import CollectionMode
 from gateway.errors import Conflict, from_stripe
+from gateway.http.auth import BillingWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices.endpoints import invoice_action, read_body

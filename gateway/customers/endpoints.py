@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.billing.payloads import body_schema, read_root
 from gateway.customers.linking import StripeLinks
 from gateway.customers.schemas import CustomerCreate
 from gateway.customers.service import Customers
+from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.responses import OrjsonResponse
+from gateway.http.responses import OrjsonResponse
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])

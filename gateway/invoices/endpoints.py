@@ -13,8 +13,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.errors import BadRequest
+from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.invoices import export, files, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing

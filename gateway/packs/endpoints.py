@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 
 from gateway.audit.service import record
-from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.errors import GatewayError, from_lago
+from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoError
 from gateway.packs import balance, service
 from gateway.packs.schemas import PromoCode
-from gateway.responses import OrjsonResponse
 from gateway.runtime import Runtime
 
 router = APIRouter(tags=["token packs"])

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.audit.service import record
-from gateway.auth.dependencies import Admin, BillingReader
 from gateway.auth.service import Principal
 from gateway.errors import ValidationFailed
+from gateway.http.auth import Admin, BillingReader
 from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
 from gateway.relay import messages, schemas, service, subscribers

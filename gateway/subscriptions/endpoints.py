@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from gateway.auth.dependencies import BillingReader, BillingWriter
 from gateway.billing.payloads import body_schema, read_root
+from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.responses import OrjsonResponse
+from gateway.http.responses import OrjsonResponse
 from gateway.runtime import Runtime
 from gateway.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 from gateway.subscriptions.service import Subscriptions

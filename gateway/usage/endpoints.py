@@ -6,11 +6,11 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.audit.service import record
-from gateway.auth.dependencies import Admin, BillingReader, EventsWriter
 from gateway.auth.service import Principal, Scope
 from gateway.errors import Conflict, NotFound, ValidationFailed
-from gateway.fastpath import FastRoute, read_json_root
+from gateway.http.auth import Admin, BillingReader, EventsWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.fastpath import FastRoute, read_json_root
 from gateway.pagination import decode_cursor
 from gateway.runtime import Runtime
 from gateway.usage import schemas, store
@@ -82,7 +82,7 @@ async def _accept_batch(body: bytes, runtime: Runtime, principal: Principal) -> 
     return {"events": events}
 
 
-# The ingest hot path, answered ahead of FastAPI (gateway.fastpath); the routes above
+# The ingest hot path, answered ahead of FastAPI (gateway.http.fastpath); the routes above
 # document it in the OpenAPI schema and behave the same.
 fast_routes = [
     FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _accept_one),

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.audit.service import record
-from gateway.auth.dependencies import Admin
 from gateway.errors import Conflict, GatewayError, NotFound, PayloadTooLarge
+from gateway.http.auth import Admin
 from gateway.http.dependencies import RuntimeDep
 from gateway.pagination import decode_cursor
 from gateway.runtime import Runtime

@@ -1,9 +1,9 @@
 """The baseline of figure 2: a bare FastAPI endpoint that validates the same body with
 pydantic and stores nothing, served the same way as the gateway (uvicorn, uvloop, httptools,
-with a response's writes coalesced: ``gateway.serving``).
+with a response's writes coalesced: ``gateway.http.serving``).
 
     python -m uvicorn tests.bench.bare_app:app --loop uvloop \
-        --http gateway.serving:CoalescingHttpToolsProtocol
+        --http gateway.http.serving:CoalescingHttpToolsProtocol
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def baseline_run(
     port = support.postgres.free_port()
     argv = [sys.executable, "-m", "uvicorn", "tests.bench.bare_app:app", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--workers", str(workers), "--loop", "uvloop"]
-    argv += ["--http", "gateway.serving:CoalescingHttpToolsProtocol"]  # as the gateway serves
+    argv += ["--http", "gateway.http.serving:CoalescingHttpToolsProtocol"]  # as the gateway serves
     argv += ["--no-access-log", "--log-level", "warning"]
     process = stack.spawn(f"bare-w{workers}", argv)
     url = f"http://127.0.0.1:{port}"

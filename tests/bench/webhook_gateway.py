@@ -17,9 +17,9 @@ import uvicorn
 from gateway import worker
 from gateway.app import create_app
 from gateway.config import load_settings
+from gateway.http.serving import CoalescingHttpToolsProtocol
 from gateway.integrations.lago.client import LagoUnavailable
 from gateway.logging import configure_logging
-from gateway.serving import CoalescingHttpToolsProtocol
 from gateway.webhooks.handlers import HandlerTable, Route
 
 HANDLER_SECONDS = 0.005

@@ -1,7 +1,7 @@
 """Every route, with every scope, answers as docs/auth-and-audit.md's scope table says.
 
 A route's required scope is read from its dependencies (the ``require(scope)`` dependency of
-``gateway/auth/dependencies.py``), never from a hand-kept table, so a new route is checked the
+``gateway/http/auth.py``), never from a hand-kept table, so a new route is checked the
 day it lands. No key or an unknown key: 401. A key without the route's scope: 403
 ``missing_scope``. The route's scope, or ``admin``: past authentication (neither 401 nor 403).
 """
@@ -46,7 +46,7 @@ class Operation:
 
 
 def _require_scope(call: Any) -> Scope | None:
-    if getattr(call, "__module__", "") != "gateway.auth.dependencies":
+    if getattr(call, "__module__", "") != "gateway.http.auth":
         return None
     if getattr(call, "__qualname__", "") != "require.<locals>.dependency":
         return None

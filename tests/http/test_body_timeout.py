@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 
-from gateway.serving import CoalescingHttpToolsProtocol
+from gateway.http.serving import CoalescingHttpToolsProtocol
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.support.postgres import free_port

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.serving import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
+from gateway.http.serving import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
 from tests.support.postgres import free_port
 
 BIG = bytes(range(256)) * 4096  # 1 MiB

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.auth.service import Principal, Scope
 from gateway.errors import ValidationFailed
-from gateway.fastpath import FastRoute, GatewayApp
+from gateway.http.fastpath import FastRoute, GatewayApp
 from gateway.runtime import Runtime
 from tests.conftest import Gateway
 from tests.usage.test_ingest import _seed

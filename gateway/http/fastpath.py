@@ -30,8 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth.service import Principal, authenticate, authorize
 from gateway.auth.service import Scope as KeyScope
-from gateway.body_timeout import BodyReadTimeout
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, rendered
+from gateway.http.body_timeout import BodyReadTimeout
 from gateway.logging import get_logger, request_id_from, request_id_var
 from gateway.runtime import Runtime
 
