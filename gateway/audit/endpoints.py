@@ -10,7 +10,7 @@ from gateway.audit.schemas import AuditEntryOut, AuditPage
 from gateway.errors import ValidationFailed
 from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
-from gateway.pagination import decode_cursor
+from gateway.http.pagination import decode_cursor
 
 router = APIRouter(prefix="/gateway/audit", tags=["audit"])
 

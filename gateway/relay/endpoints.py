@@ -14,7 +14,7 @@ from gateway.auth.service import Principal
 from gateway.errors import ValidationFailed
 from gateway.http.auth import Admin, BillingReader
 from gateway.http.dependencies import RuntimeDep
-from gateway.pagination import decode_cursor
+from gateway.http.pagination import decode_cursor
 from gateway.relay import messages, schemas, service, subscribers
 from gateway.relay.models import DELIVERY_STATUSES, SOURCES, RelayEndpoint
 from gateway.runtime import Runtime

@@ -11,7 +11,7 @@ from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.http.auth import Admin, BillingReader, EventsWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.http.fastpath import FastRoute, read_json_root
-from gateway.pagination import decode_cursor
+from gateway.http.pagination import decode_cursor
 from gateway.runtime import Runtime
 from gateway.usage import schemas, store
 from gateway.usage.service import UsageIngest

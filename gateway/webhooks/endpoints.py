@@ -10,7 +10,7 @@ from gateway.audit.service import record
 from gateway.errors import Conflict, GatewayError, NotFound, PayloadTooLarge
 from gateway.http.auth import Admin
 from gateway.http.dependencies import RuntimeDep
-from gateway.pagination import decode_cursor
+from gateway.http.pagination import decode_cursor
 from gateway.runtime import Runtime
 from gateway.webhooks import service, store
 from gateway.webhooks.models import DEAD, LAGO, STRIPE
