@@ -1,0 +1,4 @@
+"""Operating the gateway over HTTP: health, readiness, metrics.
+
+Offers: ``endpoints`` (``/healthz``, ``/readyz``, ``/metrics``).
+"""
