@@ -238,44 +238,56 @@ async def record_outcomes(conn: AsyncConnection, outcomes: list[Outcome]) -> Non
 
 
 async def _record_outcomes_pg(conn: AsyncConnection, outcomes: list[Outcome]) -> None:
-    """The same as two statements over arrays, however many outcomes."""
-    await conn.exec_driver_sql(
-        "UPDATE relay_deliveries d SET status = u.status, next_attempt_at = u.next, "
-        "last_attempt_at = COALESCE(u.at, d.last_attempt_at), delivered_at = u.delivered, "
-        "last_status = u.http, last_error = u.error FROM unnest(%(id)s::bigint[], "
-        "%(n)s::int[], %(status)s::text[], %(next)s::float8[], %(at)s::float8[], "
-        "%(delivered)s::float8[], %(http)s::int[], %(error)s::text[]) "
-        "AS u(id, n, status, next, at, delivered, http, error) "
-        "WHERE d.id = u.id AND d.attempts = u.n AND d.status = %(pending)s",
-        {
-            "id": [o.claimed.delivery_id for o in outcomes],
-            "n": [o.claimed.attempt for o in outcomes],
-            "status": [o.status for o in outcomes],
-            "next": [o.next_attempt_at for o in outcomes],
-            "at": [o.attempted_at if o.attempted else None for o in outcomes],
-            "delivered": [o.attempted_at if o.succeeded else None for o in outcomes],
-            "http": [o.http_status for o in outcomes],
-            "error": [o.error for o in outcomes],
-            "pending": PENDING,
-        },
-    )
-    rows = [_attempt_row(o) for o in outcomes if o.attempted]
-    if rows:
-        columns = zip(*rows, strict=True)
-        await conn.exec_driver_sql(
-            _INSERT_ATTEMPTS_PG, dict(zip(ATTEMPT_COLUMNS, map(list, columns), strict=True))
+    """The same in one statement, however many outcomes: the outcomes and the attempts
+    travel as two JSON arrays of arrays (cheaper to build and send than an array per
+    column); the update and the insert are one round trip."""
+    settled = [
+        (
+            o.claimed.delivery_id,
+            o.claimed.attempt,
+            o.status,
+            o.next_attempt_at,
+            o.attempted_at if o.attempted else None,
+            o.attempted_at if o.succeeded else None,
+            o.http_status,
+            o.error,
         )
+        for o in outcomes
+    ]
+    attempts = [_attempt_row(o) for o in outcomes if o.attempted]
+    params = {
+        "outcomes": orjson.dumps(settled).decode(),
+        "attempts": orjson.dumps(attempts).decode(),
+        "pending": PENDING,
+    }
+    await conn.exec_driver_sql(_RECORD_OUTCOMES_PG, params)
 
 
+_OUTCOME_COLUMNS = (
+    ("id", "bigint"),
+    ("n", "int"),
+    ("status", "text"),
+    ("next", "float8"),
+    ("at", "float8"),
+    ("delivered", "float8"),
+    ("http", "int"),
+    ("error", "text"),
+)
+_RECORD_OUTCOMES_PG = (
+    "WITH o AS (SELECT "
+    + ", ".join(f"(r->>{i})::{type_} AS {name}" for i, (name, type_) in enumerate(_OUTCOME_COLUMNS))
+    + " FROM json_array_elements(%(outcomes)s::json) AS r), "
+    "u AS (UPDATE relay_deliveries d SET status = o.status, next_attempt_at = o.next, "
+    "last_attempt_at = COALESCE(o.at, d.last_attempt_at), delivered_at = o.delivered, "
+    "last_status = o.http, last_error = o.error FROM o "
+    "WHERE d.id = o.id AND d.attempts = o.n AND d.status = %(pending)s RETURNING 1) "
+    f"INSERT INTO relay_attempts ({', '.join(ATTEMPT_COLUMNS)}) SELECT "
+    + ", ".join(f"(a->>{i})::{_pg_type(_ATTEMPTS, name)}" for i, name in enumerate(ATTEMPT_COLUMNS))
+    + " FROM json_array_elements(%(attempts)s::json) AS a"
+)
 _INSERT_ATTEMPTS = text(
     f"INSERT INTO relay_attempts ({', '.join(ATTEMPT_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in ATTEMPT_COLUMNS)})"
-)
-# PostgreSQL: one array per column, however many attempts.
-_INSERT_ATTEMPTS_PG = (
-    f"INSERT INTO relay_attempts ({', '.join(ATTEMPT_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"%({name})s::{_pg_type(_ATTEMPTS, name)}[]" for name in ATTEMPT_COLUMNS)
-    + ")"
 )
 
 

@@ -90,8 +90,11 @@ class Claimed:
     handlers_done: frozenset[str] = frozenset()
 
     def as_model(self) -> InboundWebhook:
-        """The row as the model handlers receive (status ``received`` while handled)."""
-        return InboundWebhook(
+        """The row as the model handlers receive (status ``received`` while handled).
+
+        Built without validation or ORM state (the values come from the table; handlers
+        read it, no session holds it): an eighth of a full construction's CPU, per run."""
+        return InboundWebhook.model_construct(
             id=self.id,
             source=self.source,
             provider_event_id=self.provider_event_id,
@@ -144,29 +147,47 @@ class Settlement:
     next_attempt_at: float | None = None
 
 
+_SETTLE = text(
+    "UPDATE inbound_webhooks SET status = :status, last_error = :error, "
+    "handlers_done = :done, next_attempt_at = coalesce(:at, next_attempt_at), "
+    "handled_at = coalesce(:handled_at, handled_at) "
+    "WHERE id = :id AND status = :received"
+)
+# PostgreSQL: the same for every row in one statement, the rows as one JSON array of arrays.
+_SETTLE_PG = (
+    "UPDATE inbound_webhooks w SET status = s.status, last_error = s.error, "
+    "handlers_done = s.done, next_attempt_at = coalesce(s.at, w.next_attempt_at), "
+    "handled_at = coalesce(s.handled_at, w.handled_at) "
+    "FROM (SELECT (r->>0)::bigint AS id, r->>1 AS status, r->>2 AS error, r->>3 AS done, "
+    "(r->>4)::float8 AS at, (r->>5)::float8 AS handled_at "
+    "FROM json_array_elements(%(rows)s::json) AS r) AS s "
+    "WHERE w.id = s.id AND w.status = %(received)s"
+)
+
+
 async def settle(conn: AsyncConnection, settlements: list[Settlement], now: float) -> None:
-    """Write the outcomes of claimed rows (one statement, executed for each row)."""
+    """Write the outcomes of claimed rows (one statement)."""
     if not settlements:
         return
+    rows = [
+        (
+            s.id,
+            s.status,
+            s.error,
+            orjson.dumps(sorted(s.handlers_done)).decode() if s.handlers_done else None,
+            s.next_attempt_at,
+            now if s.status == HANDLED else None,
+        )
+        for s in settlements
+    ]
+    # A row listed twice (never in practice) is settled in order, as one update per row.
+    if conn.dialect.name == "postgresql" and len({s.id for s in settlements}) == len(rows):
+        params = {"rows": orjson.dumps(rows).decode(), "received": RECEIVED}
+        await conn.exec_driver_sql(_SETTLE_PG, params)
+        return
+    names = ("id", "status", "error", "done", "at", "handled_at")
     await conn.execute(
-        text(
-            "UPDATE inbound_webhooks SET status = :status, last_error = :error, "
-            "handlers_done = :done, next_attempt_at = coalesce(:at, next_attempt_at), "
-            "handled_at = coalesce(:handled_at, handled_at) "
-            "WHERE id = :id AND status = :received"
-        ),
-        [
-            {
-                "status": s.status,
-                "error": s.error,
-                "done": orjson.dumps(sorted(s.handlers_done)).decode() if s.handlers_done else None,
-                "at": s.next_attempt_at,
-                "handled_at": now if s.status == HANDLED else None,
-                "id": s.id,
-                "received": RECEIVED,
-            }
-            for s in settlements
-        ],
+        _SETTLE, [{**dict(zip(names, row, strict=True)), "received": RECEIVED} for row in rows]
     )
 
 

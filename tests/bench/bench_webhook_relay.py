@@ -46,6 +46,7 @@ class Run:
     handled: int
     waiting: int
     handler_failures: int
+    cpu: str
 
 
 def signed_webhooks(count: int, tag: str) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -131,7 +132,13 @@ async def post_steadily(
 
 
 async def measure(
-    receiver: str, gateway: str, database_url: str, mode: str, rate: float, seconds: float
+    receiver: str,
+    gateway: str,
+    database_url: str,
+    mode: str,
+    rate: float,
+    seconds: float,
+    roots: dict[str, int],
 ) -> Run:
     from gateway.webhooks.inbox import message_id
 
@@ -142,7 +149,11 @@ async def measure(
     by_message = {message_id("lago", key): key for key, _, _ in webhooks}
     await collect(receiver)
     say(f"{mode}: posting {len(webhooks)} webhooks at {rate:.0f}/s ...")
-    sent, send_rate = await post_steadily(gateway, webhooks, rate)
+    say(f"{mode}: pids " + ", ".join(f"{name} {pid}" for name, pid in roots.items()))
+    meter = support.CpuMeter(**roots)
+    with meter:
+        sent, send_rate = await post_steadily(gateway, webhooks, rate)
+    say(f"{mode}: {meter.summary()}")
     latencies: list[float] = []
     seen: set[str] = set()
     deadline = time.time() + 30
@@ -175,6 +186,7 @@ async def measure(
         handled=int(handled),
         waiting=int(waiting),
         handler_failures=int(failed_runs),
+        cpu=meter.summary(),
     )
 
 
@@ -198,14 +210,21 @@ def run_mode(stack: Stack, receiver: str, mode: str, rate: float, seconds: float
     api = stack.gateway(env, workers=2, no_worker=True, name=f"api-{mode}")
     argv = [sys.executable, "-m", "tests.bench.webhook_gateway", "--handlers", mode]
     worker = stack.spawn(f"worker-{mode}", argv, env)
+    roots = {"API": api.process.pid, "worker": worker.pid, "subscriber": _pid(stack, "receiver")}
+    if stack.pg is not None:
+        roots["PostgreSQL"] = support.postmaster_pid(stack.pg)
     try:
-        return asyncio.run(measure(receiver, api.url, database_url, mode, rate, seconds))
+        return asyncio.run(measure(receiver, api.url, database_url, mode, rate, seconds, roots))
     except Exception:
         say(worker.log_tail())
         raise
     finally:
         worker.stop()
         api.process.stop()
+
+
+def _pid(stack: Stack, name: str) -> int:
+    return next(process.pid for process in stack.processes if process.name == name)
 
 
 def main() -> None:
@@ -227,7 +246,7 @@ def main() -> None:
             f"receipt-to-delivery p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms, "
             f"max {run.max:.1f} ms; "
             f"handlers: {run.handled} handled, {run.handler_failures} failed runs, "
-            f"{run.waiting} waiting to retry"
+            f"{run.waiting} waiting to retry; while posting, {run.cpu}"
         )
 
 
