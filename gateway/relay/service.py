@@ -35,18 +35,9 @@ def unsubscribe_wakeup(wakeup: Wakeup) -> None:
 
 
 # Senders in other processes (``gateway worker`` beside ``serve --no-worker``) are woken by a
-# PostgreSQL notification on this channel, sent on commit by the transaction that enqueued.
+# PostgreSQL notification on this channel (the payload: how many deliveries were added),
+# sent on commit by the transaction that enqueued; the enqueueing statement sends it.
 NOTIFY_CHANNEL = "gateway_relay"
-
-
-async def notify_other_processes(conn: AsyncConnection, deliveries: int) -> None:
-    """In the caller's transaction (PostgreSQL): tell every listening sender, on commit, that
-    ``deliveries`` were added (the payload)."""
-    if deliveries and conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(
-            "SELECT pg_notify(%(channel)s, %(n)s)",
-            {"channel": NOTIFY_CHANNEL, "n": str(deliveries)},
-        )
 
 
 def wake_senders(deliveries: int = 0) -> None:
@@ -114,7 +105,7 @@ async def enqueue_many(
         return set(), 0
     now = time.time()
     if conn.dialect.name == "postgresql":
-        stored, deliveries = await store.insert_messages_pg(conn, messages, now)
+        stored, deliveries = await store.insert_messages_pg(conn, messages, now, NOTIFY_CHANNEL)
     else:
         stored, deliveries = set(), 0
         for m in messages:
@@ -123,7 +114,6 @@ async def enqueue_many(
                 await store.insert_deliveries(conn, m.id, endpoints, now)
                 stored.add(m.id)
                 deliveries += len(endpoints)
-    await notify_other_processes(conn, deliveries)
     for m in messages:
         if m.id in stored:
             metrics.MESSAGES_ENQUEUED.labels(source=m.source).inc()

@@ -440,17 +440,19 @@ _ENQUEUE_PG = (
     "FROM m CROSS JOIN relay_endpoints e "
     "WHERE e.enabled AND EXISTS (SELECT 1 FROM json_array_elements_text(e.filter_types::json) "
     "AS f(p) WHERE m.type LIKE replace(replace(f.p, '_', '\\_'), '*', '%%')) RETURNING 1) "
-    "SELECT (SELECT array_agg(id) FROM m), (SELECT count(*) FROM d)"
+    "SELECT ids, n, CASE WHEN n > 0 THEN pg_notify(%(channel)s, n::text) END "
+    "FROM (SELECT (SELECT array_agg(id) FROM m) AS ids, (SELECT count(*) FROM d) AS n) AS t"
 )
 
 
 async def insert_messages_pg(
-    conn: AsyncConnection, messages: Sequence[Any], now: float
+    conn: AsyncConnection, messages: Sequence[Any], now: float, channel: str
 ) -> tuple[set[str], int]:
-    """PostgreSQL: store the new messages and their deliveries in one statement; the ids
-    stored now (the others existed) and the deliveries added."""
+    """PostgreSQL: store the new messages and their deliveries in one statement, which also
+    notifies ``channel`` (on commit) of how many deliveries it added, if any; the ids stored
+    now (the others existed) and the deliveries added."""
     rows = orjson.dumps([_message_row(m, now) for m in messages]).decode()
-    params = {"rows": rows, "now": now, "pending": PENDING}
+    params = {"rows": rows, "now": now, "pending": PENDING, "channel": channel}
     found: Any = (await conn.exec_driver_sql(_ENQUEUE_PG, params)).one()
     return set(found[0] or ()), int(found[1])
 
