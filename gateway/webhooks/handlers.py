@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.runtime import Runtime
     from gateway.webhooks.models import InboundWebhook
 
+MATCH_CACHE_SIZE = 1024
 Handler = Callable[["Runtime", "InboundWebhook", dict[str, Any]], Awaitable[None]]
 
 
@@ -45,7 +46,15 @@ class HandlerTable:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes: tuple[Route, ...] = tuple(dict.fromkeys(routes))
+        # Per (source, type): every run of every webhook asks, and the patterns never change.
+        self._matched: dict[tuple[str, str], tuple[Handler, ...]] = {}
 
     def matching(self, source: str, event_type: str) -> list[Handler]:
         """The handlers for one webhook, in table order."""
-        return [r.handler for r in self.routes if r.matches(source, event_type)]
+        found = self._matched.get((source, event_type))
+        if found is None:
+            if len(self._matched) >= MATCH_CACHE_SIZE:
+                self._matched.clear()
+            found = tuple(r.handler for r in self.routes if r.matches(source, event_type))
+            self._matched[(source, event_type)] = found
+        return list(found)
