@@ -26,9 +26,9 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway import retention
 from gateway.audit.service import entry, record_many
 from gateway.db import Database
+from gateway.jobs import retention
 from gateway.logging import get_logger
 from gateway.relay import store
 from gateway.relay.sender import ACTOR

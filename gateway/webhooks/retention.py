@@ -24,9 +24,9 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway import retention
 from gateway.audit.service import entry, record_many
 from gateway.db import Database
+from gateway.jobs import retention
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 from gateway.webhooks import store

@@ -1,4 +1,5 @@
-"""What the background jobs' loops share."""
+"""What the background jobs share: sleeping until woken, logging a failed pass, and the
+retention helpers (``retention``) of the tables that prune."""
 
 from __future__ import annotations
 
