@@ -49,7 +49,7 @@ async def by_key(session: AsyncSession, actor: str, key: str) -> PackPurchase:
 
 async def reclaim(session: AsyncSession, row: PackPurchase, now: datetime) -> bool:
     """Claim ``row`` again (``in_progress`` from ``now``) if nobody changed it since it was
-    read; whether this session got it."""
+    read; whether this transaction took it."""
     taken = await session.exec(
         update(TABLE)
         .where(_c.id == row.id, _c.status == row.status, _c.claimed_at == row.claimed_at)
