@@ -16,44 +16,16 @@ from starlette.responses import Response
 
 from gateway import worker
 from gateway.api import router
-from gateway.auth.service import KeyVerifier
 from gateway.config import Settings, load_settings
-from gateway.db import Database
 from gateway.errors import GatewayError
 from gateway.finance.app import create_finance_app
 from gateway.http.fastpath import GatewayApp, error_response
 from gateway.http.responses import OrjsonResponse
-from gateway.integrations.lago.client import LagoClient
-from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import configure_logging, get_logger
-from gateway.runtime import Runtime
+from gateway.parts import Parts, build_parts
 from gateway.usage.endpoints import fast_routes as ingest_fast_routes
-from gateway.usage.lookups import LagoLookups
-from gateway.usage.outbox import OutboxWriter
 
 log = get_logger(__name__)
-EMULATOR_BASE_URL = "http://lago-emulator"
-
-
-def _lago_client(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> LagoClient:
-    base_url = settings.lago_api_url or EMULATOR_BASE_URL
-    return LagoClient(
-        base_url, settings.lago_key, timeout=settings.lago_timeout_seconds, transport=transport
-    )
-
-
-def _stripe_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
-) -> StripeClient | None:
-    key = settings.stripe_secret_key.get_secret_value()
-    if not key:
-        return None
-    return StripeClient(
-        key,
-        base_url=settings.stripe_api_base,
-        timeout=settings.stripe_timeout_seconds,
-        transport=transport,
-    )
 
 
 def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport:
@@ -67,42 +39,13 @@ def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTrans
 
 
 @asynccontextmanager
-async def build_runtime(
-    settings: Settings,
-    transport: httpx.AsyncBaseTransport | None = None,
-    stripe_transport: httpx.AsyncBaseTransport | None = None,
-) -> AsyncIterator[Runtime]:
-    """Everything long-lived of one process, closed in reverse order on exit."""
-    database = Database(settings.database_url)
-    lago = _lago_client(settings, transport)
-    runtime = Runtime(
-        settings=settings,
-        database=database,
-        lago=lago,
-        verifier=KeyVerifier(database, settings.api_key_cache_seconds),
-        ingest=OutboxWriter(database, writers=settings.outbox_writers),
-        lookups=LagoLookups(lago),
-        stripe=_stripe_client(settings, stripe_transport),
-    )
-    await runtime.ingest.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.ingest.stop()
-        await lago.aclose()
-        if runtime.stripe is not None:
-            await runtime.stripe.aclose()
-        await database.dispose()
-
-
-@asynccontextmanager
-async def running_workers(runtime: Runtime, *, enabled: bool) -> AsyncIterator[None]:
+async def running_workers(parts: Parts, *, enabled: bool) -> AsyncIterator[None]:
     """Run the background jobs for the duration of the block."""
     if not enabled:
         yield
         return
     stop = asyncio.Event()
-    jobs = asyncio.create_task(worker.run_all(runtime, stop))
+    jobs = asyncio.create_task(worker.run_all(parts, stop))
     try:
         yield
     finally:
@@ -129,9 +72,9 @@ def create_app(
         transport = lago_transport
         if transport is None and settings.uses_emulator:
             transport = _embedded_emulator(app, settings)
-        async with build_runtime(settings, transport, stripe_transport) as runtime:
-            app.state.runtime = runtime
-            async with running_workers(runtime, enabled=run_workers):
+        async with build_parts(settings, transport, stripe_transport) as parts:
+            app.state.parts = parts
+            async with running_workers(parts, enabled=run_workers):
                 if server_gc:
                     tune_gc()  # once everything long-lived exists
                 yield

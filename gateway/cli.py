@@ -157,9 +157,10 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
 @main.command()
 def worker() -> None:
     """Run the background workers only (scale-out next to `serve --no-worker`)."""
-    from gateway.app import build_runtime, tune_gc
+    from gateway.app import tune_gc
     from gateway.logging import configure_logging
     from gateway.migrations.runner import current_and_head
+    from gateway.parts import build_parts
     from gateway.worker import run_all
 
     settings = settings_or_exit()
@@ -180,9 +181,9 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with build_runtime(settings) as runtime:
+        async with build_parts(settings) as parts:
             tune_gc()
-            await run_all(runtime, stop)
+            await run_all(parts, stop)
 
     asyncio.run(go())
 

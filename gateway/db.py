@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,8 +55,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class Wake:
+    """The one way work is announced to a background job in this process.
+
+    A producer ``set``s it when it has committed (or is about to commit) rows the job acts on,
+    saying how many if it knows; the job ``wait``s, then ``take``s the count, which clears it.
+    Jobs also poll, so a wake-up saves latency and is never needed for correctness: work
+    committed by another process is found by the poll (or a PostgreSQL ``NOTIFY`` a job listens
+    to, which it turns into ``set``).
+    """
+
+    __slots__ = ("_added", "_event")
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._added = 0
+
+    def set(self, added: int = 0) -> None:
+        self._added += added
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def take(self) -> int:
+        """Clear the wake-up; how many items were announced since the last ``take``."""
+        added, self._added = self._added, 0
+        self._event.clear()
+        return added
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 class Database:
-    """The engine and session factory of one database, built once per process."""
+    """The engine and session factory of one database, built once per process, and the
+    process's wake-ups for the work its tables hold (``wake``)."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
@@ -67,10 +102,19 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._wakes: dict[str, Wake] = {}
 
     @property
     def is_postgres(self) -> bool:
         return not self.is_sqlite
+
+    def wake(self, channel: str) -> Wake:
+        """This process's wake-up for ``channel``: each capability names its own channels
+        (``usage.outbox.PENDING``, ``relay.service.DUE``...) and producers and jobs meet here."""
+        found = self._wakes.get(channel)
+        if found is None:
+            found = self._wakes[channel] = Wake()
+        return found
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

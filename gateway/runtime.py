@@ -1,19 +1,15 @@
-"""What a running gateway process holds: built once in the lifespan, shared by endpoints and
-workers."""
+"""The infrastructure one gateway process shares: settings, the database, the Lago and Stripe
+clients. Capabilities keep their own long-lived state (``gateway.parts``); a job waits on the
+database's wake-ups (``Database.wake``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from gateway.auth.service import KeyVerifier
-from gateway.catalog.schemas import Catalog
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
-from gateway.usage.lookups import LagoLookups
-from gateway.usage.outbox import OutboxWriter
 
 
 @dataclass
@@ -21,13 +17,5 @@ class Runtime:
     settings: Settings
     database: Database
     lago: LagoClient
-    verifier: KeyVerifier
-    ingest: OutboxWriter
-    lookups: LagoLookups
-    # The catalog file loaded at start (token packs, allowances, pinned usage codes).
-    catalog: Catalog | None = None
     # Set when GATEWAY_STRIPE_SECRET_KEY is.
     stripe: StripeClient | None = None
-    # Capabilities hang further long-lived pieces here (Stripe client, signers...).
-    extras: dict[str, Any] = field(default_factory=dict)
-

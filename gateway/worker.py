@@ -5,6 +5,7 @@ webhook handlers the webhook processor runs (the one place a capability's handle
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +15,7 @@ from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
+from gateway.parts import Parts
 from gateway.relay import retention as relay_retention
 from gateway.relay import sender as relay_sender
 from gateway.runtime import Runtime
@@ -24,7 +26,7 @@ from gateway.webhooks.handlers import HandlerTable, Route
 
 log = get_logger(__name__)
 
-Job = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+Job = Callable[[Parts, asyncio.Event], Awaitable[None]]
 
 # (source, event type pattern, handler): every handler the gateway runs on inbound webhooks.
 WEBHOOK_HANDLERS = HandlerTable(
@@ -48,35 +50,58 @@ WEBHOOK_HANDLERS = HandlerTable(
 )
 
 
-async def process_webhooks(runtime: Runtime, stop: asyncio.Event) -> None:
+def _runtime_only(job: Callable[[Runtime, asyncio.Event], Awaitable[None]]) -> Job:
+    """A job that uses the infrastructure only."""
+
+    @functools.wraps(job)
+    async def run(parts: Parts, stop: asyncio.Event) -> None:
+        await job(parts.runtime, stop)
+
+    return run
+
+
+async def forward_usage(parts: Parts, stop: asyncio.Event) -> None:
+    """The forwarder, rechecking doubtful events with the process's Lago lookups."""
+    await forwarder.run(parts.runtime, parts.lookups, stop)
+
+
+async def process_webhooks(parts: Parts, stop: asyncio.Event) -> None:
     """The webhook processor, running ``WEBHOOK_HANDLERS``."""
-    await webhooks_processor.run(runtime, stop, WEBHOOK_HANDLERS)
+    await webhooks_processor.run(parts.runtime, stop, WEBHOOK_HANDLERS)
 
 
+# Each job is handed what it uses: the infrastructure, and a capability's state where it needs one.
 JOBS: list[tuple[str, Job]] = [
-    ("usage.forwarder", forwarder.run),
-    ("usage.retention", retention.run),
+    ("usage.forwarder", forward_usage),
+    ("usage.retention", _runtime_only(retention.run)),
     ("webhooks.processor", process_webhooks),
-    ("webhooks.retention", webhooks_retention.run),
-    ("relay.sender", relay_sender.run),
-    ("relay.retention", relay_retention.run),
-    ("collection.collector", collector.run),
-    ("collection.reconciler", reconciler.run),
-    ("packs.reconciler", packs_reconciler.run),
+    ("webhooks.retention", _runtime_only(webhooks_retention.run)),
+    ("relay.sender", _runtime_only(relay_sender.run)),
+    ("relay.retention", _runtime_only(relay_retention.run)),
+    ("collection.collector", _runtime_only(collector.run)),
+    ("collection.reconciler", _runtime_only(reconciler.run)),
+    ("packs.reconciler", _runtime_only(packs_reconciler.run)),
 ]
 
 NO_WORKER_ENV = "GATEWAY_NO_WORKER"
+
+
+def job_function(name: str) -> Callable[..., Awaitable[None]]:
+    """The capability's function behind the job ``name`` (unwrapped from its adapter)."""
+    job = dict(JOBS)[name]
+    found: Callable[..., Awaitable[None]] = getattr(job, "__wrapped__", job)
+    return found
 
 
 def workers_enabled() -> bool:
     return os.environ.get(NO_WORKER_ENV, "") not in ("1", "true")
 
 
-async def _supervise(name: str, job: Job, runtime: Runtime, stop: asyncio.Event) -> None:
+async def _supervise(name: str, job: Job, parts: Parts, stop: asyncio.Event) -> None:
     """Run one job; if it crashes, log and restart it after a pause (its state is in the DB)."""
     while not stop.is_set():
         try:
-            await job(runtime, stop)
+            await job(parts, stop)
         except Exception as exc:
             log_failure(log, "worker.job.crashed", exc, job=name)
             try:
@@ -85,8 +110,8 @@ async def _supervise(name: str, job: Job, runtime: Runtime, stop: asyncio.Event)
                 continue
 
 
-async def run_all(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run_all(parts: Parts, stop: asyncio.Event) -> None:
     """Run every job until ``stop`` is set."""
     log.info("worker.started", jobs=[name for name, _ in JOBS])
-    await asyncio.gather(*(_supervise(name, job, runtime, stop) for name, job in JOBS))
+    await asyncio.gather(*(_supervise(name, job, parts, stop) for name, job in JOBS))
     log.info("worker.stopped")

@@ -23,6 +23,7 @@ from gateway.auth.service import create_key
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.migrations.runner import upgrade
+from gateway.parts import Parts
 from gateway.runtime import Runtime
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
@@ -134,9 +135,13 @@ class Gateway:
     lago_app: Any
 
     @property
+    def parts(self) -> Parts:
+        parts: Parts = self.app.state.parts
+        return parts
+
+    @property
     def runtime(self) -> Runtime:
-        runtime: Runtime = self.app.state.runtime
-        return runtime
+        return self.parts.runtime
 
     async def key(self, *scopes: str, name: str | None = None) -> str:
         async with self.runtime.database.session() as session:

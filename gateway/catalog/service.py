@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from gateway.catalog.loader import load_catalog, resolve_catalog_path
 from gateway.catalog.planner import (
     CatalogPlan,
     Change,
@@ -29,8 +30,12 @@ from gateway.catalog.schemas import (
     Coupon,
     Plan,
 )
+from gateway.config import Settings
 from gateway.integrations.lago.client import LagoClient, LagoError
+from gateway.logging import get_logger
 from gateway.usage.parsing import MetricRule
+
+log = get_logger(__name__)
 
 ROOTS = {"billable_metric": "billable_metrics", "plan": "plans", "coupon": "coupons"}
 
@@ -256,3 +261,19 @@ async def apply_catalog(
         raise ApplyFailed(failed, applied, exc) from exc
     say(f"applied {len(applied)} change(s)")
     return ApplyResult(plan, applied)
+
+
+async def load_configured(settings: Settings, lago: LagoClient) -> Catalog | None:
+    """The configured catalog file (``GATEWAY_CATALOG_PATH``), or None; applied to an embedded
+    emulator so that its plans and metrics exist there."""
+    explicit = "catalog_path" in settings.model_fields_set
+    path = resolve_catalog_path(settings.catalog_path, explicit=explicit)
+    if path is None:
+        log.info("catalog.none")
+        return None
+    catalog = load_catalog(path)
+    if settings.uses_emulator:
+        result = await apply_catalog(lago, catalog)
+        log.info("catalog.applied_to_emulator", changes=len(result.applied))
+    log.info("catalog.loaded", path=str(path), metrics=len(catalog.billable_metrics))
+    return catalog

@@ -78,11 +78,11 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
 
 async def run(runtime: Runtime, stop: asyncio.Event) -> None:
     """Worker job entry point: a pass every few seconds, or at once when woken."""
-    wake = service.wake_event(runtime)
+    wake = runtime.database.wake(service.DUE)
     while not stop.is_set():
         try:
             await run_once(runtime)
         except Exception as exc:
             log_failure(log, "collection.collector.pass_failed", exc)
-        wake.clear()
+        wake.take()
         await idle(stop, wake, PASS_SECONDS)

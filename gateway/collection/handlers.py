@@ -132,7 +132,7 @@ async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: An
             upstream="stripe",
         )
         await session.commit()
-    service.wake_event(runtime).set()
+    runtime.database.wake(service.DUE).set()
 
 
 async def on_charge_refunded(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:

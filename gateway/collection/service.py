@@ -15,7 +15,6 @@ and this module never imports the pages it leads to.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Protocol
 
@@ -42,19 +41,15 @@ from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 LEASE_SECONDS = 60.0
-WAKE_KEY = "collection.wake"
+# The channel (``Database.wake``) that makes the collector look at once (a new attempt, a
+# retry brought forward).
+DUE = "collection.due"
 
 
 class AskCustomer(Protocol):
     """Cancel an off-session charge that needs the customer and open a payment link."""
 
     async def __call__(self, runtime: Runtime, row: Collection, *, actor: str) -> None: ...
-
-
-def wake_event(runtime: Runtime) -> asyncio.Event:
-    """Set to make the collector look at once (a new attempt, a retry brought forward)."""
-    event: asyncio.Event = runtime.extras.setdefault(WAKE_KEY, asyncio.Event())
-    return event
 
 
 def collectable(invoice: dict[str, Any]) -> bool:
@@ -230,7 +225,7 @@ async def follow_up(
             error=type(exc).__name__,
             code=getattr(exc, "code", None),
         )
-    wake_event(runtime).set()
+    runtime.database.wake(DUE).set()
 
 
 async def refresh_from_stripe(

@@ -70,7 +70,7 @@ class SignInRequired(Exception):
 
 
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.parent.state.runtime
+    runtime: Runtime = request.app.state.parent.state.parts.runtime
     return runtime
 
 

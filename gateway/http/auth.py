@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.auth.service import Principal, Scope, authenticate, authorize
-from gateway.http.dependencies import RuntimeDep
+from gateway.http.dependencies import part_of
 
 
-async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The caller behind ``Authorization: Bearer <key>``, or 401."""
-    principal = await authenticate(runtime.verifier, request.headers.get("authorization", ""))
+    keys = part_of(request.app, "keys")
+    principal = await authenticate(keys, request.headers.get("authorization", ""))
     request.state.principal = principal
     return principal
 

@@ -32,23 +32,25 @@ from gateway.auth.service import Principal, authenticate, authorize
 from gateway.auth.service import Scope as KeyScope
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, rendered
 from gateway.http.body_timeout import BodyReadTimeout
+from gateway.http.dependencies import part_of
 from gateway.logging import get_logger, request_id_from, request_id_var
-from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 
-Handler = Callable[[bytes, Runtime, Principal], Awaitable[Any]]
+Handler = Callable[[bytes, Any, Principal], Awaitable[Any]]
 Header = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True)
 class FastRoute:
-    """``POST path`` with a key holding ``scope``: ``handler(body, runtime, principal)``
-    returns the JSON content of a 200, or raises a ``GatewayError``."""
+    """``POST path`` with a key holding ``scope``: ``handler(body, part, principal)``, where
+    ``part`` is the capability state ``Parts.<part>``, returns the JSON content of a 200, or
+    raises a ``GatewayError``."""
 
     path: str
     scope: KeyScope
     handler: Handler
+    part: str
 
 
 class _Disconnected(Exception):
@@ -176,9 +178,11 @@ class Door:
         self, route: FastRoute, receive: Receive, send: Send, authorization: str, id_header: Header
     ) -> None:
         try:
-            runtime: Runtime = self.app.state.runtime
-            principal = authorize(await authenticate(runtime.verifier, authorization), route.scope)
-            content = await route.handler(await self._read(receive), runtime, principal)
+            keys = part_of(self.app, "keys")
+            principal = authorize(await authenticate(keys, authorization), route.scope)
+            content = await route.handler(
+                await self._read(receive), part_of(self.app, route.part), principal
+            )
         except _Disconnected:
             return
         except Exception as exc:

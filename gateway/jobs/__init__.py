@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from gateway.db import Wake
 
-async def idle(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+
+async def idle(stop: asyncio.Event, wake: Wake, seconds: float) -> None:
     """Sleep until ``stop`` or ``wake`` is set, or ``seconds`` have passed.
 
-    The caller clears ``wake`` before it last looks for work, so a wake-up that comes in
-    between is not lost.
+    The caller takes ``wake`` (clearing it) before it last looks for work, so a wake-up that
+    comes in between is not lost.
     """
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:

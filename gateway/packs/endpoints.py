@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 
 from gateway.audit.service import record
+from gateway.catalog.endpoints import CatalogDep
 from gateway.errors import GatewayError, from_lago
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
@@ -25,6 +26,7 @@ async def buy_token_pack(
     external_id: str,
     pack: str,
     runtime: RuntimeDep,
+    catalog: CatalogDep,
     principal: BillingWriter,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> OrjsonResponse:
@@ -35,7 +37,7 @@ async def buy_token_pack(
     result = await service.buy_pack(
         runtime.database,
         runtime.lago,
-        runtime.catalog,
+        catalog,
         actor=principal.name,
         external_customer_id=external_id,
         pack_code=pack,
@@ -50,6 +52,7 @@ async def buy_token_pack(
 async def get_balance(
     external_id: str,
     runtime: RuntimeDep,
+    catalog: CatalogDep,
     _: BillingReader,
     external_subscription_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
@@ -57,7 +60,7 @@ async def get_balance(
     and the pending bonus of unpaid packs) and token costs, with a ``can_generate`` hint."""
     try:
         found = await balance.customer_balance(
-            runtime.lago, runtime.database, runtime.catalog, external_id, external_subscription_id
+            runtime.lago, runtime.database, catalog, external_id, external_subscription_id
         )
     except LagoError as exc:
         raise from_lago(exc) from exc

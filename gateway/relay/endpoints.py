@@ -170,7 +170,7 @@ async def recover_endpoint(
             detail={"since": since.isoformat(), "requeued": len(message_ids)},
         )
         await session.commit()
-    service.wake_senders()
+    runtime.database.wake(service.DUE).set()
     return {"endpoint_id": endpoint_id, "message_ids": message_ids}
 
 
@@ -222,5 +222,5 @@ async def redeliver_message(
             status=200,
         )
         await session.commit()
-    service.wake_senders()
+    runtime.database.wake(service.DUE).set()
     return {"message_id": message_id, "endpoint_ids": targets}

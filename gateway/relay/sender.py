@@ -31,7 +31,7 @@ from gateway.relay import metrics, settlement, store
 from gateway.relay.destinations import DestinationRefused, Resolver, resolve
 from gateway.relay.models import DELIVERED, FAILED, PENDING
 from gateway.relay.outbound import Pools, Signer, retry_after_seconds
-from gateway.relay.service import NOTIFY_CHANNEL, subscribe_wakeup, unsubscribe_wakeup
+from gateway.relay.service import DUE, NOTIFY_CHANNEL
 from gateway.relay.store import Claimed, Outcome
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Sender:
             resolver=resolver,
         )
         self.signer = Signer()
-        self.wake = asyncio.Event()
+        self.wake = database.wake(DUE)
         self._inflight: dict[asyncio.Task[None], Claimed] = {}
         self._slot_free = asyncio.Event()
         self._outcomes: list[Outcome] = []
@@ -94,7 +94,6 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; then finish or hand back what is in flight."""
-        subscribe_wakeup(self.notify)
         settling = asyncio.Event()
         settler = asyncio.create_task(self._settle_loop(settling))
         gauges = asyncio.create_task(self._gauges(stop))
@@ -102,7 +101,6 @@ class Sender:
         try:
             await self._claim_loop(stop)
         finally:
-            unsubscribe_wakeup(self.notify)
             gauges.cancel()
             listener.cancel()
             await self._drain()
@@ -119,7 +117,7 @@ class Sender:
                 self._slot_free.clear()
                 await _first(stop.wait(), self._slot_free.wait(), seconds=BUSY_POLL_SECONDS)
                 continue
-            self.wake.clear()
+            self._announced(self.wake.take())
             try:
                 claimed = await store.claim_due(self.database, min(free, CLAIM_BATCH), self.lease)
             except Exception as exc:  # the database is away: attempts in flight carry on
@@ -154,17 +152,17 @@ class Sender:
                 async with conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     async for note in conn.notifies():
-                        self.notify(int(note.payload) if note.payload.isdigit() else 0)
+                        self.wake.set(int(note.payload) if note.payload.isdigit() else 0)
             except Exception as exc:  # polling still finds everything; listen again soon
                 log.warning("relay.send.listen_failed", error=type(exc).__name__)
                 await _first(stop.wait(), seconds=CLAIM_RETRY_SECONDS)
 
-    def notify(self, deliveries: int) -> None:
-        """Called by ``enqueue_message`` in this process (before its commit) and by redelivery."""
+    def _announced(self, deliveries: int) -> None:
+        """Deliveries announced on the wake-up (by this process or a ``NOTIFY``) and not yet
+        claimed: the loop looks again shortly for a while, in case their commit is late."""
         if deliveries:
             self._expected += deliveries
             self._hot_until = time.monotonic() + HOT_SECONDS
-        self.wake.set()
 
     def _idle_seconds(self) -> float:
         # Deliveries announced but not claimed yet are usually waiting for their commit:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,30 +20,16 @@ from gateway.relay.models import SOURCES
 
 MAX_ID_LENGTH = 255
 
-# Senders running in this process register here; enqueueing wakes them at once, telling
-# how many deliveries it added (0: "look now", for changes already committed).
-Wakeup = Callable[[int], None]
-_wakeups: set[Wakeup] = set()
-
-
-def subscribe_wakeup(wakeup: Wakeup) -> None:
-    _wakeups.add(wakeup)
-
-
-def unsubscribe_wakeup(wakeup: Wakeup) -> None:
-    _wakeups.discard(wakeup)
-
+# The channel (``Database.wake``) on which deliveries are announced to this process's senders,
+# with how many were added (0: "look now", for changes already committed). Whoever commits
+# an enqueue and holds the database announces it (the inbox, the processor, redelivery);
+# others (notices enqueued deep in a transaction) are found by the senders' poll.
+DUE = "relay.due"
 
 # Senders in other processes (``gateway worker`` beside ``serve --no-worker``) are woken by a
 # PostgreSQL notification on this channel (the payload: how many deliveries were added),
 # sent on commit by the transaction that enqueued; the enqueueing statement sends it.
 NOTIFY_CHANNEL = "gateway_relay"
-
-
-def wake_senders(deliveries: int = 0) -> None:
-    """Tell in-process senders that deliveries are (about to be) due."""
-    for wakeup in list(_wakeups):
-        wakeup(deliveries)
 
 
 def iso(moment: float) -> str:
@@ -100,7 +86,7 @@ async def enqueue_many(
     transaction: returns the ids stored now (the others existed) and the deliveries added.
 
     Runs in the caller's transaction; the caller wakes the senders after its commit
-    (``wake_senders``)."""
+    (``database.wake(DUE).set(deliveries)``)."""
     if not messages:
         return set(), 0
     now = time.time()
@@ -146,12 +132,7 @@ async def enqueue_message(
         raise ValueError("created_at must be timezone-aware")
     created = created_at.timestamp() if created_at is not None else time.time()
     body = envelope(message_id, type, source, created, data)
-    stored, deliveries = await enqueue_many(
-        conn, [NewMessage(message_id, type, source, created, body)]
-    )
-    if deliveries:
-        # Before the caller's commit: senders look again shortly until they find them.
-        wake_senders(deliveries)
+    stored, _ = await enqueue_many(conn, [NewMessage(message_id, type, source, created, body)])
     return bool(stored)
 
 

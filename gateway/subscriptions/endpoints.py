@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from gateway.billing.payloads import body_schema, read_root
 from gateway.http.auth import BillingReader, BillingWriter
-from gateway.http.dependencies import RuntimeDep
+from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
-from gateway.runtime import Runtime
 from gateway.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 from gateway.subscriptions.service import Subscriptions
+from gateway.usage.lookups import LagoLookups
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 # Declared for the docs; the service checks the values (an audited, Lago-shaped 422).
 Status = Annotated[str | None, Query(description="active (default) or pending")]
 
 
-def _subscriptions(runtime: Runtime) -> Subscriptions:
-    return Subscriptions(runtime.database, runtime.lago, runtime.lookups)
+async def _subscriptions(
+    runtime: RuntimeDep, lookups: Annotated[LagoLookups, part("lookups")]
+) -> Subscriptions:
+    return Subscriptions(runtime.database, runtime.lago, lookups)
+
+
+SubscriptionsDep = Annotated[Subscriptions, Depends(_subscriptions)]
 
 
 def _query(request: Request) -> list[tuple[str, str]]:
@@ -30,18 +35,18 @@ def _query(request: Request) -> list[tuple[str, str]]:
 
 @router.post("", openapi_extra=body_schema(SubscriptionCreate))
 async def create_subscription(
-    request: Request, runtime: RuntimeDep, principal: BillingWriter
+    request: Request, service: SubscriptionsDep, principal: BillingWriter
 ) -> Response:
     """Subscribe a customer to a plan; a new plan on an existing ``external_id`` changes it
     (upgrade at once, downgrade at the end of the period)."""
     params = read_root(await request.body(), "subscription")
-    return OrjsonResponse(await _subscriptions(runtime).create(params, principal.name))
+    return OrjsonResponse(await service.create(params, principal.name))
 
 
 @router.get("")
 async def list_subscriptions(
     request: Request,
-    runtime: RuntimeDep,
+    service: SubscriptionsDep,
     _: BillingReader,
     external_customer_id: str | None = None,
     plan_code: str | None = None,
@@ -49,34 +54,33 @@ async def list_subscriptions(
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Lago's list (active only unless ``status[]`` says otherwise)."""
-    return OrjsonResponse(await _subscriptions(runtime).index(_query(request)))
+    return OrjsonResponse(await service.index(_query(request)))
 
 
 @router.get("/{external_id}")
 async def get_subscription(
     external_id: str,
     request: Request,
-    runtime: RuntimeDep,
+    service: SubscriptionsDep,
     _: BillingReader,
     status: Annotated[
         Literal["active", "pending", "terminated", "canceled"] | None, Query()
     ] = None,
 ) -> Response:
     """One subscription (the active record unless ``status`` names another)."""
-    return OrjsonResponse(await _subscriptions(runtime).get(external_id, _query(request)))
+    return OrjsonResponse(await service.get(external_id, _query(request)))
 
 
 @router.put("/{external_id}", openapi_extra=body_schema(SubscriptionUpdate))
 async def update_subscription(
     external_id: str,
     request: Request,
-    runtime: RuntimeDep,
+    service: SubscriptionsDep,
     principal: BillingWriter,
     status: Status = None,
 ) -> Response:
     """Change name, end date, start date (pending only) or plan overrides."""
     params = read_root(await request.body(), "subscription")
-    service = _subscriptions(runtime)
     return OrjsonResponse(
         await service.update(external_id, params, _query(request), principal.name)
     )
@@ -86,7 +90,7 @@ async def update_subscription(
 async def terminate_subscription(
     external_id: str,
     request: Request,
-    runtime: RuntimeDep,
+    service: SubscriptionsDep,
     principal: BillingWriter,
     status: Status = None,
     on_termination_invoice: Annotated[str | None, Query(description="generate or skip")] = None,
@@ -95,5 +99,4 @@ async def terminate_subscription(
     ] = None,
 ) -> Response:
     """Terminate now (``?status=pending`` cancels a pending one) with Lago's options."""
-    service = _subscriptions(runtime)
     return OrjsonResponse(await service.terminate(external_id, _query(request), principal.name))

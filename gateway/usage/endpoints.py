@@ -9,25 +9,17 @@ from gateway.audit.service import record
 from gateway.auth.service import Principal, Scope
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.http.auth import Admin, BillingReader, EventsWriter
-from gateway.http.dependencies import RuntimeDep
+from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.fastpath import FastRoute, read_json_root
 from gateway.http.pagination import decode_cursor
-from gateway.runtime import Runtime
 from gateway.usage import schemas, store
+from gateway.usage.outbox import PENDING
 from gateway.usage.service import UsageIngest
 
 router = APIRouter(tags=["usage"])
 
 
-def _ingest(runtime: Runtime) -> UsageIngest:
-    settings = runtime.settings
-    return UsageIngest(
-        runtime.ingest,
-        runtime.lookups,
-        settings.batch_max_events,
-        event_max_bytes=settings.event_max_bytes,
-        max_future_seconds=settings.event_max_future_seconds,
-    )
+UsageDep = Annotated[UsageIngest, part("usage")]
 
 
 def _json(content: Any) -> Response:
@@ -44,14 +36,14 @@ def _json(content: Any) -> Response:
         }
     },
 )
-async def create_event(request: Request, runtime: RuntimeDep, principal: EventsWriter) -> Response:
+async def create_event(request: Request, usage: UsageDep, principal: EventsWriter) -> Response:
     """Accept one usage event; answered once it is durably stored, forwarded to Lago later."""
-    return _json(await _accept_one(await request.body(), runtime, principal))
+    return _json(await _accept_one(await request.body(), usage, principal))
 
 
-async def _accept_one(body: bytes, runtime: Runtime, principal: Principal) -> dict[str, Any]:
+async def _accept_one(body: bytes, usage: UsageIngest, principal: Principal) -> dict[str, Any]:
     raw = read_json_root(body, "event")
-    events = await _ingest(runtime).accept([raw], actor=principal.name, batch=False)
+    events = await usage.accept([raw], actor=principal.name, batch=False)
     return {"event": events[0]}
 
 
@@ -68,25 +60,25 @@ async def _accept_one(body: bytes, runtime: Runtime, principal: Principal) -> di
     },
 )
 async def create_events_batch(
-    request: Request, runtime: RuntimeDep, principal: EventsWriter
+    request: Request, usage: UsageDep, principal: EventsWriter
 ) -> Response:
     """Accept a batch all-or-nothing (errors keyed by index); identical repeats are not errors."""
-    return _json(await _accept_batch(await request.body(), runtime, principal))
+    return _json(await _accept_batch(await request.body(), usage, principal))
 
 
-async def _accept_batch(body: bytes, runtime: Runtime, principal: Principal) -> dict[str, Any]:
+async def _accept_batch(body: bytes, usage: UsageIngest, principal: Principal) -> dict[str, Any]:
     raw = read_json_root(body, "events")
     if not isinstance(raw, list):
         raise ValidationFailed(details={"events": ["invalid_type"]})
-    events = await _ingest(runtime).accept(raw, actor=principal.name, batch=True)
+    events = await usage.accept(raw, actor=principal.name, batch=True)
     return {"events": events}
 
 
 # The ingest hot path, answered ahead of FastAPI (gateway.http.fastpath); the routes above
 # document it in the OpenAPI schema and behave the same.
 fast_routes = [
-    FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _accept_one),
-    FastRoute("/api/v1/events/batch", Scope.EVENTS_WRITE, _accept_batch),
+    FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _accept_one, "usage"),
+    FastRoute("/api/v1/events/batch", Scope.EVENTS_WRITE, _accept_batch, "usage"),
 ]
 
 
@@ -141,5 +133,5 @@ async def replay_dead_events(
             status=200,
         )
         await session.commit()
-    runtime.ingest.new_events.set()
+    runtime.database.wake(PENDING).set()
     return {"replayed": replayed}

@@ -43,6 +43,8 @@ from gateway.usage import metrics, store
 from gateway.usage.batching import distinct_ids, pack
 from gateway.usage.checks import recheck
 from gateway.usage.health import LagoHealth
+from gateway.usage.lookups import LagoLookups
+from gateway.usage.outbox import PENDING
 from gateway.usage.sink import LagoBatchSink, SinkResult, UsageSink, Verdict, is_duplicate
 from gateway.usage.store import Claimed
 
@@ -91,8 +93,11 @@ class _Outcome:
 
 
 class Forwarder:
-    def __init__(self, runtime: Runtime, sink: UsageSink | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, lookups: LagoLookups, sink: UsageSink | None = None
+    ) -> None:
         self.runtime = runtime
+        self.lookups = lookups
         self.sink = sink or LagoBatchSink(runtime.lago)
         settings = runtime.settings
         self.batch_size = settings.forward_batch_size
@@ -122,7 +127,7 @@ class Forwarder:
             await self.health.close()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        wake = self.runtime.ingest.new_events
+        wake = self.runtime.database.wake(PENDING)
         held = store.claim_connection(self.runtime.database, self.lease)
         cursor = store.ClaimCursor()
         try:
@@ -132,7 +137,7 @@ class Forwarder:
                     break
                 if await self.forward_due(held=held, cursor=cursor):
                     continue
-                wake.clear()
+                wake.take()
                 await idle(stop, wake, IDLE_POLL_SECONDS)
         finally:
             await held.release()
@@ -180,7 +185,7 @@ class Forwarder:
         return len(claim.events)
 
     async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:
-        checked, dead = await recheck(self.runtime.lookups, claimed)
+        checked, dead = await recheck(self.lookups, claimed)
         if checked is None:
             # Lago cannot tell: it is unwell as a whole; the events stay due.
             reason = "Lago unreachable for checks"
@@ -396,6 +401,6 @@ def _retry_audit(
     )
 
 
-async def run(runtime: Runtime, stop: asyncio.Event) -> None:
+async def run(runtime: Runtime, lookups: LagoLookups, stop: asyncio.Event) -> None:
     """Worker job entry point."""
-    await Forwarder(runtime).run(stop)
+    await Forwarder(runtime, lookups).run(stop)

@@ -42,6 +42,8 @@ from gateway.usage import store
 from gateway.usage.store import Key, OutboxRow
 
 log = get_logger(__name__)
+# The channel (``Database.wake``) on which accepted events are announced to the forwarder.
+PENDING = "usage.pending"
 MAX_GROUP_ROWS = 20_000
 
 
@@ -79,7 +81,7 @@ class OutboxWriter:
         self._inflight: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._writers = 1 if database.is_sqlite else writers  # SQLite has one writer anyway
-        self.new_events = asyncio.Event()
+        self.wake = database.wake(PENDING)
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
@@ -176,7 +178,7 @@ class OutboxWriter:
             for request, stored in zip(group, results, strict=True):
                 if not request.future.done():
                     request.future.set_result(stored)
-            self.new_events.set()
+            self.wake.set()
             return None
 
     async def _store(

@@ -15,7 +15,6 @@ import contextlib
 import contextvars
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.service import record_many
 from gateway.db import Database
 from gateway.logging import get_logger
-from gateway.relay.service import NewMessage, enqueue_many, envelope_with_raw_data, wake_senders
+from gateway.relay.service import DUE, NewMessage, enqueue_many, envelope_with_raw_data
 from gateway.webhooks import store
 
 log = get_logger(__name__)
+# The channel (``Database.wake``) on which stored webhooks are announced to the processor.
+ARRIVED = "webhooks.arrived"
 MAX_GROUP = 500
 LINGER_SECONDS = 0.05
 WRITE_ATTEMPTS = 3
@@ -74,9 +75,10 @@ class _Waiting:
 class InboxWriter:
     """``store`` returns True once the webhook is durable, False when it was already stored."""
 
-    def __init__(self, database: Database, *, on_stored: Callable[[], None] | None = None) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
-        self._on_stored = on_stored
+        self._senders = database.wake(DUE)
+        self._processor = database.wake(ARRIVED)
         self._queue: list[_Waiting] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._more = asyncio.Event()
@@ -151,9 +153,9 @@ class InboxWriter:
             if not waiting.future.done():
                 waiting.future.set_result(new)
         if deliveries:
-            wake_senders(deliveries)
-        if any(stored) and self._on_stored is not None:
-            self._on_stored()
+            self._senders.set(deliveries)
+        if any(stored):
+            self._processor.set()
 
     async def _write_with_retry(
         self, conn: AsyncConnection, items: list[Incoming]

@@ -32,13 +32,12 @@ import orjson
 from gateway.audit.service import entry, record_many
 from gateway.jobs import idle
 from gateway.logging import get_logger
-from gateway.relay.service import enqueue_many, wake_senders
+from gateway.relay.service import DUE, enqueue_many
 from gateway.runtime import Runtime
 from gateway.webhooks import handlers, metrics, store
 from gateway.webhooks.failures import Failure, describe, failure
-from gateway.webhooks.inbox import relay_message
+from gateway.webhooks.inbox import ARRIVED, relay_message
 from gateway.webhooks.models import DEAD, HANDLED, RECEIVED
-from gateway.webhooks.service import pieces
 from gateway.webhooks.store import Claimed, Settlement
 
 log = get_logger(__name__)
@@ -104,11 +103,11 @@ class Processor:
             await self._stop_running()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        wake = pieces(self.runtime).arrived
+        wake = self.runtime.database.wake(ARRIVED)
         while not stop.is_set():
             # Cleared before looking: a handler finishing (or a webhook arriving) while this
             # pass runs keeps it set, and the wait below returns at once.
-            wake.clear()
+            wake.take()
             if await self.step():
                 continue
             await idle(stop, wake, IDLE_POLL_SECONDS)
@@ -183,7 +182,7 @@ class Processor:
         except Exception as exc:  # the body is not JSON: nothing can handle it
             failures.append(Failure("payload", False, describe(exc)))
         self._finished.append(Finished(row, frozenset(done), tuple(failures)))
-        pieces(self.runtime).arrived.set()
+        self.runtime.database.wake(ARRIVED).set()
 
     async def _settle_finished(self) -> int:
         finished, self._finished = self._finished, []
@@ -287,7 +286,7 @@ class Processor:
                 ]
                 _, deliveries = await enqueue_many(conn, messages)
                 await store.mark_relayed(conn, [r.id for r in rows], now)
-            wake_senders(deliveries)
+            database.wake(DUE).set(deliveries)
             log.info("webhooks.inbound.relayed_backlog", n=len(rows))
         self._relayed_legacy = True
 

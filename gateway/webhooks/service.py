@@ -6,7 +6,6 @@ Bodies and secrets are never logged; logs carry the source, the reason and provi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,9 +14,11 @@ from typing import Any
 import orjson
 
 from gateway.audit.service import entry, record_many
+from gateway.config import Settings
+from gateway.db import Database
 from gateway.errors import GatewayError
+from gateway.integrations.lago.client import LagoClient
 from gateway.logging import get_logger
-from gateway.runtime import Runtime
 from gateway.webhooks import metrics
 from gateway.webhooks.inbox import InboxWriter, Incoming
 from gateway.webhooks.models import LAGO, STRIPE
@@ -34,32 +35,7 @@ from gateway.webhooks.verification import (
 )
 
 log = get_logger(__name__)
-EXTRAS_KEY = "webhooks"
 MAX_ID_LENGTH = 255
-
-
-@dataclass
-class WebhookPieces:
-    """The long-lived pieces of this capability in one process (kept in ``runtime.extras``)."""
-
-    inbox: InboxWriter
-    lago_keys: LagoPublicKeys
-    arrived: asyncio.Event
-
-
-def pieces(runtime: Runtime) -> WebhookPieces:
-    """This process's inbox writer, Lago key cache and wake-up event, made on first use."""
-    found = runtime.extras.get(EXTRAS_KEY)
-    if isinstance(found, WebhookPieces):
-        return found
-    arrived = asyncio.Event()
-    made = WebhookPieces(
-        inbox=InboxWriter(runtime.database, on_stored=arrived.set),
-        lago_keys=LagoPublicKeys(lago_key_fetcher(runtime.lago)),
-        arrived=arrived,
-    )
-    runtime.extras[EXTRAS_KEY] = made
-    return made
 
 
 @dataclass(frozen=True)
@@ -85,81 +61,87 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-async def receive_lago(
-    runtime: Runtime, body: bytes, headers: Mapping[str, str], issuer: str
-) -> Receipt:
-    """Verify a Lago webhook (``hmac`` or ``jwt``), then store it once per unique key."""
-    algorithm = headers.get("x-lago-signature-algorithm")
-    signature = headers.get("x-lago-signature")
-    if not algorithm:
-        raise WebhookRejected(code="missing_signature_algorithm")
-    if algorithm not in ("hmac", "jwt"):
-        raise WebhookRejected(code="unknown_signature_algorithm")
-    unique_key = _provider_id(headers.get("x-lago-unique-key"), "missing_unique_key")
-    if not signature:
-        raise SignatureRejected(code="missing_signature")
-    if algorithm == "hmac":
-        key = runtime.settings.lago_webhook_hmac_key.get_secret_value()
-        verify_lago_hmac(body, signature, key)
-    else:
-        await verify_lago_jwt(body, signature, pieces(runtime).lago_keys, issuers_for(issuer))
-    payload = _json_object(body)
-    event_type = _provider_id(payload.get("webhook_type"), "missing_webhook_type")
-    return await _store(runtime, LAGO, unique_key, event_type, body)
+class WebhookIntake:
+    """The capability's long-lived state in one process: the inbox writer and Lago's public
+    key cache, with what receives a webhook."""
 
+    def __init__(self, settings: Settings, database: Database, lago: LagoClient) -> None:
+        self.settings = settings
+        self.database = database
+        self.inbox = InboxWriter(database)
+        self.lago_keys = LagoPublicKeys(lago_key_fetcher(lago))
 
-async def receive_stripe(runtime: Runtime, body: bytes, headers: Mapping[str, str]) -> Receipt:
-    """Verify a Stripe webhook against every configured secret, then store it once per event id."""
-    secrets = stripe_secrets(runtime.settings.stripe_webhook_secret.get_secret_value())
-    verify_stripe(body, headers.get("stripe-signature"), secrets)
-    payload = _json_object(body)
-    event_id = _provider_id(payload.get("id"), "missing_event_id")
-    event_type = _provider_id(payload.get("type"), "missing_event_type")
-    return await _store(runtime, STRIPE, event_id, event_type, body)
+    async def receive_lago(self, body: bytes, headers: Mapping[str, str], issuer: str) -> Receipt:
+        """Verify a Lago webhook (``hmac`` or ``jwt``), then store it once per unique key."""
+        algorithm = headers.get("x-lago-signature-algorithm")
+        signature = headers.get("x-lago-signature")
+        if not algorithm:
+            raise WebhookRejected(code="missing_signature_algorithm")
+        if algorithm not in ("hmac", "jwt"):
+            raise WebhookRejected(code="unknown_signature_algorithm")
+        unique_key = _provider_id(headers.get("x-lago-unique-key"), "missing_unique_key")
+        if not signature:
+            raise SignatureRejected(code="missing_signature")
+        if algorithm == "hmac":
+            key = self.settings.lago_webhook_hmac_key.get_secret_value()
+            verify_lago_hmac(body, signature, key)
+        else:
+            await verify_lago_jwt(body, signature, self.lago_keys, issuers_for(issuer))
+        payload = _json_object(body)
+        event_type = _provider_id(payload.get("webhook_type"), "missing_webhook_type")
+        return await self._store(LAGO, unique_key, event_type, body)
 
+    async def receive_stripe(self, body: bytes, headers: Mapping[str, str]) -> Receipt:
+        """Verify a Stripe webhook against every configured secret, then store it once per
+        event id."""
+        secrets = stripe_secrets(self.settings.stripe_webhook_secret.get_secret_value())
+        verify_stripe(body, headers.get("stripe-signature"), secrets)
+        payload = _json_object(body)
+        event_id = _provider_id(payload.get("id"), "missing_event_id")
+        event_type = _provider_id(payload.get("type"), "missing_event_type")
+        return await self._store(STRIPE, event_id, event_type, body)
 
-async def _store(
-    runtime: Runtime, source: str, provider_id: str, event_type: str, body: bytes
-) -> Receipt:
-    item = Incoming(
-        source=source,
-        provider_event_id=provider_id,
-        event_type=event_type,
-        body=body.decode(),
-        body_sha256=hashlib.sha256(body).hexdigest(),
-        audit=entry(
+    async def _store(self, source: str, provider_id: str, event_type: str, body: bytes) -> Receipt:
+        item = Incoming(
+            source=source,
+            provider_event_id=provider_id,
+            event_type=event_type,
+            body=body.decode(),
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            audit=entry(
+                actor=f"webhook:{source}",
+                action="webhooks.inbound.received",
+                outcome="stored",
+                target=provider_id,
+                upstream=source,
+                status=200,
+                detail={"type": event_type},
+            ),
+        )
+        new = await self.inbox.store(item)
+        if new:
+            metrics.RECEIVED.labels(source=source).inc()
+        else:
+            metrics.DUPLICATE.labels(source=source).inc()
+            log.info("webhooks.inbound.duplicate", source=source, provider_event_id=provider_id)
+        return Receipt(duplicate=not new)
+
+    async def record_rejection(self, source: str, error: GatewayError) -> None:
+        """Count, log and audit a refused webhook (the reason only: no body, no signature)."""
+        metrics.REJECTED.labels(source=source, reason=error.code).inc()
+        log.warning(
+            "webhooks.inbound.rejected", source=source, reason=error.code, status=error.status
+        )
+        line = entry(
             actor=f"webhook:{source}",
-            action="webhooks.inbound.received",
-            outcome="stored",
-            target=provider_id,
+            action="webhooks.inbound.rejected",
+            outcome="rejected",
             upstream=source,
-            status=200,
-            detail={"type": event_type},
-        ),
-    )
-    new = await pieces(runtime).inbox.store(item)
-    if new:
-        metrics.RECEIVED.labels(source=source).inc()
-    else:
-        metrics.DUPLICATE.labels(source=source).inc()
-        log.info("webhooks.inbound.duplicate", source=source, provider_event_id=provider_id)
-    return Receipt(duplicate=not new)
-
-
-async def record_rejection(runtime: Runtime, source: str, error: GatewayError) -> None:
-    """Count, log and audit a refused webhook (the reason only: no body, no signature)."""
-    metrics.REJECTED.labels(source=source, reason=error.code).inc()
-    log.warning("webhooks.inbound.rejected", source=source, reason=error.code, status=error.status)
-    line = entry(
-        actor=f"webhook:{source}",
-        action="webhooks.inbound.rejected",
-        outcome="rejected",
-        upstream=source,
-        status=error.status,
-        detail={"reason": error.code},
-    )
-    try:
-        async with runtime.database.engine.begin() as conn:
-            await record_many(conn, [line])
-    except Exception as exc:
-        log.error("webhooks.inbound.audit_failed", source=source, error=type(exc).__name__)
+            status=error.status,
+            detail={"reason": error.code},
+        )
+        try:
+            async with self.database.engine.begin() as conn:
+                await record_many(conn, [line])
+        except Exception as exc:
+            log.error("webhooks.inbound.audit_failed", source=source, error=type(exc).__name__)

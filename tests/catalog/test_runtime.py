@@ -59,8 +59,8 @@ async def test_the_gateway_loads_the_catalog_at_start_and_pins_usage_codes_to_it
         "/api/v1/events", json=event("legacy_calls", "t2"), headers=headers
     )
 
-    assert gateway.runtime.catalog is not None
-    assert gateway.runtime.lookups.allowed_codes == {"photo_generation", "video_generation"}
+    assert gateway.parts.catalog is not None
+    assert gateway.parts.lookups.allowed_codes == {"photo_generation", "video_generation"}
     assert in_catalog.status_code == 200, in_catalog.text
     assert only_in_lago.status_code == 422
     assert only_in_lago.json()["error_details"] == {"code": ["billable_metric_not_found"]}

@@ -11,7 +11,6 @@ import pytest
 from gateway.auth.service import Principal, Scope
 from gateway.errors import ValidationFailed
 from gateway.http.fastpath import FastRoute, GatewayApp
-from gateway.runtime import Runtime
 from tests.conftest import Gateway
 from tests.usage.test_ingest import _seed
 
@@ -57,23 +56,25 @@ class _Verifier:
 
 
 @dataclass
-class _Runtime:
-    verifier: _Verifier
+class _Parts:
+    keys: _Verifier
+    echo: str = "echo"
 
 
-async def _echo(body: bytes, runtime: Runtime, principal: Principal) -> Any:
+async def _echo(body: bytes, part: str, principal: Principal) -> Any:
     if body == b"boom":
         raise RuntimeError("handler bug")
     if body == b"invalid":
         raise ValidationFailed(details={"code": ["missing"]}, headers={"Retry-After": "3"})
+    assert part == "echo"  # the part the route names
     return {"who": principal.name, "size": len(body)}
 
 
 @pytest.fixture
 async def client() -> Any:
     app = GatewayApp()
-    app.state.runtime = _Runtime(_Verifier())
-    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)])
+    app.state.parts = _Parts(_Verifier())
+    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo, "echo")])
     app.guard(body_max_bytes=10)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
@@ -124,8 +125,8 @@ async def test_a_streamed_body_over_the_limit_is_refused(client: httpx.AsyncClie
 
 async def test_a_client_gone_before_its_body_gets_no_answer() -> None:
     app = GatewayApp()
-    app.state.runtime = _Runtime(_Verifier())
-    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo)])
+    app.state.parts = _Parts(_Verifier())
+    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo, "echo")])
     app.guard(body_max_bytes=10)
     sent: list[Any] = []
 

@@ -22,7 +22,7 @@ BUY = "/gateway/customers/{}/token-packs/{}"
 
 async def _stock(gateway: Gateway) -> Gateway:
     catalog = load_catalog(CATALOG_FILE)
-    gateway.runtime.catalog = catalog
+    gateway.parts.catalog = catalog
     await apply_catalog(gateway.runtime.lago, catalog)
     return gateway
 

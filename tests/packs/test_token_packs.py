@@ -101,7 +101,7 @@ async def test_concurrent_identical_requests_buy_once(shop: Gateway) -> None:
 async def test_a_duplicate_of_a_purchase_in_flight_is_told_to_retry(shop: Gateway) -> None:
     await subscribe(shop, "dan", "basic_monthly")
     headers = await shop.headers("billing:write")
-    principal = await shop.runtime.verifier.verify(headers["Authorization"].split()[1])
+    principal = await shop.parts.keys.verify(headers["Authorization"].split()[1])
     assert principal is not None
     await idempotency.claim(
         shop.runtime.database,
@@ -190,11 +190,11 @@ async def test_a_retry_after_a_lost_answer_finds_the_top_up_instead_of_buying_ag
     }
 
     with pytest.raises(GatewayError) as lost:
-        await service.buy_pack(shop.runtime.database, flaky, shop.runtime.catalog, **options)  # type: ignore[arg-type]
+        await service.buy_pack(shop.runtime.database, flaky, shop.parts.catalog, **options)  # type: ignore[arg-type]
     await flaky.aclose()
     assert lost.value.status == 503
     retried = await service.buy_pack(
-        shop.runtime.database, shop.runtime.lago, shop.runtime.catalog, **options
+        shop.runtime.database, shop.runtime.lago, shop.parts.catalog, **options
     )  # type: ignore[arg-type]
 
     assert retried.status == 201

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.relay.sender import Sender
-from gateway.relay.service import enqueue_message
+from gateway.relay.service import DUE, enqueue_message
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.relay.receiver import Receiver
@@ -61,11 +61,17 @@ async def create_endpoint(
 
 
 async def enqueue(gw: Gateway, message_id: str, type_: str, data: dict[str, Any] | None = None,
-                  source: str = "lago") -> bool:
-    async with gw.runtime.database.engine.begin() as conn:
-        return await enqueue_message(
+                  source: str = "lago", *, announce: bool = True) -> bool:
+    """Enqueue in a transaction of its own; then, as the inbox does, wake this process's
+    senders (``announce=False``: as another process would, leaving it to NOTIFY or the poll)."""
+    database = gw.runtime.database
+    async with database.engine.begin() as conn:
+        new = await enqueue_message(
             conn, message_id=message_id, type=type_, source=source, data=data or {"n": message_id}
         )
+    if announce:
+        database.wake(DUE).set()
+    return new
 
 
 @contextlib.asynccontextmanager

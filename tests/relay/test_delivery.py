@@ -117,18 +117,17 @@ async def test_a_sender_in_another_process_is_woken_at_the_commit(
     if backend != "postgres":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite API and worker share a process")
     from gateway.relay import sender as sender_module
-    from gateway.relay import service
 
     created = await create_endpoint(relay_gateway, filter_types=["invoice.*"])
     receiver.secrets = [created["secret"]]
     # As in `gateway worker` beside `serve --no-worker`: no in-process wake-up reaches the
-    # sender, and its idle poll is far away; only the database's notification can wake it.
-    monkeypatch.setattr(service, "wake_senders", lambda deliveries=0: None)
+    # sender (announce=False), and its idle poll is far away; only the database's
+    # notification can wake it.
     monkeypatch.setattr(sender_module, "IDLE_POLL_SECONDS", 60.0)
     async with sending(relay_gateway, receiver):
         await asyncio.sleep(0.5)  # the sender is idle, listening
         started = time.monotonic()
-        assert await enqueue(relay_gateway, "lago_evt_far", "invoice.created")
+        assert await enqueue(relay_gateway, "lago_evt_far", "invoice.created", announce=False)
         await eventually(lambda: receiver.received, seconds=5)
         waited = time.monotonic() - started
 

@@ -21,7 +21,7 @@ async def test_create_subscribes_audits_and_usage_validation_knows_it_at_once(
     assert body["subscription"]["status"] == "active"
     assert gateway.emulator.subscription("sub_acme")["plan_code"] == BASIC
     calls = sum(gateway.emulator.requests_by_status.values())
-    assert await gateway.runtime.lookups.subscription("sub_acme") is Known.YES
+    assert await gateway.parts.lookups.subscription("sub_acme") is Known.YES
     assert sum(gateway.emulator.requests_by_status.values()) == calls  # answered from memory
     [row] = await audit_rows(gateway)
     assert (row.action, row.outcome, row.target, row.detail) == (
@@ -131,7 +131,7 @@ async def test_lago_down_is_503_with_retry_after_and_audited_unavailable(gateway
     assert gateway.emulator.subscriptions == {}
     assert outcomes(await audit_rows(gateway)) == [
         ("subscriptions.create", "unavailable", "lago", 503)]
-    assert await gateway.runtime.lookups.subscription("sub_acme") is Known.NO
+    assert await gateway.parts.lookups.subscription("sub_acme") is Known.NO
 
 
 async def test_reads_need_billing_read_and_writes_billing_write(gateway: Gateway) -> None:

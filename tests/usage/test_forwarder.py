@@ -54,7 +54,7 @@ async def _accept(gw: Gateway, events: list[dict[str, Any]]) -> None:
 
 async def _forward_all(gw: Gateway) -> None:
     """Claim and forward until nothing is due (what the worker's loops do)."""
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     while await forwarder.forward_due(100):
         pass
 
@@ -178,7 +178,8 @@ async def test_events_accepted_while_lago_is_down_are_checked_before_forwarding(
     assert known.status_code == 200 and ghost.status_code == 200  # Lago cannot tell: accepted
     rows = await _rows(gw)
     assert rows["g-1"]["needs_check"] == 1
-    await Forwarder(gw.runtime).forward_due(100)  # still down: nothing sent, nothing decided
+    # Still down: nothing sent, nothing decided.
+    await Forwarder(gw.runtime, gw.parts.lookups).forward_due(100)
     rows = await _rows(gw)
     assert rows["g-1"]["status"] == "pending" and gw.emulator.events == {}
     assert rows["g-1"]["attempts"] == 0  # a check that could not run is not an attempt
@@ -208,7 +209,7 @@ async def test_the_checks_before_forwarding_ask_lago_about_each_subscription_con
     await asyncio.sleep(1.1)  # the "cannot tell" answers are remembered for a second
     gw.emulator.faults.latency = 0.4
     started = time.monotonic()
-    assert await Forwarder(gw.runtime).forward_due(100) == 10
+    assert await Forwarder(gw.runtime, gw.parts.lookups).forward_due(100) == 10
     elapsed = time.monotonic() - started
     assert {row["status"] for row in (await _rows(gw)).values()} == {"dead"}
     assert elapsed < 2.0, f"{elapsed:.1f} s: ten lookups of 0.4 s each were not concurrent"
@@ -220,7 +221,7 @@ async def test_a_batch_lago_stored_but_whose_answer_was_lost_is_not_stored_twice
 ) -> None:
     await _accept(gw, [_event(f"l-{i}") for i in range(10)])
     gw.emulator.faults.fail_after_commit_rate = 1.0  # every request applied, then a 500
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     await forwarder.forward_due(100)
     assert len(gw.emulator.events) == 10
     # Both halves of the split also failed: Lago, not an event; the events stay due.
@@ -247,7 +248,8 @@ async def test_a_rate_limited_lago_pauses_forwarding_for_retry_after_without_pus
     await _accept(gw, [_event("r-1")])
     gw.emulator.faults.configure({"rate_limit_rate": 1.0, "retry_after_seconds": 7})
     settings = gw.runtime.settings.model_copy(update={"forward_backoff_max_seconds": 60.0})
-    forwarder = Forwarder(dataclasses.replace(gw.runtime, settings=settings))  # cap: 60 s
+    # The backoff cap: 60 s.
+    forwarder = Forwarder(dataclasses.replace(gw.runtime, settings=settings), gw.parts.lookups)
     await forwarder.forward_due(100)
     row = (await _rows(gw))["r-1"]
     assert row["status"] == "pending" and row["attempts"] == 1

@@ -129,7 +129,7 @@ async def test_one_transaction_id_on_two_subscriptions_reaches_lago_for_both(
     events = _layout(layout, 200)
     assert len({(e["external_subscription_id"], e["transaction_id"]) for e in events}) == 400
     await _accept(gw, events)
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     assert len(gw.emulator.events) == 400, "events marked forwarded that Lago does not hold"
     assert set((await _statuses(gw)).values()) == {"forwarded"}
     for batch in wire.batches:
@@ -143,7 +143,7 @@ async def test_an_id_lago_holds_on_one_subscription_does_not_hide_its_twin_on_an
     await _accept(gw, [_event("gen-1", "sub_1"), _event("gen-1", "sub_2"), _event("gen-2")])
     # (sub_1, gen-1) reached Lago before (an answer lost); (sub_2, gen-1) is new.
     await gw.runtime.lago.call("POST", "/events", json={"event": _event("gen-1", "sub_1")})
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     assert set(gw.emulator.events) == {("sub_1", "gen-1"), ("sub_2", "gen-1"), ("sub_1", "gen-2")}
     assert set((await _statuses(gw)).values()) == {"forwarded"}
 
@@ -155,7 +155,7 @@ async def test_a_duplicate_answer_in_a_batch_that_repeats_an_id_is_confirmed_alo
     event is resent alone, and only that answer decides."""
     monkeypatch.setattr(forwarder_module, "pack", lambda claimed, count, size: [list(claimed)])
     await _accept(gw, [_event("gen-1", "sub_1"), _event("gen-1", "sub_2"), _event("gen-2")])
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     assert set(gw.emulator.events) == {("sub_1", "gen-1"), ("sub_2", "gen-1"), ("sub_1", "gen-2")}
     assert set((await _statuses(gw)).values()) == {"forwarded"}
     assert [len(batch) for batch in wire.batches] == [3, 1, 2]  # refused, alone, the rest
@@ -169,7 +169,7 @@ async def test_field_errors_are_answered_before_duplicates_and_both_end_right(
     await _accept(gw, [_event("held-1"), _event("new-1")])
     await gw.runtime.lago.call("POST", "/events", json={"event": _event("held-1")})
     await _insert_raw(gw, "bad-1", _event("bad-1", timestamp="not a time"))
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
     assert statuses == {"held-1": "forwarded", "new-1": "forwarded", "bad-1": "dead"}
     assert orjson.loads((await _last_errors(gw))["bad-1"] or "") == {
@@ -215,7 +215,7 @@ async def test_a_string_reason_at_an_index_dead_letters_that_event(
 
     wire.hook = crash
     await _accept(gw, [_event("ok-1"), _event("expr-1"), _event("ok-2")])
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
     assert statuses == {"ok-1": "forwarded", "expr-1": "dead", "ok-2": "forwarded"}
     assert (await _last_errors(gw))["expr-1"] == '"undefined variable: seconds"'
@@ -239,7 +239,8 @@ async def test_an_answer_naming_no_event_is_split_until_the_culprit_stands_alone
     events = [_event(f"ok-{i}") for i in range(99)]
     events.insert(37, _event("culprit"))
     await _accept(gw, events)
-    assert await Forwarder(gw.runtime).forward_due() == 100  # one round settles all
+    # One round settles all.
+    assert await Forwarder(gw.runtime, gw.parts.lookups).forward_due() == 100
     statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
     assert statuses.pop("culprit") == "dead"
     assert set(statuses.values()) == {"forwarded"} and len(statuses) == 99
@@ -259,7 +260,7 @@ async def test_lagos_too_many_events_splits_the_batch_and_loses_nothing(
     """A Lago run with LAGO_EVENTS_BATCH_MAX_LENGTH below the gateway's batch size."""
     monkeypatch.setattr(lago_events, "MAX_LENGTH", 30)
     await _accept(gw, [_event(f"m-{i}") for i in range(100)])
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     assert set((await _statuses(gw)).values()) == {"forwarded"}
     assert len(gw.emulator.events) == 100
 
@@ -276,7 +277,7 @@ async def test_an_event_lago_fails_on_is_dead_lettered_and_its_batch_mates_deliv
     events = [_event(f"ok-{i}") for i in range(99)]
     events.insert(60, _event("poison"))
     await _accept(gw, events)
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     assert await forwarder.forward_due() == 100
     statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
     assert statuses.pop("poison") == "pending"  # one strike: it may have been a blip
@@ -305,7 +306,7 @@ async def test_requests_are_cut_under_the_byte_limit_so_a_proxy_never_refuses_th
     async for gw in _gateway(database_url, emulator, wire, forward_batch_max_bytes=limit):
         padding = "x" * 400
         await _accept(gw, [_event(f"b-{i}", properties={"note": padding}) for i in range(60)])
-        await _forward_all(Forwarder(gw.runtime))
+        await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
         assert set((await _statuses(gw)).values()) == {"forwarded"}
         assert emulator.faults_injected["body_too_large"] == 0
         assert all(len(orjson.dumps({"events": b})) <= limit for b in wire.batches)
@@ -318,7 +319,7 @@ async def test_an_event_too_large_for_the_proxy_alone_is_dead_and_its_mates_deli
     gw.emulator.faults.max_body_bytes = 4096
     await _accept(gw, [_event(f"s-{i}") for i in range(40)])
     await _insert_raw(gw, "huge-1", _event("huge-1", properties={"note": "x" * 6000}))
-    await _forward_all(Forwarder(gw.runtime))
+    await _forward_all(Forwarder(gw.runtime, gw.parts.lookups))
     statuses = {tx: status for (_, tx), status in (await _statuses(gw)).items()}
     assert statuses.pop("huge-1") == "dead"
     assert set(statuses.values()) == {"forwarded"} and len(gw.emulator.events) == 40

@@ -34,7 +34,7 @@ async def test_single_event_is_stored_then_forwarded_once(gateway: Gateway) -> N
     assert clash.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
     from gateway.usage.forwarder import Forwarder
 
-    assert await Forwarder(gateway.runtime).forward_due(100) == 1
+    assert await Forwarder(gateway.runtime, gateway.parts.lookups).forward_due(100) == 1
     assert ("sub_1", "tx_1") in gateway.emulator.events
     reader = await gateway.headers("billing:read")
     read = await gateway.client.get("/gateway/events/tx_1", headers=reader)

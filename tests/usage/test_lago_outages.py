@@ -85,7 +85,7 @@ async def _pending(gw: Gateway) -> tuple[int, float]:
 async def test_an_outage_pauses_forwarding_and_lagos_return_drains_everything_at_once(
     gw: Gateway, kind: str, status: int
 ) -> None:
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     stop = asyncio.Event()
     running = asyncio.create_task(forwarder.run(stop))
     try:
@@ -115,7 +115,7 @@ async def test_an_outage_pauses_forwarding_and_lagos_return_drains_everything_at
 
 
 async def test_a_retry_after_is_honoured_before_the_next_probe(gw: Gateway) -> None:
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     stop = asyncio.Event()
     running = asyncio.create_task(forwarder.run(stop))
     try:
@@ -138,7 +138,7 @@ async def test_a_paused_forwarder_claims_nothing_and_the_probe_ends_the_pause(
 ) -> None:
     await _accept(gw, _events("p", 5))
     gw.emulator.faults.outage(60, kind="refuse")
-    forwarder = Forwarder(gw.runtime)
+    forwarder = Forwarder(gw.runtime, gw.parts.lookups)
     assert await forwarder.forward_due() == 5  # found the outage
     assert not forwarder.health.well and forwarder.health.reason is not None
     assert "unreachable" in forwarder.health.reason

@@ -101,7 +101,7 @@ async def test_the_retention_is_a_setting_defaulting_to_thirty_days(gateway: Gat
 
 
 async def test_the_job_runs_in_every_worker_and_stops_when_asked(gateway: Gateway) -> None:
-    assert ("usage.retention", retention.run) in worker.JOBS
+    assert worker.job_function("usage.retention") is retention.run
     await _insert(gateway.runtime.database, [("a", FORWARDED, NOW - 31 * DAY, NOW - 31 * DAY)])
     stop = asyncio.Event()
     job = asyncio.create_task(retention.run(gateway.runtime, stop))

@@ -436,8 +436,8 @@ async def metered(
     gateway, manager = await start_gateway(settings, emulator)
     try:
         await seed_through(gateway.runtime.lago, ["sub_1"])
-        assert gateway.runtime.catalog is not None
-        await apply_catalog(gateway.runtime.lago, gateway.runtime.catalog)
+        assert gateway.parts.catalog is not None
+        await apply_catalog(gateway.runtime.lago, gateway.parts.catalog)
         yield gateway
     finally:
         await gateway.client.aclose()
@@ -491,7 +491,7 @@ async def test_the_property_a_metric_aggregates_must_be_there_and_numeric_where_
         assert response.status_code == 200, response.text
         assert batch.status_code == 200, batch.text
         return
-    field = metered.runtime.lookups.metric_rules[code].field_name
+    field = metered.parts.lookups.metric_rules[code].field_name
     assert response.status_code == 422
     assert response.json()["error_details"] == {f"properties.{field}": error}
     assert batch.json()["error_details"] == {"1": {f"properties.{field}": error}}

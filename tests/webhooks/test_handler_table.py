@@ -80,7 +80,7 @@ async def test_the_worker_processor_runs_exactly_the_handlers_of_the_table(hooks
         assert answer.status_code == 200, answer.text
 
     stop = asyncio.Event()
-    job = asyncio.create_task(worker.process_webhooks(hooks.gateway.runtime, stop))
+    job = asyncio.create_task(worker.process_webhooks(hooks.gateway.parts, stop))
     try:
         for _ in range(200):
             if {r.status for r in await hooks.inbound()} == {"handled"}:

@@ -417,7 +417,7 @@ async def test_embedded_default_verifies_the_bundled_emulators_jwt_webhooks(
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://gateway.test"
         )
-        lago = app.state.runtime.lago
+        lago = app.state.parts.runtime.lago
         endpoint = {"webhook_url": f"http://gateway.test{LAGO_PATH}", "signature_algo": "jwt"}
         await lago.call("POST", "/webhook_endpoints", json={"webhook_endpoint": endpoint})
         await lago.call("POST", "/customers", json={"customer": {"external_id": "acme"}})

@@ -245,7 +245,7 @@ def test_the_retention_is_one_setting_defaulting_to_thirty_days(
 
 
 async def test_the_job_runs_in_every_worker_and_stops_when_asked(hooks: Hooks) -> None:
-    assert ("webhooks.retention", retention.run) in worker.JOBS
+    assert worker.job_function("webhooks.retention") is retention.run
     database = hooks.gateway.runtime.database
     await _insert(database, [("old", HANDLED, NOW - 31 * DAY, NOW - 31 * DAY)])
     stop = asyncio.Event()
