@@ -19,7 +19,7 @@ from gateway.collection import checkout, lago_sync, metrics, mode, service, stat
 from gateway.collection import store as rows
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
-from gateway.integrations.stripe.client import StripeError, StripeRejected
+from gateway.integrations.stripe.client import StripeClient, StripeError, StripeRejected
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
@@ -33,7 +33,7 @@ async def start(runtime: Runtime, invoice: dict[str, Any], *, actor: str) -> Col
     if not mode.enabled(runtime) or not service.collectable(invoice):
         return None
     if states.amount_due(invoice) == 0:
-        await lago_sync.mark_zero_invoice_paid(runtime, invoice, actor=actor)
+        await lago_sync.mark_zero_invoice_paid(runtime.database, runtime.lago, invoice, actor=actor)
         return None
     customer = invoice.get("customer") or {}
     stripe_customer = await StripeLinks(runtime.database, runtime.stripe).ensure(
@@ -63,7 +63,13 @@ async def drive_or_defer(runtime: Runtime, row: Collection, *, actor: str) -> No
 async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") -> None:
     """Make the Stripe call of a claimed attempt and record what Stripe answered."""
     if row.kind == CHECKOUT:
-        await checkout.drive_payment_link(runtime, row, actor=actor)
+        await checkout.drive_payment_link(
+            runtime.database,
+            mode.stripe_of(runtime),
+            row,
+            actor=actor,
+            fallback_url=runtime.settings.collection_return_url,
+        )
         return
     stripe = mode.stripe_of(runtime)
     method = row.payment_method_id
@@ -75,7 +81,7 @@ async def drive(runtime: Runtime, row: Collection, *, actor: str = "collector") 
         )
         return
     try:
-        intent = await _adopt_late(runtime, row) or await stripe.create_payment_intent(
+        intent = await _adopt_late(stripe, row) or await stripe.create_payment_intent(
             _intent_params(row, method), idempotency_key=row.idempotency_key
         )
     except StripeRejected as exc:
@@ -106,11 +112,11 @@ def _intent_params(row: Collection, method: str) -> dict[str, Any]:
     }
 
 
-async def _adopt_late(runtime: Runtime, row: Collection) -> dict[str, Any] | None:
+async def _adopt_late(stripe: StripeClient, row: Collection) -> dict[str, Any] | None:
     """A PaymentIntent created for this attempt longer ago than Stripe remembers keys."""
     if time.time() - row.created_at < IDEMPOTENCY_WINDOW_SECONDS or not row.stripe_customer_id:
         return None
-    intents = await mode.stripe_of(runtime).list_payment_intents(
+    intents = await stripe.list_payment_intents(
         customer=row.stripe_customer_id, created_gte=int(row.created_at) - 60
     )
     for intent in intents:

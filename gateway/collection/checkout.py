@@ -23,9 +23,10 @@ from gateway.collection import store as rows
 from gateway.collection.models import CANCELED, CHECKOUT, Collection
 from gateway.collection.notices import raise_action_required
 from gateway.customers.linking import StripeLinks
+from gateway.db import Database
 from gateway.errors import Conflict, NotFound, ValidationFailed, from_lago
 from gateway.integrations.lago.client import LagoError
-from gateway.integrations.stripe.client import StripeRejected
+from gateway.integrations.stripe.client import StripeClient, StripeRejected
 from gateway.invoices import service as invoices
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
@@ -38,9 +39,9 @@ SETUP_WINDOW_SECONDS = 300
 PORTAL_WINDOW_SECONDS = 60  # portal sessions are short-lived: a replay must still be fresh
 
 
-def return_url(runtime: Runtime, given: str | None, name: str) -> str:
-    """The caller's URL, else ``GATEWAY_COLLECTION_RETURN_URL``; Stripe needs one."""
-    url = given or runtime.settings.collection_return_url
+def return_url(fallback: str, given: str | None, name: str) -> str:
+    """The caller's URL, else ``fallback`` (``GATEWAY_COLLECTION_RETURN_URL``); Stripe needs one."""
+    url = given or fallback
     if not url.startswith(("https://", "http://")):
         raise ValidationFailed(details={name: ["required: set GATEWAY_COLLECTION_RETURN_URL"]})
     return url
@@ -77,8 +78,14 @@ async def open_link(
     current = states.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
         if current.payment_link is None:
-            await drive_payment_link(runtime, current, actor=actor)
-            return await _reload(runtime, current)
+            await drive_payment_link(
+                runtime.database,
+                mode.stripe_of(runtime),
+                current,
+                actor=actor,
+                fallback_url=runtime.settings.collection_return_url,
+            )
+            return await _reload(runtime.database, current)
         if (current.link_expires_at or 0) > time.time() + MIN_LINK_LIFE_SECONDS:
             return current
         if not await close_link(runtime, current, actor=actor):
@@ -97,20 +104,26 @@ async def open_link(
         await session.commit()
     if claimed is None:
         raise Conflict("another attempt started meanwhile", code="payment_in_progress")
-    await drive_payment_link(runtime, claimed, actor=actor)
-    return await _reload(runtime, claimed)
+    await drive_payment_link(
+        runtime.database,
+        mode.stripe_of(runtime),
+        claimed,
+        actor=actor,
+        fallback_url=runtime.settings.collection_return_url,
+    )
+    return await _reload(runtime.database, claimed)
 
 
-async def _reload(runtime: Runtime, row: Collection) -> Collection:
+async def _reload(database: Database, row: Collection) -> Collection:
     assert row.id is not None
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         fresh = await rows.by_id(session, row.id)
     assert fresh is not None
     return fresh
 
 
-def _session_params(runtime: Runtime, row: Collection) -> dict[str, Any]:
-    url = return_url(runtime, None, "success_url")
+def _session_params(fallback_url: str, row: Collection) -> dict[str, Any]:
+    url = return_url(fallback_url, None, "success_url")
     meta = service.metadata(row)
     return {
         "mode": "payment",
@@ -134,13 +147,15 @@ def _session_params(runtime: Runtime, row: Collection) -> dict[str, Any]:
     }
 
 
-async def drive_payment_link(runtime: Runtime, row: Collection, *, actor: str) -> None:
+async def drive_payment_link(
+    database: Database, stripe: StripeClient, row: Collection, *, actor: str, fallback_url: str
+) -> None:
     """Create the Checkout Session of a claimed link attempt and record it."""
-    checkout = await mode.stripe_of(runtime).create_checkout_session(
-        _session_params(runtime, row), idempotency_key=row.idempotency_key
+    checkout = await stripe.create_checkout_session(
+        _session_params(fallback_url, row), idempotency_key=row.idempotency_key
     )
     metrics.STRIPE_CALLS.labels(call="checkout.session.create").inc()
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         fresh = await rows.by_id(session, row.id or 0)
         if fresh is None or fresh.checkout_session_id:
             return
@@ -264,7 +279,7 @@ async def setup_link(
     window = _window_key(external_id, success_url, cancel_url, seconds=SETUP_WINDOW_SECONDS)
     key = f"setup-{window}"
     session = await mode.stripe_of(runtime).create_checkout_session(params, idempotency_key=key)
-    await _audit_link(runtime, actor, "collection.setup_link", external_id)
+    await _audit_link(runtime.database, actor, "collection.setup_link", external_id)
     return {"id": session["id"], "url": session.get("url"), "expires_at": session.get("expires_at")}
 
 
@@ -278,12 +293,12 @@ async def portal_link(
     portal = await mode.stripe_of(runtime).create_portal_session(
         customer=customer, return_url=return_to, idempotency_key=f"portal-{window}"
     )
-    await _audit_link(runtime, actor, "collection.portal_link", external_id)
+    await _audit_link(runtime.database, actor, "collection.portal_link", external_id)
     return {"id": portal["id"], "url": portal.get("url")}
 
 
-async def _audit_link(runtime: Runtime, actor: str, action: str, external_id: str) -> None:
-    async with runtime.database.session() as session:
+async def _audit_link(database: Database, actor: str, action: str, external_id: str) -> None:
+    async with database.session() as session:
         audit(
             session,
             actor=actor,

@@ -51,7 +51,7 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
     async with runtime.database.session() as session:
         stalled = await rows.stalled(session, now, BATCH)
         due = await rows.due_retries(session, now, BATCH)
-    stalled_refunds = await refunds.stalled_refunds(runtime, now, BATCH)
+    stalled_refunds = await refunds.stalled_refunds(runtime.database, now, BATCH)
 
     async def redrive(row: Collection) -> None:
         await charger.drive(runtime, row, actor=ACTOR)
@@ -60,7 +60,7 @@ async def run_once(runtime: Runtime, now: float | None = None) -> dict[str, int]
         await dunning.retry_due(runtime, row, actor=ACTOR)
 
     async def sync(row: Collection) -> None:
-        await lago_sync.push(runtime, row.id, actor=ACTOR)
+        await lago_sync.push(runtime.database, runtime.lago, row.id, actor=ACTOR)
 
     async def refund(row: CollectionRefund) -> None:
         await refunds.drive_refund(runtime, row, actor=ACTOR)

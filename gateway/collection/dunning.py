@@ -15,7 +15,9 @@ from gateway.collection import store as rows
 from gateway.collection.checkout import close_link
 from gateway.collection.models import CHECKOUT, FAILED, OFF_SESSION, REQUIRES_ACTION, Collection
 from gateway.customers.linking import StripeLinks
+from gateway.db import Database
 from gateway.errors import Conflict, GatewayError, UpstreamRejected
+from gateway.integrations.stripe.client import StripeClient
 from gateway.invoices import service as invoices
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
@@ -52,13 +54,18 @@ async def _ready(runtime: Runtime, invoice_id: str, *, actor: str) -> str | None
 
 
 async def _claim_next(
-    runtime: Runtime, invoice: dict[str, Any], *, actor: str, due_row: Collection | None
+    database: Database,
+    stripe: StripeClient | None,
+    invoice: dict[str, Any],
+    *,
+    actor: str,
+    due_row: Collection | None,
 ) -> Collection | None:
     customer = invoice.get("customer") or {}
-    stripe_customer = await StripeLinks(runtime.database, runtime.stripe).ensure(
+    stripe_customer = await StripeLinks(database, stripe).ensure(
         str(customer.get("external_id")), actor=actor, email=customer.get("email")
     )
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         conn = await session.connection()
         if due_row is not None:
             if not await rows.take_retry(conn, invoice["lago_id"], due_row):
@@ -76,8 +83,8 @@ async def _claim_next(
     return claimed
 
 
-async def _end_schedule(runtime: Runtime, row: Collection) -> None:
-    async with runtime.database.session() as session:
+async def _end_schedule(database: Database, row: Collection) -> None:
+    async with database.session() as session:
         await rows.set_next_retry(await session.connection(), row.id, None)
         await session.commit()
 
@@ -89,19 +96,19 @@ async def retry_due(runtime: Runtime, row: Collection, *, actor: str = "collecto
     except UpstreamRejected as exc:
         if exc.status != 404:
             raise
-        await _end_schedule(runtime, row)
+        await _end_schedule(runtime.database, row)
         return
     if not service.collectable(invoice) or states.amount_due(invoice) == 0:
         log.info("collection.retry_not_needed", invoice_id=row.invoice_id)
-        await _end_schedule(runtime, row)
+        await _end_schedule(runtime.database, row)
         return
     reason = await _ready(runtime, row.invoice_id, actor=actor)
     if reason is not None:
         log.info("collection.retry_skipped", invoice_id=row.invoice_id, reason=reason)
         if reason in ("paid", "settled_meanwhile"):
-            await _end_schedule(runtime, row)
+            await _end_schedule(runtime.database, row)
         return
-    claimed = await _claim_next(runtime, invoice, actor=actor, due_row=row)
+    claimed = await _claim_next(runtime.database, runtime.stripe, invoice, actor=actor, due_row=row)
     if claimed is not None:
         await charger.drive_or_defer(runtime, claimed, actor=actor)
 
@@ -127,7 +134,9 @@ async def retry_now(runtime: Runtime, invoice_id: str, *, actor: str) -> Collect
         raise PaymentNotAllowed(
             "a payment is being processed", code="payment_processor_is_currently_handling_payment"
         )
-    claimed = await _claim_next(runtime, invoice, actor=actor, due_row=None)
+    claimed = await _claim_next(
+        runtime.database, runtime.stripe, invoice, actor=actor, due_row=None
+    )
     if claimed is None:
         raise PaymentNotAllowed(
             "a payment is being processed", code="payment_processor_is_currently_handling_payment"

@@ -72,8 +72,9 @@ async def customer_checkout(
     """A Stripe Checkout link (setup mode): the card saved becomes the customer's default."""
     _require_gateway_collection(runtime)
     body = body or CheckoutRequest()
-    success = checkout.return_url(runtime, body.success_url, "success_url")
-    cancel = checkout.return_url(runtime, body.cancel_url or body.success_url, "cancel_url")
+    fallback = runtime.settings.collection_return_url
+    success = checkout.return_url(fallback, body.success_url, "success_url")
+    cancel = checkout.return_url(fallback, body.cancel_url or body.success_url, "cancel_url")
     try:
         link = await checkout.setup_link(
             runtime, external_id, success_url=success, cancel_url=cancel, actor=principal.name
@@ -92,7 +93,8 @@ async def customer_portal(
 ) -> PortalResponse:
     """A Stripe billing portal link for the customer."""
     _require_gateway_collection(runtime)
-    target = checkout.return_url(runtime, (body or PortalRequest()).return_url, "return_url")
+    fallback = runtime.settings.collection_return_url
+    target = checkout.return_url(fallback, (body or PortalRequest()).return_url, "return_url")
     try:
         link = await checkout.portal_link(
             runtime, external_id, return_to=target, actor=principal.name

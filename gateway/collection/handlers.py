@@ -16,6 +16,7 @@ from gateway.collection import charger, checkout, mode, refunds, service, states
 from gateway.collection import store as rows
 from gateway.collection.models import CHECKOUT, Collection
 from gateway.customers import store as links
+from gateway.db import Database
 from gateway.invoices import service as invoices
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
@@ -62,8 +63,8 @@ async def on_credit_note(runtime: Runtime, inbound: InboundWebhook, payload: Any
         await refunds.refund_credit_note(runtime, note, actor=LAGO_ACTOR)
 
 
-async def _attempt_of(runtime: Runtime, intent: dict[str, Any]) -> Collection | None:
-    async with runtime.database.session() as session:
+async def _attempt_of(database: Database, intent: dict[str, Any]) -> Collection | None:
+    async with database.session() as session:
         row = await rows.by_payment_intent(session, str(intent.get("id")))
         if row is not None:
             return row
@@ -82,7 +83,7 @@ async def on_payment_intent(runtime: Runtime, inbound: InboundWebhook, payload: 
     """Any PaymentIntent event of ours: apply the PaymentIntent as Stripe has it now."""
     if not mode.enabled(runtime):
         return
-    row = await _attempt_of(runtime, _object(payload))
+    row = await _attempt_of(runtime.database, _object(payload))
     if row is None:
         return
     intent = await mode.stripe_of(runtime).retrieve_payment_intent(str(_object(payload)["id"]))
@@ -138,17 +139,24 @@ async def on_setup_intent(runtime: Runtime, inbound: InboundWebhook, payload: An
 async def on_charge_refunded(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     intent_id = _object(payload).get("payment_intent")
     if intent_id and mode.enabled(runtime):
-        await refunds.refunded_amount(runtime, str(intent_id), actor=STRIPE_ACTOR)
+        await refunds.refunded_amount(
+            runtime.database, mode.stripe_of(runtime), str(intent_id), actor=STRIPE_ACTOR
+        )
 
 
 async def on_refund(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
     refund = _object(payload)
     if refund.get("object") != "refund" or not mode.enabled(runtime):
         return
-    row = await refunds.by_stripe_refund(runtime, str(refund.get("id")))
+    row = await refunds.by_stripe_refund(runtime.database, str(refund.get("id")))
     if row is not None:
         await refunds.apply_refund(
-            runtime, row.id, str(refund.get("status")), refund["id"], actor=STRIPE_ACTOR
+            runtime.database,
+            runtime.lago,
+            row.id,
+            str(refund.get("status")),
+            refund["id"],
+            actor=STRIPE_ACTOR,
         )
 
 

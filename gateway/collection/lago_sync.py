@@ -13,9 +13,9 @@ from gateway.audit.service import record as audit
 from gateway.collection import metrics, states
 from gateway.collection import store as rows
 from gateway.collection.models import FAILED, SUCCEEDED, Collection
-from gateway.integrations.lago.client import LagoApiError, LagoError
+from gateway.db import Database
+from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
 from gateway.logging import get_logger
-from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 SKIPPED = "skipped"
@@ -31,19 +31,21 @@ def wanted(row: Collection) -> str | None:
     return None
 
 
-async def push(runtime: Runtime, row_id: int | None, *, actor: str = "collector") -> None:
+async def push(
+    database: Database, lago: LagoClient, row_id: int | None, *, actor: str = "collector"
+) -> None:
     """Write the attempt's outcome to Lago, once; LagoError propagates when Lago is down."""
     assert row_id is not None
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         row = await rows.by_id(session, row_id)
         if row is None or (status := wanted(row)) is None or row.lago_status == status:
             return
         if status == FAILED and states.paid(await rows.for_invoice(session, row.invoice_id)):
-            await _mark(runtime, row, SKIPPED, actor, None)
+            await _mark(database, row, SKIPPED, actor, None)
             return
     started = time.perf_counter()
     try:
-        await runtime.lago.call(
+        await lago.call(
             "PUT", f"/invoices/{row.invoice_id}", json={"invoice": {"payment_status": status}}
         )
     except LagoApiError as exc:
@@ -52,24 +54,24 @@ async def push(runtime: Runtime, row_id: int | None, *, actor: str = "collector"
             raise
         # Voided or deleted meanwhile: Lago will never take it; say so and stop asking.
         log.warning("collection.lago_sync.refused", invoice_id=row.invoice_id, status=exc.status)
-        await _mark(runtime, row, REFUSED, actor, exc.status, started)
+        await _mark(database, row, REFUSED, actor, exc.status, started)
         return
     except LagoError:
         metrics.LAGO_SYNC_FAILURES.inc()
         raise
     metrics.LAGO_SYNCED.labels(payment_status=status).inc()
-    await _mark(runtime, row, status, actor, 200, started)
+    await _mark(database, row, status, actor, 200, started)
 
 
 async def _mark(
-    runtime: Runtime,
+    database: Database,
     row: Collection,
     lago_status: str,
     actor: str,
     http_status: int | None,
     started: float | None = None,
 ) -> None:
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         await rows.set_lago_status(await session.connection(), row.id, lago_status)
         audit(
             session,
@@ -85,15 +87,17 @@ async def _mark(
         await session.commit()
 
 
-async def mark_zero_invoice_paid(runtime: Runtime, invoice: dict[str, Any], *, actor: str) -> None:
+async def mark_zero_invoice_paid(
+    database: Database, lago: LagoClient, invoice: dict[str, Any], *, actor: str
+) -> None:
     """Nothing to charge: the invoice is paid, without Stripe."""
     if invoice.get("payment_status") == SUCCEEDED:
         return
     started = time.perf_counter()
-    await runtime.lago.call(
+    await lago.call(
         "PUT", f"/invoices/{invoice['lago_id']}", json={"invoice": {"payment_status": SUCCEEDED}}
     )
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         audit(
             session,
             actor=actor,
@@ -107,17 +111,19 @@ async def mark_zero_invoice_paid(runtime: Runtime, invoice: dict[str, Any], *, a
         await session.commit()
 
 
-async def lose_dispute(runtime: Runtime, invoice_id: str, *, actor: str) -> None:
+async def lose_dispute(
+    database: Database, lago: LagoClient, invoice_id: str, *, actor: str
+) -> None:
     """A lost dispute: Lago marks the invoice's dispute lost (``POST …/lose_dispute``)."""
     started = time.perf_counter()
     status, outcome = 200, "success"
     try:
-        await runtime.lago.call("POST", f"/invoices/{invoice_id}/lose_dispute")
+        await lago.call("POST", f"/invoices/{invoice_id}/lose_dispute")
     except LagoApiError as exc:
         if exc.retryable:
             raise
         status, outcome = exc.status, "rejected"
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         audit(
             session,
             actor=actor,
@@ -131,10 +137,10 @@ async def lose_dispute(runtime: Runtime, invoice_id: str, *, actor: str) -> None
         await session.commit()
 
 
-async def credit_note_refunded(runtime: Runtime, credit_note_id: str, refund_status: str) -> bool:
+async def credit_note_refunded(lago: LagoClient, credit_note_id: str, refund_status: str) -> bool:
     """``PUT /credit_notes/{id}`` refund status; False when Lago refused it."""
     try:
-        await runtime.lago.call(
+        await lago.call(
             "PUT",
             f"/credit_notes/{credit_note_id}",
             json={"credit_note": {"refund_status": refund_status}},

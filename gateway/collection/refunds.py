@@ -14,7 +14,9 @@ from gateway.audit.service import record as audit
 from gateway.collection import lago_sync, metrics, mode, states
 from gateway.collection import store as rows
 from gateway.collection.models import DISPUTED, PENDING, REFUNDED, Collection, CollectionRefund
-from gateway.integrations.stripe.client import StripeRejected
+from gateway.db import Database
+from gateway.integrations.lago.client import LagoClient
+from gateway.integrations.stripe.client import StripeClient, StripeRejected
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 
@@ -33,13 +35,15 @@ async def refund_credit_note(runtime: Runtime, note: dict[str, Any], *, actor: s
     if payment is None or payment.payment_intent_id is None:
         log.warning("collection.refund_without_payment", credit_note_id=note.get("lago_id"))
         return
-    claimed = await _claim(runtime, payment, str(note["lago_id"]), note.get("number"), amount)
+    claimed = await _claim(
+        runtime.database, payment, str(note["lago_id"]), note.get("number"), amount
+    )
     if claimed is not None:
         await drive_refund(runtime, claimed, actor=actor)
 
 
 async def _claim(
-    runtime: Runtime, payment: Collection, key: str, number: str | None, amount: int
+    database: Database, payment: Collection, key: str, number: str | None, amount: int
 ) -> CollectionRefund | None:
     now = time.time()
     row = CollectionRefund(
@@ -56,7 +60,7 @@ async def _claim(
         created_at=now,
         updated_at=now,
     )
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         claimed = await rows.claim_refund(session, row)  # None: a duplicate webhook
         await session.commit()
     return claimed
@@ -73,14 +77,19 @@ async def drive_refund(runtime: Runtime, row: CollectionRefund, *, actor: str) -
             idempotency_key=row.idempotency_key,
         )
     except StripeRejected as exc:
-        await apply_refund(runtime, row.id, "failed", None, actor=actor, error=exc.code)
+        await apply_refund(
+            runtime.database, runtime.lago, row.id, "failed", None, actor=actor, error=exc.code
+        )
         return
     metrics.STRIPE_CALLS.labels(call="refund.create").inc()
-    await apply_refund(runtime, row.id, str(refund.get("status")), refund["id"], actor=actor)
+    await apply_refund(
+        runtime.database, runtime.lago, row.id, str(refund.get("status")), refund["id"], actor=actor
+    )
 
 
 async def apply_refund(
-    runtime: Runtime,
+    database: Database,
+    lago: LagoClient,
     row_id: int | None,
     status: str,
     stripe_refund_id: str | None,
@@ -89,7 +98,7 @@ async def apply_refund(
     error: str | None = None,
 ) -> None:
     """A refund's status from Stripe, forward only; Lago's credit note is told when final."""
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         row = await session.get(CollectionRefund, row_id)
         if row is None:
             return
@@ -123,12 +132,12 @@ async def apply_refund(
         await session.commit()
     final = forward and status in ("succeeded", "failed")
     if final and not row.credit_note_id.startswith("duplicate-"):
-        told = await lago_sync.credit_note_refunded(runtime, row.credit_note_id, status)
-        await _set_lago_status(runtime, row.id, status if told else "refused")
+        told = await lago_sync.credit_note_refunded(lago, row.credit_note_id, status)
+        await _set_lago_status(database, row.id, status if told else "refused")
 
 
-async def _set_lago_status(runtime: Runtime, row_id: int | None, value: str) -> None:
-    async with runtime.database.session() as session:
+async def _set_lago_status(database: Database, row_id: int | None, value: str) -> None:
+    async with database.session() as session:
         await rows.set_refund_lago_status(await session.connection(), row_id, value)
         await session.commit()
 
@@ -143,35 +152,35 @@ async def refund_if_duplicate(runtime: Runtime, row: Collection, *, actor: str) 
     metrics.DUPLICATE_CHARGES.inc()
     log.error("collection.duplicate_charge", invoice_id=row.invoice_id, attempt=row.attempt)
     claimed = await _claim(
-        runtime, row, f"duplicate-{row.payment_intent_id}", None, row.amount_cents
+        runtime.database, row, f"duplicate-{row.payment_intent_id}", None, row.amount_cents
     )
     if claimed is not None:
         await drive_refund(runtime, claimed, actor=actor)
 
 
-async def stalled_refunds(runtime: Runtime, now: float, limit: int) -> list[CollectionRefund]:
+async def stalled_refunds(database: Database, now: float, limit: int) -> list[CollectionRefund]:
     """Claimed refunds whose Stripe call never got recorded."""
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         return await rows.stalled_refunds(session, now, limit)
 
 
-async def by_stripe_refund(runtime: Runtime, refund_id: str) -> CollectionRefund | None:
-    async with runtime.database.session() as session:
+async def by_stripe_refund(database: Database, refund_id: str) -> CollectionRefund | None:
+    async with database.session() as session:
         return await rows.by_stripe_refund(session, refund_id)
 
 
-async def refunded_amount(runtime: Runtime, intent_id: str, *, actor: str) -> None:
+async def refunded_amount(
+    database: Database, stripe: StripeClient, intent_id: str, *, actor: str
+) -> None:
     """The charge's refunded total, read from Stripe, onto the attempt (more only)."""
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         row = await rows.by_payment_intent(session, intent_id)
     if row is None:
         return
-    intent = await mode.stripe_of(runtime).retrieve_payment_intent(
-        intent_id, expand=["latest_charge"]
-    )
+    intent = await stripe.retrieve_payment_intent(intent_id, expand=["latest_charge"])
     charge = intent.get("latest_charge")
     refunded = int(charge.get("amount_refunded") or 0) if isinstance(charge, dict) else 0
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         fresh = await rows.by_id(session, row.id or 0)
         if fresh is None or refunded <= fresh.refunded_amount_cents:
             return
@@ -219,4 +228,4 @@ async def dispute_changed(runtime: Runtime, dispute_id: str, *, actor: str) -> N
             )
         await session.commit()
     if status == "lost" and before != "lost":
-        await lago_sync.lose_dispute(runtime, row.invoice_id, actor=actor)
+        await lago_sync.lose_dispute(runtime.database, runtime.lago, row.invoice_id, actor=actor)

@@ -16,6 +16,7 @@ and this module never imports the pages it leads to.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.orm.attributes import set_committed_value
@@ -133,7 +134,8 @@ async def record(
             if not await rows.move(conn, row, target, **fields):
                 continue  # moved by someone else meanwhile: read again
             if row.status != before:
-                await _after_move(runtime, session, row, before, actor, via)
+                retry_days = runtime.settings.collection_retry_days
+                await _after_move(retry_days, session, row, before, actor, via)
             await session.commit()
         if row.status != before:
             await follow_up(runtime, row, actor=actor, ask_customer=ask_customer)
@@ -163,7 +165,12 @@ def _fields(
 
 
 async def _after_move(
-    runtime: Runtime, session: AsyncSession, row: Collection, before: str, actor: str, via: str
+    retry_days: Sequence[float],
+    session: AsyncSession,
+    row: Collection,
+    before: str,
+    actor: str,
+    via: str,
 ) -> None:
     """Audit the move; schedule dunning or end it, in the same transaction."""
     metrics.ATTEMPTS.labels(outcome=row.status).inc()
@@ -188,14 +195,15 @@ async def _after_move(
     if row.status in states.PAID:
         await rows.end_dunning(await session.connection(), row.invoice_id)
     elif row.status in (FAILED, REQUIRES_ACTION) and row.kind == OFF_SESSION:
-        await _schedule_retry(runtime, session, row)
+        await _schedule_retry(retry_days, session, row)
 
 
-async def _schedule_retry(runtime: Runtime, session: AsyncSession, row: Collection) -> None:
+async def _schedule_retry(
+    schedule: Sequence[float], session: AsyncSession, row: Collection
+) -> None:
     attempts = await rows.for_invoice(session, row.invoice_id)
     if states.paid(attempts) is not None:
         return
-    schedule = runtime.settings.collection_retry_days
     done = states.off_session_count(attempts)
     conn = await session.connection()
     if done <= len(schedule):
@@ -213,7 +221,7 @@ async def follow_up(
     second payment. Failures are logged; the collector redoes them."""
     try:
         if row.status in states.PAID or row.status == FAILED:
-            await lago_sync.push(runtime, row.id)
+            await lago_sync.push(runtime.database, runtime.lago, row.id)
         if row.status == SUCCEEDED:
             await refunds.refund_if_duplicate(runtime, row, actor=actor)
         if row.status == REQUIRES_ACTION and row.kind == OFF_SESSION and ask_customer is not None:

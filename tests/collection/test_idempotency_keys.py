@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.collection import charger, checkout, refunds
+from gateway.collection import charger, checkout, mode, refunds
 from gateway.collection import store as rows
 from gateway.customers.linking import StripeLinks
 from gateway.errors import Conflict
@@ -102,7 +102,13 @@ async def _run_again(harness: Harness, caller: dict[str, str], invoice_id: str) 
     await charger.drive(runtime, attempts[0], actor="test")
     with pytest.raises(Conflict):  # cancels (again), then finds the invoice paid: no new link
         await checkout.ask_customer(runtime, attempts[0], actor="test")
-    await checkout.drive_payment_link(runtime, first_link, actor="test")
+    await checkout.drive_payment_link(
+        runtime.database,
+        mode.stripe_of(runtime),
+        first_link,
+        actor="test",
+        fallback_url=runtime.settings.collection_return_url,
+    )
     await checkout.close_link(runtime, first_link, actor="test")
     async with runtime.database.session() as session:
         [refund] = await rows.refunds(session, invoice_id=invoice_id)
