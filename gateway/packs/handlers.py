@@ -24,9 +24,18 @@ async def on_wallet_transaction(runtime: Runtime, inbound: InboundWebhook, paylo
     if status not in (settlement.SETTLED, settlement.FAILED) or not lago_id:
         return
     # BonusBusy propagates: the webhook is retried after whoever holds the purchase is done.
-    owed = await settlement.claim(runtime, transaction_id=str(lago_id))
+    lease = settlement.lease_seconds(runtime.settings)
+    owed = await settlement.claim(runtime.database, lease=lease, transaction_id=str(lago_id))
     if owed is not None:
-        await settlement.settle(runtime, owed, str(status), actor=ACTOR, via="webhook")
+        await settlement.settle(
+            runtime.database,
+            runtime.lago,
+            owed,
+            str(status),
+            actor=ACTOR,
+            via="webhook",
+            reconcile_seconds=runtime.settings.packs_reconcile_seconds,
+        )
 
 
 async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
@@ -37,16 +46,19 @@ async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: 
         return
     if not invoice.get("lago_id"):
         return
-    owed = await settlement.claim(runtime, invoice_id=str(invoice["lago_id"]))
+    lease = settlement.lease_seconds(runtime.settings)
+    owed = await settlement.claim(runtime.database, lease=lease, invoice_id=str(invoice["lago_id"]))
     if owed is None:
         return
     statuses = await settlement.paid_statuses(runtime.lago, owed.wallet_id)
     # Lago settles the top-up in a job after the payment: if not yet, the reconciler looks soon.
     await settlement.settle(
-        runtime,
+        runtime.database,
+        runtime.lago,
         owed,
         statuses.get(owed.transaction_id),
         actor=ACTOR,
         via="webhook",
+        reconcile_seconds=runtime.settings.packs_reconcile_seconds,
         recheck_soon=True,
     )

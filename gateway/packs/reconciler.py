@@ -13,7 +13,8 @@ import contextlib
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from gateway.db import utcnow
+from gateway.db import Database, utcnow
+from gateway.integrations.lago.client import LagoClient
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.packs import settlement
@@ -26,18 +27,25 @@ BATCH = 100
 
 
 async def _wallet(
-    runtime: Runtime, wallet_id: str, owed: list[Owed], now: datetime
+    database: Database,
+    lago: LagoClient,
+    reconcile_seconds: float,
+    wallet_id: str,
+    owed: list[Owed],
+    now: datetime,
 ) -> Counter[str]:
     done: Counter[str] = Counter()
-    statuses = await settlement.paid_statuses(runtime.lago, wallet_id)
+    statuses = await settlement.paid_statuses(lago, wallet_id)
     for purchase in owed:
         try:
             outcome = await settlement.settle(
-                runtime,
+                database,
+                lago,
                 purchase,
                 statuses.get(purchase.transaction_id),
                 actor=ACTOR,
                 via="reconciler",
+                reconcile_seconds=reconcile_seconds,
                 now=now,
             )
         except Exception as exc:
@@ -60,7 +68,14 @@ async def run_once(runtime: Runtime, now: datetime | None = None) -> dict[str, i
             by_wallet[owed.wallet_id].append(owed)
         for wallet_id, owed_here in by_wallet.items():
             try:
-                done += await _wallet(runtime, wallet_id, owed_here, now)
+                done += await _wallet(
+                    runtime.database,
+                    runtime.lago,
+                    runtime.settings.packs_reconcile_seconds,
+                    wallet_id,
+                    owed_here,
+                    now,
+                )
             except Exception as exc:
                 # Their leases expire; the next pass tries again.
                 log.warning("packs.reconcile.wallet_failed", wallet_id=wallet_id,

@@ -29,7 +29,6 @@ from gateway.logging import get_logger
 from gateway.packs import store
 from gateway.packs.service import all_pages, transactions_of
 from gateway.relay.service import enqueue_message
-from gateway.runtime import Runtime
 
 log = get_logger(__name__)
 SETTLED = "settled"
@@ -75,8 +74,9 @@ def _owed(m: Any) -> Owed:
 
 
 async def claim(
-    runtime: Runtime,
+    database: Database,
     *,
+    lease: float,
     transaction_id: str | None = None,
     invoice_id: str | None = None,
     now: datetime | None = None,
@@ -86,9 +86,9 @@ async def claim(
     None: no such purchase, or its bonus is settled; BonusBusy: another process holds it."""
     now = now or utcnow()
     column = "lago_transaction_id" if transaction_id else "lago_invoice_id"
-    until = now + timedelta(seconds=lease_seconds(runtime.settings))
+    until = now + timedelta(seconds=lease)
     match = (column, str(transaction_id or invoice_id))
-    row, busy = await store.lease_open(runtime.database, match, until, now)
+    row, busy = await store.lease_open(database, match, until, now)
     if row is not None:
         return _owed(row)
     if busy:
@@ -115,12 +115,14 @@ async def paid_statuses(lago: LagoClient, wallet_id: str) -> dict[str, str]:
 
 
 async def settle(
-    runtime: Runtime,
+    database: Database,
+    lago: LagoClient,
     owed: Owed,
     paid_status: str | None,
     *,
     actor: str,
     via: str,
+    reconcile_seconds: float,
     now: datetime | None = None,
     recheck_soon: bool = False,
 ) -> str:
@@ -131,39 +133,39 @@ async def settle(
     now = now or utcnow()
     if paid_status == SETTLED:
         try:
-            await _grant(runtime, owed, actor=actor, via=via)
+            await _grant(database, lago, owed, actor=actor, via=via)
         except LagoApiError as exc:
             if not exc.retryable:  # refused, so nothing was granted: try again later
                 await _release(
-                    runtime, owed, now + timedelta(seconds=_delay(runtime.settings, owed))
+                    database, owed, now + timedelta(seconds=_delay(reconcile_seconds, owed))
                 )
             raise
         return "granted"
     if paid_status == FAILED:
-        await _withhold(runtime, owed, actor=actor, via=via, now=now)
+        await _withhold(database, owed, actor=actor, via=via, now=now)
         return "failed"
-    later = now if recheck_soon else now + timedelta(seconds=_delay(runtime.settings, owed))
-    await _release(runtime, owed, later)
+    later = now if recheck_soon else now + timedelta(seconds=_delay(reconcile_seconds, owed))
+    await _release(database, owed, later)
     return "pending"
 
 
-async def _release(runtime: Runtime, owed: Owed, next_check_at: datetime) -> None:
-    async with runtime.database.engine.begin() as conn:
+async def _release(database: Database, owed: Owed, next_check_at: datetime) -> None:
+    async with database.engine.begin() as conn:
         await store.release(conn, owed.row_id, owed.lease_until, next_check_at)
 
 
-def _delay(settings: Settings, owed: Owed) -> float:
+def _delay(reconcile_seconds: float, owed: Owed) -> float:
     """Seconds to the next check of a still-pending payment: doubling, capped at an hour."""
-    return min(settings.packs_reconcile_seconds * 2.0 ** min(owed.checks, 20), MAX_CHECK_SECONDS)
+    return min(reconcile_seconds * 2.0 ** min(owed.checks, 20), MAX_CHECK_SECONDS)
 
 
 def _bonus_name(owed: Owed) -> str:
     return f"Token pack bonus ({owed.purchase_id})"
 
 
-async def _grant(runtime: Runtime, owed: Owed, *, actor: str, via: str) -> None:
+async def _grant(database: Database, lago: LagoClient, owed: Owed, *, actor: str, via: str) -> None:
     started = time.perf_counter()
-    earlier = await transactions_of(runtime.lago, owed.wallet_id, owed.purchase_id, "granted")
+    earlier = await transactions_of(lago, owed.wallet_id, owed.purchase_id, "granted")
     if earlier:
         made, adopted = earlier[0], True
         log.warning("packs.bonus.adopted", purchase_id=owed.purchase_id, lago_id=made["lago_id"])
@@ -174,16 +176,16 @@ async def _grant(runtime: Runtime, owed: Owed, *, actor: str, via: str) -> None:
             "name": _bonus_name(owed),
             "metadata": [{"key": "gateway_bonus_for_purchase", "value": owed.purchase_id}],
         }
-        answer = await runtime.lago.call(
+        answer = await lago.call(
             "POST", "/wallet_transactions", json={"wallet_transaction": request}
         )
         made, adopted = answer["wallet_transactions"][0], False
     latency = (time.perf_counter() - started) * 1000
-    await _record_grant(runtime, owed, str(made["lago_id"]), actor, via, adopted, latency)
+    await _record_grant(database, owed, str(made["lago_id"]), actor, via, adopted, latency)
 
 
 async def _record_grant(
-    runtime: Runtime,
+    database: Database,
     owed: Owed,
     grant_id: str,
     actor: str,
@@ -191,7 +193,7 @@ async def _record_grant(
     adopted: bool,
     latency_ms: float,
 ) -> None:
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         conn = await session.connection()
         done = await store.mark_granted(conn, owed.row_id, grant_id, utcnow())
         if done:
@@ -227,11 +229,11 @@ def _granted(owed: Owed, grant_id: str) -> dict[str, Any]:
     }
 
 
-async def _withhold(runtime: Runtime, owed: Owed, *, actor: str, via: str, now: datetime) -> None:
+async def _withhold(database: Database, owed: Owed, *, actor: str, via: str, now: datetime) -> None:
     """The payment failed: no bonus. Still watched a while, in case it is paid after all."""
     watch_until = owed.created_at + timedelta(days=FAILED_WATCH_DAYS)
     later = now + timedelta(seconds=FAILED_CHECK_SECONDS)
-    async with runtime.database.session() as session:
+    async with database.session() as session:
         conn = await session.connection()
         failed = await store.mark_payment_failed(conn, owed.row_id)
         await store.release(

@@ -192,7 +192,11 @@ async def test_a_webhook_for_a_purchase_another_process_holds_is_retried(shop: G
     bought = await buy(shop, "gus", "medium")
     await pay(shop, bought["lago_invoice_id"])
     row = await purchase_row(shop, bought["purchase_id"])
-    held = await settlement.claim(shop.runtime, transaction_id=row.lago_transaction_id)
+    held = await settlement.claim(
+        shop.runtime.database,
+        lease=settlement.lease_seconds(shop.runtime.settings),
+        transaction_id=row.lago_transaction_id,
+    )
     payload = {"wallet_transaction": shop.emulator.wallet_transactions[row.lago_transaction_id]}
 
     with pytest.raises(settlement.BonusBusy):
