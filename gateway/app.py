@@ -24,6 +24,7 @@ from gateway.http.responses import OrjsonResponse
 from gateway.logging import configure_logging, get_logger
 from gateway.parts import Parts, build_parts
 from gateway.usage.endpoints import fast_routes as ingest_fast_routes
+from gateway.webhooks.endpoints import fast_routes as webhook_fast_routes
 
 log = get_logger(__name__)
 
@@ -93,7 +94,7 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
-    app.serve_fast(ingest_fast_routes)
+    app.serve_fast([*ingest_fast_routes, *webhook_fast_routes])
     app.guard(
         body_max_bytes=settings.body_max_bytes,
         chunk_seconds=settings.body_read_timeout_seconds,

@@ -1,4 +1,5 @@
-"""The gateway's door: what every request passes before its route, and the ingest hot path.
+"""The gateway's door: what every request passes before its route, and the hot paths (usage
+ingest, the provider webhooks) it serves itself.
 
 Every HTTP request passes, outermost first: the body read timeout (``body_timeout``: 408 and
 close when a body stalls), then the ``Door``: the request id (kept from ``X-Request-Id`` or
@@ -14,7 +15,8 @@ as FastAPI's handlers answer it (``error_of``, ``errors.rendered``). A fast rout
 served by the door itself, without the ``receive`` and ``send`` wrappers a FastAPI route
 gets: about a third of the door's cost per request. These paths with another method go
 through FastAPI as usual; the FastAPI routes of the same paths stay in the app for the
-OpenAPI schema.
+OpenAPI schema. A fast route without a key scope (the webhook doors, whose signature is the
+credential) is handed the request's scope and checks the caller itself.
 """
 
 from __future__ import annotations
@@ -37,18 +39,49 @@ from gateway.logging import get_logger, request_id_from, request_id_var
 
 log = get_logger(__name__)
 
-Handler = Callable[[bytes, Any, Principal], Awaitable[Any]]
 Header = tuple[bytes, bytes]
+
+
+class FastCall:
+    """One request to a fast route, as its handler sees it."""
+
+    __slots__ = ("_door", "_principal", "_receive", "app", "part", "scope")
+
+    def __init__(
+        self, door: Door, scope: Scope, receive: Receive, part: Any, principal: Principal | None
+    ) -> None:
+        self._door = door
+        self._receive = receive
+        self._principal = principal
+        self.app: GatewayApp = door.app
+        self.scope = scope
+        self.part = part  # the capability state ``Parts.<route.part>``
+
+    @property
+    def principal(self) -> Principal:
+        """The caller's key (routes with a ``scope``; the door has checked it)."""
+        if self._principal is None:
+            raise RuntimeError("this fast route takes no API key")
+        return self._principal
+
+    async def body(self, limit: int | None = None) -> bytes:
+        """The body, counted as it arrives against ``limit`` (at most the door's own):
+        over it, ``PayloadTooLarge``."""
+        return await self._door.read(self._receive, limit)
+
+
+Handler = Callable[[FastCall], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
 class FastRoute:
-    """``POST path`` with a key holding ``scope``: ``handler(body, part, principal)``, where
-    ``part`` is the capability state ``Parts.<part>``, returns the JSON content of a 200, or
-    raises a ``GatewayError``."""
+    """``POST path``: ``handler(call)`` returns the JSON content of a 200, or raises a
+    ``GatewayError``. With a ``scope``, the door first admits only a key holding it; without
+    one (``None``: the provider webhooks, whose signature is the credential) the handler
+    checks the caller itself. ``part`` names the capability state it is handed."""
 
     path: str
-    scope: KeyScope
+    scope: KeyScope | None
     handler: Handler
     part: str
 
@@ -130,18 +163,20 @@ class Door:
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"body over {self.max_bytes} bytes")
 
-    async def _read(self, receive: Receive) -> bytes:
-        """A fast route's body: counted against the limit as it arrives."""
+    async def read(self, receive: Receive, limit: int | None = None) -> bytes:
+        """A fast route's body: counted against the limit (the door's, or a route's lower
+        one) as it arrives."""
         chunks: list[bytes] = []
         size = 0
+        limit = self.max_bytes if limit is None else min(limit, self.max_bytes)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                raise self.too_large()
+            if size > limit:
+                raise PayloadTooLarge(f"body over {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -168,21 +203,28 @@ class Door:
             if length > self.max_bytes:
                 await send_error(send, self.too_large(), id_header)
             elif route is not None:
-                await self._fast(route, receive, send, authorization, id_header)
+                await self._fast(route, scope, receive, send, authorization, id_header)
             else:
                 await self._framework(scope, receive, send, id_header)
         finally:
             request_id_var.reset(token)
 
     async def _fast(
-        self, route: FastRoute, receive: Receive, send: Send, authorization: str, id_header: Header
+        self,
+        route: FastRoute,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        authorization: str,
+        id_header: Header,
     ) -> None:
         try:
-            keys = part_of(self.app, "keys")
-            principal = authorize(await authenticate(keys, authorization), route.scope)
-            content = await route.handler(
-                await self._read(receive), part_of(self.app, route.part), principal
-            )
+            principal = None
+            if route.scope is not None:
+                keys = part_of(self.app, "keys")
+                principal = authorize(await authenticate(keys, authorization), route.scope)
+            call = FastCall(self, scope, receive, part_of(self.app, route.part), principal)
+            content = await route.handler(call)
         except _Disconnected:
             return
         except Exception as exc:

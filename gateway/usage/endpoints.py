@@ -10,7 +10,7 @@ from gateway.auth.service import Principal, Scope
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.http.auth import Admin, BillingReader, EventsWriter
 from gateway.http.dependencies import RuntimeDep, part
-from gateway.http.fastpath import FastRoute, read_json_root
+from gateway.http.fastpath import FastCall, FastRoute, read_json_root
 from gateway.http.pagination import decode_cursor
 from gateway.usage import schemas, store
 from gateway.usage.outbox import PENDING
@@ -76,9 +76,17 @@ async def _accept_batch(body: bytes, usage: UsageIngest, principal: Principal) -
 
 # The ingest hot path, answered ahead of FastAPI (gateway.http.fastpath); the routes above
 # document it in the OpenAPI schema and behave the same.
+async def _fast_one(call: FastCall) -> dict[str, Any]:
+    return await _accept_one(await call.body(), call.part, call.principal)
+
+
+async def _fast_batch(call: FastCall) -> dict[str, Any]:
+    return await _accept_batch(await call.body(), call.part, call.principal)
+
+
 fast_routes = [
-    FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _accept_one, "usage"),
-    FastRoute("/api/v1/events/batch", Scope.EVENTS_WRITE, _accept_batch, "usage"),
+    FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _fast_one, "usage"),
+    FastRoute("/api/v1/events/batch", Scope.EVENTS_WRITE, _fast_batch, "usage"),
 ]
 
 

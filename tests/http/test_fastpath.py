@@ -10,7 +10,7 @@ import pytest
 
 from gateway.auth.service import Principal, Scope
 from gateway.errors import ValidationFailed
-from gateway.http.fastpath import FastRoute, GatewayApp
+from gateway.http.fastpath import FastCall, FastRoute, GatewayApp
 from tests.conftest import Gateway
 from tests.usage.test_ingest import _seed
 
@@ -61,7 +61,8 @@ class _Parts:
     echo: str = "echo"
 
 
-async def _echo(body: bytes, part: str, principal: Principal) -> Any:
+async def _echo(call: FastCall) -> Any:
+    body, part, principal = await call.body(), call.part, call.principal
     if body == b"boom":
         raise RuntimeError("handler bug")
     if body == b"invalid":
@@ -70,11 +71,24 @@ async def _echo(body: bytes, part: str, principal: Principal) -> Any:
     return {"who": principal.name, "size": len(body)}
 
 
+async def _open(call: FastCall) -> Any:
+    """A route without a key (a provider webhook's door), with a lower body limit of its own."""
+    body = await call.body(4)
+    with pytest.raises(RuntimeError):
+        call.principal  # noqa: B018 (no key was asked for, so none is handed over)
+    return {"size": len(body), "signature": dict(call.scope["headers"])[b"x-signature"].decode()}
+
+
 @pytest.fixture
 async def client() -> Any:
     app = GatewayApp()
     app.state.parts = _Parts(_Verifier())
-    app.serve_fast([FastRoute("/in", Scope.EVENTS_WRITE, _echo, "echo")])
+    app.serve_fast(
+        [
+            FastRoute("/in", Scope.EVENTS_WRITE, _echo, "echo"),
+            FastRoute("/open", None, _open, "echo"),
+        ]
+    )
     app.guard(body_max_bytes=10)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
@@ -144,3 +158,32 @@ async def test_a_client_gone_before_its_body_gets_no_answer() -> None:
     }
     await app(scope, receive, send)
     assert sent == []
+
+
+async def test_a_route_without_a_scope_takes_no_key_and_may_lower_the_body_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.post("/open", content=b"1234", headers={"X-Signature": "s"})
+    assert answer.status_code == 200
+    assert answer.json() == {"size": 4, "signature": "s"}
+    # Under the door's limit (10), over the route's (4).
+    too_big = await client.post("/open", content=b"12345", headers={"X-Signature": "s"})
+    assert too_big.status_code == 413
+    assert too_big.json()["code"] == "payload_too_large"
+
+
+async def test_the_webhook_doors_are_fast_routes(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_framework(*_: Any) -> None:
+        raise AssertionError("reached FastAPI")
+
+    monkeypatch.setattr(gateway.app, "framework", no_framework)
+    for path, code in [
+        ("/gateway/webhooks/lago", "missing_signature_algorithm"),
+        ("/gateway/webhooks/stripe", "missing_signature"),
+    ]:
+        answer = await gateway.client.post(path, content=b"{}")
+        assert answer.status_code in (400, 401), answer.text
+        assert answer.json()["code"] == code
+        assert len(answer.headers["x-request-id"]) == 32
