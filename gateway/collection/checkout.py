@@ -78,14 +78,7 @@ async def open_link(
     current = states.in_flight(attempts)
     if current is not None and current.kind == CHECKOUT:
         if current.payment_link is None:
-            await drive_payment_link(
-                runtime.database,
-                mode.stripe_of(runtime),
-                current,
-                actor=actor,
-                fallback_url=runtime.settings.collection_return_url,
-            )
-            return await _reload(runtime.database, current)
+            return await _link_and_reload(runtime, current, actor)
         if (current.link_expires_at or 0) > time.time() + MIN_LINK_LIFE_SECONDS:
             return current
         if not await close_link(runtime, current, actor=actor):
@@ -104,14 +97,19 @@ async def open_link(
         await session.commit()
     if claimed is None:
         raise Conflict("another attempt started meanwhile", code="payment_in_progress")
+    return await _link_and_reload(runtime, claimed, actor)
+
+
+async def _link_and_reload(runtime: Runtime, row: Collection, actor: str) -> Collection:
+    """Open the attempt's payment link; the attempt as stored afterwards."""
     await drive_payment_link(
         runtime.database,
         mode.stripe_of(runtime),
-        claimed,
+        row,
         actor=actor,
         fallback_url=runtime.settings.collection_return_url,
     )
-    return await _reload(runtime.database, claimed)
+    return await _reload(runtime.database, row)
 
 
 async def _reload(database: Database, row: Collection) -> Collection:
