@@ -28,23 +28,22 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.service import entry, record_many
 from gateway.db import HeldConnection
 from gateway.jobs import idle
 from gateway.logging import get_logger
 from gateway.runtime import Runtime
 from gateway.usage import metrics, store
+from gateway.usage import outcomes as outcomes_
 from gateway.usage.batching import distinct_ids, pack
 from gateway.usage.checks import recheck
 from gateway.usage.health import LagoHealth
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import PENDING
+from gateway.usage.outcomes import Outcome, Retry
 from gateway.usage.sink import LagoBatchSink, SinkResult, UsageSink, Verdict, is_duplicate
 from gateway.usage.store import Claimed
 
@@ -59,37 +58,6 @@ STRIKES_TO_DEAD = 3
 RETRY_ALONE_SECONDS = 0.5
 _GLOBAL_STATUSES = frozenset({401, 403, 408, 429})
 _TAKEN = (Verdict.DELIVERED, Verdict.INDEXED)
-
-
-@dataclass
-class _Retry:
-    ids: list[int]
-    at: float
-    reason: str
-    tried: bool = True
-
-
-@dataclass
-class _Outcome:
-    """What became of one sent batch (resends and splits included); a claim's outcomes are
-    recorded in one transaction. ``again`` is due at once, without counting an attempt."""
-
-    delivered: list[Claimed] = field(default_factory=list)
-    dead: dict[int, str] = field(default_factory=dict)
-    again: list[Claimed] = field(default_factory=list)
-    retries: list[_Retry] = field(default_factory=list)
-    requests: int = 0
-    status: int | None = None
-    elapsed: float = 0.0
-    audit: dict[str, Any] | None = None
-
-    def merge(self, other: _Outcome) -> _Outcome:
-        self.delivered += other.delivered
-        self.dead.update(other.dead)
-        self.again += other.again
-        self.retries += other.retries
-        self.requests += other.requests
-        return self
 
 
 class Forwarder:
@@ -175,44 +143,44 @@ class Forwarder:
                     return 0
                 outcomes = await self._deliver(claim.events)
                 async with claim.settle() as conn:
-                    await self._record(conn, outcomes)
+                    await outcomes_.record(conn, outcomes)
         except BaseException:
             await held.release()  # it may be broken: the next claim takes a fresh one
             raise
-        self._count(outcomes)
+        outcomes_.count(outcomes)
         if len(claim.events) == limit and self.health.well:
             cursor.after = max(event.key for event in claim.events)
         return len(claim.events)
 
-    async def _deliver(self, claimed: list[Claimed]) -> list[_Outcome]:
+    async def _deliver(self, claimed: list[Claimed]) -> list[Outcome]:
         checked, dead = await recheck(self.lookups, claimed)
         if checked is None:
             # Lago cannot tell: it is unwell as a whole; the events stay due.
             reason = "Lago unreachable for checks"
             self.health.failed(reason)
             ids = [c.id for c in dead]
-            outcome = _Outcome(retries=[_Retry(ids, time.time(), reason, tried=False)])
-            outcome.audit = _retry_audit(len(ids), None, reason, 0.0, 0.0)
+            outcome = Outcome(retries=[Retry(ids, time.time(), reason, tried=False)])
+            outcome.audit = outcomes_.retry_audit(ACTOR, len(ids), None, reason, 0.0, 0.0)
             return [outcome]
         batches = pack(checked, self.batch_size, self.batch_bytes)
         outcomes = list(await asyncio.gather(*(self._send(batch) for batch in batches)))
         if dead:
             outcomes.append(
-                _Outcome(
+                Outcome(
                     dead={c.id: reason for c, reason in dead.items()},
-                    audit=_forward_audit([], len(dead), 0, None, 0.0),
+                    audit=outcomes_.forward_audit(ACTOR, [], len(dead), 0, None, 0.0),
                 )
             )
         return outcomes
 
-    async def _send(self, batch: list[Claimed]) -> _Outcome:
+    async def _send(self, batch: list[Claimed]) -> Outcome:
         """One batch, and whatever its answer calls for (resends alone, splits)."""
         started = time.perf_counter()
         result = await self._attempt(batch)
         outcome = await self._follow(batch, result, sibling_taken=False)
         outcome.status = result.status
         outcome.elapsed = time.perf_counter() - started
-        outcome.audit = _outcome_audit(outcome)
+        outcome.audit = outcomes_.audit_row(outcome, ACTOR)
         return outcome
 
     async def _probe(self) -> bool:
@@ -231,9 +199,9 @@ class Forwarder:
 
     async def _follow(
         self, batch: list[Claimed], result: SinkResult, *, sibling_taken: bool
-    ) -> _Outcome:
+    ) -> Outcome:
         """What Lago's answer to ``batch`` means for each of its events."""
-        outcome = _Outcome(requests=1)
+        outcome = Outcome(requests=1)
         if result.verdict is Verdict.DELIVERED:
             outcome.delivered = list(batch)
             for event in batch:
@@ -248,9 +216,9 @@ class Forwarder:
             return outcome
         return outcome.merge(await self._unwell(batch, result, sibling_taken=sibling_taken))
 
-    async def _by_index(self, batch: list[Claimed], errors: dict[int, Any]) -> _Outcome:
+    async def _by_index(self, batch: list[Claimed], errors: dict[int, Any]) -> Outcome:
         """Lago's 422 by index; nothing of the batch was stored (all or nothing)."""
-        outcome = _Outcome()
+        outcome = Outcome()
         conclusive = distinct_ids(batch)
         alone: list[Claimed] = []
         for index, event in enumerate(batch):
@@ -265,11 +233,11 @@ class Forwarder:
             outcome.merge(single)
         return outcome
 
-    async def _resend_alone(self, event: Claimed) -> _Outcome:
+    async def _resend_alone(self, event: Claimed) -> Outcome:
         """A request of its own, whose answer can only be about this event."""
         return await self._follow([event], await self._attempt([event]), sibling_taken=False)
 
-    async def _split(self, batch: list[Claimed], result: SinkResult) -> _Outcome:
+    async def _split(self, batch: list[Claimed], result: SinkResult) -> Outcome:
         """Send each half on its own: an answer that named no event names one half."""
         metrics.FORWARD_SPLITS.inc()
         half = len(batch) // 2
@@ -278,7 +246,7 @@ class Forwarder:
         if result.verdict is Verdict.UNWELL and not any(r.verdict in _TAKEN for r in results):
             failed = next((r for r in results if r.verdict is Verdict.UNWELL), results[0])
             return self._pause(batch, failed, requests=2)
-        outcome = _Outcome()
+        outcome = Outcome()
         taken = [r.verdict in _TAKEN for r in results]
         for i, (part, part_result) in enumerate(zip(parts, results, strict=True)):
             outcome.merge(await self._follow(part, part_result, sibling_taken=taken[1 - i]))
@@ -286,7 +254,7 @@ class Forwarder:
 
     async def _unwell(
         self, batch: list[Claimed], result: SinkResult, *, sibling_taken: bool
-    ) -> _Outcome:
+    ) -> Outcome:
         """A 5xx may be about an event of the batch (split it); the rest is about Lago."""
         if result.answered and result.status not in _GLOBAL_STATUSES:
             if len(batch) > 1:
@@ -294,17 +262,17 @@ class Forwarder:
             return self._struck(batch[0], result, sibling_taken=sibling_taken)
         return self._pause(batch, result)
 
-    def _pause(self, batch: list[Claimed], result: SinkResult, requests: int = 0) -> _Outcome:
+    def _pause(self, batch: list[Claimed], result: SinkResult, requests: int = 0) -> Outcome:
         """Lago as a whole failed: pause forwarding; the events stay due."""
         reason = result.reason or "Lago unwell"
         self.health.failed(reason, result.retry_after)
         metrics.FORWARD_RETRIES.inc()
         log.warning("usage.forward.retry", status=result.status, reason=reason, events=len(batch))
-        return _Outcome(
-            requests=requests, retries=[_Retry([c.id for c in batch], time.time(), reason)]
+        return Outcome(
+            requests=requests, retries=[Retry([c.id for c in batch], time.time(), reason)]
         )
 
-    def _struck(self, event: Claimed, result: SinkResult, *, sibling_taken: bool) -> _Outcome:
+    def _struck(self, event: Claimed, result: SinkResult, *, sibling_taken: bool) -> Outcome:
         """A 5xx to an event sent alone: Lago fails on it, or Lago is down. It counts
         against the event when Lago took another request since the event's last strike."""
         reason = result.reason or "Lago unwell"
@@ -313,33 +281,13 @@ class Forwarder:
             strikes += 1
         if strikes >= STRIKES_TO_DEAD:
             self._strikes.pop(event.id, None)
-            return _Outcome(dead={event.id: f"{reason} (sent alone, {strikes} times)"})
+            return Outcome(dead={event.id: f"{reason} (sent alone, {strikes} times)"})
         self._strikes[event.id] = (strikes, time.monotonic())
         if not sibling_taken:
             self.health.failed(reason, result.retry_after)
         delay = min(self.backoff_max, RETRY_ALONE_SECONDS * 4 ** (strikes - 1))
         metrics.FORWARD_RETRIES.inc()
-        return _Outcome(retries=[_Retry([event.id], time.time() + delay, reason)])
-
-    @staticmethod
-    async def _record(conn: AsyncConnection, outcomes: list[_Outcome]) -> None:
-        """Everything one claim's batches came to, in one transaction."""
-        await store.mark_forwarded(conn, [c.id for o in outcomes for c in o.delivered])
-        await store.mark_dead(conn, {i: reason for o in outcomes for i, reason in o.dead.items()})
-        again = [c.id for o in outcomes for c in o.again]
-        await store.reschedule(conn, again, time.time(), None, tried=False)
-        for o in outcomes:
-            for retry in o.retries:
-                await store.reschedule(conn, retry.ids, retry.at, retry.reason, tried=retry.tried)
-        await record_many(conn, [o.audit for o in outcomes if o.audit is not None])
-
-    @staticmethod
-    def _count(outcomes: list[_Outcome]) -> None:
-        dead = sum(len(o.dead) for o in outcomes)
-        metrics.EVENTS_FORWARDED.inc(sum(len(o.delivered) for o in outcomes))
-        metrics.EVENTS_DEAD.inc(dead)
-        if dead:
-            log.warning("usage.forward.dead", events=dead)
+        return Outcome(retries=[Retry([event.id], time.time() + delay, reason)])
 
     async def _gauges(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -353,52 +301,6 @@ class Forwarder:
                 metrics.EVENTS_DEAD_STORED.set(status.dead)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=GAUGE_SECONDS)
-
-
-def _outcome_audit(outcome: _Outcome) -> dict[str, Any]:
-    """One audit row per batch sent: what was delivered, dead, resent or retried."""
-    retried = sum(len(r.ids) for r in outcome.retries)
-    if retried and not (outcome.delivered or outcome.dead or outcome.again):
-        first = outcome.retries[0]
-        delay = max(0.0, first.at - time.time())
-        return _retry_audit(retried, outcome.status, first.reason, delay, outcome.elapsed)
-    row = _forward_audit(
-        outcome.delivered, len(outcome.dead), len(outcome.again), outcome.status, outcome.elapsed
-    )
-    if retried:
-        row["outcome"] = "partial"
-    if outcome.requests > 1 or retried:
-        row["detail"] = {**row["detail"], "requests": outcome.requests, "retried": retried}
-    return row
-
-
-def _forward_audit(
-    delivered: list[Claimed], dead: int, again: int, status: int | None, elapsed: float
-) -> dict[str, Any]:
-    return entry(
-        actor=ACTOR,
-        action="usage.forward",
-        upstream="lago",
-        status=status,
-        outcome="forwarded" if not dead and not again else "partial",
-        target_ids=[c.transaction_id for c in delivered],
-        latency_ms=elapsed * 1000,
-        detail={"forwarded": len(delivered), "dead": dead, "resent": again},
-    )
-
-
-def _retry_audit(
-    events: int, status: int | None, reason: str, delay: float, elapsed: float
-) -> dict[str, Any]:
-    return entry(
-        actor=ACTOR,
-        action="usage.forward",
-        upstream="lago",
-        status=status,
-        outcome="retry",
-        latency_ms=elapsed * 1000,
-        detail={"events": events, "reason": reason, "delay_s": round(delay, 3)},
-    )
 
 
 async def run(runtime: Runtime, lookups: LagoLookups, stop: asyncio.Event) -> None:
