@@ -10,7 +10,7 @@ import click
 
 from gateway.audit.service import entry, record_many
 from gateway.catalog.exporter import ExportError, catalog_from_lago, render
-from gateway.catalog.loader import CatalogError, load_catalog, resolve_catalog_path
+from gateway.catalog.loader import CatalogError, configured_catalog_path, load_catalog
 from gateway.catalog.schemas import Catalog
 from gateway.catalog.service import Applied, ApplyFailed, apply_catalog, fetch_lago_catalog
 from gateway.cli_settings import settings_or_exit
@@ -42,10 +42,7 @@ def lago_client(settings: Settings) -> LagoClient:
 
 def _load(file: str | None, settings: Settings) -> tuple[Catalog, str]:
     try:
-        explicit = file is not None or "catalog_path" in settings.model_fields_set
-        path = (
-            Path(file) if file else resolve_catalog_path(settings.catalog_path, explicit=explicit)
-        )
+        path = Path(file) if file else configured_catalog_path(settings)
         if path is None:
             raise click.UsageError("no catalog file: give FILE or set GATEWAY_CATALOG_PATH")
         return load_catalog(path), str(path)
@@ -128,8 +125,7 @@ def export(output: str | None, base: str | None, lago_only: bool) -> None:
     settings = _settings()
     base_catalog = None
     if not lago_only:
-        explicit = "catalog_path" in settings.model_fields_set
-        path = base or resolve_catalog_path(settings.catalog_path, explicit=explicit)
+        path = base or configured_catalog_path(settings)
         base_catalog = _load(str(path), settings)[0] if path else None
     text = asyncio.run(_export(settings, base_catalog))
     if output:

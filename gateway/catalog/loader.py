@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.catalog.schemas import CREDIT_PLACES, BillableMetric, Catalog, Plan
+from gateway.config import Settings
 
 DEFAULT_PATH = "lago/catalog.yaml"
 Loc = tuple[str | int, ...]
@@ -65,6 +66,13 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     if problems:
         raise CatalogError(source, problems)
     return catalog
+
+
+def configured_catalog_path(settings: Settings) -> Path | None:
+    """The file ``GATEWAY_CATALOG_PATH`` names (``resolve_catalog_path``; set explicitly, it
+    must exist)."""
+    explicit = "catalog_path" in settings.model_fields_set
+    return resolve_catalog_path(settings.catalog_path, explicit=explicit)
 
 
 def resolve_catalog_path(value: str, *, explicit: bool) -> Path | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from gateway.catalog.loader import load_catalog, resolve_catalog_path
+from gateway.catalog.loader import configured_catalog_path, load_catalog
 from gateway.catalog.planner import (
     CatalogPlan,
     Change,
@@ -266,8 +266,7 @@ async def apply_catalog(
 async def load_configured(settings: Settings, lago: LagoClient) -> Catalog | None:
     """The configured catalog file (``GATEWAY_CATALOG_PATH``), or None; applied to an embedded
     emulator so that its plans and metrics exist there."""
-    explicit = "catalog_path" in settings.model_fields_set
-    path = resolve_catalog_path(settings.catalog_path, explicit=explicit)
+    path = configured_catalog_path(settings)
     if path is None:
         log.info("catalog.none")
         return None

@@ -3,7 +3,6 @@ capability's state (a field of ``gateway.parts.Parts``, named by the capability'
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -32,5 +31,4 @@ def part(name: str) -> Any:
     async def dependency(request: Request) -> Any:
         return part_of(request.app, name)
 
-    getter: Callable[[Request], Awaitable[Any]] = dependency
-    return Depends(getter)
+    return Depends(dependency)
