@@ -1,0 +1,1 @@
+"""Local usage meters: what each subscription used in its current billing period."""
