@@ -16,6 +16,7 @@ from . import (
     coupons,
     credit_notes,
     customers,
+    entitlements,
     events,
     invoices,
     metrics,
@@ -112,6 +113,43 @@ def _billing_routes() -> list[BaseRoute]:
     ]
 
 
+def _entitlement_routes() -> list[BaseRoute]:
+    feature = "/features/{code}"
+    plan = "/plans/{code}/entitlements"
+    sub = "/subscriptions/{external_id}/entitlements"
+    e = entitlements
+    return [
+        Route("/features", e.features_create, methods=["POST"]),
+        Route("/features", e.features_index, methods=["GET"]),
+        Route(feature, e.features_show, methods=["GET"]),
+        Route(feature, e.features_update, methods=["PUT", "PATCH"]),
+        Route(feature, e.features_destroy, methods=["DELETE"]),
+        Route(
+            f"{feature}/privileges/{{privilege_code}}",
+            e.feature_privilege_destroy,
+            methods=["DELETE"],
+        ),
+        Route(plan, e.plan_create, methods=["POST"]),
+        Route(plan, e.plan_index, methods=["GET"]),
+        Route(plan, e.plan_update, methods=["PATCH"]),
+        Route(f"{plan}/{{feature_code}}", e.plan_show, methods=["GET"]),
+        Route(f"{plan}/{{feature_code}}", e.plan_destroy, methods=["DELETE"]),
+        Route(
+            f"{plan}/{{feature_code}}/privileges/{{privilege_code}}",
+            e.plan_privilege_destroy,
+            methods=["DELETE"],
+        ),
+        Route(sub, e.subscription_index, methods=["GET"]),
+        Route(sub, e.subscription_update, methods=["PATCH"]),
+        Route(f"{sub}/{{feature_code}}", e.subscription_destroy, methods=["DELETE"]),
+        Route(
+            f"{sub}/{{feature_code}}/privileges/{{privilege_code}}",
+            e.subscription_privilege_destroy,
+            methods=["DELETE"],
+        ),
+    ]
+
+
 def _control_routes() -> list[BaseRoute]:
     return [
         Route("/health", control.health, methods=["GET"]),
@@ -168,7 +206,10 @@ def create_app(
     if validate:
         middleware.insert(0, _contract_middleware(lago_state, allow_request_nulls))
     app = EmulatorApp(
-        routes=[Mount("/api/v1", routes=_api_routes() + _billing_routes()), *_control_routes()],
+        routes=[
+            Mount("/api/v1", routes=_api_routes() + _billing_routes() + _entitlement_routes()),
+            *_control_routes(),
+        ],
         middleware=middleware,
         exception_handlers={LagoError: error_response, HTTPException: _http_error},
     )

@@ -11,6 +11,13 @@ quirks are corrected when it is loaded (LAGO_NOTES section 11):
   event ``operation_type``), so the ``null`` Lago sends is rejected; ``null`` is added.
 - the top-level ``security: bearerAuth`` also covers the ``webhooks`` section, but Lago's
   webhooks carry a signature, not the API key; webhook operations get ``security: []``.
+- a subscription entitlement's ``plan_value`` is declared non-null, but a privilege that only
+  the subscription has is serialized with ``plan_value: null``
+  (``app/serializers/v1/entitlement/subscription_entitlement_serializer.rb``); ``null`` is
+  allowed. The two subscription ``DELETE .../entitlements/...`` answers are declared one
+  ``SubscriptionEntitlement``, but both controllers render the whole collection
+  (``subscriptions/entitlements_controller.rb#destroy``, ``.../privileges_controller.rb``);
+  they are read as ``SubscriptionEntitlements``.
 - the Lago SDKs send ``null`` for unset optional fields, which the spec does not allow;
   ``allow_nulls=True`` strips them before validating. Requests from the gateway are
   validated strictly: it must omit what it does not set.
@@ -93,6 +100,27 @@ def _unsecure_webhooks(document: dict[str, Any]) -> None:
                 operation["security"] = []
 
 
+def _correct_subscription_entitlements(document: dict[str, Any]) -> None:
+    schemas = document.get("components", {}).get("schemas", {})
+    privilege = schemas.get("SubscriptionEntitlementPrivilegeObject", {})
+    for part in privilege.get("allOf", []):
+        plan_value = part.get("properties", {}).get("plan_value")
+        if plan_value is not None and "oneOf" in plan_value:
+            members = plan_value["oneOf"]
+            if not any(m.get("type") == "null" for m in members):
+                members.append({"type": "null"})
+    paths = document.get("paths", {})
+    collection = "#/components/schemas/SubscriptionEntitlements"
+    for path in (
+        "/subscriptions/{external_id}/entitlements/{feature_code}",
+        "/subscriptions/{external_id}/entitlements/{feature_code}/privileges/{privilege_code}",
+    ):
+        answer = paths.get(path, {}).get("delete", {}).get("responses", {}).get("200", {})
+        body = answer.get("content", {}).get("application/json", {})
+        if "schema" in body:
+            body["schema"] = {"$ref": collection}
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: Path) -> Spec | None:
     if not path.is_file():
@@ -102,6 +130,7 @@ def _load(path: Path) -> Spec | None:
     _relax_ambiguous_one_of(document)
     _allow_null_in_nullable_enums(document)
     _unsecure_webhooks(document)
+    _correct_subscription_entitlements(document)
     # Checking the 877 KB spec against the OpenAPI meta-schema takes seconds and proves
     # nothing about Lago; upstream publishes it bundled and linted.
     return OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))

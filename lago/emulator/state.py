@@ -27,7 +27,7 @@ class EmulatorState:
 
     Keys: ``events`` by ``(external_subscription_id, transaction_id)`` (``(None, lago_id)``
     for an event without a subscription, which never clashes), ``customers`` by
-    external id, ``billable_metrics``/``plans``/``coupons`` by code, everything else
+    external id, ``billable_metrics``/``plans``/``coupons``/``features`` by code, everything else
     (``subscriptions``, ``wallets``, ``invoices``...) by ``lago_id``.
     """
 
@@ -49,6 +49,9 @@ class EmulatorState:
     invoices: dict[str, Record] = field(default_factory=dict)
     credit_notes: dict[str, Record] = field(default_factory=dict)
     webhook_endpoints: dict[str, Record] = field(default_factory=dict)
+    features: dict[str, Record] = field(default_factory=dict)
+    entitlements: dict[str, Record] = field(default_factory=dict)
+    entitlement_removals: list[Record] = field(default_factory=list)
     webhooks_pending: list[Webhook] = field(default_factory=list)
     webhooks_sent: list[Webhook] = field(default_factory=list)
     webhook_attempts: int = 3
