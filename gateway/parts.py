@@ -15,12 +15,13 @@ import httpx
 
 from gateway.auth.service import KeyVerifier
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import load_configured, metric_codes, metric_rules
+from gateway.catalog.service import load_configured, meter_rules, metric_codes, metric_rules
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import get_logger
+from gateway.meters.service import Meters
 from gateway.runtime import Runtime
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import OutboxWriter
@@ -42,6 +43,8 @@ class Parts:
     usage: UsageIngest
     # webhooks: the inbox writer and Lago's public keys.
     webhooks: WebhookIntake
+    # meters: what each subscription used this period (rules from the catalog, cached terms).
+    meters: Meters
     # The catalog file loaded at start (token packs, allowances, pinned usage codes).
     catalog: Catalog | None = None
 
@@ -105,6 +108,7 @@ async def build_parts(
             lookups.allowed_codes = metric_codes(catalog)
             lookups.metric_rules = metric_rules(catalog)
         writer = OutboxWriter(database, writers=settings.outbox_writers)
+        meters = Meters(database, lago, meter_rules(catalog))
         parts = Parts(
             runtime=runtime,
             keys=KeyVerifier(database, settings.api_key_cache_seconds),
@@ -115,8 +119,10 @@ async def build_parts(
                 settings.batch_max_events,
                 event_max_bytes=settings.event_max_bytes,
                 max_future_seconds=settings.event_max_future_seconds,
+                meters=meters,
             ),
             webhooks=WebhookIntake(settings, database, lago),
+            meters=meters,
             catalog=catalog,
         )
         await writer.start()

@@ -1,7 +1,9 @@
 """Catalog as code against Lago: read Lago's catalog, apply a plan of changes, export.
 
 Apply is idempotent: it compares first, so a second run finds nothing to do. Changes run
-in dependency order (metrics, plans, coupons), one Lago call each; a refusal stops the run
+in dependency order (metrics, plans, coupons, features, the plans' entitlements), one Lago
+call each (a feature's privilege or a plan's feature deleted first is one more); a refusal
+stops the run
 with what was done so far reported, and re-running picks up from there.
 """
 
@@ -28,16 +30,23 @@ from gateway.catalog.schemas import (
     Catalog,
     Charge,
     Coupon,
+    Feature,
     Plan,
 )
 from gateway.config import Settings
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.logging import get_logger
+from gateway.meters.metering import AGGREGATIONS, MeterRule
 from gateway.usage.parsing import MetricRule
 
 log = get_logger(__name__)
 
-ROOTS = {"billable_metric": "billable_metrics", "plan": "plans", "coupon": "coupons"}
+ROOTS = {
+    "billable_metric": "billable_metrics",
+    "plan": "plans",
+    "coupon": "coupons",
+    "feature": "features",
+}
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,24 @@ Done = Callable[[Applied], Awaitable[None]]
 
 
 async def fetch_lago_catalog(lago: LagoClient) -> LagoCatalog:
-    """Lago's billable metrics, plans and coupons, every page."""
+    """Lago's billable metrics, plans, coupons and features, every page, and each plan's
+    entitlements (none asked for when Lago has no features)."""
     found = {}
     for kind, root in ROOTS.items():
         items = await _all_pages(lago, f"/{root}", root)
         found[kind] = {str(item["code"]): item for item in items}
-    return LagoCatalog(found["billable_metric"], found["plan"], found["coupon"])
+    entitlements: dict[str, list[dict[str, Any]]] = {}
+    if found["feature"]:
+        for code in found["plan"]:
+            body = await lago.call("GET", f"/plans/{quote(code, safe='')}/entitlements")
+            entitlements[code] = body.get("entitlements") or []
+    return LagoCatalog(
+        found["billable_metric"],
+        found["plan"],
+        found["coupon"],
+        found["feature"],
+        entitlements,
+    )
 
 
 async def _all_pages(lago: LagoClient, path: str, root: str) -> list[dict[str, Any]]:
@@ -98,6 +119,10 @@ async def apply_changes(
 
 
 async def _send(lago: LagoClient, change: Change, metric_ids: dict[str, str]) -> dict[str, Any]:
+    if change.kind == "feature":
+        return await _send_feature(lago, change)
+    if change.kind == "plan_entitlements":
+        return await _send_entitlements(lago, change)
     root = ROOTS[change.kind]
     body = _create_body(change, metric_ids) if change.action == "create" else None
     if body is None:
@@ -106,6 +131,41 @@ async def _send(lago: LagoClient, change: Change, metric_ids: dict[str, str]) ->
         return await lago.call("POST", f"/{root}", json={change.kind: body})
     path = f"/{root}/{quote(change.code, safe='')}"
     return await lago.call("PUT", path, json={change.kind: body})
+
+
+async def _send_feature(lago: LagoClient, change: Change) -> dict[str, Any]:
+    """``POST /features``; an update deletes the privileges it must first, then ``PUT``s the
+    changed fields and, when any privilege changed, every privilege of the file."""
+    wanted = change.wanted
+    assert isinstance(wanted, Feature)
+    if change.action == "create":
+        return await lago.call("POST", "/features", json={"feature": feature_body(wanted)})
+    path = f"/features/{quote(change.code, safe='')}"
+    for code in change.deletions:
+        await lago.call("DELETE", f"{path}/privileges/{quote(code, safe='')}")
+    changed = {c.path.split(".")[0].split("[")[0] for c in change.fields}
+    body = {k: v for k, v in feature_body(wanted).items() if k in changed}
+    if not body:
+        return {}
+    return await lago.call("PUT", path, json={"feature": body})
+
+
+def feature_body(feature: Feature) -> dict[str, Any]:
+    """A feature as Lago takes it (no gateway-only rules; unset name/description left out)."""
+    body = lago_fields(feature)
+    body["privileges"] = [lago_fields(p) for p in feature.privileges]
+    return body
+
+
+async def _send_entitlements(lago: LagoClient, change: Change) -> dict[str, Any]:
+    """``POST /plans/{code}/entitlements``, which replaces the plan's entitlements; a feature
+    kept without values is deleted first (Lago keeps values a feature is sent without)."""
+    wanted = change.wanted
+    assert isinstance(wanted, Plan)
+    path = f"/plans/{quote(change.code, safe='')}/entitlements"
+    for code in change.deletions:
+        await lago.call("DELETE", f"{path}/{quote(code, safe='')}")
+    return await lago.call("POST", path, json={"entitlements": wanted.entitlements})
 
 
 def _create_body(change: Change, metric_ids: dict[str, str]) -> dict[str, Any]:
@@ -193,6 +253,19 @@ def metric_rules(catalog: Catalog | None) -> dict[str, MetricRule]:
     return rules
 
 
+def meter_rules(catalog: Catalog | None) -> dict[str, MeterRule]:
+    """The catalog's metrics the gateway meters (``gateway.meters``), by code."""
+    rules: dict[str, MeterRule] = {}
+    for metric in catalog.billable_metrics if catalog is not None else []:
+        aggregation = AGGREGATIONS.get(metric.aggregation_type)
+        if aggregation is None or metric.expression:
+            continue
+        filters = {f.key: frozenset(f.values) for f in metric.filters}
+        field = None if aggregation == "count" else metric.field_name
+        rules[metric.code] = MeterRule(aggregation, field, filters)
+    return rules
+
+
 class ApplyFailed(Exception):
     """Lago refused or could not take a change; ``applied`` went through before it."""
 
@@ -212,13 +285,20 @@ class ApplyResult:
 def describe(plan: CatalogPlan, catalog: Catalog) -> list[str]:
     """The diff, one line per created object or changed field, then what stays as is."""
     lines = [line for change in plan.changes for line in change.diff_lines()]
-    kept = [f"{count} {kind}(s)" for kind, count in plan.unchanged.items() if count]
+    kept = [
+        f"{count} plans' entitlements" if kind == "plan_entitlements" else f"{count} {kind}(s)"
+        for kind, count in plan.unchanged.items()
+        if count
+    ]
     if kept:
         lines.append("= unchanged: " + ", ".join(kept))
     lines += [
         f"? {kind} {code}: in Lago, not in the file (left alone)"
         for kind, code in plan.only_in_lago
     ]
+    gated = [f.code for f in catalog.features if f.gates_usage]
+    if gated:
+        lines.append(f"usage gated by features (gateway-only): {', '.join(gated)}")
     if catalog.token_packs:
         packs = ", ".join(p.code for p in catalog.token_packs)
         lines.append(f"token packs (gateway-only, served from the file): {packs}")

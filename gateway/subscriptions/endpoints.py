@@ -11,6 +11,7 @@ from gateway.billing.payloads import body_schema, read_root
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
+from gateway.meters.service import Meters
 from gateway.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
 from gateway.subscriptions.service import Subscriptions
 from gateway.usage.lookups import LagoLookups
@@ -21,9 +22,11 @@ Status = Annotated[str | None, Query(description="active (default) or pending")]
 
 
 async def _subscriptions(
-    runtime: RuntimeDep, lookups: Annotated[LagoLookups, part("lookups")]
+    runtime: RuntimeDep,
+    lookups: Annotated[LagoLookups, part("lookups")],
+    meters: Annotated[Meters, part("meters")],
 ) -> Subscriptions:
-    return Subscriptions(runtime.database, runtime.lago, lookups)
+    return Subscriptions(runtime.database, runtime.lago, lookups, meters)
 
 
 SubscriptionsDep = Annotated[Subscriptions, Depends(_subscriptions)]

@@ -12,6 +12,8 @@ from gateway.billing.payloads import check
 from gateway.db import Database
 from gateway.errors import ValidationFailed
 from gateway.integrations.lago.client import LagoClient
+from gateway.logging import get_logger
+from gateway.meters.service import Meters
 from gateway.subscriptions.schemas import (
     TERMINATION_QUERY,
     SubscriptionChanges,
@@ -19,14 +21,19 @@ from gateway.subscriptions.schemas import (
 )
 from gateway.usage.lookups import LagoLookups
 
+log = get_logger(__name__)
+
 
 class Subscriptions:
     """The subscriptions capability over Lago."""
 
-    def __init__(self, database: Database, lago: LagoClient, lookups: LagoLookups) -> None:
+    def __init__(
+        self, database: Database, lago: LagoClient, lookups: LagoLookups, meters: Meters
+    ) -> None:
         self._database = database
         self._lago = lago
         self._lookups = lookups
+        self._meters = meters
 
     async def create(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Create, keep (same plan), upgrade or schedule a downgrade, as Lago decides."""
@@ -39,7 +46,7 @@ class Subscriptions:
             # Usage validation knows the subscription at once (no wait for its cache).
             self._lookups.remember_subscription(params["external_id"])
 
-        return await write(
+        answer = await write(
             self._database,
             self._lago,
             change,
@@ -48,6 +55,8 @@ class Subscriptions:
             json={"subscription": params},
             then=learn,
         )
+        await self._learn_terms(answer)
+        return answer
 
     async def update(
         self, external_id: str, params: dict[str, Any], query: Params, actor: str
@@ -60,7 +69,7 @@ class Subscriptions:
         except ValidationFailed as exc:
             raise await refuse(self._database, change, exc) from exc
         path = f"/subscriptions/{segment(external_id)}"
-        return await write(
+        answer = await write(
             self._database,
             self._lago,
             change,
@@ -69,6 +78,8 @@ class Subscriptions:
             json={"subscription": params},
             params=query,
         )
+        await self._learn_terms(answer)
+        return answer
 
     async def terminate(self, external_id: str, query: Params, actor: str) -> dict[str, Any]:
         """Terminate (or cancel a pending one), with Lago's termination options."""
@@ -78,7 +89,19 @@ class Subscriptions:
         except ValidationFailed as exc:
             raise await refuse(self._database, change, exc) from exc
         path = f"/subscriptions/{segment(external_id)}"
-        return await write(self._database, self._lago, change, "DELETE", path, params=query)
+        answer = await write(self._database, self._lago, change, "DELETE", path, params=query)
+        await self._learn_terms(answer)
+        return answer
+
+    async def _learn_terms(self, answer: dict[str, Any]) -> None:
+        """Meters learn the subscription's billing terms from Lago's answer (best effort:
+        the write is done; an unknown subscription is learned again when next needed)."""
+        subscription = answer.get("subscription")
+        if isinstance(subscription, dict) and subscription.get("external_id"):
+            try:
+                await self._meters.adopt(subscription)
+            except Exception as exc:  # the write stands; terms are learned when next needed
+                log.warning("subscriptions.terms_not_stored", error=type(exc).__name__)
 
     async def get(self, external_id: str, query: Params) -> dict[str, Any]:
         """One subscription (``?status=`` for a pending or terminated one)."""

@@ -38,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.audit.service import record_many
 from gateway.db import Database, DirectConnection, HeldConnection
 from gateway.logging import get_logger
+from gateway.meters import store as meters_store
+from gateway.meters.metering import Delta
 from gateway.usage import store
 from gateway.usage.store import Key, OutboxRow
 
@@ -69,6 +71,7 @@ class _Request:
     audit: dict[str, Any]
     future: asyncio.Future[Stored]
     keys: set[Key]
+    meters: Sequence[Delta] = ()
 
 
 class OutboxWriter:
@@ -91,10 +94,13 @@ class OutboxWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def submit(self, rows: Sequence[OutboxRow], audit: dict[str, Any]) -> Stored:
-        """Store ``rows`` all-or-nothing with their audit row; wait for the commit."""
+    async def submit(
+        self, rows: Sequence[OutboxRow], audit: dict[str, Any], meters: Sequence[Delta] = ()
+    ) -> Stored:
+        """Store ``rows`` all-or-nothing with their audit row, and add those stored now to
+        their meters (``meters``: what each row adds); wait for the commit."""
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(rows, audit, future, set(map(_row_key, rows))))
+        self._queue.append(_Request(rows, audit, future, set(map(_row_key, rows)), meters))
         self._wakeup.set()
         return await future
 
@@ -210,6 +216,14 @@ class OutboxWriter:
             await store.delete(conn, doomed)
         audit = [_audit_row(r, s) for r, s in zip(group, results, strict=True)]
         await record_many(conn, audit)
+        stored_now = [
+            delta
+            for request, stored in zip(group, results, strict=True)
+            if stored.accepted
+            for delta in request.meters
+            if (delta.external_subscription_id, delta.transaction_id) not in missing
+        ]
+        await meters_store.apply(conn, stored_now, now)
         return results
 
 
@@ -226,7 +240,8 @@ async def _store_new_pg(conn: psycopg.AsyncConnection[Any], group: list[_Request
     """Store a group whose keys are all new, and its audit rows, in one round trip; False
     (nothing stored) when any key is already stored."""
     audit = [_audit_row(request, Stored()) for request in group]
-    return await store.store_new_pg(conn, _rows(group), audit, time.time())
+    meters = [delta for request in group for delta in request.meters]
+    return await store.store_new_pg(conn, _rows(group), audit, time.time(), meters)
 
 
 def _fail(group: list[_Request], exc: Exception) -> None:

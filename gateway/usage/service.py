@@ -17,6 +17,8 @@ import orjson
 from gateway.audit.service import entry
 from gateway.errors import UpstreamUnavailable, ValidationFailed
 from gateway.integrations.lago.client import LagoError
+from gateway.meters.metering import Delta
+from gateway.meters.service import Metered, Meters
 from gateway.usage import metrics
 from gateway.usage.lookups import Known, LagoLookups
 from gateway.usage.outbox import OutboxWriter, RowsRefused
@@ -82,8 +84,10 @@ class UsageIngest:
         *,
         event_max_bytes: int = DEFAULT_EVENT_MAX_BYTES,
         max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+        meters: Meters | None = None,
     ) -> None:
         self._writer = writer
+        self._meters = meters
         self._lookups = lookups
         self.batch_max = batch_max
         self._event_max_bytes = event_max_bytes
@@ -108,8 +112,9 @@ class UsageIngest:
         rows, unique = _rows(events, needs_check, payloads, actor)
         audit["target"] = rows[0].transaction_id if len(rows) == 1 else None
         audit["target_ids"] = [row.transaction_id for row in rows]
+        metered = await self._metered(rows, [events[i] for i in unique])
         try:
-            stored = await self._writer.submit(rows, _audit_fields(audit))
+            stored = await self._writer.submit(rows, _audit_fields(audit), metered)
         except RowsRefused as exc:
             # The database refused this request's own data (its group's others committed);
             # the rejection is audited without the ids, which may be what it refused.
@@ -137,6 +142,23 @@ class UsageIngest:
             for e in events
             for key in [(e.external_subscription_id or "", e.transaction_id)]
         ]
+
+    async def _metered(self, rows: list[OutboxRow], events: list[ParsedEvent]) -> list[Delta]:
+        """What the rows add to meters (none when nothing is metered)."""
+        if self._meters is None or not self._meters.enabled:
+            return []
+        return await self._meters.deltas(
+            [
+                Metered(
+                    row.external_subscription_id,
+                    row.transaction_id,
+                    row.code,
+                    float(event.timestamp),
+                    event.properties,
+                )
+                for row, event in zip(rows, events, strict=True)
+            ]
+        )
 
     async def _validate(
         self, raw_events: Sequence[Any], received_at: float, batch: bool

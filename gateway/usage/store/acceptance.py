@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.store import bulk_insert_sql
+from gateway.meters.metering import Delta
+from gateway.meters.store import PG_METER_CTES, deltas_json
 from gateway.usage.models import PENDING
 from gateway.usage.store.rows import TABLE, Key, OutboxRow
 
@@ -51,10 +53,13 @@ _INSERT_PG_SQL = _insert_events_sql("external_subscription_id, transaction_id") 
 )
 # Events and audit rows together; the division by zero fails the whole statement (and so
 # rolls back every insert in it) when fewer events were inserted than given.
-_STORE_NEW_SQL = (
+_ALL_NEW = "SELECT 1 / ((SELECT count(*) FROM ins) = (SELECT count(*) FROM u))::int"
+_STORE_NEW_SQL = _insert_events_sql("1") + f", audit AS ({bulk_insert_sql('audit')}) " + _ALL_NEW
+# The same, adding the events to their meters: every row is new when the statement stands.
+_STORE_NEW_METERED_SQL = (
     _insert_events_sql("1")
-    + f", audit AS ({bulk_insert_sql('audit')}) "
-    + "SELECT 1 / ((SELECT count(*) FROM ins) = (SELECT count(*) FROM u))::int"
+    + f", audit AS ({bulk_insert_sql('audit')}), {PG_METER_CTES} "
+    + _ALL_NEW
 )
 _INSERT_SQLITE_ROW = "(" + ",".join("?" * len(OutboxRow._fields)) + ",?,0,?,?)"
 
@@ -68,17 +73,22 @@ async def store_new_pg(
     rows: Sequence[OutboxRow],
     audit: list[dict[str, Any]],
     now: float,
+    meters: Sequence[Delta] = (),
 ) -> bool:
-    """Store rows whose keys are all new, and their audit rows, in one autocommitted
-    statement; False (nothing stored) when any key is already stored."""
+    """Store rows whose keys are all new, their audit rows and what they add to meters, in
+    one autocommitted statement; False (nothing stored) when any key is already stored."""
     params = {
         "rows": _rows_json(rows),
         "audit": orjson.dumps(audit).decode(),
         "status": PENDING,
         "now": now,
     }
+    sql = _STORE_NEW_SQL
+    if meters:
+        sql = _STORE_NEW_METERED_SQL
+        params["meters"] = deltas_json(meters)
     try:
-        await conn.execute(_STORE_NEW_SQL, params)
+        await conn.execute(sql, params)
     except psycopg.errors.DivisionByZero:
         return False
     return True

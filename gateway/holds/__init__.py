@@ -1,0 +1,2 @@
+"""Holds: a generation's usage reserved before it runs, then captured as a usage event or
+released."""

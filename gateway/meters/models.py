@@ -1,0 +1,95 @@
+"""The meters' tables: subscriptions' billing terms as Lago gave them, what each subscription
+used per metric and billing period, the distinct values of unique-count metrics, and each
+customer's token account (Lago's wallet balance and the tokens holds reserve).
+
+Times are Unix seconds (floats), as in the usage outbox: the hot path stays dialect-neutral.
+Units are floats: counts are exact to 2**53, sums of decimal properties carry binary
+rounding, which reconciliation against Lago corrects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, String
+from sqlmodel import Field, SQLModel
+
+
+class MeterSubscription(SQLModel, table=True):
+    """A subscription's billing terms: what its billing periods are computed from.
+
+    Learned from Lago's answers (create, read), its subscription webhooks and the meters'
+    sync; ``period_start``/``period_end`` are Lago's current billing period (its
+    ``current_billing_period_started_at``/``_ending_at``) when it was learned.
+    """
+
+    __tablename__ = "meter_subscriptions"
+
+    external_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    external_customer_id: str = Field(sa_column=Column(String(255), nullable=False, index=True))
+    plan_code: str = Field(sa_column=Column(String(255), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    interval: str = Field(sa_column=Column(String(16), nullable=False))
+    billing_time: str = Field(sa_column=Column(String(16), nullable=False))
+    bill_charges_monthly: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    timezone: str = Field(sa_column=Column(String(64), nullable=False))
+    subscription_at: float = Field(sa_column=Column(Float, nullable=False))
+    started_at: float | None = Field(default=None, sa_column=Column(Float))
+    ending_at: float | None = Field(default=None, sa_column=Column(Float))
+    period_start: float | None = Field(default=None, sa_column=Column(Float))
+    period_end: float | None = Field(default=None, sa_column=Column(Float))
+    learned_at: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class UsageMeter(SQLModel, table=True):
+    """What one subscription used of one metric in one billing period.
+
+    ``group_key`` is ``""`` for the metric as a whole, else one filter value
+    (``quality=hd``). ``units`` is the metric's aggregation over the accepted events (pending
+    or forwarded); ``held`` what open holds reserve on top of it.
+    """
+
+    __tablename__ = "usage_meters"
+
+    external_subscription_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    metric: str = Field(sa_column=Column(String(255), primary_key=True))
+    period_start: float = Field(sa_column=Column(Float, primary_key=True))
+    group_key: str = Field(sa_column=Column(String(255), primary_key=True))
+    aggregation: str = Field(sa_column=Column(String(16), nullable=False))
+    units: float = Field(sa_column=Column(Float, nullable=False))
+    events: int = Field(sa_column=Column(BigInteger, nullable=False))
+    latest_at: float | None = Field(default=None, sa_column=Column(Float))
+    held: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
+    updated_at: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class UsageMeterValue(SQLModel, table=True):
+    """A value a unique-count metric has seen in a period (its meter counts these rows)."""
+
+    __tablename__ = "usage_meter_values"
+
+    external_subscription_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    metric: str = Field(sa_column=Column(String(255), primary_key=True))
+    period_start: float = Field(sa_column=Column(Float, primary_key=True))
+    group_key: str = Field(sa_column=Column(String(255), primary_key=True))
+    value: str = Field(sa_column=Column(String(255), primary_key=True))
+
+
+class MeterAccount(SQLModel, table=True):
+    """A customer's token account: Lago's wallet balance when last read, and the tokens
+    open holds reserve. Holds of one customer take this row's lock, one at a time.
+
+    ``credits`` and ``held_tokens`` are decimal text (Lago's credits are decimals).
+    """
+
+    __tablename__ = "meter_accounts"
+
+    external_customer_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
+    held_tokens: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
+    lago_wallet_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    wallet_read_at: float | None = Field(default=None, sa_column=Column(Float))
+    touched_at: float = Field(sa_column=Column(Float, nullable=False))
+
+
+__all__ = ["MeterAccount", "MeterSubscription", "UsageMeter", "UsageMeterValue"]

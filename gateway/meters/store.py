@@ -1,0 +1,312 @@
+"""The meters' statements: adding events to meters (in the caller's transaction), billing
+terms, meter reads and token accounts.
+
+Meter rows are upserted in key order, so concurrent writers lock overlapping rows in one
+order and cannot deadlock. On PostgreSQL the ingest fast path adds its events with the CTEs
+of ``pg_meter_ctes`` inside its one statement (``gateway.usage.store.acceptance``); every
+other writer (the transaction path, SQLite, captures) calls ``apply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.meters.metering import Delta
+
+_METER_KEY = "external_subscription_id, metric, period_start, group_key"
+
+
+def _upsert_sql(greatest: str) -> str:
+    """One meter row's upsert; ``greatest`` is the dialect's two-argument maximum."""
+    return (
+        f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, held, "
+        "updated_at) VALUES (:s, :m, :p, :g, :a, :u, :n, :t, 0, :now) "
+        f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET "
+        "units = CASE usage_meters.aggregation "
+        f"WHEN 'max' THEN {greatest}(usage_meters.units, excluded.units) "
+        "WHEN 'latest' THEN CASE WHEN excluded.latest_at >= "
+        "COALESCE(usage_meters.latest_at, excluded.latest_at) "
+        "THEN excluded.units ELSE usage_meters.units END "
+        "ELSE usage_meters.units + excluded.units END, "
+        "events = usage_meters.events + excluded.events, "
+        f"latest_at = {greatest}(COALESCE(usage_meters.latest_at, excluded.latest_at), "
+        "excluded.latest_at), updated_at = excluded.updated_at"
+    )
+
+
+_UPSERT = {"postgresql": _upsert_sql("GREATEST"), "sqlite": _upsert_sql("max")}
+_NEW_VALUE = text(
+    f"INSERT INTO usage_meter_values ({_METER_KEY}, value) VALUES (:s, :m, :p, :g, :v) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+# The PostgreSQL fast path: CTEs over ``%(meters)s`` (``deltas_json``), appended to a
+# statement's WITH list; the statement's own rows are all new, so every delta counts.
+PG_METER_CTES = (
+    "md AS (SELECT * FROM json_to_recordset(%(meters)s::json) AS md(s text, m text, "
+    "p float8, g text, a text, v float8, t float8, q text)), "
+    f"mv AS (INSERT INTO usage_meter_values ({_METER_KEY}, value) "
+    "SELECT DISTINCT s, m, p, g, q FROM md WHERE q IS NOT NULL ORDER BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT DO NOTHING RETURNING external_subscription_id AS s, metric AS m, "
+    "period_start AS p, group_key AS g), "
+    "mn AS (SELECT s, m, p, g, count(*) AS fresh FROM mv GROUP BY s, m, p, g), "
+    "mg AS (SELECT s, m, p, g, min(a) AS a, count(*) AS n, sum(v) AS total, max(v) AS top, "
+    "(array_agg(v ORDER BY t DESC))[1] AS last_v, max(t) AS last_t FROM md GROUP BY s, m, p, g), "
+    f"mu AS (INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
+    "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, mg.a, CASE mg.a "
+    "WHEN 'count' THEN mg.n WHEN 'sum' THEN mg.total WHEN 'max' THEN mg.top "
+    "WHEN 'latest' THEN mg.last_v ELSE COALESCE(mn.fresh, 0) END, mg.n, mg.last_t, 0, %(now)s "
+    "FROM mg LEFT JOIN mn USING (s, m, p, g) ORDER BY 1, 2, 3, 4 "
+    f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET "
+    "units = CASE usage_meters.aggregation "
+    "WHEN 'max' THEN GREATEST(usage_meters.units, excluded.units) "
+    "WHEN 'latest' THEN CASE WHEN excluded.latest_at >= "
+    "COALESCE(usage_meters.latest_at, excluded.latest_at) "
+    "THEN excluded.units ELSE usage_meters.units END "
+    "ELSE usage_meters.units + excluded.units END, "
+    "events = usage_meters.events + excluded.events, "
+    "latest_at = GREATEST(COALESCE(usage_meters.latest_at, excluded.latest_at), "
+    "excluded.latest_at), updated_at = excluded.updated_at RETURNING 1)"
+)
+
+
+def deltas_json(deltas: Iterable[Delta]) -> str:
+    """The ``%(meters)s`` parameter of ``PG_METER_CTES``."""
+    return orjson.dumps(
+        [
+            {
+                "s": d.external_subscription_id,
+                "m": d.metric,
+                "p": d.period_start,
+                "g": d.group_key,
+                "a": d.aggregation,
+                "v": d.value,
+                "t": d.at,
+                "q": d.unique,
+            }
+            for d in deltas
+        ]
+    ).decode()
+
+
+MeterKey = tuple[str, str, float, str]
+
+
+@dataclass
+class _Sum:
+    aggregation: str
+    events: int = 0
+    total: float = 0.0
+    top: float | None = None
+    last: float = 0.0
+    last_at: float | None = None
+    fresh: int = 0
+
+    def add(self, delta: Delta) -> None:
+        self.events += 1
+        self.total += delta.value
+        self.top = delta.value if self.top is None else max(self.top, delta.value)
+        if self.last_at is None or delta.at >= self.last_at:
+            self.last, self.last_at = delta.value, delta.at
+
+    @property
+    def units(self) -> float:
+        return {
+            "count": float(self.events),
+            "sum": self.total,
+            "max": self.top or 0.0,
+            "latest": self.last,
+        }.get(self.aggregation, float(self.fresh))
+
+
+async def apply(conn: AsyncConnection, deltas: Sequence[Delta], now: float) -> None:
+    """Add events to their meters, in the caller's transaction."""
+    if not deltas:
+        return
+    sums: dict[MeterKey, _Sum] = {}
+    values: set[tuple[MeterKey, str]] = set()
+    for d in deltas:
+        key = (d.external_subscription_id, d.metric, d.period_start, d.group_key)
+        sums.setdefault(key, _Sum(d.aggregation)).add(d)
+        if d.unique is not None:
+            values.add((key, d.unique))
+    for key, value in sorted(values):
+        s, m, p, g = key
+        inserted = await conn.execute(_NEW_VALUE, {"s": s, "m": m, "p": p, "g": g, "v": value})
+        if inserted.first() is not None:
+            sums[key].fresh += 1
+    upsert = text(_UPSERT[conn.dialect.name])
+    for key in sorted(sums):
+        s, m, p, g = key
+        row = sums[key]
+        params = {"s": s, "m": m, "p": p, "g": g, "a": row.aggregation, "u": row.units}
+        await conn.execute(upsert, {**params, "n": row.events, "t": row.last_at, "now": now})
+
+
+async def meters_of(
+    conn: AsyncConnection, external_subscription_id: str, period_start: float
+) -> list[dict[str, Any]]:
+    """Every meter row of a subscription's period."""
+    result = await conn.execute(
+        text(
+            "SELECT metric, group_key, aggregation, units, events, latest_at, held, updated_at "
+            "FROM usage_meters WHERE external_subscription_id = :s AND period_start = :p "
+            "ORDER BY metric, group_key"
+        ),
+        {"s": external_subscription_id, "p": period_start},
+    )
+    return [dict(row._mapping) for row in result]
+
+
+async def value_seen(conn: AsyncConnection, key: MeterKey, value: str) -> bool:
+    """Whether a unique-count meter has counted ``value`` already."""
+    s, m, p, g = key
+    found = await conn.execute(
+        text(
+            "SELECT 1 FROM usage_meter_values WHERE external_subscription_id = :s "
+            "AND metric = :m AND period_start = :p AND group_key = :g AND value = :v"
+        ),
+        {"s": s, "m": m, "p": p, "g": g, "v": value},
+    )
+    return found.first() is not None
+
+
+async def add_held(
+    conn: AsyncConnection, key: MeterKey, aggregation: str, held: float, now: float
+) -> None:
+    """Reserve (or, negative, return) ``held`` units on a meter row, creating it at zero."""
+    s, m, p, g = key
+    await conn.execute(
+        text(
+            f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
+            "held, updated_at) VALUES (:s, :m, :p, :g, :a, 0, 0, NULL, :h, :now) "
+            f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET held = usage_meters.held + excluded.held, "
+            "updated_at = excluded.updated_at"
+        ),
+        {"s": s, "m": m, "p": p, "g": g, "a": aggregation, "h": held, "now": now},
+    )
+
+
+# Billing terms -----------------------------------------------------------------------
+
+TERMS_COLUMNS = (
+    "external_id",
+    "external_customer_id",
+    "plan_code",
+    "status",
+    "interval",
+    "billing_time",
+    "bill_charges_monthly",
+    "timezone",
+    "subscription_at",
+    "started_at",
+    "ending_at",
+    "period_start",
+    "period_end",
+    "learned_at",
+)
+
+
+async def terms_of(conn: AsyncConnection, external_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The stored terms of these subscriptions (those known)."""
+    if not external_ids:
+        return []
+    names = {f"i{n}": value for n, value in enumerate(external_ids)}
+    result = await conn.execute(
+        text(
+            f"SELECT {', '.join(TERMS_COLUMNS)} FROM meter_subscriptions "
+            f"WHERE external_id IN ({', '.join(':' + name for name in names)})"
+        ),
+        names,
+    )
+    return [dict(row._mapping) for row in result]
+
+
+async def subscriptions_of(
+    conn: AsyncConnection, external_customer_id: str
+) -> list[dict[str, Any]]:
+    """The stored terms of a customer's subscriptions."""
+    result = await conn.execute(
+        text(
+            f"SELECT {', '.join(TERMS_COLUMNS)} FROM meter_subscriptions "
+            "WHERE external_customer_id = :c ORDER BY external_id"
+        ),
+        {"c": external_customer_id},
+    )
+    return [dict(row._mapping) for row in result]
+
+
+async def save_terms(conn: AsyncConnection, terms: dict[str, Any]) -> None:
+    """Insert or replace a subscription's terms."""
+    columns = ", ".join(TERMS_COLUMNS)
+    values = ", ".join(f":{name}" for name in TERMS_COLUMNS)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in TERMS_COLUMNS[1:])
+    await conn.execute(
+        text(
+            f"INSERT INTO meter_subscriptions ({columns}) VALUES ({values}) "
+            f"ON CONFLICT (external_id) DO UPDATE SET {updates}"
+        ),
+        {name: terms.get(name) for name in TERMS_COLUMNS},
+    )
+
+
+# Token accounts ----------------------------------------------------------------------
+
+ACCOUNT_COLUMNS = "external_customer_id, credits, held_tokens, lago_wallet_id, wallet_read_at"
+
+
+async def lock_account(
+    conn: AsyncConnection, external_customer_id: str, now: float
+) -> dict[str, Any]:
+    """The customer's token account, created if new, and locked for the caller's transaction:
+    an upsert that writes the row takes its lock on PostgreSQL and SQLite's write lock."""
+    result = await conn.execute(
+        text(
+            "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, touched_at) "
+            "VALUES (:c, '0', '0', :now) ON CONFLICT (external_customer_id) DO UPDATE "
+            f"SET touched_at = excluded.touched_at RETURNING {ACCOUNT_COLUMNS}"
+        ),
+        {"c": external_customer_id, "now": now},
+    )
+    return dict(result.one()._mapping)
+
+
+async def account(conn: AsyncConnection, external_customer_id: str) -> dict[str, Any] | None:
+    result = await conn.execute(
+        text(f"SELECT {ACCOUNT_COLUMNS} FROM meter_accounts WHERE external_customer_id = :c"),
+        {"c": external_customer_id},
+    )
+    row = result.first()
+    return None if row is None else dict(row._mapping)
+
+
+async def set_held_tokens(conn: AsyncConnection, external_customer_id: str, held: str) -> None:
+    await conn.execute(
+        text("UPDATE meter_accounts SET held_tokens = :h WHERE external_customer_id = :c"),
+        {"h": held, "c": external_customer_id},
+    )
+
+
+async def set_wallet(
+    conn: AsyncConnection,
+    external_customer_id: str,
+    credits: str,
+    lago_wallet_id: str | None,
+    now: float,
+) -> None:
+    """Lago's wallet balance as just read (creating the account if new)."""
+    await conn.execute(
+        text(
+            "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, "
+            "lago_wallet_id, wallet_read_at, touched_at) VALUES (:c, :cr, '0', :w, :now, :now) "
+            "ON CONFLICT (external_customer_id) DO UPDATE SET credits = excluded.credits, "
+            "lago_wallet_id = excluded.lago_wallet_id, wallet_read_at = excluded.wallet_read_at"
+        ),
+        {"c": external_customer_id, "cr": credits, "w": lago_wallet_id, "now": now},
+    )
