@@ -1,8 +1,9 @@
 """``gateway catalog export``: Lago's catalog written back in the file's format.
 
-What Lago cannot know (a metric's allow_negative, allowances, the token wallet, token costs
-and packs) is carried over from a base catalog file when one is given, so export then apply
-is a no-op and export, edit, apply is a workflow.
+What Lago cannot know (a metric's allow_negative, allowances, a feature's metric and
+properties rules, the token wallet, token costs and packs) is carried over from a base
+catalog file when one is given, so export then apply is a no-op and export, edit, apply is a
+workflow. Features are written oldest first (Lago lists them newest first).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.catalog.planner import LagoCatalog, charge_view, coupon_view, metric_view, plan_view
+from gateway.catalog.planner import (
+    LagoCatalog,
+    charge_view,
+    coupon_view,
+    entitlement_values,
+    metric_view,
+    plan_view,
+)
 from gateway.catalog.schemas import Catalog
 
 
@@ -44,7 +52,7 @@ def _metric(lago_metric: dict[str, Any], base: Catalog | None) -> dict[str, Any]
     return view
 
 
-def _plan(lago_plan: dict[str, Any], base: Catalog | None) -> dict[str, Any]:
+def _plan(lago_plan: dict[str, Any], lago: LagoCatalog, base: Catalog | None) -> dict[str, Any]:
     view = _compact(plan_view(lago_plan))
     view["charges"] = [_charge(c) for c in lago_plan.get("charges") or []]
     known = base.plan(view["code"]) if base else None
@@ -52,6 +60,29 @@ def _plan(lago_plan: dict[str, Any], base: Catalog | None) -> dict[str, Any]:
         view["allowances"] = {
             code: allowance.model_dump(mode="json") for code, allowance in known.allowances.items()
         }
+    entitlements = entitlement_values(lago.entitlements.get(view["code"]) or [])
+    if entitlements:
+        view["entitlements"] = entitlements
+    return view
+
+
+def _feature(lago_feature: dict[str, Any], base: Catalog | None) -> dict[str, Any]:
+    view: dict[str, Any] = _compact(
+        {k: lago_feature.get(k) for k in ("code", "name", "description")}
+    )
+    privileges = []
+    for privilege in lago_feature.get("privileges") or []:
+        item = _compact({k: privilege.get(k) for k in ("code", "name", "value_type")})
+        if privilege.get("config"):
+            item["config"] = privilege["config"]
+        privileges.append(item)
+    if privileges:
+        view["privileges"] = privileges
+    known = base.feature(view["code"]) if base else None
+    if known is not None and known.metric is not None:
+        view["metric"] = known.metric
+    if known is not None and known.properties:
+        view["properties"] = {k: list(v) for k, v in known.properties.items()}
     return view
 
 
@@ -68,9 +99,12 @@ def catalog_from_lago(lago: LagoCatalog, base: Catalog | None = None) -> dict[st
     data: dict[str, Any] = {
         "version": 1,
         "billable_metrics": [_metric(m, base) for m in lago.billable_metrics.values()],
-        "plans": [_plan(p, base) for p in lago.plans.values()],
+        "plans": [_plan(p, lago, base) for p in lago.plans.values()],
         "coupons": [_coupon(c) for c in lago.coupons.values()],
     }
+    if lago.features:
+        features = list(reversed(lago.features.values()))
+        data["features"] = [_feature(f, base) for f in features]
     if base is not None and base.token_wallet is not None:
         data["token_wallet"] = base.token_wallet.model_dump(mode="json")
         data["token_costs"] = {k: v.model_dump(mode="json") for k, v in base.token_costs.items()}

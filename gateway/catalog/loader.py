@@ -189,6 +189,7 @@ def cross_check(catalog: Catalog) -> list[tuple[Loc, str]]:
     for index, plan in enumerate(catalog.plans):
         problems += _check_plan(("plans", index), plan, metrics)
     problems += _check_coupons(catalog, set(metrics))
+    problems += _check_features(catalog, set(metrics))
     for name, cost in catalog.token_costs.items():
         if cost.metric not in metrics:
             loc: Loc = ("token_costs", name, "metric")
@@ -199,7 +200,7 @@ def cross_check(catalog: Catalog) -> list[tuple[Loc, str]]:
 
 def _duplicate_codes(catalog: Catalog) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
-    for section in ("billable_metrics", "plans", "coupons", "token_packs"):
+    for section in ("billable_metrics", "plans", "coupons", "features", "token_packs"):
         seen: set[str] = set()
         for index, item in enumerate(getattr(catalog, section)):
             if item.code in seen:
@@ -221,6 +222,33 @@ def _check_coupons(catalog: Catalog, metrics: set[str]) -> list[tuple[Loc, str]]
             if code not in metrics:
                 loc = ("coupons", index, "applies_to", "billable_metric_codes")
                 problems.append((loc, f"unknown billable metric {code!r}"))
+    return problems
+
+
+def _check_features(catalog: Catalog, metrics: set[str]) -> list[tuple[Loc, str]]:
+    """A feature's metric exists; a plan's entitlements name features and privileges of the
+    file, with values that fit each privilege."""
+    problems: list[tuple[Loc, str]] = []
+    for index, feature in enumerate(catalog.features):
+        if feature.metric is not None and metrics and feature.metric not in metrics:
+            loc: Loc = ("features", index, "metric")
+            problems.append((loc, f"unknown billable metric {feature.metric!r}"))
+    for index, plan in enumerate(catalog.plans):
+        for code, values in plan.entitlements.items():
+            loc = ("plans", index, "entitlements", code)
+            known = catalog.feature(code)
+            if known is None:
+                problems.append((loc, f"unknown feature {code!r}"))
+                continue
+            for name, value in values.items():
+                privilege = known.privilege(name)
+                if privilege is None:
+                    problems.append(((*loc, name), f"{code} has no privilege {name!r}"))
+                elif not privilege.accepts(value):
+                    expected: str = privilege.value_type
+                    if privilege.config is not None:
+                        expected += " of " + ", ".join(privilege.config.select_options)
+                    problems.append(((*loc, name), f"{value!r} is not a {expected}"))
     return problems
 
 

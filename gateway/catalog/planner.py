@@ -3,7 +3,12 @@
 Only the fields the file sets are compared (Lago adds ``lago_id``, ``created_at``, taxes...):
 a file that says nothing about a plan's ``description`` leaves whatever Lago has. Numbers
 compare as decimals ("0.25" equals 0.25), times as instants. What Lago has and the file does
-not is reported and left alone: apply never deletes.
+not is reported and left alone: apply never deletes a metric, plan, coupon or feature.
+
+Within one object the file is whole, as a plan's charges are: a feature's privileges that
+Lago has and the file does not are deleted, and so is one whose ``value_type`` or select
+options Lago cannot change in place (it is made again); a plan that sets ``entitlements``
+gets exactly those (Lago's ``POST /plans/{code}/entitlements`` replaces them).
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from gateway.catalog.schemas import BillableMetric, Catalog, Charge, Coupon, Plan
+from gateway.catalog.schemas import (
+    BillableMetric,
+    Catalog,
+    Charge,
+    Coupon,
+    Feature,
+    Plan,
+)
 
-Kind = Literal["billable_metric", "plan", "coupon"]
-KINDS: tuple[Kind, ...] = ("billable_metric", "plan", "coupon")
+Kind = Literal["billable_metric", "plan", "coupon", "feature", "plan_entitlements"]
+KINDS: tuple[Kind, ...] = ("billable_metric", "plan", "coupon", "feature", "plan_entitlements")
 GATEWAY_ONLY = {"allowances"}
 
 
@@ -42,6 +54,8 @@ class Change:
     wanted: BaseModel
     fields: list[FieldChange] = field(default_factory=list)
     current: dict[str, Any] | None = None
+    # Deleted before the update: a feature's privileges; a plan's features (entitlements).
+    deletions: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -55,7 +69,8 @@ class Change:
 
 @dataclass
 class CatalogPlan:
-    """Everything apply would do, in order: metrics, then plans, then coupons."""
+    """Everything apply would do, in order: metrics, plans, coupons, features, then the
+    plans' entitlements."""
 
     changes: list[Change]
     unchanged: dict[Kind, int]
@@ -73,11 +88,16 @@ class LagoCatalog:
     billable_metrics: dict[str, dict[str, Any]]
     plans: dict[str, dict[str, Any]]
     coupons: dict[str, dict[str, Any]]
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Plan code → Lago's entitlement objects of that plan (``GET /plans/{code}/entitlements``).
+    entitlements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def of(self, kind: Kind) -> dict[str, dict[str, Any]]:
-        return {"billable_metric": self.billable_metrics, "plan": self.plans}.get(
-            kind, self.coupons
-        )
+        return {
+            "billable_metric": self.billable_metrics,
+            "plan": self.plans,
+            "feature": self.features,
+        }.get(kind, self.coupons)
 
 
 def set_fields(model: BaseModel) -> dict[str, Any]:
@@ -110,7 +130,126 @@ def plan_changes(catalog: Catalog, lago: LagoCatalog) -> CatalogPlan:
                 unchanged[kind] += 1
         codes = {w.code for w in wanted_items}
         only_in_lago += [(kind, code) for code in current if code not in codes]
+    replaced = _feature_section(catalog, lago, changes, unchanged, only_in_lago)
+    for plan in catalog.plans:
+        if "entitlements" not in plan.model_fields_set:
+            continue
+        actual = entitlement_values(lago.entitlements.get(plan.code) or [], replaced)
+        found = entitlement_changes(plan.entitlements, actual)
+        if not found:
+            unchanged["plan_entitlements"] += 1
+            continue
+        change = Change("update", "plan_entitlements", plan.code, plan, found)
+        # A feature kept without values: Lago drops values only with the feature.
+        change.deletions = [
+            code for code, values in plan.entitlements.items() if not values and actual.get(code)
+        ]
+        changes.append(change)
     return CatalogPlan(changes, unchanged, only_in_lago)
+
+
+def _feature_section(
+    catalog: Catalog,
+    lago: LagoCatalog,
+    changes: list[Change],
+    unchanged: dict[Kind, int],
+    only_in_lago: list[tuple[Kind, str]],
+) -> set[tuple[str, str]]:
+    """Feature creates and updates; returns the (feature, privilege) pairs made again, whose
+    plan values Lago loses with them."""
+    replaced: set[tuple[str, str]] = set()
+    for feature in catalog.features:
+        existing = lago.features.get(feature.code)
+        if existing is None:
+            changes.append(Change("create", "feature", feature.code, feature))
+            continue
+        found, deletions, remade = feature_changes(feature, existing)
+        replaced |= {(feature.code, code) for code in remade}
+        if found:
+            change = Change("update", "feature", feature.code, feature, found, existing)
+            change.deletions = deletions
+            changes.append(change)
+        else:
+            unchanged["feature"] += 1
+    codes = {f.code for f in catalog.features}
+    only_in_lago += [("feature", code) for code in lago.features if code not in codes]
+    return replaced
+
+
+def feature_changes(
+    feature: Feature, lago_feature: dict[str, Any]
+) -> tuple[list[FieldChange], list[str], list[str]]:
+    """Field changes of one feature, the privileges to delete first, and those of them that
+    are made again (``value_type`` or select options Lago cannot change in place)."""
+    mine = set_fields(feature)
+    mine.pop("privileges", None)
+    found = differences(mine, _pick(lago_feature, Feature), "")
+    theirs = {str(p.get("code")): p for p in lago_feature.get("privileges") or []}
+    deletions: list[str] = []
+    remade: list[str] = []
+    for privilege in feature.privileges:
+        path = f"privileges[{privilege.code}]"
+        existing = theirs.pop(privilege.code, None)
+        if existing is None:
+            found.append(FieldChange(path, None, "added"))
+            continue
+        if "name" in privilege.model_fields_set and privilege.name != existing.get("name"):
+            found.append(FieldChange(f"{path}.name", existing.get("name"), privilege.name))
+        options = set(privilege.config.select_options) if privilege.config else set()
+        their_options = set((existing.get("config") or {}).get("select_options") or [])
+        if privilege.value_type != existing.get("value_type") or their_options - options:
+            found.append(FieldChange(path, "present", "made again"))
+            deletions.append(privilege.code)
+            remade.append(privilege.code)
+        elif options - their_options:
+            change = FieldChange(
+                f"{path}.config.select_options", sorted(their_options), sorted(options)
+            )
+            found.append(change)
+    for code in theirs:
+        found.append(FieldChange(f"privileges[{code}]", "present", "removed"))
+        deletions.append(code)
+    return found, deletions, remade
+
+
+def entitlement_values(
+    lago_entitlements: list[dict[str, Any]], replaced: set[tuple[str, str]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """A plan's entitlements as the file writes them: feature code → privilege values (less
+    those of privileges apply makes again)."""
+    values: dict[str, dict[str, Any]] = {}
+    for entitlement in lago_entitlements:
+        code = str(entitlement.get("code"))
+        values[code] = {
+            str(p.get("code")): p.get("value")
+            for p in entitlement.get("privileges") or []
+            if (code, str(p.get("code"))) not in (replaced or set())
+        }
+    return values
+
+
+def entitlement_changes(
+    wanted: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]
+) -> list[FieldChange]:
+    """Field changes of a plan's entitlements: features and privilege values, both ways."""
+    found: list[FieldChange] = []
+    rest = dict(actual)
+    for code, values in wanted.items():
+        path = f"entitlements[{code}]"
+        existing = rest.pop(code, None)
+        if existing is None:
+            found.append(FieldChange(path, None, "added"))
+            continue
+        theirs = dict(existing)
+        for name, value in values.items():
+            current = theirs.pop(name, None)
+            if not same_value(value, current) or isinstance(value, bool) != isinstance(
+                current, bool
+            ):
+                found.append(FieldChange(f"{path}.{name}", current, value))
+        found += [FieldChange(f"{path}.{name}", "present", "removed") for name in theirs]
+    found += [FieldChange(f"entitlements[{code}]", "present", "removed") for code in rest]
+    return found
 
 
 def compare(kind: Kind, wanted: Any, lago_object: dict[str, Any]) -> list[FieldChange]:
@@ -204,7 +343,7 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, str) and value not in ("added", "removed", "present"):
+    if isinstance(value, str) and value not in ("added", "removed", "present", "made again"):
         return f'"{value}"'
     if value is None:
         return "∅"

@@ -5,6 +5,11 @@ charge names its metric by ``billable_metric_code`` (Lago wants the metric's ``l
 which the gateway resolves when it applies the file). ``allow_negative`` on a metric,
 ``allowances`` on a plan and the ``token_wallet``, ``token_costs`` and ``token_packs``
 sections never go to Lago.
+
+``features`` mirror Lago's ``POST /features`` body; a plan's ``entitlements`` (feature code →
+privilege values) go to ``POST /plans/{code}/entitlements``, not in the plan's body. A
+feature's ``metric`` and ``properties`` (what an event uses that needs the feature) never go
+to Lago.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     model_validator,
 )
@@ -208,8 +216,18 @@ class Allowance(Strict):
     beyond: Literal["tokens", "invoice", "blocked"] = "tokens"
 
 
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# A privilege's value: Lago's select holds one option, so "which models" is one feature each.
+PrivilegeValue = StrictInt | StrictBool | StrictStr
+PrivilegeValues = Annotated[dict[Code, PrivilegeValue], BeforeValidator(_empty_if_none)]
+
+
 class Plan(Strict):
-    """``POST /plans`` body (charges by metric code), plus gateway-only ``allowances``."""
+    """``POST /plans`` body (charges by metric code), plus gateway-only ``allowances`` and the
+    plan's ``entitlements`` (sent to ``/plans/{code}/entitlements``, never in this body)."""
 
     code: Code
     name: str
@@ -223,6 +241,9 @@ class Plan(Strict):
     bill_charges_monthly: bool | None = None
     charges: list[Charge] = []
     allowances: dict[str, Allowance] = {}
+    # Feature code → privilege values (``{}`` for a feature without privileges). Absent: the
+    # plan's entitlements in Lago are left as they are.
+    entitlements: dict[Code, PrivilegeValues] = Field(default={}, exclude=True)
 
 
 class AppliesTo(Strict):
@@ -259,6 +280,85 @@ class Coupon(Strict):
             raise ValueError("a recurring coupon needs frequency_duration")
         if self.expiration == "time_limit" and self.expiration_at is None:
             raise ValueError("expiration time_limit needs expiration_at")
+        return self
+
+
+VALUE_TYPES = ("integer", "string", "boolean", "select")
+
+
+class PrivilegeConfig(Strict):
+    select_options: list[str] = Field(min_length=1)
+
+
+class Privilege(Strict):
+    """One privilege of a feature: a value each plan sets (``max_resolution: 2048``)."""
+
+    code: Code
+    name: str | None = None
+    value_type: Literal["integer", "string", "boolean", "select"] = "string"
+    config: PrivilegeConfig | None = None
+
+    @model_validator(mode="after")
+    def _config_only_for_select(self) -> Privilege:
+        if self.value_type == "select" and self.config is None:
+            raise ValueError("a select privilege needs config.select_options")
+        if self.value_type != "select" and self.config is not None:
+            raise ValueError("only a select privilege has a config")
+        return self
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` fits this privilege (an option of a select)."""
+        if self.value_type == "integer":
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.value_type == "boolean":
+            return isinstance(value, bool)
+        if self.value_type == "select":
+            return self.config is not None and value in self.config.select_options
+        return isinstance(value, str)
+
+
+def property_text(value: Any) -> str:
+    """An event property value as the rules compare it (``true``, ``2``, ``hd``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _property_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+    return value
+
+
+class Feature(Strict):
+    """``POST /features`` body, plus gateway-only rules saying which events need it.
+
+    ``metric``: an event of that metric needs the feature; ``properties``: an event whose
+    properties hold one of these values needs it (both set: both must match).
+    """
+
+    code: Code
+    name: str | None = Field(default=None, max_length=255)
+    description: str | None = Field(default=None, max_length=600)
+    privileges: list[Privilege] = []
+    metric: Code | None = Field(default=None, exclude=True)
+    properties: Annotated[
+        dict[str, list[Annotated[str, BeforeValidator(property_text)]]],
+        BeforeValidator(_property_values),
+    ] = Field(default={}, exclude=True)
+
+    def privilege(self, code: str) -> Privilege | None:
+        return next((p for p in self.privileges if p.code == code), None)
+
+    @property
+    def gates_usage(self) -> bool:
+        return self.metric is not None or bool(self.properties)
+
+    @model_validator(mode="after")
+    def _unique_privileges(self) -> Feature:
+        codes = [p.code for p in self.privileges]
+        if len(codes) != len(set(codes)):
+            raise ValueError("privilege codes must be unique")
         return self
 
 
@@ -316,12 +416,16 @@ class Catalog(Strict):
     billable_metrics: list[BillableMetric] = []
     plans: list[Plan] = []
     coupons: list[Coupon] = []
+    features: list[Feature] = []
     token_wallet: TokenWallet | None = None
     token_costs: dict[str, TokenCost] = {}
     token_packs: list[TokenPack] = []
 
     def plan(self, code: str) -> Plan | None:
         return next((p for p in self.plans if p.code == code), None)
+
+    def feature(self, code: str) -> Feature | None:
+        return next((f for f in self.features if f.code == code), None)
 
     def pack(self, code: str) -> TokenPack | None:
         return next((p for p in self.token_packs if p.code == code), None)

@@ -27,7 +27,7 @@ async def test_apply_on_an_empty_lago_creates_every_metric_plan_and_coupon(
 ) -> None:
     applied, lines = await _apply(lago, catalog)
 
-    assert applied == 12
+    assert applied == 21
     assert set(emulator.billable_metrics) == {"photo_generation", "video_generation"}
     assert set(emulator.plans) == {
         "free_monthly",
@@ -50,9 +50,9 @@ async def test_apply_on_an_empty_lago_creates_every_metric_plan_and_coupon(
     assert emulator.plans["basic_yearly"]["amount_cents"] == 9990
     assert emulator.coupons["PREMIUM3X10"]["plan_codes"] == ["premium_monthly"]
     assert "+ plan premium_yearly" in lines
-    assert "[1/12] create billable_metric photo_generation" in lines
-    assert "[7/12] create plan premium_yearly" in lines
-    assert lines[-1] == "applied 12 change(s)"
+    assert "[1/21] create billable_metric photo_generation" in lines
+    assert "[7/21] create plan premium_yearly" in lines
+    assert lines[-1] == "applied 21 change(s)"
 
 
 async def test_second_apply_changes_nothing_and_says_so(
@@ -65,7 +65,8 @@ async def test_second_apply_changes_nothing_and_says_so(
 
     assert applied == 0
     assert lines[-1] == "nothing to do: Lago already matches the catalog"
-    assert "= unchanged: 2 billable_metric(s), 5 plan(s), 5 coupon(s)" in lines
+    unchanged = "2 billable_metric(s), 5 plan(s), 5 coupon(s), 5 feature(s), 5 plans' entitlements"
+    assert f"= unchanged: {unchanged}" in lines
     assert (emulator.billable_metrics, emulator.plans, emulator.coupons) == before
 
 
@@ -115,7 +116,7 @@ async def test_dry_run_prints_the_diff_and_changes_nothing(
 
     assert applied == 0
     assert "+ billable_metric video_generation" in lines
-    assert lines[-1] == "dry run: 12 change(s) planned, nothing applied"
+    assert lines[-1] == "dry run: 21 change(s) planned, nothing applied"
     assert not emulator.plans and not emulator.billable_metrics
 
 
@@ -180,7 +181,7 @@ async def test_export_of_lago_alone_applies_cleanly_to_an_empty_lago(
 
     applied, _ = await _apply(lago, parse_catalog(text))
 
-    assert applied == 12
+    assert applied == 21
     assert emulator.plans["premium_yearly"]["amount_cents"] == 29990
 
 
@@ -254,7 +255,7 @@ async def test_allow_negative_stays_in_the_gateway_and_is_never_sent_to_lago(
     again, lines = await _apply(watched, catalog)
     await watched.aclose()
 
-    assert applied == 12 and again == 0, lines
+    assert applied == 21 and again == 0, lines
     assert recording.bodies and not any(b"allow_negative" in body for body in recording.bodies)
     assert "allow_negative" not in emulator.billable_metrics["video_generation"]
     exported = catalog_from_lago(await fetch_lago_catalog(lago), catalog)

@@ -51,9 +51,9 @@ def test_catalog_commands_apply_once_audit_export_and_refuse_a_broken_file(
     broken = runner.invoke(main, ["catalog", "apply", str(broken_file)])
 
     assert dry.exit_code == 0, dry.output
-    assert "dry run: 12 change(s) planned, nothing applied" in dry.output
+    assert "dry run: 21 change(s) planned, nothing applied" in dry.output
     assert first.exit_code == 0, first.output
-    assert "[12/12] create coupon LAUNCH15" in first.output
+    assert "[12/21] create coupon LAUNCH15" in first.output
     assert second.exit_code == 0
     assert "nothing to do: Lago already matches the catalog" in second.output
     assert export.exit_code == 0, export.output
@@ -63,7 +63,7 @@ def test_catalog_commands_apply_once_audit_export_and_refuse_a_broken_file(
     assert len(emulator.plans) == 5
     with sqlite3.connect(cli_env) as db:
         actions = db.execute("SELECT action, target FROM audit_entries ORDER BY id").fetchall()
-    assert len(actions) == 12
+    assert len(actions) == 21
     assert ("catalog.create", "plan:premium_yearly") in actions
 
 
