@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from gateway.audit.endpoints import router as audit_router
 from gateway.billing.endpoints import router as billing_router
+from gateway.billing.entitlements import router as entitlements_router
 from gateway.catalog.endpoints import router as catalog_router
 from gateway.collection.endpoints import payments_router as invoice_payments_router
 from gateway.collection.endpoints import router as collection_router
@@ -30,3 +31,4 @@ router.include_router(invoices_router)
 router.include_router(invoice_payments_router)
 router.include_router(collection_router)
 router.include_router(billing_router)
+router.include_router(entitlements_router)
