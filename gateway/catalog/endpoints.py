@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 
+from gateway.catalog.entitlements import features_of
 from gateway.catalog.schemas import Catalog
 from gateway.errors import NotFound
 from gateway.http.auth import BillingReader
@@ -30,19 +31,23 @@ def _summary(catalog: Catalog) -> dict[str, Any]:
     ]
     return {
         "plans": [
-            plan.model_dump(
-                mode="json",
-                include={
-                    "code",
-                    "name",
-                    "interval",
-                    "amount_cents",
-                    "amount_currency",
-                    "allowances",
-                },
-            )
+            {
+                **plan.model_dump(
+                    mode="json",
+                    include={
+                        "code",
+                        "name",
+                        "interval",
+                        "amount_cents",
+                        "amount_currency",
+                        "allowances",
+                    },
+                ),
+                "entitlements": features_of(catalog, plan.code),
+            }
             for plan in catalog.plans
         ],
+        "features": [feature.model_dump(mode="json") for feature in catalog.features],
         "billable_metrics": sorted(catalog.metric_codes),
         "token_wallet": wallet.model_dump(mode="json") if wallet else None,
         "token_costs": {k: v.model_dump(mode="json") for k, v in catalog.token_costs.items()},

@@ -82,6 +82,19 @@ async def test_the_catalog_endpoint_lists_plans_costs_and_packs(gateway: Gateway
     }
     free = next(p for p in body["plans"] if p["code"] == "free_monthly")
     assert free["allowances"]["photo_generation"] == {"included": 10, "beyond": "tokens"}
+    assert free["entitlements"] == {}
+    basic = next(p for p in body["plans"] if p["code"] == "basic_monthly")
+    assert basic["entitlements"] == {
+        "hd_photos": {"max_resolution": 2048},
+        "badge": {"tier": "basic"},
+    }
+    assert [f["code"] for f in body["features"]] == [
+        "video",
+        "hd_photos",
+        "pro_model",
+        "badge",
+        "priority",
+    ]
 
 
 async def test_the_embedded_emulator_gets_the_catalog_when_the_gateway_starts(
