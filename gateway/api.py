@@ -9,6 +9,7 @@ from gateway.catalog.endpoints import router as catalog_router
 from gateway.collection.endpoints import payments_router as invoice_payments_router
 from gateway.collection.endpoints import router as collection_router
 from gateway.customers.endpoints import router as customers_router
+from gateway.holds.endpoints import router as holds_router
 from gateway.invoices.endpoints import router as invoices_router
 from gateway.operations.endpoints import router as operations_router
 from gateway.packs.endpoints import router as packs_router
@@ -20,6 +21,7 @@ from gateway.webhooks.endpoints import router as webhooks_router
 router = APIRouter()
 router.include_router(operations_router)
 router.include_router(usage_router)
+router.include_router(holds_router)
 router.include_router(audit_router)
 router.include_router(webhooks_router)
 router.include_router(relay_router)

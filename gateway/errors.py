@@ -3,6 +3,7 @@
     GatewayError
     ├── BadRequest                400
     ├── Unauthorized              401
+    ├── PaymentRequired           402  (not enough allowance or tokens for a hold)
     ├── Forbidden                 403
     ├── NotFound                  404
     ├── RequestTimeout            408  (the body stopped arriving; the connection is closed)
@@ -78,6 +79,14 @@ class Unauthorized(GatewayError):
 
     def body(self) -> dict[str, Any]:
         return {"status": 401, "error": "Unauthorized", "code": self.code}
+
+
+class PaymentRequired(GatewayError):
+    """What the request would use is not covered: no allowance left, too few tokens."""
+
+    status = 402
+    error = "Payment Required"
+    code = "insufficient_credits"
 
 
 class Forbidden(GatewayError):

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.collection import collector, reconciler
 from gateway.collection import handlers as collection
+from gateway.holds.service import Holds, run_expiry
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.packs import handlers as packs
@@ -70,6 +71,13 @@ async def process_webhooks(parts: Parts, stop: asyncio.Event) -> None:
     await webhooks_processor.run(parts.runtime, stop, WEBHOOK_HANDLERS)
 
 
+async def expire_holds(parts: Parts, stop: asyncio.Event) -> None:
+    """Holds not captured by their ``expires_at`` are released (``expired``)."""
+    runtime = parts.runtime
+    holds = Holds(runtime.database, runtime.lago, parts.meters, parts.lookups, parts.catalog)
+    await run_expiry(holds, stop)
+
+
 # Each job is handed what it uses: the infrastructure, and a capability's state where it needs one.
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forward_usage),
@@ -81,6 +89,7 @@ JOBS: list[tuple[str, Job]] = [
     ("collection.collector", _runtime_only(collector.run)),
     ("collection.reconciler", _runtime_only(reconciler.run)),
     ("packs.reconciler", _runtime_only(packs_reconciler.run)),
+    ("holds.expiry", expire_holds),
 ]
 
 NO_WORKER_ENV = "GATEWAY_NO_WORKER"

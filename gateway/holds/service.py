@@ -1,0 +1,564 @@
+"""Holds: reserve what a generation will use before it runs, then capture or release it.
+
+A hold takes, in one transaction, the lock of its customer's token account
+(``meters.store.lock_account``): holds of one customer are decided one at a time, in any
+number of gateway processes, so the last included photo or the last tokens go to exactly
+one of them. It reserves the meter's increase from the plan's included usage first
+(``usage_meters.held``), the rest from tokens at the catalog's token cost
+(``meter_accounts.held_tokens``) or, when the plan bills beyond its allowance in arrears,
+nothing; a plan that blocks beyond it, or too few tokens, is 402 ``insufficient_credits``.
+
+Tokens available = Lago's wallet balance (``credits_balance``, read from Lago when the
+account is new or stale) - tokens the period's metered usage beyond the allowances costs -
+tokens held. Capture accepts the usage event into the outbox with the hold's transaction
+id and adds it to the meters, in the transaction that returns the reservation: exactly
+once, however often it is called. Release returns the reservation; a hold not captured by
+``expires_at`` is released by the worker (``expire_due``) as ``expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit.service import entry, record_many
+from gateway.catalog.entitlements import refusal
+from gateway.catalog.schemas import Allowance, Catalog
+from gateway.db import Database
+from gateway.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PaymentRequired,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from gateway.holds import store
+from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
+from gateway.integrations.lago.client import LagoClient, LagoError
+from gateway.jobs import log_failure
+from gateway.logging import get_logger
+from gateway.meters import store as meters_store
+from gateway.meters.metering import TOTAL, event_value, increase
+from gateway.meters.service import Metered, Meters, Terms
+from gateway.packs.service import token_wallet
+from gateway.relay.service import DUE, enqueue_message
+from gateway.usage import store as usage_store
+from gateway.usage.lookups import LagoLookups
+from gateway.usage.outbox import PENDING
+from gateway.usage.parsing import EventRules, ParsedEvent, parse_event
+from gateway.usage.store import OutboxRow
+
+log = get_logger(__name__)
+DEFAULT_EXPIRES_IN = 600
+MAX_EXPIRES_IN = 24 * 3600
+WALLET_STALE_SECONDS = 300.0
+EXPIRY_POLL_SECONDS = 1.0
+EXPIRY_BATCH = 100
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Cover:
+    """How a hold is paid: units from the allowance, tokens, and the rest in arrears."""
+
+    units: float
+    allowance_units: float
+    tokens: Decimal
+    paid_from: str
+
+
+def _text(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value or 0))
+
+
+def shape(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A hold as the API answers it."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "external_subscription_id": row["external_subscription_id"],
+        "external_customer_id": row["external_customer_id"],
+        "transaction_id": row["transaction_id"],
+        "code": row["code"],
+        "properties": orjson.loads(row["properties"]),
+        "units": row["units"],
+        "paid_from": row["paid_from"],
+        "allowance_units": row["allowance_units"],
+        "tokens": row["tokens"],
+        "captured_units": row["captured_units"],
+        "created_at": _iso(row["created_at"]),
+        "expires_at": _iso(row["expires_at"]),
+        "settled_at": None if row["settled_at"] is None else _iso(row["settled_at"]),
+    }
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+class Holds:
+    """The holds capability over the meters, the outbox and the relay."""
+
+    def __init__(
+        self,
+        database: Database,
+        lago: LagoClient,
+        meters: Meters,
+        lookups: LagoLookups,
+        catalog: Catalog | None,
+        max_future_seconds: float = 86_400.0,
+    ) -> None:
+        self.database = database
+        self.lago = lago
+        self.meters = meters
+        self.lookups = lookups
+        self.catalog = catalog
+        self.rules = EventRules(lookups.metric_rules, max_future_seconds)
+
+    # Holding -----------------------------------------------------------------------------
+
+    async def hold(self, params: Mapping[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
+        """The hold (new: True) or the one already made for this transaction id (False)."""
+        expires_in = _expires_in(params.get("expires_in"))
+        terms = await self._terms(params)
+        event = self._event(params, terms.row["external_id"], time.time())
+        self._check_metered(event.code)
+        self._check_entitled(terms, event)
+        customer = terms.customer
+        await self._fresh_wallet(customer)
+        now = time.time()
+        period = terms.period_of(now)
+        if period is None:
+            raise ValidationFailed(details={"external_subscription_id": ["not_started"]})
+        async with self.database.engine.begin() as conn:
+            account = await meters_store.lock_account(conn, customer, now)
+            subscription = event.external_subscription_id or ""
+            found = await store.by_key(conn, subscription, event.transaction_id)
+            if found is not None:
+                if found["fingerprint"] != event.fingerprint():
+                    raise ValidationFailed(details={"transaction_id": ["value_already_exist"]})
+                return shape(found), False
+            cover = await self._cover(conn, terms, event, period[0], account)
+            row = {
+                "id": "hold_" + secrets.token_hex(12),
+                "external_subscription_id": event.external_subscription_id,
+                "external_customer_id": customer,
+                "transaction_id": event.transaction_id,
+                "code": event.code,
+                "properties": orjson.dumps(event.properties or {}).decode(),
+                "fingerprint": event.fingerprint(),
+                "period_start": period[0],
+                "units": cover.units,
+                "allowance_units": cover.allowance_units,
+                "tokens": _text(cover.tokens),
+                "paid_from": cover.paid_from,
+                "status": HELD,
+                "created_at": now,
+                "expires_at": now + expires_in,
+                "settled_at": None,
+                "captured_units": None,
+                "actor": actor,
+            }
+            await store.insert(conn, row)
+            key = (subscription, event.code, period[0], TOTAL)
+            if cover.allowance_units:
+                aggregation = self.meters.rules[event.code].aggregation
+                await meters_store.add_held(conn, key, aggregation, cover.allowance_units, now)
+            if cover.tokens:
+                held = _dec(account["held_tokens"]) + cover.tokens
+                await meters_store.set_held_tokens(conn, customer, _text(held))
+            await self._announce(conn, row, "hold.created", "holds.create", actor)
+        self.database.wake(DUE).set()
+        return shape(row), True
+
+    async def _terms(self, params: Mapping[str, Any]) -> Terms:
+        subscription = params.get("external_subscription_id")
+        customer = params.get("external_customer_id")
+        if subscription is None and customer is not None:
+            if not isinstance(customer, str) or not customer.strip():
+                raise ValidationFailed(details={"external_customer_id": ["value_is_mandatory"]})
+            subscription = await self._active_subscription(customer)
+        if not isinstance(subscription, str) or not subscription.strip():
+            raise ValidationFailed(details={"external_subscription_id": ["value_is_mandatory"]})
+        try:
+            terms = await self.meters.terms_or_learn(subscription)
+        except LagoError as exc:
+            raise _unavailable() from exc
+        if terms is None:
+            raise NotFound("no such subscription", code="subscription_not_found")
+        if customer is not None and terms.customer != customer:
+            raise NotFound("no such subscription for this customer", code="subscription_not_found")
+        if not terms.active:
+            raise ValidationFailed(
+                details={"external_subscription_id": ["subscription_not_active"]}
+            )
+        return terms
+
+    async def _active_subscription(self, customer: str) -> str:
+        try:
+            subscription, reason = await self.lookups.active_subscription_of(customer)
+        except LagoError as exc:
+            raise _unavailable() from exc
+        if subscription is None:
+            raise ValidationFailed(details={"external_customer_id": [reason or "invalid_value"]})
+        return subscription
+
+    def _event(self, params: Mapping[str, Any], subscription: str, now: float) -> ParsedEvent:
+        raw = {
+            "transaction_id": params.get("transaction_id"),
+            "external_subscription_id": subscription,
+            "code": params.get("code"),
+            "properties": params.get("properties"),
+        }
+        parsed = parse_event(raw, now, self.rules)
+        if isinstance(parsed, dict):
+            raise ValidationFailed(details=parsed)
+        return parsed
+
+    def _check_metered(self, code: str) -> None:
+        if code not in self.meters.rules:
+            raise ValidationFailed(details={"code": ["billable_metric_not_found"]})
+
+    def _check_entitled(self, terms: Terms, event: ParsedEvent) -> None:
+        if self.catalog is None:
+            return
+        refused = refusal(self.catalog, terms.plan_code, event.code, event.properties or {})
+        if refused is not None:
+            raise Forbidden(
+                f"the plan does not include the feature {refused.feature}",
+                code="feature_not_entitled",
+                details={
+                    "feature": refused.feature,
+                    "plan_code": terms.plan_code,
+                    "code": event.code,
+                    "property": None
+                    if refused.matched_property is None
+                    else dict([refused.matched_property]),
+                },
+            )
+
+    def _allowance(self, plan_code: str, metric: str) -> Allowance | None:
+        plan = self.catalog.plan(plan_code) if self.catalog else None
+        return plan.allowances.get(metric) if plan else None
+
+    def _costs(self) -> dict[str, Decimal]:
+        """Tokens one unit of each metric costs."""
+        if self.catalog is None:
+            return {}
+        return {
+            cost.metric: Decimal(cost.tokens) / Decimal(cost.per_units)
+            for cost in self.catalog.token_costs.values()
+        }
+
+    async def _cover(
+        self,
+        conn: AsyncConnection,
+        terms: Terms,
+        event: ParsedEvent,
+        period_start: float,
+        account: Mapping[str, Any],
+    ) -> Cover:
+        """Reserve the event's increase: allowance first, then tokens, or refuse (402)."""
+        subscription = terms.row["external_id"]
+        rows = await meters_store.meters_of(conn, subscription, period_start)
+        totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
+        rule = self.meters.rules[event.code]
+        meter = totals.get(event.code) or {"units": 0.0, "held": 0.0}
+        value, distinct = event_value(rule, event.properties)
+        seen = False
+        if distinct is not None:
+            key = (subscription, event.code, period_start, TOTAL)
+            seen = await meters_store.value_seen(conn, key, distinct)
+        used = float(meter["units"]) + float(meter["held"])
+        units = increase(rule.aggregation, used, value, seen)
+        allowance = self._allowance(terms.plan_code, event.code)
+        if units <= 0 or allowance is None:
+            return Cover(units, 0.0, ZERO, "allowance" if allowance else "invoice")
+        if allowance.included is None:
+            return Cover(units, units, ZERO, "allowance")
+        from_allowance = min(units, max(float(allowance.included) - used, 0.0))
+        rest = units - from_allowance
+        if rest <= 0:
+            return Cover(units, from_allowance, ZERO, "allowance")
+        paid = "allowance_and_" if from_allowance else ""
+        if allowance.beyond == "invoice":
+            return Cover(units, from_allowance, ZERO, paid + "invoice")
+        if allowance.beyond == "blocked":
+            raise PaymentRequired(
+                "the plan's included usage is used up and the plan allows nothing beyond it",
+                details={"code": event.code, "included": allowance.included, "beyond": "blocked"},
+            )
+        costs = self._costs()
+        cost = costs.get(event.code)
+        needed = ZERO if cost is None else Decimal(str(rest)) * cost
+        available = self._available(terms.plan_code, totals, costs, account)
+        if cost is None or needed > available:
+            raise PaymentRequired(
+                "not enough tokens for this generation",
+                details={
+                    "code": event.code,
+                    "tokens_needed": _text(needed) if cost is not None else None,
+                    "tokens_available": _text(max(available, ZERO)),
+                },
+            )
+        return Cover(units, from_allowance, needed, paid + "tokens")
+
+    def _available(
+        self,
+        plan_code: str,
+        totals: Mapping[str, Mapping[str, Any]],
+        costs: Mapping[str, Decimal],
+        account: Mapping[str, Any],
+    ) -> Decimal:
+        """Tokens left: the wallet, less the period's usage beyond allowances, less holds."""
+        spent = ZERO
+        for metric, meter in totals.items():
+            allowance = self._allowance(plan_code, metric)
+            cost = costs.get(metric)
+            if cost is None or allowance is None or allowance.beyond != "tokens":
+                continue
+            # Usage and allowance reserved by holds: whatever exceeds the allowance is
+            # usage beyond it, however the holds end.
+            used = float(meter["units"]) + float(meter["held"])
+            beyond = used - float(allowance.included or 0)
+            if allowance.included is not None and beyond > 0:
+                spent += Decimal(str(beyond)) * cost
+        return _dec(account["credits"]) - spent - _dec(account["held_tokens"])
+
+    async def _fresh_wallet(self, customer: str) -> None:
+        """Lago's wallet balance, read when the account is new or stale (outside any lock)."""
+        async with self.database.engine.connect() as conn:
+            account = await meters_store.account(conn, customer)
+        read_at = None if account is None else account["wallet_read_at"]
+        if read_at is not None and time.time() - read_at < WALLET_STALE_SECONDS:
+            return
+        await refresh_wallet(
+            self.database, self.lago, self.catalog, customer, required=read_at is None
+        )
+
+    # Capture, release, expiry ------------------------------------------------------------
+
+    async def get(self, hold_id: str) -> dict[str, Any]:
+        async with self.database.engine.connect() as conn:
+            row = await store.by_id(conn, hold_id)
+        if row is None:
+            raise NotFound("no such hold", code="hold_not_found")
+        return shape(row)
+
+    async def capture(self, hold_id: str, params: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        """Accept the hold's usage event (final ``properties`` if given) and return the
+        reservation; a repeat answers the captured hold."""
+        current = await self.get(hold_id)
+        now = time.time()
+        async with self.database.engine.begin() as conn:
+            await meters_store.lock_account(conn, current["external_customer_id"], now)
+            row = await store.by_id(conn, hold_id)
+            assert row is not None
+            if row["status"] == CAPTURED:
+                return shape(row)
+            self._check_open(row, now)
+            properties = params.get("properties")
+            if properties is None:
+                properties = orjson.loads(row["properties"])
+            event = self._event(
+                {**row, "properties": properties}, row["external_subscription_id"], now
+            )
+            accepted = await self._accept(conn, event, actor, now)
+            await self._return(conn, row, now)
+            units, _ = event_value(self.meters.rules[row["code"]], event.properties)
+            props = orjson.dumps(event.properties or {}).decode()
+            await store.settle(conn, hold_id, CAPTURED, now, captured_units=units, properties=props)
+            row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
+            await self._announce(conn, row, "hold.captured", "holds.capture", actor)
+        if accepted:
+            self.database.wake(PENDING).set(1)
+        self.database.wake(DUE).set()
+        return shape(row)
+
+    async def release(self, hold_id: str, actor: str) -> dict[str, Any]:
+        """Return the reservation; no usage event. A repeat answers the released hold."""
+        current = await self.get(hold_id)
+        now = time.time()
+        async with self.database.engine.begin() as conn:
+            await meters_store.lock_account(conn, current["external_customer_id"], now)
+            row = await store.by_id(conn, hold_id)
+            assert row is not None
+            if row["status"] == RELEASED:
+                return shape(row)
+            self._check_open(row, now)
+            await self._end(conn, row, RELEASED, now, actor)
+        self.database.wake(DUE).set()
+        return shape(row)
+
+    def _check_open(self, row: Mapping[str, Any], now: float) -> None:
+        if row["status"] != HELD or row["expires_at"] <= now:
+            status = row["status"] if row["status"] != HELD else EXPIRED
+            raise Conflict(
+                f"the hold is {status}",
+                code="hold_not_held",
+                details={"status": status},
+            )
+
+    async def _end(
+        self, conn: AsyncConnection, row: dict[str, Any], status: str, now: float, actor: str
+    ) -> None:
+        await self._return(conn, row, now)
+        await store.settle(conn, row["id"], status, now)
+        row.update(status=status, settled_at=now)
+        name = "released" if status == RELEASED else "expired"
+        await self._announce(conn, row, f"hold.{name}", f"holds.{name.rstrip('d')}", actor)
+
+    async def _return(self, conn: AsyncConnection, row: Mapping[str, Any], now: float) -> None:
+        """Give back what the hold reserved (the caller holds the account's lock)."""
+        if row["allowance_units"]:
+            key = (row["external_subscription_id"], row["code"], row["period_start"], TOTAL)
+            aggregation = self.meters.rules.get(row["code"])
+            await meters_store.add_held(
+                conn,
+                key,
+                aggregation.aggregation if aggregation else "count",
+                -float(row["allowance_units"]),
+                now,
+            )
+        tokens = _dec(row["tokens"])
+        if tokens:
+            account = await meters_store.account(conn, row["external_customer_id"])
+            held = max(_dec(account["held_tokens"] if account else 0) - tokens, ZERO)
+            await meters_store.set_held_tokens(conn, row["external_customer_id"], _text(held))
+
+    async def _accept(
+        self, conn: AsyncConnection, event: ParsedEvent, actor: str, now: float
+    ) -> bool:
+        """The usage event into the outbox and the meters; False when that key was stored
+        already (the producer sent it too): it is not metered twice."""
+        sub = event.external_subscription_id or ""
+        row = OutboxRow(
+            sub, event.transaction_id, event.code, event.payload(), event.fingerprint(), 0, actor
+        )
+        if conn.dialect.name == "postgresql":
+            missing = await usage_store.insert_pg(conn, [row], now)
+        else:
+            missing = await usage_store.insert_sqlite(conn, [row], now)
+        if missing:
+            return False
+        metered = Metered(
+            sub, event.transaction_id, event.code, float(event.timestamp), event.properties
+        )
+        await meters_store.apply(conn, await self.meters.deltas([metered]), now)
+        return True
+
+    async def _announce(
+        self, conn: AsyncConnection, row: Mapping[str, Any], kind: str, action: str, actor: str
+    ) -> None:
+        """The audit row and the relay message of a hold's change, in its transaction."""
+        body = shape(row)
+        await record_many(
+            conn,
+            [
+                entry(
+                    actor=actor,
+                    action=action,
+                    outcome="success",
+                    target=row["id"],
+                    target_ids=[row["external_subscription_id"], row["transaction_id"]],
+                    detail={
+                        "code": row["code"],
+                        "units": row["units"],
+                        "paid_from": row["paid_from"],
+                        "tokens": row["tokens"],
+                    },
+                )
+            ],
+        )
+        await enqueue_message(
+            conn,
+            message_id=f"msg_gateway_{kind.replace('.', '_')}_{row['id']}",
+            type=kind,
+            source="gateway",
+            data={"hold": body},
+        )
+
+    async def expire_due(self, limit: int = EXPIRY_BATCH) -> int:
+        """Release held holds past their ``expires_at`` (as ``expired``); how many."""
+        now = time.time()
+        async with self.database.engine.connect() as conn:
+            due = await store.expired(conn, now, limit)
+        done = 0
+        for candidate in due:
+            async with self.database.engine.begin() as conn:
+                await meters_store.lock_account(conn, candidate["external_customer_id"], now)
+                row = await store.by_id(conn, candidate["id"])
+                if row is None or row["status"] != HELD:
+                    continue
+                await self._end(conn, row, EXPIRED, now, "gateway")
+                done += 1
+        if done:
+            self.database.wake(DUE).set()
+        return done
+
+
+async def refresh_wallet(
+    database: Database,
+    lago: LagoClient,
+    catalog: Catalog | None,
+    customer: str,
+    *,
+    required: bool = False,
+) -> None:
+    """Store Lago's token wallet balance for ``customer`` (0 without a wallet). A Lago
+    failure is raised when ``required`` (nothing known yet), else the last balance stays."""
+    config = catalog.token_wallet if catalog else None
+    credits, wallet_id = "0", None
+    if config is not None:
+        try:
+            wallet = await token_wallet(lago, config, customer, create=False)
+        except LagoError as exc:
+            if required:
+                raise _unavailable() from exc
+            log.warning("holds.wallet_refresh_failed", error=type(exc).__name__)
+            return
+        if wallet is not None:
+            credits = str(wallet.get("credits_balance") or "0")
+            wallet_id = str(wallet["lago_id"])
+    async with database.engine.begin() as conn:
+        await meters_store.set_wallet(conn, customer, credits, wallet_id, time.time())
+
+
+def _expires_in(value: Any) -> int:
+    if value is None:
+        return DEFAULT_EXPIRES_IN
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(details={"expires_in": ["invalid_type"]})
+    if not 1 <= value <= MAX_EXPIRES_IN:
+        raise ValidationFailed(details={"expires_in": ["value_is_out_of_range"]})
+    return value
+
+
+def _unavailable() -> UpstreamUnavailable:
+    return UpstreamUnavailable("Lago is unreachable: retry")
+
+
+async def run_expiry(holds: Holds, stop: asyncio.Event) -> None:
+    """Worker job: release holds past their ``expires_at`` (every EXPIRY_POLL_SECONDS)."""
+    while not stop.is_set():
+        try:
+            while await holds.expire_due() >= EXPIRY_BATCH:
+                pass
+        except Exception as exc:
+            log_failure(log, "holds.expiry_failed", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=EXPIRY_POLL_SECONDS)

@@ -1,0 +1,3 @@
+from tests.meters.conftest import metered
+
+__all__ = ["metered"]
