@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
 from gateway.catalog.entitlements import refusal
-from gateway.catalog.schemas import Allowance, Catalog
+from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.errors import (
     Conflict,
@@ -47,6 +47,7 @@ from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
+from gateway.meters import accounting
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL, event_value, increase
 from gateway.meters.service import Metered, Meters, Terms
@@ -64,7 +65,7 @@ MAX_EXPIRES_IN = 24 * 3600
 WALLET_STALE_SECONDS = 300.0
 EXPIRY_POLL_SECONDS = 1.0
 EXPIRY_BATCH = 100
-ZERO = Decimal(0)
+ZERO = accounting.ZERO
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,6 @@ class Cover:
     allowance_units: float
     tokens: Decimal
     paid_from: str
-
-
-def _text(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value or 0))
 
 
 def shape(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +157,7 @@ class Holds:
                 "period_start": period[0],
                 "units": cover.units,
                 "allowance_units": cover.allowance_units,
-                "tokens": _text(cover.tokens),
+                "tokens": accounting.text(cover.tokens),
                 "paid_from": cover.paid_from,
                 "status": HELD,
                 "created_at": now,
@@ -179,8 +172,8 @@ class Holds:
                 aggregation = self.meters.rules[event.code].aggregation
                 await meters_store.add_held(conn, key, aggregation, cover.allowance_units, now)
             if cover.tokens:
-                held = _dec(account["held_tokens"]) + cover.tokens
-                await meters_store.set_held_tokens(conn, customer, _text(held))
+                held = accounting.decimal(account["held_tokens"]) + cover.tokens
+                await meters_store.set_held_tokens(conn, customer, accounting.text(held))
             await self._announce(conn, row, "hold.created", "holds.create", actor)
         self.database.wake(DUE).set()
         return shape(row), True
@@ -251,19 +244,6 @@ class Holds:
                 },
             )
 
-    def _allowance(self, plan_code: str, metric: str) -> Allowance | None:
-        plan = self.catalog.plan(plan_code) if self.catalog else None
-        return plan.allowances.get(metric) if plan else None
-
-    def _costs(self) -> dict[str, Decimal]:
-        """Tokens one unit of each metric costs."""
-        if self.catalog is None:
-            return {}
-        return {
-            cost.metric: Decimal(cost.tokens) / Decimal(cost.per_units)
-            for cost in self.catalog.token_costs.values()
-        }
-
     async def _cover(
         self,
         conn: AsyncConnection,
@@ -285,7 +265,7 @@ class Holds:
             seen = await meters_store.value_seen(conn, key, distinct)
         used = float(meter["units"]) + float(meter["held"])
         units = increase(rule.aggregation, used, value, seen)
-        allowance = self._allowance(terms.plan_code, event.code)
+        allowance = accounting.allowance(self.catalog, terms.plan_code, event.code)
         if units <= 0 or allowance is None:
             return Cover(units, 0.0, ZERO, "allowance" if allowance else "invoice")
         if allowance.included is None:
@@ -302,42 +282,19 @@ class Holds:
                 "the plan's included usage is used up and the plan allows nothing beyond it",
                 details={"code": event.code, "included": allowance.included, "beyond": "blocked"},
             )
-        costs = self._costs()
-        cost = costs.get(event.code)
+        cost = accounting.token_costs(self.catalog).get(event.code)
         needed = ZERO if cost is None else Decimal(str(rest)) * cost
-        available = self._available(terms.plan_code, totals, costs, account)
+        available = accounting.tokens_available(self.catalog, terms.plan_code, totals, account)
         if cost is None or needed > available:
             raise PaymentRequired(
                 "not enough tokens for this generation",
                 details={
                     "code": event.code,
-                    "tokens_needed": _text(needed) if cost is not None else None,
-                    "tokens_available": _text(max(available, ZERO)),
+                    "tokens_needed": accounting.text(needed) if cost is not None else None,
+                    "tokens_available": accounting.text(max(available, ZERO)),
                 },
             )
         return Cover(units, from_allowance, needed, paid + "tokens")
-
-    def _available(
-        self,
-        plan_code: str,
-        totals: Mapping[str, Mapping[str, Any]],
-        costs: Mapping[str, Decimal],
-        account: Mapping[str, Any],
-    ) -> Decimal:
-        """Tokens left: the wallet, less the period's usage beyond allowances, less holds."""
-        spent = ZERO
-        for metric, meter in totals.items():
-            allowance = self._allowance(plan_code, metric)
-            cost = costs.get(metric)
-            if cost is None or allowance is None or allowance.beyond != "tokens":
-                continue
-            # Usage and allowance reserved by holds: whatever exceeds the allowance is
-            # usage beyond it, however the holds end.
-            used = float(meter["units"]) + float(meter["held"])
-            beyond = used - float(allowance.included or 0)
-            if allowance.included is not None and beyond > 0:
-                spent += Decimal(str(beyond)) * cost
-        return _dec(account["credits"]) - spent - _dec(account["held_tokens"])
 
     async def _fresh_wallet(self, customer: str) -> None:
         """Lago's wallet balance, read when the account is new or stale (outside any lock)."""
@@ -434,11 +391,13 @@ class Holds:
                 -float(row["allowance_units"]),
                 now,
             )
-        tokens = _dec(row["tokens"])
+        tokens = accounting.decimal(row["tokens"])
         if tokens:
             account = await meters_store.account(conn, row["external_customer_id"])
-            held = max(_dec(account["held_tokens"] if account else 0) - tokens, ZERO)
-            await meters_store.set_held_tokens(conn, row["external_customer_id"], _text(held))
+            held = max(accounting.decimal(account["held_tokens"] if account else 0) - tokens, ZERO)
+            await meters_store.set_held_tokens(
+                conn, row["external_customer_id"], accounting.text(held)
+            )
 
     async def _accept(
         self, conn: AsyncConnection, event: ParsedEvent, actor: str, now: float
