@@ -157,6 +157,11 @@ def _control_routes() -> list[BaseRoute]:
         Route("/_emulator/faults", control.faults, methods=["POST"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
         Route("/_emulator/events", control.events, methods=["GET"]),
+        Route(
+            "/_emulator/clock/recurring_transaction_rules",
+            control.recurring_rules_clock,
+            methods=["POST"],
+        ),
     ]
 
 

@@ -7,8 +7,10 @@ import itertools
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .clock import iso
 from .errors import BadRequest
 from .http import ok, read_json, state_of
+from .recurring_rules import run_clock
 
 
 async def health(request: Request) -> Response:
@@ -63,3 +65,10 @@ async def events(request: Request) -> Response:
         ids = [event["transaction_id"] for event in chosen]
         return ok({"transaction_ids": ids, "total": len(state.events)})
     return ok({"events": chosen, "total": len(state.events)})
+
+
+async def recurring_rules_clock(request: Request) -> Response:
+    """POST /_emulator/clock/recurring_transaction_rules: run the wallets' recurring-rule clock
+    jobs once at the emulator's now (``recurring_rules.run_clock``)."""
+    state = state_of(request)
+    return ok({"now": iso(state.now()), **run_clock(state)})

@@ -7,8 +7,10 @@ from starlette.responses import Response
 
 from .clock import iso
 from .customers import get_customer
+from .errors import ValidationFailed
 from .http import ok, paginate, read_root, state_of
 from .outbox import emit
+from .recurring_rules import rules_error, update_rules, valid_expiration_at
 from .state import EmulatorState, Record
 from .wallets import (
     SETTABLE,
@@ -59,11 +61,22 @@ async def show(request: Request) -> Response:
 
 
 async def update(request: Request) -> Response:
-    """PUT /wallets/{lago_id}."""
+    """PUT /wallets/{lago_id} (``Wallets::UpdateService``: a terminated wallet is 422
+    ``wallet_is_terminated``, then ``expiration_at``, then the recurring rules are checked;
+    ``recurring_transaction_rules`` given, even ``[]``, replace the wallet's rules)."""
     state = state_of(request)
     wallet = get_wallet(state, request.path_params["lago_id"])
     params = await read_root(request, "wallet")
+    if wallet["status"] == "terminated":
+        raise ValidationFailed({"wallet_id": ["wallet_is_terminated"]})
+    if not valid_expiration_at(state, params.get("expiration_at")):
+        raise ValidationFailed({"expiration_at": ["invalid_date"]})
+    rules = params.get("recurring_transaction_rules")
+    if rules is not None and (error := rules_error(state, rules)):
+        raise ValidationFailed({"recurring_transaction_rules": [error]})
     wallet.update({key: params[key] for key in SETTABLE if key in params})
+    if isinstance(rules, list):
+        update_rules(state, wallet, rules)
     emit(state, "wallet.updated", "wallet", serialize(state, wallet))
     return ok({"wallet": serialize(state, wallet)})
 

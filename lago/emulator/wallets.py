@@ -10,6 +10,7 @@ from .errors import NotFound, ValidationFailed, missing
 from .invoicing import announce, create_invoice
 from .outbox import emit
 from .pricing import to_cents, units_text
+from .recurring_rules import create_with_wallet, rules_error, serialize_rules
 from .state import EmulatorState, Record
 from .usage import customer_usage_cents
 
@@ -19,7 +20,6 @@ SETTABLE = (
     "priority",
     "expiration_at",
     "invoice_requires_successful_payment",
-    "recurring_transaction_rules",
     "purchase_order_number",
     "applies_to",
 )
@@ -41,7 +41,8 @@ def set_credits(wallet: Record, credits: Decimal) -> None:
 
 
 def serialize(state: EmulatorState, wallet: Record) -> Record:
-    """The response object, with ongoing balances net of current usage."""
+    """The response object, with ongoing balances net of current usage and the currently
+    active recurring transaction rules."""
     usage = 0
     customer = state.customers.get(wallet["external_customer_id"])
     if (
@@ -57,6 +58,7 @@ def serialize(state: EmulatorState, wallet: Record) -> Record:
         "ongoing_balance_cents": wallet["balance_cents"] - usage,
         "credits_ongoing_usage_balance": units_text(usage_credits),
         "credits_ongoing_balance": units_text(credits_of(wallet) - usage_credits),
+        "recurring_transaction_rules": serialize_rules(state, wallet),
     }
 
 
@@ -107,6 +109,9 @@ def _check_new(state: EmulatorState, params: dict[str, Any]) -> Record:
     for name in ("rate_amount", "currency"):
         if not params.get(name):
             raise missing(name)
+    rules = params.get("recurring_transaction_rules")
+    if rules not in (None, []) and (error := rules_error(state, rules)):
+        raise ValidationFailed({"recurring_transaction_rules": [error]})
     if customer.get("currency") not in (None, params["currency"]):
         raise ValidationFailed({"currency": ["currencies_does_not_match"]})
     if params.get("code") and any(
@@ -123,6 +128,7 @@ def create_wallet(state: EmulatorState, params: dict[str, Any]) -> Record:
     customer["currency"] = customer.get("currency") or params["currency"]
     wallet = _new_wallet(state, customer, params)
     state.wallets[wallet["lago_id"]] = wallet
+    create_with_wallet(state, wallet, params)
     emit(state, "wallet.created", "wallet", serialize(state, wallet))
     top_up(state, wallet, params)
     return wallet
