@@ -4,11 +4,11 @@ from fastapi import APIRouter
 
 from gateway.audit.endpoints import router as audit_router
 from gateway.billing.endpoints import router as billing_router
-from gateway.billing.entitlements import router as entitlements_router
 from gateway.catalog.endpoints import router as catalog_router
 from gateway.collection.endpoints import payments_router as invoice_payments_router
 from gateway.collection.endpoints import router as collection_router
 from gateway.customers.endpoints import router as customers_router
+from gateway.entitlements.endpoints import router as entitlements_router
 from gateway.holds.endpoints import router as holds_router
 from gateway.invoices.endpoints import router as invoices_router
 from gateway.operations.endpoints import router as operations_router

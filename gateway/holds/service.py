@@ -8,9 +8,11 @@ one of them. It reserves the meter's increase from the plan's included usage fir
 (``meter_accounts.held_tokens``) or, when the plan bills beyond its allowance in arrears,
 nothing; a plan that blocks beyond it, or too few tokens, is 402 ``insufficient_credits``.
 
-Tokens available = Lago's wallet balance (``credits_balance``, read from Lago when the
-account is new or stale) - tokens the period's metered usage beyond the allowances costs -
-tokens held. Capture accepts the usage event into the outbox with the hold's transaction
+Tokens available = Lago's wallet balance (``credits_balance``, as the token account last
+read it) - tokens the period's metered usage beyond the allowances costs - tokens held
+(``catalog.accounting``).
+
+Capture accepts the usage event into the outbox with the hold's transaction
 id and adds it to the meters, in the transaction that returns the reservation: exactly
 once, however often it is called. Release returns the reservation; a hold not captured by
 ``expires_at`` is released by the worker (``expire_due``) as ``expired``.
@@ -31,6 +33,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
+from gateway.catalog import accounting
 from gateway.catalog.entitlements import refusal
 from gateway.catalog.schemas import Catalog
 from gateway.db import Database
@@ -47,11 +50,10 @@ from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
-from gateway.meters import accounting
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL, event_value, increase
 from gateway.meters.service import Metered, Meters, Terms
-from gateway.packs.service import token_wallet
+from gateway.packs.balance import refresh_account
 from gateway.relay.service import DUE, enqueue_message
 from gateway.usage import store as usage_store
 from gateway.usage.lookups import LagoLookups
@@ -62,7 +64,6 @@ from gateway.usage.store import OutboxRow
 log = get_logger(__name__)
 DEFAULT_EXPIRES_IN = 600
 MAX_EXPIRES_IN = 24 * 3600
-WALLET_STALE_SECONDS = 300.0
 EXPIRY_POLL_SECONDS = 1.0
 EXPIRY_BATCH = 100
 ZERO = accounting.ZERO
@@ -297,15 +298,17 @@ class Holds:
         return Cover(units, from_allowance, needed, paid + "tokens")
 
     async def _fresh_wallet(self, customer: str) -> None:
-        """Lago's wallet balance, read when the account is new or stale (outside any lock)."""
+        """A customer seen for the first time: its wallet is read from Lago (outside any
+        lock); afterwards the account is kept fresh by wallet writes, webhooks and the
+        meters' reconciliation."""
         async with self.database.engine.connect() as conn:
             account = await meters_store.account(conn, customer)
-        read_at = None if account is None else account["wallet_read_at"]
-        if read_at is not None and time.time() - read_at < WALLET_STALE_SECONDS:
+        if account is not None and account["wallet_read_at"] is not None:
             return
-        await refresh_wallet(
-            self.database, self.lago, self.catalog, customer, required=read_at is None
-        )
+        try:
+            await refresh_account(self.database, self.lago, self.catalog, customer)
+        except LagoError as exc:
+            raise _unavailable() from exc
 
     # Capture, release, expiry ------------------------------------------------------------
 
@@ -468,33 +471,6 @@ class Holds:
         if done:
             self.database.wake(DUE).set()
         return done
-
-
-async def refresh_wallet(
-    database: Database,
-    lago: LagoClient,
-    catalog: Catalog | None,
-    customer: str,
-    *,
-    required: bool = False,
-) -> None:
-    """Store Lago's token wallet balance for ``customer`` (0 without a wallet). A Lago
-    failure is raised when ``required`` (nothing known yet), else the last balance stays."""
-    config = catalog.token_wallet if catalog else None
-    credits, wallet_id = "0", None
-    if config is not None:
-        try:
-            wallet = await token_wallet(lago, config, customer, create=False)
-        except LagoError as exc:
-            if required:
-                raise _unavailable() from exc
-            log.warning("holds.wallet_refresh_failed", error=type(exc).__name__)
-            return
-        if wallet is not None:
-            credits = str(wallet.get("credits_balance") or "0")
-            wallet_id = str(wallet["lago_id"])
-    async with database.engine.begin() as conn:
-        await meters_store.set_wallet(conn, customer, credits, wallet_id, time.time())
 
 
 def _expires_in(value: Any) -> int:

@@ -76,8 +76,9 @@ class UsageMeterValue(SQLModel, table=True):
 
 
 class MeterAccount(SQLModel, table=True):
-    """A customer's token account: Lago's wallet balance when last read, and the tokens
-    open holds reserve. Holds of one customer take this row's lock, one at a time.
+    """A customer's token account: Lago's wallet when last read (``credits`` is its
+    settled balance), and the tokens open holds reserve. Holds of one customer take this
+    row's lock, one at a time.
 
     ``credits`` and ``held_tokens`` are decimal text (Lago's credits are decimals).
     """
@@ -87,9 +88,38 @@ class MeterAccount(SQLModel, table=True):
     external_customer_id: str = Field(sa_column=Column(String(255), primary_key=True))
     credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
     held_tokens: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
+    # As Lago gave them when the wallet was read: paid credits not settled yet (their credit
+    # invoice unpaid), and Lago's ongoing balance (net of its current usage).
+    pending_credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
+    ongoing_credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
     lago_wallet_id: str | None = Field(default=None, sa_column=Column(String(255)))
     wallet_read_at: float | None = Field(default=None, sa_column=Column(Float))
     touched_at: float = Field(sa_column=Column(Float, nullable=False))
 
 
-__all__ = ["MeterAccount", "MeterSubscription", "UsageMeter", "UsageMeterValue"]
+class MeterAlert(SQLModel, table=True):
+    """An alert the gateway raised (``gateway/meters/alerts.py``): the row decides that it is
+    raised once, and is written in the transaction that enqueues its relay message.
+
+    ``kind`` ``usage``: ``subject`` is a subscription whose usage of ``metric`` reached
+    ``threshold`` percent of what its plan includes in the billing period ``period_start``
+    (``round`` 0). ``kind`` ``tokens``: ``subject`` is a customer whose tokens available fell
+    below ``threshold`` (``metric`` ``""``, ``period_start`` 0); ``resolved_at`` is set once
+    they are back at or above it, and the next fall is the next ``round``.
+    """
+
+    __tablename__ = "meter_alerts"
+
+    subject: str = Field(sa_column=Column(String(255), primary_key=True))
+    kind: str = Field(sa_column=Column(String(16), primary_key=True))
+    metric: str = Field(sa_column=Column(String(255), primary_key=True))
+    period_start: float = Field(sa_column=Column(Float, primary_key=True))
+    threshold: float = Field(sa_column=Column(Float, primary_key=True))
+    round: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    value: str = Field(sa_column=Column(String(40), nullable=False))
+    message_id: str = Field(sa_column=Column(String(255), nullable=False))
+    fired_at: float = Field(sa_column=Column(Float, nullable=False))
+    resolved_at: float | None = Field(default=None, sa_column=Column(Float))
+
+
+__all__ = ["MeterAccount", "MeterAlert", "MeterSubscription", "UsageMeter", "UsageMeterValue"]

@@ -258,7 +258,10 @@ async def save_terms(conn: AsyncConnection, terms: dict[str, Any]) -> None:
 
 # Token accounts ----------------------------------------------------------------------
 
-ACCOUNT_COLUMNS = "external_customer_id, credits, held_tokens, lago_wallet_id, wallet_read_at"
+ACCOUNT_COLUMNS = (
+    "external_customer_id, credits, held_tokens, pending_credits, ongoing_credits, "
+    "lago_wallet_id, wallet_read_at"
+)
 
 
 async def lock_account(
@@ -296,17 +299,50 @@ async def set_held_tokens(conn: AsyncConnection, external_customer_id: str, held
 async def set_wallet(
     conn: AsyncConnection,
     external_customer_id: str,
-    credits: str,
-    lago_wallet_id: str | None,
+    wallet: dict[str, Any],
     now: float,
 ) -> None:
-    """Lago's wallet balance as just read (creating the account if new)."""
+    """Lago's wallet as just read (``credits``, ``pending_credits``, ``ongoing_credits``,
+    ``lago_wallet_id``), creating the account if new."""
     await conn.execute(
         text(
             "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, "
-            "lago_wallet_id, wallet_read_at, touched_at) VALUES (:c, :cr, '0', :w, :now, :now) "
+            "pending_credits, ongoing_credits, lago_wallet_id, wallet_read_at, touched_at) "
+            "VALUES (:c, :cr, '0', :pe, :on, :w, :now, :now) "
             "ON CONFLICT (external_customer_id) DO UPDATE SET credits = excluded.credits, "
+            "pending_credits = excluded.pending_credits, "
+            "ongoing_credits = excluded.ongoing_credits, "
             "lago_wallet_id = excluded.lago_wallet_id, wallet_read_at = excluded.wallet_read_at"
         ),
-        {"c": external_customer_id, "cr": credits, "w": lago_wallet_id, "now": now},
+        {
+            "c": external_customer_id,
+            "cr": wallet["credits"],
+            "pe": wallet["pending_credits"],
+            "on": wallet["ongoing_credits"],
+            "w": wallet["lago_wallet_id"],
+            "now": now,
+        },
     )
+
+
+async def stale_accounts(conn: AsyncConnection, before: float, limit: int) -> list[str]:
+    """Customers whose wallet was last read before ``before`` (oldest first)."""
+    result = await conn.execute(
+        text(
+            "SELECT external_customer_id FROM meter_accounts "
+            "WHERE wallet_read_at IS NULL OR wallet_read_at < :before "
+            "ORDER BY wallet_read_at LIMIT :limit"
+        ),
+        {"before": before, "limit": limit},
+    )
+    return [row[0] for row in result]
+
+
+async def account_of_wallet(conn: AsyncConnection, lago_wallet_id: str) -> str | None:
+    """The customer whose account tracks this Lago wallet."""
+    result = await conn.execute(
+        text("SELECT external_customer_id FROM meter_accounts WHERE lago_wallet_id = :w"),
+        {"w": lago_wallet_id},
+    )
+    row = result.first()
+    return None if row is None else str(row[0])

@@ -1,207 +1,306 @@
-"""One answer for "may this customer generate?": plan, period, usage against allowances, tokens.
+"""One answer for "may this customer generate?", from the gateway's own meters.
 
-Usage comes from Lago's current usage of the active subscription; allowances and token
-costs from the catalog; credits from the customer's token wallet (settled, pending paid
-credits whose invoice is unpaid, and Lago's ongoing balance net of current usage), and
-the pack bonuses the gateway owes once those invoices are paid (not in Lago yet).
+No Lago call on the request path once a customer is known: plan and period come from the
+subscription's stored terms, usage from ``usage_meters`` (every accepted event, pending or
+forwarded, plus what open holds reserve), the token wallet from ``meter_accounts`` (Lago's
+wallet as last read: on the gateway's own wallet writes, Lago's wallet webhooks and the
+meters' reconciliation), allowances, token costs and features from the catalog. Only a
+subscription or customer the gateway has never seen is read from Lago (once).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from gateway.catalog.schemas import Allowance, Catalog, Plan, TokenWallet
+from gateway.catalog import accounting
+from gateway.catalog.entitlements import features_of
+from gateway.catalog.schemas import Allowance, Catalog, TokenWallet
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound
-from gateway.integrations.lago.client import LagoClient
+from gateway.integrations.lago.client import LagoClient, LagoError
+from gateway.logging import get_logger
+from gateway.meters import store as meters_store
+from gateway.meters.metering import TOTAL
+from gateway.meters.service import Meters, Terms
 from gateway.packs import store
 from gateway.packs.service import all_pages, token_wallet
+
+log = get_logger(__name__)
+ACTIVE = "active"
+ZERO = Decimal(0)
 
 
 def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-async def _subscription(
-    lago: LagoClient, customer_id: str, subscription_id: str | None
-) -> dict[str, Any] | None:
-    if subscription_id is not None:
-        body = await lago.call("GET", f"/subscriptions/{_q(subscription_id)}")
-        found: dict[str, Any] = body["subscription"]
-        if found.get("external_customer_id") != customer_id:
-            raise NotFound("no such subscription for this customer", code="subscription_not_found")
-        return found
-    active = await all_pages(
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+# The wallet, read from Lago into the token account -----------------------------------
+
+
+async def read_wallet(
+    lago: LagoClient, config: TokenWallet | None, customer: str
+) -> dict[str, Any]:
+    """The customer's token wallet as Lago has it: settled, pending and ongoing credits."""
+    if config is None:
+        return _no_wallet()
+    wallet = await token_wallet(lago, config, customer, create=False)
+    if wallet is None:
+        return _no_wallet()
+    return await _credits(lago, wallet)
+
+
+def _no_wallet() -> dict[str, Any]:
+    return {"credits": "0", "pending_credits": "0", "ongoing_credits": "0", "lago_wallet_id": None}
+
+
+async def _credits(lago: LagoClient, wallet: Mapping[str, Any]) -> dict[str, Any]:
+    """A Lago wallet's credits, with its paid credits still pending (their invoice unpaid)."""
+    pending = await all_pages(
         lago,
-        "/subscriptions",
-        "subscriptions",
-        {"external_customer_id": customer_id, "status[]": "active"},
+        f"/wallets/{_q(str(wallet['lago_id']))}/wallet_transactions",
+        "wallet_transactions",
+        {"status": "pending", "transaction_status": "purchased"},
     )
+    pending_credits = sum((accounting.decimal(t.get("credit_amount")) for t in pending), ZERO)
+    return {
+        "credits": str(wallet.get("credits_balance") or "0"),
+        "pending_credits": accounting.text(pending_credits),
+        "ongoing_credits": str(wallet.get("credits_ongoing_balance") or "0"),
+        "lago_wallet_id": str(wallet["lago_id"]),
+    }
+
+
+async def refresh_account(
+    database: Database, lago: LagoClient, catalog: Catalog | None, customer: str
+) -> None:
+    """Read the customer's token wallet from Lago into its account (raises LagoError)."""
+    config = catalog.token_wallet if catalog else None
+    wallet = await read_wallet(lago, config, customer)
+    async with database.engine.begin() as conn:
+        await meters_store.set_wallet(conn, customer, wallet, time.time())
+
+
+async def refresh_wallet_account(database: Database, lago: LagoClient, lago_wallet_id: str) -> bool:
+    """Re-read a wallet an account tracks (a Lago wallet webhook named it); False when no
+    account tracks it (a customer the gateway has not read yet reads it when first asked)."""
+    async with database.engine.connect() as conn:
+        customer = await meters_store.account_of_wallet(conn, lago_wallet_id)
+    if customer is None:
+        return False
+    body = await lago.call("GET", f"/wallets/{_q(lago_wallet_id)}")
+    wallet = await _credits(lago, body["wallet"])
+    async with database.engine.begin() as conn:
+        await meters_store.set_wallet(conn, customer, wallet, time.time())
+    return True
+
+
+async def refresh_quietly(
+    database: Database, lago: LagoClient, catalog: Catalog | None, customer: str
+) -> None:
+    """``refresh_account`` after a wallet write: a failure leaves it to the next refresh."""
+    try:
+        await refresh_account(database, lago, catalog, customer)
+    except LagoError as exc:
+        log.warning("packs.account_refresh_failed", error=type(exc).__name__)
+
+
+# The answer ----------------------------------------------------------------------------
+
+
+async def _subscription(
+    meters: Meters, lago: LagoClient, customer: str, subscription_id: str | None
+) -> Terms | None:
+    """The subscription the answer is about: the one named, else the customer's one active."""
+    if subscription_id is not None:
+        terms = await meters.terms_or_learn(subscription_id)
+        if terms is None or terms.customer != customer:
+            raise NotFound("no such subscription for this customer", code="subscription_not_found")
+        return terms
+    async with meters.database.engine.connect() as conn:
+        rows = await meters_store.subscriptions_of(conn, customer)
+    if not rows:
+        return await _learn_active(meters, lago, customer)
+    active = [row for row in rows if row["status"] == ACTIVE]
     if len(active) > 1:
         raise Conflict(
             "the customer has several active subscriptions: pass external_subscription_id",
             code="several_active_subscriptions",
             details={"external_subscription_id": sorted(s["external_id"] for s in active)},
         )
-    return active[0] if active else None
-
-
-def _number(value: Any) -> int | float:
-    number = Decimal(str(value or 0))
-    return int(number) if number == number.to_integral_value() else float(number)
-
-
-async def _pending_credits(lago: LagoClient, wallet_id: str) -> Decimal:
-    pending = await all_pages(
-        lago,
-        f"/wallets/{_q(wallet_id)}/wallet_transactions",
-        "wallet_transactions",
-        {"status": "pending", "transaction_status": "purchased"},
-    )
-    return sum((Decimal(str(t.get("credit_amount") or 0)) for t in pending), Decimal(0))
-
-
-async def _pending_bonus(database: Database, customer_id: str) -> Decimal:
-    """Bonus credits of packs bought but not paid yet (granted once their payment settles)."""
-    owed = await store.owed_bonus_credits(database, customer_id)
-    return sum((Decimal(credits) for credits in owed), Decimal(0))
-
-
-def _text(credits: Decimal) -> str:
-    return format(credits.normalize(), "f") if credits else "0"
-
-
-async def _wallet(
-    lago: LagoClient, database: Database, config: TokenWallet | None, customer_id: str
-) -> dict[str, Any] | None:
-    if config is None:
+    if not active:
         return None
-    wallet = await token_wallet(lago, config, customer_id, create=False)
-    if wallet is None:
-        return {
-            "code": config.code,
-            "currency": config.currency,
-            "lago_id": None,
-            "settled_credits": "0",
-            "pending_credits": "0",
-            "ongoing_credits": "0",
-            "pending_bonus_credits": "0",
-        }
-    pending = await _pending_credits(lago, str(wallet["lago_id"]))
-    return {
-        "code": config.code,
-        "currency": wallet.get("currency"),
-        "lago_id": wallet["lago_id"],
-        "settled_credits": str(wallet.get("credits_balance") or "0"),
-        "pending_credits": _text(pending),
-        "ongoing_credits": str(wallet.get("credits_ongoing_balance") or "0"),
-        "pending_bonus_credits": _text(await _pending_bonus(database, customer_id)),
-    }
+    return (await meters.terms([active[0]["external_id"]])).get(active[0]["external_id"])
 
 
-def _can_generate(
-    allowance: Allowance, used: Decimal, tokens_left: Decimal, cost: int | None
-) -> bool:
-    """Within the allowance, billed beyond it, or enough tokens left for one more item."""
-    if allowance.included is None or used < allowance.included:
-        return True
-    if allowance.beyond != "tokens":
-        return allowance.beyond == "invoice"
-    return cost is not None and tokens_left >= cost
-
-
-def _allowance(plan: Plan | None, metric: str, subscribed: bool) -> Allowance | None:
-    """What applies to ``metric``: None when unknown; all from tokens when unsubscribed."""
-    if not subscribed:
-        return Allowance(included=0, beyond="tokens")
-    return plan.allowances.get(metric) if plan else None
+async def _learn_active(meters: Meters, lago: LagoClient, customer: str) -> Terms | None:
+    """A customer the gateway has not seen: Lago says who it is and what it subscribes to
+    (404 ``customer_not_found`` for a stranger)."""
+    await lago.call("GET", f"/customers/{_q(customer)}")
+    active = await all_pages(
+        lago,
+        "/subscriptions",
+        "subscriptions",
+        {"external_customer_id": customer, "status[]": ACTIVE},
+    )
+    learned = [await meters.adopt(subscription) for subscription in active]
+    found = [terms for terms in learned if terms is not None]
+    if len(found) > 1:
+        raise Conflict(
+            "the customer has several active subscriptions: pass external_subscription_id",
+            code="several_active_subscriptions",
+            details={"external_subscription_id": sorted(t.row["external_id"] for t in found)},
+        )
+    return found[0] if found else None
 
 
 def _usage(
     catalog: Catalog | None,
-    plan: Plan | None,
-    charges: list[dict[str, Any]],
-    tokens_left: Decimal,
+    plan_code: str | None,
+    rows: list[dict[str, Any]],
+    available: Decimal,
     subscribed: bool,
 ) -> dict[str, Any]:
-    used = {str(c["billable_metric"]["code"]): c for c in reversed(charges)}
-    costs = {c.metric: c.tokens for c in catalog.token_costs.values()} if catalog else {}
+    totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
+    costs = accounting.token_costs(catalog)
+    metrics = set(catalog.metric_codes if catalog else ()) | set(totals)
     usage: dict[str, Any] = {}
-    for metric in sorted((catalog.metric_codes if catalog else set()) | set(used)):
-        allowance = _allowance(plan, metric, subscribed)
-        charge = used.get(metric) or {}
-        units = Decimal(str(charge.get("units") or 0))
+    for metric in sorted(metrics):
+        allowance = (
+            accounting.allowance(catalog, plan_code, metric)
+            if subscribed
+            else Allowance(included=0, beyond="tokens")
+        )
+        meter = totals.get(metric)
+        units = float(meter["units"]) if meter else 0.0
+        held = float(meter["held"]) if meter else 0.0
         included = allowance.included if allowance else None
-        remaining = None if included is None else max(Decimal(included) - units, Decimal(0))
+        remaining = None
+        if included is not None:
+            remaining = _number(max(included - units - held, 0.0))
         usage[metric] = {
             "units": _number(units),
-            "amount_cents": int(charge.get("amount_cents") or 0),
+            "held": _number(held),
             "included": included,
-            "remaining_included": None if remaining is None else _number(remaining),
+            "remaining_included": remaining,
             "beyond_included": allowance.beyond if allowance else None,
+            "tokens_per_unit": accounting.text(costs[metric]) if metric in costs else None,
             "can_generate": None
             if allowance is None
-            else _can_generate(allowance, units, tokens_left, costs.get(metric)),
+            else _can_generate(allowance, units + held, available, costs.get(metric)),
+            "breakdown": {
+                r["group_key"]: _number(float(r["units"]))
+                for r in rows
+                if r["metric"] == metric and r["group_key"] != TOTAL
+            },
         }
     return usage
 
 
-def _plan(
-    catalog: Catalog | None, subscription: dict[str, Any]
-) -> tuple[Plan | None, dict[str, Any]]:
-    code = str(subscription.get("plan_code"))
-    known = catalog.plan(code) if catalog else None
-    lago_plan = subscription.get("plan") or {}
-    return known, {
-        "code": code,
-        "name": known.name if known else lago_plan.get("name"),
-        "interval": known.interval if known else lago_plan.get("interval"),
-        "in_catalog": known is not None,
-    }
+def _can_generate(
+    allowance: Allowance, used: float, available: Decimal, cost: Decimal | None
+) -> bool:
+    """One more unit now: within the allowance, billed beyond it, or paid from tokens left
+    (a hint; a hold is the race-free answer)."""
+    if allowance.included is None or used < allowance.included:
+        return True
+    if allowance.beyond != "tokens":
+        return allowance.beyond == "invoice"
+    return cost is not None and available >= cost
 
 
 async def customer_balance(
-    lago: LagoClient,
     database: Database,
+    lago: LagoClient,
+    meters: Meters,
     catalog: Catalog | None,
     external_customer_id: str,
     external_subscription_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``balance`` object of ``GET /gateway/customers/{id}/balance``."""
-    config = catalog.token_wallet if catalog else None
-    wallet = await _wallet(lago, database, config, external_customer_id)
-    if wallet is None:
-        await lago.call("GET", f"/customers/{_q(external_customer_id)}")
-    subscription = await _subscription(lago, external_customer_id, external_subscription_id)
-    plan: Plan | None = None
-    plan_info: dict[str, Any] | None = None
-    period: dict[str, Any] | None = None
-    charges: list[dict[str, Any]] = []
-    if subscription is not None:
-        plan, plan_info = _plan(catalog, subscription)
-        usage = await lago.call(
-            "GET",
-            f"/customers/{_q(external_customer_id)}/current_usage",
-            params={"external_subscription_id": subscription["external_id"]},
+    customer = external_customer_id
+    terms = await _subscription(meters, lago, customer, external_subscription_id)
+    now = time.time()
+    period = terms.period_of(now) if terms is not None else None
+    async with database.engine.connect() as conn:
+        account = await meters_store.account(conn, customer)
+    if account is None or account["wallet_read_at"] is None:
+        await refresh_account(database, lago, catalog, customer)  # first sight only
+    async with database.engine.connect() as conn:
+        account = await meters_store.account(conn, customer)
+        rows = (
+            []
+            if terms is None or period is None
+            else await meters_store.meters_of(conn, terms.row["external_id"], period[0])
         )
-        current = usage.get("customer_usage") or {}
-        period = {"from": current.get("from_datetime"), "to": current.get("to_datetime")}
-        charges = current.get("charges_usage") or []
-    tokens_left = Decimal(wallet["ongoing_credits"]) if wallet else Decimal(0)
+        owed = await store.owed_bonus_credits_on(conn, customer)
+    plan_code = terms.plan_code if terms is not None else None
+    totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
+    spent = accounting.tokens_spent(catalog, plan_code, totals)
+    available = accounting.tokens_available(catalog, plan_code, totals, account)
     return {
-        "external_customer_id": external_customer_id,
+        "external_customer_id": customer,
         "subscription": None
-        if subscription is None
-        else {"external_id": subscription["external_id"], "status": subscription.get("status")},
-        "plan": plan_info,
-        "period": period,
-        "usage": _usage(catalog, plan, charges, tokens_left, subscription is not None),
-        "wallet": wallet,
+        if terms is None
+        else {"external_id": terms.row["external_id"], "status": terms.row["status"]},
+        "plan": None if terms is None else _plan(catalog, terms),
+        "period": None if period is None else {"from": _iso(period[0]), "to": _iso(period[1])},
+        "usage": _usage(catalog, plan_code, rows, available, terms is not None),
+        "wallet": _wallet(catalog, account, spent, available, owed),
+        "features": features_of(catalog, plan_code) if catalog is not None else {},
         "token_costs": {
             name: cost.model_dump(mode="json") for name, cost in catalog.token_costs.items()
         }
         if catalog
         else {},
+    }
+
+
+def _plan(catalog: Catalog | None, terms: Terms) -> dict[str, Any]:
+    known = catalog.plan(terms.plan_code) if catalog else None
+    return {
+        "code": terms.plan_code,
+        "name": known.name if known else None,
+        "interval": terms.row["interval"],
+        "in_catalog": known is not None,
+    }
+
+
+def _wallet(
+    catalog: Catalog | None,
+    account: Mapping[str, Any] | None,
+    spent: Decimal,
+    available: Decimal,
+    owed: list[str],
+) -> dict[str, Any] | None:
+    config = catalog.token_wallet if catalog else None
+    if config is None:
+        return None
+    account = account or {}
+    bonus = sum((Decimal(credits) for credits in owed), Decimal(0))
+    read_at = account.get("wallet_read_at")
+    return {
+        "code": config.code,
+        "currency": config.currency,
+        "lago_id": account.get("lago_wallet_id"),
+        "settled_credits": str(account.get("credits") or "0"),
+        "pending_credits": str(account.get("pending_credits") or "0"),
+        "ongoing_credits": str(account.get("ongoing_credits") or "0"),
+        "pending_bonus_credits": accounting.text(bonus),
+        "tokens_spent_this_period": accounting.text(spent),
+        "held_tokens": str(account.get("held_tokens") or "0"),
+        "available_tokens": accounting.text(available),
+        "read_at": None if read_at is None else _iso(read_at),
     }

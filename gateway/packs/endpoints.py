@@ -11,9 +11,10 @@ from gateway.audit.service import record
 from gateway.catalog.endpoints import CatalogDep
 from gateway.errors import GatewayError, from_lago
 from gateway.http.auth import BillingReader, BillingWriter
-from gateway.http.dependencies import RuntimeDep
+from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoError
+from gateway.meters.service import Meters
 from gateway.packs import balance, service
 from gateway.packs.schemas import PromoCode
 from gateway.runtime import Runtime
@@ -44,6 +45,9 @@ async def buy_token_pack(
         idempotency_key=idempotency_key,
         stale_after=stale_after,
     )
+    if result.status < 300 and not result.replayed:
+        # The wallet changed: its account (balance, holds) reads it again.
+        await balance.refresh_quietly(runtime.database, runtime.lago, catalog, external_id)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return OrjsonResponse(result.body, status_code=result.status, headers=headers)
 
@@ -53,14 +57,17 @@ async def get_balance(
     external_id: str,
     runtime: RuntimeDep,
     catalog: CatalogDep,
+    meters: Annotated[Meters, part("meters")],
     _: BillingReader,
     external_subscription_id: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
-    """Plan, period, usage against the plan's allowances, token wallet credits (settled, pending
-    and the pending bonus of unpaid packs) and token costs, with a ``can_generate`` hint."""
+    """From the gateway's meters (no Lago call for a known customer): plan, period, usage and
+    holds against the plan's allowances, the token wallet (Lago's credits as last read, the
+    period's spending, holds, what is available), features and token costs, with a
+    ``can_generate`` hint per metric (a hold is the race-free answer)."""
     try:
         found = await balance.customer_balance(
-            runtime.lago, runtime.database, catalog, external_id, external_subscription_id
+            runtime.database, runtime.lago, meters, catalog, external_id, external_subscription_id
         )
     except LagoError as exc:
         raise from_lago(exc) from exc

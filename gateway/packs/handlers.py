@@ -1,5 +1,8 @@
 """What token packs do with Lago's webhooks (listed in ``gateway.worker.WEBHOOK_HANDLERS``).
 
+Any wallet change (``wallet.*``, ``wallet_transaction.*``): the customer's token account
+reads the wallet again (``balance.refresh_wallet_account``).
+
 A pack's paid top-up settled or failed (``wallet_transaction.updated``), or its credit
 invoice's payment changed (``invoice.payment_status_updated``): grant or withhold the
 pack's bonus. Both are idempotent: the purchase row's bonus state and the lookup of an
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.packs import settlement
+from gateway.packs import balance, settlement
 from gateway.runtime import Runtime
 from gateway.webhooks.models import InboundWebhook
 
@@ -36,6 +39,16 @@ async def on_wallet_transaction(runtime: Runtime, inbound: InboundWebhook, paylo
             via="webhook",
             reconcile_seconds=runtime.settings.packs_reconcile_seconds,
         )
+
+
+async def on_wallet_change(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
+    """A wallet or one of its transactions changed in Lago: the customer's token account
+    (balance, holds) reads the wallet again."""
+    wallet_id = (payload.get("wallet") or {}).get("lago_id") or (
+        payload.get("wallet_transaction") or {}
+    ).get("lago_wallet_id")
+    if wallet_id:
+        await balance.refresh_wallet_account(runtime.database, runtime.lago, str(wallet_id))
 
 
 async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:

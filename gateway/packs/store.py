@@ -70,12 +70,17 @@ async def remove(session: AsyncSession, row_id: int) -> None:
 async def owed_bonus_credits(database: Database, customer_id: str) -> list[str]:
     """The bonus credits (decimal text) of the customer's packs whose payment is awaited."""
     async with database.engine.connect() as conn:
-        found = await conn.execute(
-            select(_c.bonus_credits).where(
-                _c.external_customer_id == customer_id, _c.bonus_status == AWAITING_PAYMENT
-            )
+        return await owed_bonus_credits_on(conn, customer_id)
+
+
+async def owed_bonus_credits_on(conn: AsyncConnection, customer_id: str) -> list[str]:
+    """``owed_bonus_credits`` on the caller's connection."""
+    found = await conn.execute(
+        select(_c.bonus_credits).where(
+            _c.external_customer_id == customer_id, _c.bonus_status == AWAITING_PAYMENT
         )
-        return [str(credits) for credits in found.scalars() if credits]
+    )
+    return [str(credits) for credits in found.scalars() if credits]
 
 
 # The bonus: leased while someone checks or grants it.

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from gateway.catalog.loader import load_catalog
-from gateway.catalog.service import apply_catalog
+from gateway.catalog.service import apply_catalog, meter_rules
 from gateway.db import utcnow
 from gateway.packs import reconciler
 from lago.emulator import EmulatorState
@@ -23,6 +23,7 @@ BUY = "/gateway/customers/{}/token-packs/{}"
 async def _stock(gateway: Gateway) -> Gateway:
     catalog = load_catalog(CATALOG_FILE)
     gateway.parts.catalog = catalog
+    gateway.parts.meters.rules = meter_rules(catalog)
     await apply_catalog(gateway.runtime.lago, catalog)
     return gateway
 
@@ -54,21 +55,18 @@ async def hooked_shop(database_url: str, emulator: EmulatorState) -> AsyncIterat
 
 
 async def subscribe(gw: Gateway, customer: str, plan: str) -> None:
-    lago = gw.runtime.lago
-    await lago.call(
-        "POST", "/customers", json={"customer": {"external_id": customer, "currency": "USD"}}
+    """A customer and its subscription ``sub_<customer>``, created through the gateway (so
+    its meters know the subscription's billing terms)."""
+    headers = await gw.headers("billing:write")
+    customer_body = {"customer": {"external_id": customer, "currency": "USD"}}
+    response = await gw.client.post("/api/v1/customers", json=customer_body, headers=headers)
+    assert response.status_code == 200, response.text
+    subscription = {"external_customer_id": customer, "plan_code": plan,
+                    "external_id": f"sub_{customer}"}  # fmt: skip
+    response = await gw.client.post(
+        "/api/v1/subscriptions", json={"subscription": subscription}, headers=headers
     )
-    await lago.call(
-        "POST",
-        "/subscriptions",
-        json={
-            "subscription": {
-                "external_customer_id": customer,
-                "plan_code": plan,
-                "external_id": f"sub_{customer}",
-            }
-        },
-    )
+    assert response.status_code == 200, response.text
 
 
 async def buy(gw: Gateway, customer: str, pack: str) -> dict[str, Any]:

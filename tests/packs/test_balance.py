@@ -4,11 +4,14 @@ import time
 from typing import Any
 
 from gateway.packs import reconciler
+from gateway.packs.balance import refresh_account
 from tests.conftest import Gateway
 from tests.packs.conftest import subscribe
 
 
 async def _events(gw: Gateway, customer: str, code: str, count: int, **properties: Any) -> None:
+    """Usage through the gateway (accepted into the outbox and the meters, not forwarded:
+    workers are off, so Lago has none of it)."""
     now = int(time.time())
     events = [
         {
@@ -20,7 +23,10 @@ async def _events(gw: Gateway, customer: str, code: str, count: int, **propertie
         }
         for i in range(count)
     ]
-    await gw.runtime.lago.call("POST", "/events/batch", json={"events": events})
+    response = await gw.client.post(
+        "/api/v1/events/batch", json={"events": events}, headers=await gw.headers("events:write")
+    )
+    assert response.status_code == 200, response.text
 
 
 async def _balance(gw: Gateway, customer: str) -> Any:
@@ -48,23 +54,32 @@ async def test_balance_shows_plan_period_usage_against_allowances_tokens_and_cos
     }
     assert balance["subscription"] == {"external_id": "sub_alice", "status": "active"}
     assert balance["period"]["from"] < balance["period"]["to"]
+    # Events still in the outbox count: the meters see every accepted event.
     assert balance["usage"]["photo_generation"] == {
         "units": 3,
-        "amount_cents": 0,
+        "held": 0,
         "included": 200,
         "remaining_included": 197,
         "beyond_included": "tokens",
+        "tokens_per_unit": "5",
         "can_generate": True,
+        "breakdown": {"quality=hd": 3},
     }
     assert balance["usage"]["video_generation"] == {
         "units": 12,
-        "amount_cents": 180,
+        "held": 0,
         "included": 0,
         "remaining_included": 0,
         "beyond_included": "tokens",
+        "tokens_per_unit": "3",
         "can_generate": False,
+        "breakdown": {},
     }
-    assert balance["wallet"]["settled_credits"] == "0"
+    wallet = balance["wallet"]
+    assert (wallet["settled_credits"], wallet["tokens_spent_this_period"]) == ("0", "36")
+    assert wallet["available_tokens"] == "-36"
+    assert balance["features"]["hd_photos"] == {"max_resolution": 2048}
+    assert "video" not in balance["features"]
     assert balance["token_costs"]["photo"]["tokens"] == 5
     assert balance["token_costs"]["video"] == {
         "metric": "video_generation",
@@ -86,8 +101,11 @@ async def test_paid_credits_and_the_bonus_stay_pending_until_the_credit_invoice_
     await shop.runtime.lago.call(
         "PUT", f"/invoices/{invoice_id}", json={"invoice": {"payment_status": "succeeded"}}
     )
+    # What Lago's wallet webhooks (or the meters' reconciliation) make the account do.
+    await refresh_account(shop.runtime.database, shop.runtime.lago, shop.parts.catalog, "bob")
     paid = (await _balance(shop, "bob"))["wallet"]
     await reconciler.run_once(shop.runtime)
+    await refresh_account(shop.runtime.database, shop.runtime.lago, shop.parts.catalog, "bob")
     after = (await _balance(shop, "bob"))["wallet"]
 
     assert (before["settled_credits"], before["pending_credits"]) == ("0.0", "199.8")
@@ -96,6 +114,7 @@ async def test_paid_credits_and_the_bonus_stay_pending_until_the_credit_invoice_
     assert paid["pending_bonus_credits"] == "75.2"
     assert (after["settled_credits"], after["pending_bonus_credits"]) == ("275.0", "0")
     assert after["ongoing_credits"] == "275.0"
+    assert after["available_tokens"] == "275"
 
 
 async def test_beyond_the_free_allowance_only_tokens_allow_a_generation(shop: Gateway) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.integrations.lago.client import LagoClient
 from gateway.packs import handlers, reconciler, settlement
+from gateway.packs.balance import refresh_account
 from gateway.runtime import Runtime
 from gateway.webhooks.processor import Processor
 from gateway.worker import WEBHOOK_HANDLERS
@@ -80,6 +81,8 @@ async def test_the_reconciler_grants_the_bonus_once_after_the_invoice_is_paid(
     )
     data = orjson.loads(message.body)["data"]
     assert (data["purchase_id"], data["bonus_credits"]) == (bought["purchase_id"], "1000.2")
+    # Lago's wallet_transaction webhooks make the account read the wallet again.
+    await refresh_account(shop.runtime.database, shop.runtime.lago, shop.parts.catalog, "bob")
     balance = await _balance(shop, "bob")
     assert (balance["settled_credits"], balance["pending_bonus_credits"]) == ("1800.0", "0")
 

@@ -66,6 +66,8 @@ def upgrade() -> None:
         sa.Column("external_customer_id", _ID, primary_key=True),
         sa.Column("credits", sa.String(40), nullable=False, server_default="0"),
         sa.Column("held_tokens", sa.String(40), nullable=False, server_default="0"),
+        sa.Column("pending_credits", sa.String(40), nullable=False, server_default="0"),
+        sa.Column("ongoing_credits", sa.String(40), nullable=False, server_default="0"),
         sa.Column("lago_wallet_id", _ID),
         sa.Column("wallet_read_at", sa.Float),
         sa.Column("touched_at", sa.Float, nullable=False),

@@ -1,0 +1,1 @@
+"""Lago's features and entitlements, passed through (reads; subscription overrides audited)."""
