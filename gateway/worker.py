@@ -14,6 +14,7 @@ from gateway.collection import handlers as collection
 from gateway.holds.service import Holds, run_expiry
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
+from gateway.meters import alerts
 from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
 from gateway.parts import Parts
@@ -78,6 +79,12 @@ async def expire_holds(parts: Parts, stop: asyncio.Event) -> None:
     await run_expiry(holds, stop)
 
 
+async def watch_alerts(parts: Parts, stop: asyncio.Event) -> None:
+    """Usage and token alerts, within a pass (0.5 s) of the event that reached them."""
+    watch = alerts.AlertWatch(parts.runtime.database, lambda: parts.catalog)
+    await alerts.run(watch, stop)
+
+
 # Each job is handed what it uses: the infrastructure, and a capability's state where it needs one.
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forward_usage),
@@ -90,6 +97,7 @@ JOBS: list[tuple[str, Job]] = [
     ("collection.reconciler", _runtime_only(reconciler.run)),
     ("packs.reconciler", _runtime_only(packs_reconciler.run)),
     ("holds.expiry", expire_holds),
+    ("meters.alerts", watch_alerts),
 ]
 
 NO_WORKER_ENV = "GATEWAY_NO_WORKER"

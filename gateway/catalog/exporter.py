@@ -1,6 +1,6 @@
 """``gateway catalog export``: Lago's catalog written back in the file's format.
 
-What Lago cannot know (a metric's allow_negative, allowances, a feature's metric and
+What Lago cannot know (a metric's allow_negative, allowances and alerts, a feature's metric and
 properties rules, the token wallet, token costs and packs) is carried over from a base
 catalog file when one is given, so export then apply is a no-op and export, edit, apply is a
 workflow. Features are written oldest first (Lago lists them newest first).
@@ -60,6 +60,10 @@ def _plan(lago_plan: dict[str, Any], lago: LagoCatalog, base: Catalog | None) ->
         view["allowances"] = {
             code: allowance.model_dump(mode="json") for code, allowance in known.allowances.items()
         }
+    if known is not None and known.alerts is not None:
+        view["alerts"] = known.alerts.model_dump(mode="json", exclude_unset=True)
+    if known is not None and known.token_grant is not None:  # gateway-only, like allowances
+        view["token_grant"] = known.token_grant.model_dump(mode="json", exclude_none=True)
     entitlements = entitlement_values(lago.entitlements.get(view["code"]) or [])
     if entitlements:
         view["entitlements"] = entitlements
@@ -109,6 +113,8 @@ def catalog_from_lago(lago: LagoCatalog, base: Catalog | None = None) -> dict[st
         data["token_wallet"] = base.token_wallet.model_dump(mode="json")
         data["token_costs"] = {k: v.model_dump(mode="json") for k, v in base.token_costs.items()}
         data["token_packs"] = [p.model_dump(mode="json") for p in base.token_packs]
+    if base is not None and "alerts" in base.model_fields_set:
+        data["alerts"] = base.alerts.model_dump(mode="json")
     try:
         Catalog.model_validate(data)
     except ValidationError as exc:

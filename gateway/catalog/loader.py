@@ -280,7 +280,17 @@ def _check_plan(at: Loc, plan: Plan, metrics: dict[str, BillableMetric]) -> list
         if free is not False and free != allowance.included:
             shown = "unlimited" if free is None else free
             problems.append(((*loc, "included"), f"the plan's charge includes {shown}"))
-    return problems
+    return problems + _check_plan_alerts(at, plan)
+
+
+def _check_plan_alerts(at: Loc, plan: Plan) -> list[tuple[Loc, str]]:
+    """A plan's own usage alerts name metrics the plan has an allowance for."""
+    metrics = plan.alerts.metrics if plan.alerts is not None else {}
+    return [
+        ((*at, "alerts", "metrics", code), f"{code!r} is not in the plan's allowances")
+        for code in metrics
+        if code not in plan.allowances
+    ]
 
 
 def _free_units(plan: Plan, metric: str) -> int | bool | None:

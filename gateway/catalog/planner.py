@@ -31,7 +31,7 @@ from gateway.catalog.schemas import (
 
 Kind = Literal["billable_metric", "plan", "coupon", "feature", "plan_entitlements"]
 KINDS: tuple[Kind, ...] = ("billable_metric", "plan", "coupon", "feature", "plan_entitlements")
-GATEWAY_ONLY = {"allowances"}
+GATEWAY_ONLY = {"allowances", "alerts"}
 
 
 @dataclass(frozen=True)

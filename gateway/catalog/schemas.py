@@ -3,8 +3,8 @@
 Metrics, plans and coupons mirror Lago's create payloads field for field, except that a
 charge names its metric by ``billable_metric_code`` (Lago wants the metric's ``lago_id``,
 which the gateway resolves when it applies the file). ``allow_negative`` on a metric,
-``allowances`` on a plan and the ``token_wallet``, ``token_costs`` and ``token_packs``
-sections never go to Lago.
+``allowances`` and ``alerts`` on a plan and the ``token_wallet``, ``token_costs``,
+``token_packs`` and ``alerts`` sections never go to Lago.
 
 ``features`` mirror Lago's ``POST /features`` body; a plan's ``entitlements`` (feature code →
 privilege values) go to ``POST /plans/{code}/entitlements``, not in the plan's body. A
@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -220,6 +221,44 @@ def _empty_if_none(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _distinct(values: list[int]) -> list[int]:
+    if len(values) != len(set(values)):
+        raise ValueError("thresholds must be distinct")
+    return sorted(values)
+
+
+# A percentage of a plan's included usage (100: all of it; above 100: beyond it).
+UsagePercents = Annotated[list[Annotated[int, Field(ge=1, le=1000)]], AfterValidator(_distinct)]
+
+
+class PlanAlerts(Strict):
+    """Gateway-only: a plan's own usage alert thresholds, replacing the catalog's
+    ``alerts.usage_percent`` for this plan (``usage_percent``: every metric; ``metrics``: one
+    metric; ``[]`` turns them off)."""
+
+    usage_percent: UsagePercents | None = None
+    metrics: dict[Code, UsagePercents] = {}
+
+
+class Alerts(Strict):
+    """Gateway-only: when the gateway raises ``usage.threshold_reached`` (a subscription's
+    usage of a metric reaches these percentages of what its plan includes, once per billing
+    period) and ``tokens.low`` (a customer's tokens available fall below these numbers)."""
+
+    usage_percent: UsagePercents = []
+    tokens_below: Annotated[list[Annotated[int, Field(ge=1)]], AfterValidator(_distinct)] = []
+
+    def usage_thresholds(self, plan: Plan | None, metric: str) -> list[int]:
+        """The percentages that apply to ``metric`` on ``plan``."""
+        own = plan.alerts if plan is not None else None
+        if own is not None:
+            if metric in own.metrics:
+                return own.metrics[metric]
+            if own.usage_percent is not None:
+                return own.usage_percent
+        return self.usage_percent
+
+
 # A privilege's value: Lago's select holds one option, so "which models" is one feature each.
 PrivilegeValue = StrictInt | StrictBool | StrictStr
 PrivilegeValues = Annotated[dict[Code, PrivilegeValue], BeforeValidator(_empty_if_none)]
@@ -244,6 +283,8 @@ class Plan(Strict):
     # Feature code → privilege values (``{}`` for a feature without privileges). Absent: the
     # plan's entitlements in Lago are left as they are.
     entitlements: dict[Code, PrivilegeValues] = Field(default={}, exclude=True)
+    # Gateway-only: this plan's usage alert thresholds (else the catalog's ``alerts``).
+    alerts: PlanAlerts | None = Field(default=None, exclude=True)
 
 
 class AppliesTo(Strict):
@@ -420,6 +461,7 @@ class Catalog(Strict):
     token_wallet: TokenWallet | None = None
     token_costs: dict[str, TokenCost] = {}
     token_packs: list[TokenPack] = []
+    alerts: Alerts = Alerts()
 
     def plan(self, code: str) -> Plan | None:
         return next((p for p in self.plans if p.code == code), None)
