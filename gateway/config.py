@@ -65,8 +65,14 @@ class Settings(BaseSettings):
     session_secret: SecretStr = SecretStr("")
     # The catalog file (lago/catalog.yaml: working folder, else the packaged one); "" for none.
     catalog_path: str = "lago/catalog.yaml"
+    # Meters: how often they are compared with Lago's current usage (and drift corrected), and
+    # how old a token account's copy of the Lago wallet may grow before it is read again.
+    meters_reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
+    meters_wallet_refresh_seconds: Annotated[float, Field(gt=0)] = 300.0
     # How often the token pack reconciler checks purchases whose bonus waits for payment.
     packs_reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # How often packs.grants makes subscribers' token wallets carry their plan's token grant.
+    grants_sync_seconds: Annotated[float, Field(gt=0)] = 300.0
 
     batch_max_events: Annotated[int, Field(ge=1, le=100_000)] = 1000
     # One event as Lago receives it (its JSON payload, UTF-8), and how far past its arrival

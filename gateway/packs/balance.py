@@ -107,6 +107,28 @@ async def refresh_wallet_account(database: Database, lago: LagoClient, lago_wall
     return True
 
 
+async def refresh_stale_accounts(
+    database: Database,
+    lago: LagoClient,
+    catalog: Catalog | None,
+    older_than: float,
+    limit: int = 50,
+) -> int:
+    """Read again the wallets last read more than ``older_than`` seconds ago (the meters'
+    reconciliation, for wallets no webhook touched); how many were read."""
+    async with database.engine.connect() as conn:
+        stale = await meters_store.stale_accounts(conn, time.time() - older_than, limit)
+    done = 0
+    for customer in stale:
+        try:
+            await refresh_account(database, lago, catalog, customer)
+        except LagoError as exc:
+            log.warning("packs.account_refresh_failed", error=type(exc).__name__)
+            continue
+        done += 1
+    return done
+
+
 async def refresh_quietly(
     database: Database, lago: LagoClient, catalog: Catalog | None, customer: str
 ) -> None:
