@@ -15,6 +15,7 @@ from gateway.holds.service import Holds, run_expiry
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.meters import alerts
+from gateway.packs import grants as packs_grants
 from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
 from gateway.parts import Parts
@@ -85,6 +86,11 @@ async def watch_alerts(parts: Parts, stop: asyncio.Event) -> None:
     await alerts.run(watch, stop)
 
 
+async def sync_grants(parts: Parts, stop: asyncio.Event) -> None:
+    """Subscribers' token wallets carry their plan's recurring token grant (catalog as loaded)."""
+    await packs_grants.run(parts.runtime, lambda: parts.catalog, stop)
+
+
 # Each job is handed what it uses: the infrastructure, and a capability's state where it needs one.
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forward_usage),
@@ -96,6 +102,7 @@ JOBS: list[tuple[str, Job]] = [
     ("collection.collector", _runtime_only(collector.run)),
     ("collection.reconciler", _runtime_only(reconciler.run)),
     ("packs.reconciler", _runtime_only(packs_reconciler.run)),
+    ("packs.grants", sync_grants),
     ("holds.expiry", expire_holds),
     ("meters.alerts", watch_alerts),
 ]

@@ -4,7 +4,9 @@ Metrics, plans and coupons mirror Lago's create payloads field for field, except
 charge names its metric by ``billable_metric_code`` (Lago wants the metric's ``lago_id``,
 which the gateway resolves when it applies the file). ``allow_negative`` on a metric,
 ``allowances`` and ``alerts`` on a plan and the ``token_wallet``, ``token_costs``,
-``token_packs`` and ``alerts`` sections never go to Lago.
+``token_packs`` and ``alerts`` sections never go to Lago. Nor does a plan's ``token_grant``:
+it becomes a recurring transaction rule on each subscriber's token wallet
+(``gateway.packs.grants``).
 
 ``features`` mirror Lago's ``POST /features`` body; a plan's ``entitlements`` (feature code →
 privilege values) go to ``POST /plans/{code}/entitlements``, not in the plan's body. A
@@ -264,6 +266,18 @@ PrivilegeValue = StrictInt | StrictBool | StrictStr
 PrivilegeValues = Annotated[dict[Code, PrivilegeValue], BeforeValidator(_empty_if_none)]
 
 
+class TokenGrant(Strict):
+    """Gateway-only: tokens the plan's subscribers are granted free every ``interval`` (a
+    recurring transaction rule of Lago's on the customer's token wallet; Lago keeps one rule
+    per wallet, so a plan grants one amount at one interval)."""
+
+    tokens: int = Field(gt=0)
+    # Lago's RecurringTransactionRule::INTERVALS.
+    interval: Literal["weekly", "monthly", "quarterly", "semiannual", "yearly"]
+    # The name of the wallet transactions the grant makes (Lago's ``transaction_name``).
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+
+
 class Plan(Strict):
     """``POST /plans`` body (charges by metric code), plus gateway-only ``allowances`` and the
     plan's ``entitlements`` (sent to ``/plans/{code}/entitlements``, never in this body)."""
@@ -285,6 +299,8 @@ class Plan(Strict):
     entitlements: dict[Code, PrivilegeValues] = Field(default={}, exclude=True)
     # Gateway-only: this plan's usage alert thresholds (else the catalog's ``alerts``).
     alerts: PlanAlerts | None = Field(default=None, exclude=True)
+    # Gateway-only: tokens granted to each subscriber every interval (needs ``token_wallet``).
+    token_grant: TokenGrant | None = Field(default=None, exclude=True)
 
 
 class AppliesTo(Strict):
@@ -465,6 +481,18 @@ class Catalog(Strict):
 
     def plan(self, code: str) -> Plan | None:
         return next((p for p in self.plans if p.code == code), None)
+
+    def token_grant(self, plan_code: str | None) -> TokenGrant | None:
+        """The plan's token grant (None for an unknown plan or one without)."""
+        plan = self.plan(plan_code) if plan_code else None
+        return plan.token_grant if plan else None
+
+    @model_validator(mode="after")
+    def _grants_need_the_token_wallet(self) -> Catalog:
+        granting = [p.code for p in self.plans if p.token_grant is not None]
+        if granting and self.token_wallet is None:
+            raise ValueError(f"token_grant needs the token_wallet section (plans: {granting})")
+        return self
 
     def feature(self, code: str) -> Feature | None:
         return next((f for f in self.features if f.code == code), None)
