@@ -15,16 +15,18 @@ import httpx
 
 from gateway.auth.service import KeyVerifier
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import load_configured, meter_rules, metric_codes, metric_rules
+from gateway.catalog.service import load_configured, metric_codes
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import get_logger
+from gateway.meters.metering import meter_rules
 from gateway.meters.service import Meters
 from gateway.runtime import Runtime
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import OutboxWriter
+from gateway.usage.parsing import metric_rules
 from gateway.usage.service import UsageIngest
 from gateway.webhooks.service import WebhookIntake
 

@@ -25,7 +25,6 @@ from gateway.catalog.planner import (
     set_fields,
 )
 from gateway.catalog.schemas import (
-    NUMERIC_AGGREGATIONS,
     BillableMetric,
     Catalog,
     Charge,
@@ -36,8 +35,6 @@ from gateway.catalog.schemas import (
 from gateway.config import Settings
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.logging import get_logger
-from gateway.meters.metering import AGGREGATIONS, MeterRule
-from gateway.usage.parsing import MetricRule
 
 log = get_logger(__name__)
 
@@ -240,30 +237,6 @@ def metric_codes(catalog: Catalog | None) -> set[str] | None:
     if catalog is None or not catalog.billable_metrics:
         return None
     return catalog.metric_codes
-
-
-def metric_rules(catalog: Catalog | None) -> dict[str, MetricRule]:
-    """What events of each metric must carry: the property it aggregates (every aggregation
-    but count; none when an expression computes it), a number where it adds or compares."""
-    rules: dict[str, MetricRule] = {}
-    for metric in catalog.billable_metrics if catalog is not None else []:
-        if metric.field_name and metric.aggregation_type != "count_agg" and not metric.expression:
-            numeric = metric.aggregation_type in NUMERIC_AGGREGATIONS
-            rules[metric.code] = MetricRule(metric.field_name, numeric, metric.allow_negative)
-    return rules
-
-
-def meter_rules(catalog: Catalog | None) -> dict[str, MeterRule]:
-    """The catalog's metrics the gateway meters (``gateway.meters``), by code."""
-    rules: dict[str, MeterRule] = {}
-    for metric in catalog.billable_metrics if catalog is not None else []:
-        aggregation = AGGREGATIONS.get(metric.aggregation_type)
-        if aggregation is None or metric.expression:
-            continue
-        filters = {f.key: frozenset(f.values) for f in metric.filters}
-        field = None if aggregation == "count" else metric.field_name
-        rules[metric.code] = MeterRule(aggregation, field, filters)
-    return rules
 
 
 class ApplyFailed(Exception):

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from gateway.catalog.schemas import Catalog
+
 # Lago's aggregation type -> the meter's own word for how it combines values.
 AGGREGATIONS = {
     "count_agg": "count",
@@ -48,6 +50,19 @@ class Delta(NamedTuple):
     value: float
     at: float
     unique: str | None
+
+
+def meter_rules(catalog: Catalog | None) -> dict[str, MeterRule]:
+    """The catalog's metrics the gateway meters (``gateway.meters``), by code."""
+    rules: dict[str, MeterRule] = {}
+    for metric in catalog.billable_metrics if catalog is not None else []:
+        aggregation = AGGREGATIONS.get(metric.aggregation_type)
+        if aggregation is None or metric.expression:
+            continue
+        filters = {f.key: frozenset(f.values) for f in metric.filters}
+        field = None if aggregation == "count" else metric.field_name
+        rules[metric.code] = MeterRule(aggregation, field, filters)
+    return rules
 
 
 def number(value: Any) -> float | None:

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.catalog.schemas import NUMERIC_AGGREGATIONS, Catalog
 from gateway.usage.schemas import (
     DEFAULT_MAX_FUTURE_SECONDS,
     EARLIEST_TIMESTAMP,
@@ -75,6 +76,17 @@ class EventRules(NamedTuple):
 
 
 NO_RULES = EventRules()
+
+
+def metric_rules(catalog: Catalog | None) -> dict[str, MetricRule]:
+    """What events of each metric must carry: the property it aggregates (every aggregation
+    but count; none when an expression computes it), a number where it adds or compares."""
+    rules: dict[str, MetricRule] = {}
+    for metric in catalog.billable_metrics if catalog is not None else []:
+        if metric.field_name and metric.aggregation_type != "count_agg" and not metric.expression:
+            numeric = metric.aggregation_type in NUMERIC_AGGREGATIONS
+            rules[metric.code] = MetricRule(metric.field_name, numeric, metric.allow_negative)
+    return rules
 
 
 class ParsedEvent(NamedTuple):

@@ -8,9 +8,9 @@ import pytest
 from gateway.catalog.exporter import catalog_from_lago, render
 from gateway.catalog.loader import CatalogError, parse_catalog
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import ApplyFailed, apply_catalog, fetch_lago_catalog, metric_rules
+from gateway.catalog.service import ApplyFailed, apply_catalog, fetch_lago_catalog
 from gateway.integrations.lago.client import LagoClient
-from gateway.usage.parsing import MetricRule
+from gateway.usage.parsing import MetricRule, metric_rules
 from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
 from tests.catalog.conftest import LAGO_KEY

@@ -7,7 +7,8 @@ import asyncio
 from collections import Counter
 
 from gateway.catalog.loader import load_catalog
-from gateway.catalog.service import apply_catalog, meter_rules
+from gateway.catalog.service import apply_catalog
+from gateway.meters.metering import meter_rules
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.meters.conftest import CATALOG_FILE, subscribe

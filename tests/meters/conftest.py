@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from gateway.catalog.loader import load_catalog
-from gateway.catalog.service import apply_catalog, meter_rules
+from gateway.catalog.service import apply_catalog
+from gateway.meters.metering import meter_rules
 from tests.conftest import Gateway
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "lago" / "catalog.yaml"

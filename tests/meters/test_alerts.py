@@ -16,8 +16,9 @@ from sqlalchemy import text
 
 from gateway.catalog.loader import CatalogError, load_catalog
 from gateway.catalog.schemas import Catalog
-from gateway.catalog.service import apply_catalog, meter_rules
+from gateway.catalog.service import apply_catalog
 from gateway.meters.alerts import AlertWatch
+from gateway.meters.metering import meter_rules
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
 from tests.meters.conftest import CATALOG_FILE, subscribe

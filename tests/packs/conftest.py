@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from gateway.catalog.loader import load_catalog
-from gateway.catalog.service import apply_catalog, meter_rules
+from gateway.catalog.service import apply_catalog
 from gateway.db import utcnow
+from gateway.meters.metering import meter_rules
 from gateway.packs import reconciler
 from lago.emulator import EmulatorState
 from tests.conftest import Gateway, make_settings, start_gateway
