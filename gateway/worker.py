@@ -15,6 +15,9 @@ from gateway.holds.service import Holds, run_expiry
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.meters import alerts
+from gateway.meters import handlers as meters_handlers
+from gateway.meters import reconciler as meters_reconciler
+from gateway.packs import balance
 from gateway.packs import grants as packs_grants
 from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
@@ -49,6 +52,9 @@ WEBHOOK_HANDLERS = HandlerTable(
         Route("stripe", "charge.dispute.*", collection.on_dispute),
         Route("lago", "wallet_transaction.updated", packs.on_wallet_transaction),
         Route("lago", "invoice.payment_status_updated", packs.on_credit_invoice),
+        Route("lago", "wallet.*", packs.on_wallet_change),
+        Route("lago", "subscription.*", meters_handlers.on_subscription),
+        Route("lago", "wallet_transaction.*", packs.on_wallet_change),
     ]
 )
 
@@ -91,6 +97,20 @@ async def sync_grants(parts: Parts, stop: asyncio.Event) -> None:
     await packs_grants.run(parts.runtime, lambda: parts.catalog, stop)
 
 
+async def reconcile_meters(parts: Parts, stop: asyncio.Event) -> None:
+    """Meters agree with Lago's current usage; token accounts read stale wallets again."""
+    runtime = parts.runtime
+    settings = runtime.settings
+
+    async def refresh_stale() -> None:
+        await balance.refresh_stale_accounts(
+            runtime.database, runtime.lago, parts.catalog, settings.meters_wallet_refresh_seconds
+        )
+
+    reconciler = meters_reconciler.Reconciler(parts.meters, runtime.lago)
+    await meters_reconciler.run(reconciler, refresh_stale, settings.meters_reconcile_seconds, stop)
+
+
 # Each job is handed what it uses: the infrastructure, and a capability's state where it needs one.
 JOBS: list[tuple[str, Job]] = [
     ("usage.forwarder", forward_usage),
@@ -104,6 +124,7 @@ JOBS: list[tuple[str, Job]] = [
     ("packs.reconciler", _runtime_only(packs_reconciler.run)),
     ("packs.grants", sync_grants),
     ("holds.expiry", expire_holds),
+    ("meters.reconciler", reconcile_meters),
     ("meters.alerts", watch_alerts),
 ]
 

@@ -9,7 +9,7 @@ rounding, which reconciliation against Lago corrects.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, String
+from sqlalchemy import BigInteger, Column, Float, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -92,6 +92,8 @@ class MeterAccount(SQLModel, table=True):
     # invoice unpaid), and Lago's ongoing balance (net of its current usage).
     pending_credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
     ongoing_credits: str = Field(sa_column=Column(String(40), nullable=False, server_default="0"))
+    # The wallet's recurring transaction rules as Lago serializes them (JSON): the next grant.
+    wallet_rules: str | None = Field(default=None, sa_column=Column(Text))
     lago_wallet_id: str | None = Field(default=None, sa_column=Column(String(255)))
     wallet_read_at: float | None = Field(default=None, sa_column=Column(Float))
     touched_at: float = Field(sa_column=Column(Float, nullable=False))

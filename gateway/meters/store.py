@@ -260,7 +260,7 @@ async def save_terms(conn: AsyncConnection, terms: dict[str, Any]) -> None:
 
 ACCOUNT_COLUMNS = (
     "external_customer_id, credits, held_tokens, pending_credits, ongoing_credits, "
-    "lago_wallet_id, wallet_read_at"
+    "wallet_rules, lago_wallet_id, wallet_read_at"
 )
 
 
@@ -307,11 +307,11 @@ async def set_wallet(
     await conn.execute(
         text(
             "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, "
-            "pending_credits, ongoing_credits, lago_wallet_id, wallet_read_at, touched_at) "
-            "VALUES (:c, :cr, '0', :pe, :on, :w, :now, :now) "
+            "pending_credits, ongoing_credits, wallet_rules, lago_wallet_id, wallet_read_at, "
+            "touched_at) VALUES (:c, :cr, '0', :pe, :on, :ru, :w, :now, :now) "
             "ON CONFLICT (external_customer_id) DO UPDATE SET credits = excluded.credits, "
             "pending_credits = excluded.pending_credits, "
-            "ongoing_credits = excluded.ongoing_credits, "
+            "ongoing_credits = excluded.ongoing_credits, wallet_rules = excluded.wallet_rules, "
             "lago_wallet_id = excluded.lago_wallet_id, wallet_read_at = excluded.wallet_read_at"
         ),
         {
@@ -319,6 +319,7 @@ async def set_wallet(
             "cr": wallet["credits"],
             "pe": wallet["pending_credits"],
             "on": wallet["ongoing_credits"],
+            "ru": wallet.get("rules"),
             "w": wallet["lago_wallet_id"],
             "now": now,
         },

@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from gateway.catalog import accounting
 from gateway.catalog.entitlements import features_of
 from gateway.catalog.schemas import Allowance, Catalog, TokenWallet
@@ -28,6 +30,7 @@ from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL
 from gateway.meters.service import Meters, Terms
 from gateway.packs import store
+from gateway.packs.grants import next_grant
 from gateway.packs.service import all_pages, token_wallet
 
 log = get_logger(__name__)
@@ -63,7 +66,8 @@ async def read_wallet(
 
 
 def _no_wallet() -> dict[str, Any]:
-    return {"credits": "0", "pending_credits": "0", "ongoing_credits": "0", "lago_wallet_id": None}
+    empty: dict[str, Any] = {"credits": "0", "pending_credits": "0", "ongoing_credits": "0"}
+    return {**empty, "lago_wallet_id": None, "rules": None}
 
 
 async def _credits(lago: LagoClient, wallet: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +79,9 @@ async def _credits(lago: LagoClient, wallet: Mapping[str, Any]) -> dict[str, Any
         {"status": "pending", "transaction_status": "purchased"},
     )
     pending_credits = sum((accounting.decimal(t.get("credit_amount")) for t in pending), ZERO)
+    rules = wallet.get("recurring_transaction_rules")
     return {
+        "rules": orjson.dumps(rules).decode() if rules else None,
         "credits": str(wallet.get("credits_balance") or "0"),
         "pending_credits": accounting.text(pending_credits),
         "ongoing_credits": str(wallet.get("credits_ongoing_balance") or "0"),
@@ -282,12 +288,23 @@ async def customer_balance(
         "usage": _usage(catalog, plan_code, rows, available, terms is not None),
         "wallet": _wallet(catalog, account, spent, available, owed),
         "features": features_of(catalog, plan_code) if catalog is not None else {},
+        "next_grant": _next_grant(catalog, plan_code, account),
         "token_costs": {
             name: cost.model_dump(mode="json") for name, cost in catalog.token_costs.items()
         }
         if catalog
         else {},
     }
+
+
+def _next_grant(
+    catalog: Catalog | None, plan_code: str | None, account: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The plan's next recurring token grant (the wallet's rule as last read, else the
+    catalog's grant, not in Lago yet)."""
+    rules = (account or {}).get("wallet_rules")
+    wallet = None if not rules else {"recurring_transaction_rules": orjson.loads(rules)}
+    return next_grant(catalog, plan_code, wallet, datetime.now(UTC))
 
 
 def _plan(catalog: Catalog | None, terms: Terms) -> dict[str, Any]:

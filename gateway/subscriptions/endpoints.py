@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from gateway.billing.payloads import body_schema, read_root
+from gateway.catalog.schemas import Catalog
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
@@ -25,8 +26,9 @@ async def _subscriptions(
     runtime: RuntimeDep,
     lookups: Annotated[LagoLookups, part("lookups")],
     meters: Annotated[Meters, part("meters")],
+    catalog: Annotated[Catalog | None, part("catalog")],
 ) -> Subscriptions:
-    return Subscriptions(runtime.database, runtime.lago, lookups, meters)
+    return Subscriptions(runtime.database, runtime.lago, lookups, meters, catalog)
 
 
 SubscriptionsDep = Annotated[Subscriptions, Depends(_subscriptions)]

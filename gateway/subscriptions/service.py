@@ -9,11 +9,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.billing.passthrough import Params, Write, checked_write, read, refuse, segment, write
 from gateway.billing.payloads import check
+from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.errors import ValidationFailed
 from gateway.integrations.lago.client import LagoClient
 from gateway.logging import get_logger
 from gateway.meters.service import Meters
+from gateway.packs.grants import sync_customer
 from gateway.subscriptions.schemas import (
     TERMINATION_QUERY,
     SubscriptionChanges,
@@ -28,12 +30,18 @@ class Subscriptions:
     """The subscriptions capability over Lago."""
 
     def __init__(
-        self, database: Database, lago: LagoClient, lookups: LagoLookups, meters: Meters
+        self,
+        database: Database,
+        lago: LagoClient,
+        lookups: LagoLookups,
+        meters: Meters,
+        catalog: Catalog | None = None,
     ) -> None:
         self._database = database
         self._lago = lago
         self._lookups = lookups
         self._meters = meters
+        self._catalog = catalog
 
     async def create(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
         """Create, keep (same plan), upgrade or schedule a downgrade, as Lago decides."""
@@ -94,14 +102,25 @@ class Subscriptions:
         return answer
 
     async def _learn_terms(self, answer: dict[str, Any]) -> None:
-        """Meters learn the subscription's billing terms from Lago's answer (best effort:
-        the write is done; an unknown subscription is learned again when next needed)."""
+        """After a change: meters learn the subscription's billing terms from Lago's answer,
+        and the customer's token wallet gets its plan's recurring grant. Best effort: the
+        write is done; the meters' reconciliation and the grants job catch up on a failure."""
         subscription = answer.get("subscription")
-        if isinstance(subscription, dict) and subscription.get("external_id"):
-            try:
-                await self._meters.adopt(subscription)
-            except Exception as exc:  # the write stands; terms are learned when next needed
-                log.warning("subscriptions.terms_not_stored", error=type(exc).__name__)
+        if not isinstance(subscription, dict) or not subscription.get("external_id"):
+            return
+        try:
+            await self._meters.adopt(subscription)
+        except Exception as exc:
+            log.warning("subscriptions.terms_not_stored", error=type(exc).__name__)
+        customer = subscription.get("external_customer_id")
+        if self._catalog is None or not isinstance(customer, str):
+            return
+        if not any(plan.token_grant for plan in self._catalog.plans):
+            return
+        try:
+            await sync_customer(self._lago, self._catalog, customer)
+        except Exception as exc:
+            log.warning("subscriptions.grant_not_synced", error=type(exc).__name__)
 
     async def get(self, external_id: str, query: Params) -> dict[str, Any]:
         """One subscription (``?status=`` for a pending or terminated one)."""

@@ -232,3 +232,16 @@ async def test_a_hold_the_plan_does_not_entitle_is_refused_with_403(metered: Gat
     assert body["code"] == "feature_not_entitled"
     assert body["error_details"]["plan_code"] == "basic_monthly"
     assert await meter(metered, sub, "video_generation") == (0.0, 0.0)
+
+
+async def test_balance_shows_holds_and_the_premium_grant(metered: Gateway) -> None:
+    sub = await subscribe(metered, "oz", "premium_monthly")
+    assert (await hold(metered, sub, "p1")).status_code == 201
+    response = await metered.client.get(
+        "/gateway/customers/oz/balance", headers=await metered.headers("billing:read")
+    )
+    balance = response.json()["balance"]
+    assert balance["usage"]["photo_generation"]["held"] == 1
+    # Subscribing through the gateway gave the token wallet the plan's weekly grant.
+    grant = balance["next_grant"]
+    assert (grant["tokens"], grant["interval"], grant["source"]) == (500, "weekly", "lago")

@@ -29,7 +29,7 @@ async def _sync(gw: Gateway, customer: str, plan: str | None) -> grants.GrantSyn
 
 
 async def test_sync_creates_the_rule_once(shop: Gateway) -> None:
-    await subscribe(shop, "pam", "premium_monthly")
+    await shop.runtime.lago.call("POST", "/customers", json={"customer": {"external_id": "pam"}})
 
     first = await _sync(shop, "pam", "premium_monthly")
     again = await _sync(shop, "pam", "premium_monthly")
@@ -47,6 +47,16 @@ async def test_sync_creates_the_rule_once(shop: Gateway) -> None:
     # Lago holds that one rule, nothing terminated or replaced.
     [stored] = shop.emulator.wallets[first.lago_wallet_id or ""]["recurring_transaction_rules"]
     assert stored["status"] == "active"
+
+
+async def test_subscribing_through_the_gateway_syncs_the_grant(shop: Gateway) -> None:
+    await subscribe(shop, "pat", "premium_monthly")
+
+    synced = await _sync(shop, "pat", "premium_monthly")
+
+    assert synced.outcome == "unchanged"
+    [rule] = (await _wallet(shop, "pat"))["recurring_transaction_rules"]
+    assert rule["transaction_metadata"] == [{"key": "gateway_grant", "value": "premium_monthly"}]
 
 
 async def test_a_plan_without_grant_gets_no_wallet(shop: Gateway) -> None:
@@ -140,10 +150,19 @@ async def test_a_rule_made_in_lago_is_left_alone(shop: Gateway) -> None:
     assert (rule["transaction_name"], rule["trigger"]) == ("Support top-up", "threshold")
 
 
+async def _subscribe_in_lago(gw: Gateway, customer: str, plan: str) -> None:
+    """Subscribed in Lago itself (around the gateway): only the worker's pass syncs it."""
+    lago = gw.runtime.lago
+    await lago.call("POST", "/customers", json={"customer": {"external_id": customer}})
+    subscription = {"external_customer_id": customer, "plan_code": plan,
+                    "external_id": f"sub_{customer}"}  # fmt: skip
+    await lago.call("POST", "/subscriptions", json={"subscription": subscription})
+
+
 async def test_the_worker_pass_syncs_every_subscriber(shop: Gateway) -> None:
-    await subscribe(shop, "ann", "premium_monthly")
-    await subscribe(shop, "ben", "premium_yearly")
-    await subscribe(shop, "cat", "basic_monthly")
+    await _subscribe_in_lago(shop, "ann", "premium_monthly")
+    await _subscribe_in_lago(shop, "ben", "premium_yearly")
+    await _subscribe_in_lago(shop, "cat", "basic_monthly")
     lago = shop.runtime.lago
 
     first = await grants.run_once(lago, shop.parts.catalog)

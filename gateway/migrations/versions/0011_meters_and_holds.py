@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("held_tokens", sa.String(40), nullable=False, server_default="0"),
         sa.Column("pending_credits", sa.String(40), nullable=False, server_default="0"),
         sa.Column("ongoing_credits", sa.String(40), nullable=False, server_default="0"),
+        sa.Column("wallet_rules", sa.Text),
         sa.Column("lago_wallet_id", _ID),
         sa.Column("wallet_read_at", sa.Float),
         sa.Column("touched_at", sa.Float, nullable=False),
