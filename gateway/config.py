@@ -65,8 +65,10 @@ class Settings(BaseSettings):
     session_secret: SecretStr = SecretStr("")
     # The catalog file (lago/catalog.yaml: working folder, else the packaged one); "" for none.
     catalog_path: str = "lago/catalog.yaml"
-    # Meters: how often they are compared with Lago's current usage (and drift corrected), and
+    # Meters: on (the catalog's metrics are metered as events are accepted) or off; how often
+    # they are compared with Lago's current usage (and drift corrected), and
     # how old a token account's copy of the Lago wallet may grow before it is read again.
+    meters_enabled: bool = True
     meters_reconcile_seconds: Annotated[float, Field(gt=0)] = 60.0
     meters_wallet_refresh_seconds: Annotated[float, Field(gt=0)] = 300.0
     # How often the token pack reconciler checks purchases whose bonus waits for payment.

@@ -110,7 +110,7 @@ async def build_parts(
             lookups.allowed_codes = metric_codes(catalog)
             lookups.metric_rules = metric_rules(catalog)
         writer = OutboxWriter(database, writers=settings.outbox_writers)
-        meters = Meters(database, lago, meter_rules(catalog))
+        meters = Meters(database, lago, meter_rules(catalog) if settings.meters_enabled else {})
         parts = Parts(
             runtime=runtime,
             keys=KeyVerifier(database, settings.api_key_cache_seconds),
