@@ -21,10 +21,13 @@ from gateway.billing.payloads import without_nulls
 from gateway.db import Database
 from gateway.errors import BadRequest, ValidationFailed
 from gateway.http.auth import BillingReader, BillingWriter
-from gateway.http.dependencies import RuntimeDep
+from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoClient
+from gateway.logging import get_logger
+from gateway.meters.service import Meters
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/api/v1")
 Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
 PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 100)")]
@@ -129,6 +132,22 @@ def _service(runtime: Any) -> Entitlements:
     return Entitlements(runtime.database, runtime.lago)
 
 
+MetersDep = Annotated[Meters, part("meters")]
+
+
+async def _remember(meters: Meters, external_id: str, answer: dict[str, Any]) -> None:
+    """Holds and the balance read the subscription's entitlements from the meters' copy of
+    its terms: keep it as Lago answered the change (best effort; learned again with the
+    subscription's next webhook)."""
+    entitlements = answer.get("entitlements")
+    if not isinstance(entitlements, list):
+        return
+    try:
+        await meters.save_entitlements(external_id, entitlements)
+    except Exception as exc:
+        log.warning("entitlements.not_remembered", error=type(exc).__name__)
+
+
 @router.get("/features", tags=["entitlements"])
 async def list_features(
     request: Request,
@@ -187,6 +206,7 @@ async def override_subscription_entitlements(
     request: Request,
     runtime: RuntimeDep,
     principal: BillingWriter,
+    meters: MetersDep,
     subscription_status: Status = None,
 ) -> Response:
     """Add features to one subscription or change their values (a value equal to the plan's
@@ -194,6 +214,7 @@ async def override_subscription_entitlements(
     body = await request.body()
     service = _service(runtime)
     answer = await service.override(external_id, body, _status(request), principal.name)
+    await _remember(meters, external_id, answer)
     return OrjsonResponse(answer)
 
 
@@ -204,11 +225,13 @@ async def remove_subscription_feature(
     request: Request,
     runtime: RuntimeDep,
     principal: BillingWriter,
+    meters: MetersDep,
     subscription_status: Status = None,
 ) -> Response:
     """Take a feature away from one subscription (its override goes; the plan's is removed)."""
     service = _service(runtime)
     answer = await service.remove(external_id, feature_code, None, _status(request), principal.name)
+    await _remember(meters, external_id, answer)
     return OrjsonResponse(answer)
 
 
@@ -223,6 +246,7 @@ async def remove_subscription_privilege(
     request: Request,
     runtime: RuntimeDep,
     principal: BillingWriter,
+    meters: MetersDep,
     subscription_status: Status = None,
 ) -> Response:
     """Take one privilege of a feature away from one subscription."""
@@ -230,4 +254,5 @@ async def remove_subscription_privilege(
     answer = await service.remove(
         external_id, feature_code, privilege_code, _status(request), principal.name
     )
+    await _remember(meters, external_id, answer)
     return OrjsonResponse(answer)

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
 from gateway.catalog import accounting
-from gateway.catalog.entitlements import refusal
+from gateway.catalog.entitlements import overrides_from_lago, refusal
 from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.errors import (
@@ -230,7 +230,11 @@ class Holds:
     def _check_entitled(self, terms: Terms, event: ParsedEvent) -> None:
         if self.catalog is None:
             return
-        refused = refusal(self.catalog, terms.plan_code, event.code, event.properties or {})
+        overrides = None
+        if terms.entitlements is not None:
+            overrides = overrides_from_lago(self.catalog, terms.plan_code, terms.entitlements)
+        properties = event.properties or {}
+        refused = refusal(self.catalog, terms.plan_code, event.code, properties, overrides)
         if refused is not None:
             raise Forbidden(
                 f"the plan does not include the feature {refused.feature}",

@@ -38,6 +38,9 @@ class MeterSubscription(SQLModel, table=True):
     ending_at: float | None = Field(default=None, sa_column=Column(Float))
     period_start: float | None = Field(default=None, sa_column=Column(Float))
     period_end: float | None = Field(default=None, sa_column=Column(Float))
+    # Lago's GET /subscriptions/{id}/entitlements list (JSON): the plan's features with this
+    # subscription's overrides; NULL when not known (the plan's, from the catalog, apply).
+    entitlements: str | None = Field(default=None, sa_column=Column(Text))
     learned_at: float = Field(sa_column=Column(Float, nullable=False))
 
 

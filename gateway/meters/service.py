@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+import orjson
+
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
 from gateway.logging import get_logger
@@ -50,7 +52,10 @@ def _at(seconds: float) -> datetime:
 
 
 def terms_row(
-    subscription: Mapping[str, Any], plan: Mapping[str, Any] | None, timezone: str
+    subscription: Mapping[str, Any],
+    plan: Mapping[str, Any] | None,
+    timezone: str,
+    entitlements: list[Any] | None = None,
 ) -> dict[str, Any]:
     """The ``meter_subscriptions`` row of a Lago subscription object (and its plan)."""
     plan = plan or subscription.get("plan") or {}
@@ -71,6 +76,7 @@ def terms_row(
         "ending_at": _moment(subscription.get("ending_at")),
         "period_start": _moment(subscription.get("current_billing_period_started_at")),
         "period_end": _moment(subscription.get("current_billing_period_ending_at")),
+        "entitlements": None if entitlements is None else orjson.dumps(entitlements).decode(),
         "learned_at": time.time(),
     }
 
@@ -88,6 +94,12 @@ class Terms(NamedTuple):
     @property
     def plan_code(self) -> str:
         return str(self.row["plan_code"])
+
+    @property
+    def entitlements(self) -> list[Any] | None:
+        """Lago's entitlements of the subscription (overrides applied), when known."""
+        stored = self.row.get("entitlements")
+        return None if stored is None else list(orjson.loads(stored))
 
     @property
     def active(self) -> bool:
@@ -225,13 +237,33 @@ class Meters:
         except LagoError as exc:
             log.warning("meters.learn_failed", error=type(exc).__name__)
             return None
-        return await self.save(subscription, plan, _timezone(customer))
+        entitlements = await self._entitlements(str(subscription["external_id"]))
+        return await self.save(subscription, plan, _timezone(customer), entitlements)
+
+    async def _entitlements(self, external_id: str) -> list[Any] | None:
+        """Lago's entitlements of a subscription; None when Lago cannot say."""
+        try:
+            body = await self.lago.call("GET", f"/subscriptions/{_q(external_id)}/entitlements")
+        except LagoError:
+            return None
+        found = body.get("entitlements")
+        return list(found) if isinstance(found, list) else None
+
+    async def save_entitlements(self, external_id: str, entitlements: list[Any]) -> None:
+        """The subscription's entitlements as Lago answered a change of them."""
+        async with self.database.engine.begin() as conn:
+            await store.save_entitlements(conn, external_id, orjson.dumps(entitlements).decode())
+        self.forget(external_id)
 
     async def save(
-        self, subscription: Mapping[str, Any], plan: Mapping[str, Any] | None, timezone: str
+        self,
+        subscription: Mapping[str, Any],
+        plan: Mapping[str, Any] | None,
+        timezone: str,
+        entitlements: list[Any] | None = None,
     ) -> Terms:
         """Store terms from a Lago subscription object (an answer or a webhook)."""
-        row = terms_row(subscription, plan, timezone)
+        row = terms_row(subscription, plan, timezone, entitlements)
         async with self.database.engine.begin() as conn:
             await store.save_terms(conn, row)
         return self._remember(terms_of(row))

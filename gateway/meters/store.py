@@ -209,6 +209,7 @@ TERMS_COLUMNS = (
     "ending_at",
     "period_start",
     "period_end",
+    "entitlements",
     "learned_at",
 )
 
@@ -347,3 +348,11 @@ async def account_of_wallet(conn: AsyncConnection, lago_wallet_id: str) -> str |
     )
     row = result.first()
     return None if row is None else str(row[0])
+
+
+async def save_entitlements(conn: AsyncConnection, external_id: str, entitlements: str) -> None:
+    """A subscription's entitlements as Lago just answered them (JSON)."""
+    await conn.execute(
+        text("UPDATE meter_subscriptions SET entitlements = :e WHERE external_id = :id"),
+        {"e": entitlements, "id": external_id},
+    )

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway.catalog import accounting
-from gateway.catalog.entitlements import features_of
+from gateway.catalog.entitlements import features_of, overrides_from_lago
 from gateway.catalog.schemas import Allowance, Catalog, TokenWallet
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound
@@ -287,7 +287,7 @@ async def customer_balance(
         "period": None if period is None else {"from": _iso(period[0]), "to": _iso(period[1])},
         "usage": _usage(catalog, plan_code, rows, available, terms is not None),
         "wallet": _wallet(catalog, account, spent, available, owed),
-        "features": features_of(catalog, plan_code) if catalog is not None else {},
+        "features": _features(catalog, terms),
         "next_grant": _next_grant(catalog, plan_code, account),
         "token_costs": {
             name: cost.model_dump(mode="json") for name, cost in catalog.token_costs.items()
@@ -295,6 +295,18 @@ async def customer_balance(
         if catalog
         else {},
     }
+
+
+def _features(catalog: Catalog | None, terms: Terms | None) -> dict[str, Any]:
+    """The plan's features and privilege values, with the subscription's overrides."""
+    if catalog is None:
+        return {}
+    plan_code = terms.plan_code if terms is not None else None
+    entitlements = terms.entitlements if terms is not None else None
+    overrides = None
+    if entitlements is not None:
+        overrides = overrides_from_lago(catalog, plan_code, entitlements)
+    return features_of(catalog, plan_code, overrides)
 
 
 def _next_grant(

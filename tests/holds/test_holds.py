@@ -245,3 +245,29 @@ async def test_balance_shows_holds_and_the_premium_grant(metered: Gateway) -> No
     # Subscribing through the gateway gave the token wallet the plan's weekly grant.
     grant = balance["next_grant"]
     assert (grant["tokens"], grant["interval"], grant["source"]) == (500, "weekly", "lago")
+
+
+async def test_a_subscription_s_entitlement_overrides_decide_its_holds(metered: Gateway) -> None:
+    sub = await subscribe(metered, "pen", "basic_monthly")
+    writer = await metered.headers("billing:write")
+    path = f"/api/v1/subscriptions/{sub}/entitlements"
+    hd = {"properties": {"quality": "hd"}}
+    assert (await hold(metered, sub, "hd-1", **hd)).status_code == 201  # Basic has HD
+    video = {"properties": {"seconds": 2}}
+    assert (await hold(metered, sub, "v-1", "video_generation", **video)).status_code == 403
+
+    extra = {"entitlements": {"video": {"max_clip_seconds": 15}}}
+    assert (await metered.client.patch(path, json=extra, headers=writer)).status_code == 200
+    removed = await metered.client.delete(f"{path}/hd_photos", headers=writer)
+    assert removed.status_code == 200
+
+    # Video is entitled now (no tokens, so not covered: 402); HD photos are not.
+    assert (await hold(metered, sub, "v-2", "video_generation", **video)).status_code == 402
+    refused = await hold(metered, sub, "hd-2", **hd)
+    assert (refused.status_code, refused.json()["error_details"]["feature"]) == (403, "hd_photos")
+    balance = await metered.client.get(
+        "/gateway/customers/pen/balance", headers=await metered.headers("billing:read")
+    )
+    features = balance.json()["balance"]["features"]
+    assert features["video"] == {"max_clip_seconds": 15}
+    assert "hd_photos" not in features

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("ending_at", sa.Float),
         sa.Column("period_start", sa.Float),
         sa.Column("period_end", sa.Float),
+        sa.Column("entitlements", sa.Text),
         sa.Column("learned_at", sa.Float, nullable=False),
     )
     op.create_index(
