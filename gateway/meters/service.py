@@ -211,6 +211,8 @@ class Meters:
     async def learn(self, external_id: str) -> Terms | None:
         """Read a subscription from Lago and store its terms; None when Lago does not know
         it or cannot be reached."""
+        if not external_id.strip():
+            return None
         try:
             body = await self.lago.call("GET", f"/subscriptions/{_q(external_id)}")
         except LagoApiError as exc:
@@ -220,7 +222,10 @@ class Meters:
         except LagoError as exc:
             log.warning("meters.learn_failed", error=type(exc).__name__)
             return None
-        return await self.adopt(body["subscription"])
+        subscription = body.get("subscription")
+        if not isinstance(subscription, dict) or subscription.get("external_id") != external_id:
+            return None
+        return await self.adopt(subscription)
 
     async def adopt(self, subscription: Mapping[str, Any]) -> Terms | None:
         """Store the terms of a Lago subscription object (an answer or a webhook's), asking

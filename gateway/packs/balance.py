@@ -23,7 +23,7 @@ from gateway.catalog import accounting
 from gateway.catalog.entitlements import features_of, overrides_from_lago
 from gateway.catalog.schemas import Allowance, Catalog, TokenWallet
 from gateway.db import Database
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.logging import get_logger
 from gateway.meters import store as meters_store
@@ -153,6 +153,8 @@ async def _subscription(
 ) -> Terms | None:
     """The subscription the answer is about: the one named, else the customer's one active."""
     if subscription_id is not None:
+        if not subscription_id.strip():
+            raise ValidationFailed(details={"external_subscription_id": ["value_is_invalid"]})
         terms = await meters.terms_or_learn(subscription_id)
         if terms is None or terms.customer != customer:
             raise NotFound("no such subscription for this customer", code="subscription_not_found")

@@ -9,6 +9,7 @@ import orjson
 
 from gateway import worker
 from gateway.collection import handlers as collection
+from gateway.meters import handlers as meters
 from gateway.packs import handlers as packs
 from gateway.webhooks.handlers import Handler
 from gateway.webhooks.processor import handler_name
@@ -32,7 +33,14 @@ EXPECTED: dict[tuple[str, str], list[Handler]] = {
         packs.on_credit_invoice,
     ],
     ("lago", "credit_note.created"): [collection.on_credit_note],
-    ("lago", "wallet_transaction.updated"): [packs.on_wallet_transaction],
+    ("lago", "wallet_transaction.updated"): [
+        packs.on_wallet_transaction,
+        packs.on_wallet_change,
+    ],
+    ("lago", "wallet_transaction.created"): [packs.on_wallet_change],
+    ("lago", "wallet.updated"): [packs.on_wallet_change],
+    ("lago", "subscription.started"): [meters.on_subscription],
+    ("lago", "subscription.terminated"): [meters.on_subscription],
     ("stripe", "payment_intent.succeeded"): [collection.on_payment_intent],
     ("stripe", "payment_intent.payment_failed"): [collection.on_payment_intent],
     ("stripe", "checkout.session.completed"): [collection.on_checkout_session],
@@ -58,7 +66,7 @@ def test_each_event_type_maps_to_the_expected_handlers() -> None:
     found = {key: table.matching(*key) for key in EXPECTED}
 
     assert found == EXPECTED
-    assert len(table.routes) == 15
+    assert len(table.routes) == 18
     unused = [r for r in table.routes if not any(r.matches(*key) for key in EXPECTED)]
     assert unused == [], "every route of the table is checked above"
 
