@@ -4,6 +4,12 @@ durable PostgreSQL, load from wrk; beside it, in the same run, a plain multi-row
 one commit each, same concurrency) into the same table.
 
     .venv/bin/python -m tests.bench.bench_ingest_batch [--workers 1,2] [--seconds 10]
+        [--meters off|on|both]
+
+The emulator gets the shipped catalog and the 50 subscriptions are made through the gateway
+(Basic), so the gateway knows their terms and, meters on, meters every event (timestamped
+now). ``--meters both`` (default) runs the gateway with GATEWAY_METERS_ENABLED=false, then
+true, and prints the drop.
 
 The gateway runs ``serve --no-worker``: this figure is acceptance; forwarding is figure 3.
 """
@@ -42,7 +48,7 @@ function request()
     local n = counter * per + i
     parts[i] = '{"transaction_id":"' .. prefix .. n ..
       '","external_subscription_id":"sub_' .. (n % subs) ..
-      '","code":"photo_generation","timestamp":' .. (1756684800 + n % 86400) ..
+      '","code":"photo_generation","timestamp":' .. os.time() ..
       ',"properties":{"model":"flux-1","seconds":' .. (n % 7 + 1) .. '}}'
   end
   return wrk.format(nil, "/api/v1/events/batch", nil,
@@ -112,15 +118,15 @@ def gateway_run(
     stack: Stack,
     url: str,
     workers: int,
+    meters: bool,
     options: argparse.Namespace,
 ) -> tuple[float, support.WrkResult]:
     connections, per, seconds = options.connections, options.per, options.seconds
     profile_dir = Path(options.profile) if options.profile else None
-    emulator = stack.emulator(f"emulator-w{workers}")
-    emulator.seed(SUBSCRIPTIONS)
-    env = support.gateway_env(url, emulator)
-    key = support.create_key(env, "bench", "events:write")
-    gateway = stack.gateway(env, workers=workers, no_worker=True, name=f"gateway-w{workers}")
+    name = f"w{workers}-meters-{'on' if meters else 'off'}"
+    emulator, gateway, key = support.metered_gateway(
+        stack, url, meters, name, workers, SUBSCRIPTIONS
+    )
     lua = support.lua_headers(key) + BATCH_LUA
     say(f"warming up the gateway ({workers} API worker(s)) ...")
     support.run_wrk(
@@ -135,7 +141,7 @@ def gateway_run(
     before = support.scalar(url, "SELECT count(*) FROM usage_events")
     spy = None
     if profile_dir:
-        out = profile_dir / f"batch-w{workers}.txt"
+        out = profile_dir / f"batch-{name}.txt"
         spy = support.profile(gateway.process.pid, seconds - 1, out)
     assert stack.pg is not None
     meter = support.CpuMeter(gateway=gateway.process.pid, postgres=support.postmaster_pid(stack.pg))
@@ -154,6 +160,9 @@ def gateway_run(
     after = support.scalar(url, "SELECT count(*) FROM usage_events")
     cpu_us = meter.result["gateway"] * result.duration / max(1, after - before) * 1e6
     say(f"gateway CPU per accepted event: {cpu_us:.1f} us")
+    say(support.meter_rows(url))
+    if meters and not support.scalar(url, "SELECT count(*) FROM usage_meters"):
+        say("WARNING: meters on, yet no usage_meters rows: nothing was metered")
     if spy is not None:
         spy.wait(30)
     gateway.process.stop()
@@ -171,20 +180,31 @@ def main() -> None:
     parser.add_argument("--per", type=int, default=100, help="events per request")
     parser.add_argument("--profile", help="a folder for py-spy profiles of the gateway")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--meters",
+        choices=support.METERS_CHOICES,
+        default="both",
+        help="GATEWAY_METERS_ENABLED: off, on, or both in turn (prints the drop)",
+    )
     options = parser.parse_args()
     support.require_wrk()
+    modes = support.meters_modes(options.meters)
+    counts = [int(w) for w in options.workers.split(",")]
+    runs: dict[tuple[bool, int], tuple[float, support.WrkResult]] = {}
     with Stack() as stack:
-        figures: dict[int, tuple[float, support.WrkResult]] = {}
-        for workers in (int(w) for w in options.workers.split(",")):
-            url = stack.database(f"bench_batch_w{workers}")
-            figures[workers] = gateway_run(stack, url, workers, options)
-            rate, result = figures[workers]
-            print(
-                f"gateway, {workers} API worker(s): {rate:,.0f} events/s durably accepted "
-                f"({result.rate:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-                f"p99 {result.p99_ms:.1f} ms, non-2xx {result.non_2xx})",
-                flush=True,
-            )
+        for workers in counts:  # off then on, back to back: the pair sees the same machine
+            for meters in modes:
+                label = "on" if meters else "off"
+                url = stack.database(f"bench_batch_w{workers}_meters_{label}")
+                runs[meters, workers] = gateway_run(stack, url, workers, meters, options)
+                rate, result = runs[meters, workers]
+                print(
+                    f"gateway, {workers} API worker(s), meters {label}: {rate:,.0f} events/s "
+                    f"durably accepted ({result.rate:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
+                    f"p99 {result.p99_ms:.1f} ms, non-2xx {result.non_2xx}) | "
+                    f"{support.meter_rows(url)}",
+                    flush=True,
+                )
         baseline = float("nan")
         if not options.skip_baseline:
             say("baseline: plain multi-row INSERT ... ON CONFLICT DO NOTHING ...")
@@ -192,15 +212,36 @@ def main() -> None:
             baseline = asyncio.run(
                 baseline_insert(base_url, options.connections, options.per, options.seconds)
             )
+    figures = {w: runs[modes[-1], w] for w in counts}  # meters on if measured: the default
     best_workers, (best, _) = max(figures.items(), key=lambda item: item[1][0])
     print(f"baseline, plain INSERT of the same rows: {baseline:,.0f} rows/s")
+    _meters_results(runs, counts, modes)
     print(
         f"RESULT batch ingest: {best:,.0f} events/s (best: {best_workers} API worker(s), "
-        f"{options.connections} connections, {options.per} events/request) | baseline "
+        f"{options.connections} connections, {options.per} events/request, meters "
+        f"{'on' if modes[-1] else 'off'}) | baseline "
         f"{baseline:,.0f} rows/s | ratio {best / baseline:.2f} (aim >= 0.5) | target 40,000: "
         f"{'met' if best >= 40_000 else 'MISSED'}"
     )
     print(support.cpu_note())
+
+
+def _meters_results(
+    runs: dict[tuple[bool, int], tuple[float, support.WrkResult]],
+    counts: list[int],
+    modes: list[bool],
+) -> None:
+    """Meters on against off, per worker count, when both were measured."""
+    if len(modes) < 2:
+        return
+    for workers in counts:
+        off, on = runs[False, workers][0], runs[True, workers][0]
+        drop = (off - on) / off * 100 if off else float("nan")
+        print(
+            f"RESULT batch ingest meters, {workers} API worker(s): on {on:,.0f} events/s | "
+            f"off {off:,.0f} events/s | drop {drop:.1f} % | target drop <= 10 %: "
+            f"{'met' if drop <= 10 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

@@ -293,6 +293,93 @@ def create_key(env: dict[str, str], name: str, *scopes: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def apply_catalog(env: dict[str, str]) -> None:
+    """``gateway catalog apply`` of the shipped catalog (lago/catalog.yaml) to the emulator."""
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "catalog",
+        "apply",
+        str(ROOT / "lago" / "catalog.yaml"),
+    ]
+    subprocess.run(
+        argv, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
+
+
+def subscribe(gateway_url: str, key: str, subs: list[str], plan_code: str) -> None:
+    """Subscribe ``cust_<sub>`` to ``plan_code`` as ``sub`` through the gateway's
+    ``/api/v1/subscriptions``, so the gateway stores each subscription's terms (and meters it)."""
+    import asyncio
+
+    async def run() -> None:
+        limit = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(
+            base_url=gateway_url, headers={"Authorization": f"Bearer {key}"}, timeout=30.0
+        ) as client:
+
+            async def one(sub: str) -> None:
+                body = {
+                    "subscription": {
+                        "external_customer_id": f"cust_{sub}",
+                        "plan_code": plan_code,
+                        "external_id": sub,
+                    }
+                }
+                async with limit:
+                    response = await client.post("/api/v1/subscriptions", json=body)
+                if response.status_code >= 300:
+                    raise RuntimeError(f"subscribing {sub}: {response.status_code} {response.text}")
+
+            await asyncio.gather(*(one(sub) for sub in subs))
+
+    asyncio.run(run())
+
+
+METERS_CHOICES = ("on", "off", "both")
+
+
+def meters_modes(choice: str) -> list[bool]:
+    """``--meters off|on|both`` as the GATEWAY_METERS_ENABLED values to run, off first."""
+    return {"off": [False], "on": [True], "both": [False, True]}[choice]
+
+
+def metered_gateway(
+    stack: Stack,
+    database_url: str,
+    meters: bool,
+    name: str,
+    workers: int,
+    subscriptions: int,
+    settings: dict[str, str] | None = None,
+) -> tuple[Emulator, Gateway, str]:
+    """The emulator with the shipped catalog, ``gateway serve --no-worker`` with
+    GATEWAY_METERS_ENABLED=``meters``, and ``sub_0`` ... subscribed to Basic through the gateway
+    (so their terms are known and, meters on, every event of a catalog metric is metered).
+    ``settings``: more GATEWAY_* settings (without the prefix). Returns an ``events:write``
+    key too."""
+    emulator = stack.emulator(f"emulator-{name}")
+    env = gateway_env(
+        database_url, emulator, **{**(settings or {}), "meters_enabled": str(meters).lower()}
+    )
+    apply_catalog(env)
+    key = create_key(env, "bench", "events:write", "billing:write")
+    gateway = stack.gateway(env, workers=workers, no_worker=True, name=f"gateway-{name}")
+    subscribe(gateway.url, key, [f"sub_{i}" for i in range(subscriptions)], "basic_monthly")
+    return emulator, gateway, key
+
+
+def meter_rows(database_url: str) -> str:
+    """What the meters hold, for the line printed after a run."""
+    rows = scalar(database_url, "SELECT count(*) FROM usage_meters")
+    units = scalar(
+        database_url,
+        "SELECT coalesce(sum(units), 0) FROM usage_meters WHERE group_key = ''",
+    )
+    return f"usage_meters: {rows:,} rows, {units:,.0f} units in the metric totals"
+
+
 # wrk ------------------------------------------------------------------------------------------
 
 WRK_DONE = """
@@ -309,6 +396,7 @@ function done(summary, latency, requests)
     late = math.max(late, thread:get("late_max") or 0)
   end
   io.write(string.format('WRKPACED {"late_max_ms":%.3f}\\n', late))
+  if done_extra then done_extra() end  -- a script's own summary lines
 end
 """
 
