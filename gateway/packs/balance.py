@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import accounting
 from gateway.catalog.entitlements import features_of, overrides_from_lago
@@ -148,21 +149,26 @@ async def refresh_quietly(
 # The answer ----------------------------------------------------------------------------
 
 
-async def _subscription(
-    meters: Meters, lago: LagoClient, customer: str, subscription_id: str | None
-) -> Terms | None:
-    """The subscription the answer is about: the one named, else the customer's one active."""
+_UNKNOWN = object()  # the gateway has no terms for the customer's subscription(s) yet
+
+
+async def _known_subscription(
+    conn: AsyncConnection, meters: Meters, customer: str, subscription_id: str | None
+) -> Terms | object | None:
+    """The subscription the answer is about, from what the gateway knows (``_UNKNOWN``: it
+    must learn from Lago first): the one named, else the customer's one active."""
     if subscription_id is not None:
         if not subscription_id.strip():
             raise ValidationFailed(details={"external_subscription_id": ["value_is_invalid"]})
-        terms = await meters.terms_or_learn(subscription_id)
-        if terms is None or terms.customer != customer:
+        terms = (await meters.terms([subscription_id])).get(subscription_id)
+        if terms is None:
+            return _UNKNOWN
+        if terms.customer != customer:
             raise NotFound("no such subscription for this customer", code="subscription_not_found")
         return terms
-    async with meters.database.engine.connect() as conn:
-        rows = await meters_store.subscriptions_of(conn, customer)
+    rows = await meters_store.subscriptions_of(conn, customer)
     if not rows:
-        return await _learn_active(meters, lago, customer)
+        return _UNKNOWN
     active = [row for row in rows if row["status"] == ACTIVE]
     if len(active) > 1:
         raise Conflict(
@@ -173,6 +179,18 @@ async def _subscription(
     if not active:
         return None
     return (await meters.terms([active[0]["external_id"]])).get(active[0]["external_id"])
+
+
+async def _learn(
+    meters: Meters, lago: LagoClient, customer: str, subscription_id: str | None
+) -> Terms | None:
+    """A subscription or customer seen for the first time, read from Lago."""
+    if subscription_id is not None:
+        terms = await meters.learn(subscription_id)
+        if terms is None or terms.customer != customer:
+            raise NotFound("no such subscription for this customer", code="subscription_not_found")
+        return terms
+    return await _learn_active(meters, lago, customer)
 
 
 async def _learn_active(meters: Meters, lago: LagoClient, customer: str) -> Terms | None:
@@ -259,23 +277,38 @@ async def customer_balance(
     external_customer_id: str,
     external_subscription_id: str | None = None,
 ) -> dict[str, Any]:
-    """The ``balance`` object of ``GET /gateway/customers/{id}/balance``."""
-    customer = external_customer_id
-    terms = await _subscription(meters, lago, customer, external_subscription_id)
-    now = time.time()
-    period = terms.period_of(now) if terms is not None else None
-    async with database.engine.connect() as conn:
-        account = await meters_store.account(conn, customer)
-    if account is None or account["wallet_read_at"] is None:
-        await refresh_account(database, lago, catalog, customer)  # first sight only
-    async with database.engine.connect() as conn:
-        account = await meters_store.account(conn, customer)
-        rows = (
-            []
-            if terms is None or period is None
-            else await meters_store.meters_of(conn, terms.row["external_id"], period[0])
-        )
-        owed = await store.owed_bonus_credits_on(conn, customer)
+    """The ``balance`` object of ``GET /gateway/customers/{id}/balance``: one connection and
+    a few reads for a customer the gateway knows; Lago is asked only on first sight."""
+    customer, wanted = external_customer_id, external_subscription_id
+    for attempt in range(2):
+        async with database.engine.connect() as conn:
+            found = await _known_subscription(conn, meters, customer, wanted)
+            account = await meters_store.account(conn, customer)
+            known = found is not _UNKNOWN
+            if (known and account is not None and account["wallet_read_at"] is not None) or (
+                attempt == 1
+            ):
+                terms = found if isinstance(found, Terms) else None
+                return await _answer(conn, catalog, customer, terms, account)
+        if not known:
+            await _learn(meters, lago, customer, wanted)
+        if account is None or account["wallet_read_at"] is None:
+            await refresh_account(database, lago, catalog, customer)
+    raise AssertionError("unreachable")
+
+
+async def _answer(
+    conn: AsyncConnection,
+    catalog: Catalog | None,
+    customer: str,
+    terms: Terms | None,
+    account: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    period = terms.period_of(time.time()) if terms is not None else None
+    rows = []
+    if terms is not None and period is not None:
+        rows = await meters_store.meters_of(conn, terms.row["external_id"], period[0])
+    owed = await store.owed_bonus_credits_on(conn, customer)
     plan_code = terms.plan_code if terms is not None else None
     totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
     spent = accounting.tokens_spent(catalog, plan_code, totals)
