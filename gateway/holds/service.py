@@ -25,14 +25,11 @@ import contextlib
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.service import entry, record_many
 from gateway.catalog import accounting
 from gateway.catalog.entitlements import overrides_from_lago, refusal
 from gateway.catalog.schemas import Catalog
@@ -41,20 +38,21 @@ from gateway.errors import (
     Conflict,
     Forbidden,
     NotFound,
-    PaymentRequired,
     UpstreamUnavailable,
     ValidationFailed,
 )
 from gateway.holds import store
+from gateway.holds.cover import Cover, reserve
+from gateway.holds.messages import announce, shape
 from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.meters import store as meters_store
-from gateway.meters.metering import TOTAL, event_value, increase
+from gateway.meters.metering import TOTAL, event_value
 from gateway.meters.service import Metered, Meters, Terms
 from gateway.packs.balance import refresh_account
-from gateway.relay.service import DUE, enqueue_message
+from gateway.relay.service import DUE
 from gateway.usage import store as usage_store
 from gateway.usage.lookups import LagoLookups
 from gateway.usage.outbox import PENDING
@@ -67,41 +65,6 @@ MAX_EXPIRES_IN = 24 * 3600
 EXPIRY_POLL_SECONDS = 1.0
 EXPIRY_BATCH = 100
 ZERO = accounting.ZERO
-
-
-@dataclass(frozen=True)
-class Cover:
-    """How a hold is paid: units from the allowance, tokens, and the rest in arrears."""
-
-    units: float
-    allowance_units: float
-    tokens: Decimal
-    paid_from: str
-
-
-def shape(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A hold as the API answers it."""
-    return {
-        "id": row["id"],
-        "status": row["status"],
-        "external_subscription_id": row["external_subscription_id"],
-        "external_customer_id": row["external_customer_id"],
-        "transaction_id": row["transaction_id"],
-        "code": row["code"],
-        "properties": orjson.loads(row["properties"]),
-        "units": row["units"],
-        "paid_from": row["paid_from"],
-        "allowance_units": row["allowance_units"],
-        "tokens": row["tokens"],
-        "captured_units": row["captured_units"],
-        "created_at": _iso(row["created_at"]),
-        "expires_at": _iso(row["expires_at"]),
-        "settled_at": None if row["settled_at"] is None else _iso(row["settled_at"]),
-    }
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class Holds:
@@ -146,7 +109,9 @@ class Holds:
                 if found["fingerprint"] != event.fingerprint():
                     raise ValidationFailed(details={"transaction_id": ["value_already_exist"]})
                 return shape(found), False
-            cover = await self._cover(conn, terms, event, period[0], account)
+            cover: Cover = await reserve(
+                conn, self.catalog, self.meters.rules[event.code], terms, event, period[0], account
+            )
             row = {
                 "id": "hold_" + secrets.token_hex(12),
                 "external_subscription_id": event.external_subscription_id,
@@ -175,7 +140,7 @@ class Holds:
             if cover.tokens:
                 held = accounting.decimal(account["held_tokens"]) + cover.tokens
                 await meters_store.set_held_tokens(conn, customer, accounting.text(held))
-            await self._announce(conn, row, "hold.created", "holds.create", actor)
+            await announce(conn, row, "hold.created", "holds.create", actor)
         self.database.wake(DUE).set()
         return shape(row), True
 
@@ -249,58 +214,6 @@ class Holds:
                 },
             )
 
-    async def _cover(
-        self,
-        conn: AsyncConnection,
-        terms: Terms,
-        event: ParsedEvent,
-        period_start: float,
-        account: Mapping[str, Any],
-    ) -> Cover:
-        """Reserve the event's increase: allowance first, then tokens, or refuse (402)."""
-        subscription = terms.row["external_id"]
-        rows = await meters_store.meters_of(conn, subscription, period_start)
-        totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
-        rule = self.meters.rules[event.code]
-        meter = totals.get(event.code) or {"units": 0.0, "held": 0.0}
-        value, distinct = event_value(rule, event.properties)
-        seen = False
-        if distinct is not None:
-            key = (subscription, event.code, period_start, TOTAL)
-            seen = await meters_store.value_seen(conn, key, distinct)
-        used = float(meter["units"]) + float(meter["held"])
-        units = increase(rule.aggregation, used, value, seen)
-        allowance = accounting.allowance(self.catalog, terms.plan_code, event.code)
-        if units <= 0 or allowance is None:
-            return Cover(units, 0.0, ZERO, "allowance" if allowance else "invoice")
-        if allowance.included is None:
-            return Cover(units, units, ZERO, "allowance")
-        from_allowance = min(units, max(float(allowance.included) - used, 0.0))
-        rest = units - from_allowance
-        if rest <= 0:
-            return Cover(units, from_allowance, ZERO, "allowance")
-        paid = "allowance_and_" if from_allowance else ""
-        if allowance.beyond == "invoice":
-            return Cover(units, from_allowance, ZERO, paid + "invoice")
-        if allowance.beyond == "blocked":
-            raise PaymentRequired(
-                "the plan's included usage is used up and the plan allows nothing beyond it",
-                details={"code": event.code, "included": allowance.included, "beyond": "blocked"},
-            )
-        cost = accounting.token_costs(self.catalog).get(event.code)
-        needed = ZERO if cost is None else Decimal(str(rest)) * cost
-        available = accounting.tokens_available(self.catalog, terms.plan_code, totals, account)
-        if cost is None or needed > available:
-            raise PaymentRequired(
-                "not enough tokens for this generation",
-                details={
-                    "code": event.code,
-                    "tokens_needed": accounting.text(needed) if cost is not None else None,
-                    "tokens_available": accounting.text(max(available, ZERO)),
-                },
-            )
-        return Cover(units, from_allowance, needed, paid + "tokens")
-
     async def _fresh_wallet(self, customer: str) -> None:
         """A customer seen for the first time: its wallet is read from Lago (outside any
         lock); afterwards the account is kept fresh by wallet writes, webhooks and the
@@ -347,7 +260,7 @@ class Holds:
             props = orjson.dumps(event.properties or {}).decode()
             await store.settle(conn, hold_id, CAPTURED, now, captured_units=units, properties=props)
             row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
-            await self._announce(conn, row, "hold.captured", "holds.capture", actor)
+            await announce(conn, row, "hold.captured", "holds.capture", actor)
         if accepted:
             self.database.wake(PENDING).set(1)
         self.database.wake(DUE).set()
@@ -384,7 +297,7 @@ class Holds:
         await store.settle(conn, row["id"], status, now)
         row.update(status=status, settled_at=now)
         name = "released" if status == RELEASED else "expired"
-        await self._announce(conn, row, f"hold.{name}", f"holds.{name.rstrip('d')}", actor)
+        await announce(conn, row, f"hold.{name}", f"holds.{name.rstrip('d')}", actor)
 
     async def _return(self, conn: AsyncConnection, row: Mapping[str, Any], now: float) -> None:
         """Give back what the hold reserved (the caller holds the account's lock)."""
@@ -426,37 +339,6 @@ class Holds:
         )
         await meters_store.apply(conn, await self.meters.deltas([metered]), now)
         return True
-
-    async def _announce(
-        self, conn: AsyncConnection, row: Mapping[str, Any], kind: str, action: str, actor: str
-    ) -> None:
-        """The audit row and the relay message of a hold's change, in its transaction."""
-        body = shape(row)
-        await record_many(
-            conn,
-            [
-                entry(
-                    actor=actor,
-                    action=action,
-                    outcome="success",
-                    target=row["id"],
-                    target_ids=[row["external_subscription_id"], row["transaction_id"]],
-                    detail={
-                        "code": row["code"],
-                        "units": row["units"],
-                        "paid_from": row["paid_from"],
-                        "tokens": row["tokens"],
-                    },
-                )
-            ],
-        )
-        await enqueue_message(
-            conn,
-            message_id=f"msg_gateway_{kind.replace('.', '_')}_{row['id']}",
-            type=kind,
-            source="gateway",
-            data={"hold": body},
-        )
 
     async def expire_due(self, limit: int = EXPIRY_BATCH) -> int:
         """Release held holds past their ``expires_at`` (as ``expired``); how many."""

@@ -21,44 +21,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
-from gateway.catalog import accounting
 from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
-from gateway.meters import store as meters_store
-from gateway.meters.metering import TOTAL
-from gateway.meters.service import Terms, terms_of
-from gateway.relay.service import DUE, enqueue_message, iso
+from gateway.meters.alert_rules import TOKENS, USAGE, token_alerts, tokens_available, usage_alerts
+from gateway.meters.alert_store import (
+    SCAN_ROWS,
+    Changes,
+    Raised,
+    accepted_since,
+    accounts_of,
+    accounts_touched,
+    newest_event_id,
+    raised_of,
+    subscriptions_of,
+    terms_by_id,
+    totals_of,
+)
+from gateway.meters.service import Terms
+from gateway.relay.service import DUE, enqueue_message
 
 log = get_logger(__name__)
 
-USAGE = "usage"
-TOKENS = "tokens"
-USAGE_MESSAGE = "usage.threshold_reached"
-TOKENS_MESSAGE = "tokens.low"
 ACTOR = "gateway"
 
 POLL_SECONDS = 0.5
-SCAN_ROWS = 10_000  # outbox rows read per query (a backlog is read in several)
 REORDER_SECONDS = 2.0  # how far behind the newest id a PostgreSQL pass reads again
 ACCOUNT_SKEW_SECONDS = 2.0  # and how far behind its last pass it looks for touched accounts
 START_BACKLOG_IDS = 5_000  # outbox rows a freshly started job reads behind the newest
 START_BACKLOG_SECONDS = 60.0  # and how far back it looks for touched token accounts
-IN_CHUNK = 500  # values per IN (...) list
 
 ALERTS_RAISED = Counter(
     "gateway_meter_alerts_raised_total", "Usage and token alerts raised (relay messages)", ["kind"]
@@ -73,165 +74,6 @@ PASS_SECONDS = Histogram(
     "One pass of the alert job",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-
-
-def message_id(kind: str, *key: Any) -> str:
-    """The relay message id of one alert (the same whoever raises it)."""
-    digest = hashlib.sha256("\x00".join([kind, *map(str, key)]).encode()).hexdigest()[:32]
-    return f"msg_gateway_{kind.replace('.', '_')}_{digest}"
-
-
-def _number(value: float | Decimal) -> int | float:
-    number = float(value)
-    return int(number) if number.is_integer() else number
-
-
-def _chunks(values: Sequence[str]) -> Iterable[dict[str, str]]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield {f"v{n}": v for n, v in enumerate(values[start : start + IN_CHUNK])}
-
-
-def _in(names: Mapping[str, str]) -> str:
-    return ", ".join(f":{name}" for name in names)
-
-
-@dataclass
-class Changes:
-    """What a pass looks at: subscriptions with newly accepted events (and when the newest
-    was accepted), and customers whose token account was touched."""
-
-    subscriptions: dict[str, float] = field(default_factory=dict)
-    customers: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Raised:
-    """One alert to raise: its row, its message and its audit line."""
-
-    row: dict[str, Any]
-    type: str
-    data: dict[str, Any]
-    target_ids: list[str]
-    accepted_at: float | None = None
-
-
-# Reads --------------------------------------------------------------------------------
-
-
-async def newest_event_id(conn: AsyncConnection) -> int:
-    found = (await conn.execute(text("SELECT max(id) FROM usage_events"))).scalar()
-    return int(found or 0)
-
-
-async def accepted_since(
-    conn: AsyncConnection, after: int, limit: int = SCAN_ROWS
-) -> tuple[dict[str, float], int, int]:
-    """Subscriptions with outbox rows of id above ``after`` (the first ``limit`` rows), with
-    the newest acceptance time of each; the highest id read, and how many rows."""
-    result = await conn.execute(
-        text(
-            "SELECT external_subscription_id AS s, max(id) AS top, max(accepted_at) AS at, "
-            "count(*) AS n FROM (SELECT id, external_subscription_id, accepted_at "
-            "FROM usage_events WHERE id > :after ORDER BY id LIMIT :limit) AS recent "
-            "GROUP BY external_subscription_id"
-        ),
-        {"after": after, "limit": limit},
-    )
-    found: dict[str, float] = {}
-    top, rows = after, 0
-    for row in result:
-        found[row.s] = float(row.at)
-        top = max(top, int(row.top))
-        rows += int(row.n)
-    return found, top, rows
-
-
-async def accounts_touched(conn: AsyncConnection, since: float) -> set[str]:
-    """Customers whose token account a hold or a wallet read wrote since ``since`` (a scan of
-    the small per-customer table; no index is kept for it on the holds' path)."""
-    result = await conn.execute(
-        text(
-            "SELECT external_customer_id FROM meter_accounts "
-            "WHERE touched_at >= :since OR wallet_read_at >= :since"
-        ),
-        {"since": since},
-    )
-    return {row[0] for row in result}
-
-
-async def totals_of(
-    conn: AsyncConnection, subscriptions: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """Every whole-metric meter row of these subscriptions, all periods (a few per metric)."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for names in _chunks(sorted(set(subscriptions))):
-        result = await conn.execute(
-            text(
-                "SELECT external_subscription_id AS s, metric, period_start, units, held "
-                f"FROM usage_meters WHERE external_subscription_id IN ({_in(names)}) "
-                "AND group_key = :total"
-            ),
-            {**names, "total": TOTAL},
-        )
-        for row in result:
-            found[row.s].append(dict(row._mapping))
-    return found
-
-
-async def raised_of(
-    conn: AsyncConnection, kind: str, subjects: Sequence[str]
-) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for names in _chunks(sorted(set(subjects))):
-        result = await conn.execute(
-            text(
-                "SELECT subject, metric, period_start, threshold, round, resolved_at "
-                f"FROM meter_alerts WHERE subject IN ({_in(names)}) AND kind = :kind"
-            ),
-            {**names, "kind": kind},
-        )
-        found += [dict(row._mapping) for row in result]
-    return found
-
-
-async def accounts_of(conn: AsyncConnection, customers: Sequence[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for names in _chunks(sorted(set(customers))):
-        result = await conn.execute(
-            text(
-                f"SELECT {meters_store.ACCOUNT_COLUMNS} FROM meter_accounts "
-                f"WHERE external_customer_id IN ({_in(names)})"
-            ),
-            names,
-        )
-        for row in result:
-            found[row.external_customer_id] = dict(row._mapping)
-    return found
-
-
-async def terms_by_id(conn: AsyncConnection, subscriptions: Sequence[str]) -> dict[str, Terms]:
-    """The stored terms of these subscriptions (those known), read now: a plan change is
-    seen at once."""
-    found: dict[str, Terms] = {}
-    for names in _chunks(sorted(set(subscriptions))):
-        for row in await meters_store.terms_of(conn, list(names.values())):
-            found[row["external_id"]] = terms_of(row)
-    return found
-
-
-async def subscriptions_of(conn: AsyncConnection, customers: Sequence[str]) -> list[Terms]:
-    """The stored terms of these customers' subscriptions."""
-    found: list[Terms] = []
-    for names in _chunks(sorted(set(customers))):
-        result = await conn.execute(
-            text(
-                f"SELECT {', '.join(meters_store.TERMS_COLUMNS)} FROM meter_subscriptions "
-                f"WHERE external_customer_id IN ({_in(names)})"
-            ),
-            names,
-        )
-        found += [terms_of(dict(row._mapping)) for row in result]
-    return found
 
 
 # Writes -------------------------------------------------------------------------------
@@ -301,141 +143,6 @@ async def resolve(database: Database, keys: Sequence[Mapping[str, Any]], now: fl
                 ),
                 {**key, "now": now},
             )
-
-
-# Decisions (pure) ---------------------------------------------------------------------
-
-
-def usage_alerts(
-    catalog: Catalog,
-    terms: Terms,
-    meters: Sequence[Mapping[str, Any]],
-    raised: set[tuple[str, float, float]],
-    now: float,
-    accepted_at: float | None = None,
-) -> list[Raised]:
-    """The usage thresholds a subscription's current period reached and has not raised yet
-    (``raised``: its (metric, period_start, threshold) already raised)."""
-    period = terms.period_of(now)
-    if period is None or not terms.active:
-        return []
-    plan = catalog.plan(terms.plan_code)
-    if plan is None:
-        return []
-    subscription = str(terms.row["external_id"])
-    found: list[Raised] = []
-    for meter in meters:
-        if meter["period_start"] != period[0]:
-            continue
-        metric = str(meter["metric"])
-        allowance = plan.allowances.get(metric)
-        if allowance is None or not allowance.included:
-            continue
-        units = float(meter["units"])
-        for percent in catalog.alerts.usage_thresholds(plan, metric):
-            if (metric, period[0], float(percent)) in raised:
-                continue
-            if units * 100 < allowance.included * percent:
-                continue
-            data = {
-                "external_subscription_id": subscription,
-                "external_customer_id": terms.customer,
-                "plan_code": terms.plan_code,
-                "metric": metric,
-                "threshold_percent": percent,
-                "units": _number(units),
-                "included": allowance.included,
-                "period_started_at": iso(period[0]),
-                "period_ending_at": iso(period[1]),
-            }
-            key = (subscription, metric, period[0], percent)
-            row = {
-                "subject": subscription,
-                "kind": USAGE,
-                "metric": metric,
-                "period_start": period[0],
-                "threshold": float(percent),
-                "round": 0,
-                "value": str(_number(units)),
-                "message_id": message_id(USAGE_MESSAGE, *key),
-                "fired_at": now,
-            }
-            found.append(Raised(row, USAGE_MESSAGE, data, [subscription], accepted_at))
-    return found
-
-
-def tokens_available(
-    catalog: Catalog,
-    account: Mapping[str, Any],
-    subscriptions: Sequence[Terms],
-    meters: Mapping[str, Sequence[Mapping[str, Any]]],
-    now: float,
-) -> Decimal:
-    """A customer's tokens left: the wallet less what holds keep (``accounting``), less what
-    each active subscription's current period spent beyond its allowances."""
-    available = accounting.tokens_available(catalog, None, {}, account)
-    for terms in subscriptions:
-        period = terms.period_of(now)
-        if period is None or not terms.active:
-            continue
-        totals = {
-            str(m["metric"]): m
-            for m in meters.get(str(terms.row["external_id"]), [])
-            if m["period_start"] == period[0]
-        }
-        available -= accounting.tokens_spent(catalog, terms.plan_code, totals)
-    return available
-
-
-def token_alerts(
-    catalog: Catalog,
-    account: Mapping[str, Any],
-    available: Decimal,
-    raised: Sequence[Mapping[str, Any]],
-    now: float,
-) -> tuple[list[Raised], list[dict[str, Any]]]:
-    """The ``tokens_below`` thresholds the customer fell below and has not raised since they
-    were last resolved, and the raised ones now resolved (back at or above)."""
-    customer = str(account["external_customer_id"])
-    latest: dict[float, Mapping[str, Any]] = {}
-    for row in raised:
-        known = latest.get(row["threshold"])
-        if known is None or row["round"] > known["round"]:
-            latest[float(row["threshold"])] = row
-    found: list[Raised] = []
-    resolved: list[dict[str, Any]] = []
-    for threshold in catalog.alerts.tokens_below:
-        last = latest.get(float(threshold))
-        key = {
-            "subject": customer,
-            "kind": TOKENS,
-            "metric": "",
-            "period_start": 0.0,
-            "threshold": float(threshold),
-        }
-        if available >= threshold:
-            if last is not None and last["resolved_at"] is None:
-                resolved.append({**key, "round": last["round"]})
-            continue
-        if last is not None and last["resolved_at"] is None:
-            continue
-        round_ = 0 if last is None else int(last["round"]) + 1
-        data = {
-            "external_customer_id": customer,
-            "tokens_available": accounting.text(available),
-            "threshold": threshold,
-            "credits": str(account["credits"]),
-            "held_tokens": str(account["held_tokens"]),
-        }
-        row = {
-            **key,
-            "round": round_,
-            "value": accounting.text(available),
-            "message_id": message_id(TOKENS_MESSAGE, customer, threshold, round_),
-            "fired_at": now,
-        }
-        found.append(Raised(row, TOKENS_MESSAGE, data, [customer]))
-    return found, resolved
 
 
 # The job ------------------------------------------------------------------------------
