@@ -97,14 +97,15 @@ async def totals_of(
     for names in _chunks(sorted(set(subscriptions))):
         result = await conn.execute(
             text(
-                "SELECT external_subscription_id AS s, metric, period_start, units, held "
-                f"FROM usage_meters WHERE external_subscription_id IN ({_in(names)}) "
-                "AND group_key = :total"
+                "SELECT external_subscription_id AS s, metric, period_start, aggregation, "
+                "units, held, latest_at FROM usage_meters "
+                f"WHERE external_subscription_id IN ({_in(names)}) AND group_key = :total"
             ),
             {**names, "total": TOTAL},
         )
-        for row in result:
-            found[row.s].append(dict(row._mapping))
+        key = ("s", "metric", "period_start")
+        for row in meters_store.combine((dict(r._mapping) for r in result), key):
+            found[row["s"]].append(row)
     return found
 
 

@@ -9,7 +9,7 @@ rounding, which reconciliation against Lago corrects.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, String, Text
+from sqlalchemy import BigInteger, Column, Float, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -48,8 +48,9 @@ class UsageMeter(SQLModel, table=True):
     """What one subscription used of one metric in one billing period.
 
     ``group_key`` is ``""`` for the metric as a whole, else one filter value
-    (``quality=hd``). ``units`` is the metric's aggregation over the accepted events (pending
-    or forwarded); ``held`` what open holds reserve on top of it.
+    (``quality=hd``); a meter is the combination of its rows over ``shard``. ``units`` is the
+    metric's aggregation over the accepted events (pending or forwarded); ``held`` what open
+    holds reserve on top of it.
     """
 
     __tablename__ = "usage_meters"
@@ -58,6 +59,9 @@ class UsageMeter(SQLModel, table=True):
     metric: str = Field(sa_column=Column(String(255), primary_key=True))
     period_start: float = Field(sa_column=Column(Float, primary_key=True))
     group_key: str = Field(sa_column=Column(String(255), primary_key=True))
+    # Which writer's row: each outbox writer adds to its own (1..SHARDS), holds to shard 0,
+    # so concurrent commits never wait on one another's meter rows. Reads combine shards.
+    shard: int = Field(sa_column=Column(Integer, primary_key=True))
     aggregation: str = Field(sa_column=Column(String(16), nullable=False))
     units: float = Field(sa_column=Column(Float, nullable=False))
     events: int = Field(sa_column=Column(BigInteger, nullable=False))

@@ -40,6 +40,7 @@ from gateway.logging import get_logger
 from gateway.meters import store
 from gateway.meters.metering import TOTAL, MeterRule, event_value
 from gateway.meters.service import Meters
+from gateway.meters.store import HOLD_SHARD
 
 log = get_logger(__name__)
 MAX_PENDING = 10_000
@@ -237,24 +238,33 @@ async def _set_units(
     rule: MeterRule,
     units: float,
 ) -> None:
-    """Put the whole-metric meter at ``units`` (creating it), keeping what holds reserve."""
+    """Put the whole-metric meter at ``units``, keeping what holds reserve. Counts, sums
+    and unique counts add up over shards: shard 0 takes what the others do not hold (their
+    rows locked meanwhile); a max or latest is ``units`` on every shard."""
+    key = {"s": subscription, "m": metric, "p": start, "g": TOTAL}
+    where = "external_subscription_id = :s AND metric = :m AND period_start = :p AND group_key = :g"
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    others = await conn.execute(
+        text(f"SELECT units FROM usage_meters WHERE {where} AND shard <> :zero{lock}"),
+        {**key, "zero": HOLD_SHARD},
+    )
+    additive = rule.aggregation in ("count", "sum", "unique")
+    rest = sum(float(row[0]) for row in others) if additive else 0.0
+    now = time.time()
+    if not additive:
+        await conn.execute(
+            text(f"UPDATE usage_meters SET units = :u, updated_at = :now WHERE {where}"),
+            {**key, "u": units, "now": now},
+        )
     await conn.execute(
         text(
             "INSERT INTO usage_meters (external_subscription_id, metric, period_start, group_key, "
-            "aggregation, units, events, latest_at, held, updated_at) "
-            "VALUES (:s, :m, :p, :g, :a, :u, 0, NULL, 0, :now) "
-            "ON CONFLICT (external_subscription_id, metric, period_start, group_key) "
+            "shard, aggregation, units, events, latest_at, held, updated_at) "
+            "VALUES (:s, :m, :p, :g, :zero, :a, :u, 0, NULL, 0, :now) "
+            "ON CONFLICT (external_subscription_id, metric, period_start, group_key, shard) "
             "DO UPDATE SET units = excluded.units, updated_at = excluded.updated_at"
         ),
-        {
-            "s": subscription,
-            "m": metric,
-            "p": start,
-            "g": TOTAL,
-            "a": rule.aggregation,
-            "u": units,
-            "now": time.time(),
-        },
+        {**key, "zero": HOLD_SHARD, "a": rule.aggregation, "u": units - rest, "now": now},
     )
 
 

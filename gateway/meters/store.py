@@ -19,14 +19,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.meters.metering import Delta
 
-_METER_KEY = "external_subscription_id, metric, period_start, group_key"
+_VALUE_KEY = "external_subscription_id, metric, period_start, group_key"
+_METER_KEY = _VALUE_KEY + ", shard"
+HOLD_SHARD = 0  # holds reserve on shard 0; outbox writers add usage to 1..SHARDS
+SHARDS = 16
+
+
+def writer_shard(pid: int, writer: int) -> int:
+    """The meter shard of one outbox writer of one process."""
+    return 1 + (pid * 8 + writer) % SHARDS
 
 
 def _upsert_sql(greatest: str) -> str:
     """One meter row's upsert; ``greatest`` is the dialect's two-argument maximum."""
     return (
         f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, held, "
-        "updated_at) VALUES (:s, :m, :p, :g, :a, :u, :n, :t, 0, :now) "
+        "updated_at) VALUES (:s, :m, :p, :g, :sh, :a, :u, :n, :t, 0, :now) "
         f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET "
         "units = CASE usage_meters.aggregation "
         f"WHEN 'max' THEN {greatest}(usage_meters.units, excluded.units) "
@@ -42,7 +50,7 @@ def _upsert_sql(greatest: str) -> str:
 
 _UPSERT = {"postgresql": _upsert_sql("GREATEST"), "sqlite": _upsert_sql("max")}
 _NEW_VALUE = text(
-    f"INSERT INTO usage_meter_values ({_METER_KEY}, value) VALUES (:s, :m, :p, :g, :v) "
+    f"INSERT INTO usage_meter_values ({_VALUE_KEY}, value) VALUES (:s, :m, :p, :g, :v) "
     "ON CONFLICT DO NOTHING RETURNING 1"
 )
 
@@ -51,7 +59,7 @@ _NEW_VALUE = text(
 PG_METER_CTES = (
     "md AS (SELECT * FROM json_to_recordset(%(meters)s::json) AS md(s text, m text, "
     "p float8, g text, a text, v float8, t float8, q text)), "
-    f"mv AS (INSERT INTO usage_meter_values ({_METER_KEY}, value) "
+    f"mv AS (INSERT INTO usage_meter_values ({_VALUE_KEY}, value) "
     "SELECT DISTINCT s, m, p, g, q FROM md WHERE q IS NOT NULL ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT DO NOTHING RETURNING external_subscription_id AS s, metric AS m, "
     "period_start AS p, group_key AS g), "
@@ -59,10 +67,10 @@ PG_METER_CTES = (
     "mg AS (SELECT s, m, p, g, min(a) AS a, count(*) AS n, sum(v) AS total, max(v) AS top, "
     "(array_agg(v ORDER BY t DESC))[1] AS last_v, max(t) AS last_t FROM md GROUP BY s, m, p, g), "
     f"mu AS (INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
-    "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, mg.a, CASE mg.a "
+    "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, %(shard)s, mg.a, CASE mg.a "
     "WHEN 'count' THEN mg.n WHEN 'sum' THEN mg.total WHEN 'max' THEN mg.top "
     "WHEN 'latest' THEN mg.last_v ELSE COALESCE(mn.fresh, 0) END, mg.n, mg.last_t, 0, %(now)s "
-    "FROM mg LEFT JOIN mn USING (s, m, p, g) ORDER BY 1, 2, 3, 4 "
+    "FROM mg LEFT JOIN mn USING (s, m, p, g) ORDER BY 1, 2, 3, 4, 5 "
     f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET "
     "units = CASE usage_meters.aggregation "
     "WHEN 'max' THEN GREATEST(usage_meters.units, excluded.units) "
@@ -125,8 +133,10 @@ class _Sum:
         }.get(self.aggregation, float(self.fresh))
 
 
-async def apply(conn: AsyncConnection, deltas: Sequence[Delta], now: float) -> None:
-    """Add events to their meters, in the caller's transaction."""
+async def apply(
+    conn: AsyncConnection, deltas: Sequence[Delta], now: float, shard: int = HOLD_SHARD
+) -> None:
+    """Add events to their meters' rows of ``shard``, in the caller's transaction."""
     if not deltas:
         return
     sums: dict[MeterKey, _Sum] = {}
@@ -145,23 +155,51 @@ async def apply(conn: AsyncConnection, deltas: Sequence[Delta], now: float) -> N
     for key in sorted(sums):
         s, m, p, g = key
         row = sums[key]
-        params = {"s": s, "m": m, "p": p, "g": g, "a": row.aggregation, "u": row.units}
+        params = {"s": s, "m": m, "p": p, "g": g, "sh": shard, "a": row.aggregation, "u": row.units}
         await conn.execute(upsert, {**params, "n": row.events, "t": row.last_at, "now": now})
 
 
 async def meters_of(
     conn: AsyncConnection, external_subscription_id: str, period_start: float
 ) -> list[dict[str, Any]]:
-    """Every meter row of a subscription's period."""
+    """Every meter of a subscription's period (its rows combined over shards)."""
     result = await conn.execute(
         text(
             "SELECT metric, group_key, aggregation, units, events, latest_at, held, updated_at "
-            "FROM usage_meters WHERE external_subscription_id = :s AND period_start = :p "
-            "ORDER BY metric, group_key"
+            "FROM usage_meters WHERE external_subscription_id = :s AND period_start = :p"
         ),
         {"s": external_subscription_id, "p": period_start},
     )
-    return [dict(row._mapping) for row in result]
+    return combine(dict(row._mapping) for row in result)
+
+
+def combine(
+    rows: Iterable[dict[str, Any]], key: tuple[str, ...] = ("metric", "group_key")
+) -> list[dict[str, Any]]:
+    """Meter rows of several shards as one row per ``key``: counts, sums, unique counts,
+    events and holds add up; a max is the largest, a latest the value of the latest event."""
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        at = tuple(row[name] for name in key)
+        seen = found.get(at)
+        if seen is None:
+            found[at] = dict(row)
+            continue
+        aggregation = row.get("aggregation") or seen.get("aggregation")
+        if aggregation == "max":
+            seen["units"] = max(seen["units"], row["units"])
+        elif aggregation == "latest":
+            if (row.get("latest_at") or 0) > (seen.get("latest_at") or 0):
+                seen["units"] = row["units"]
+        else:
+            seen["units"] += row["units"]
+        for name in ("events", "held"):
+            if name in row:
+                seen[name] = seen[name] + row[name]
+        for name in ("latest_at", "updated_at"):
+            if row.get(name) is not None:
+                seen[name] = max(seen.get(name) or row[name], row[name])
+    return [found[at] for at in sorted(found)]
 
 
 async def value_seen(conn: AsyncConnection, key: MeterKey, value: str) -> bool:
@@ -180,16 +218,17 @@ async def value_seen(conn: AsyncConnection, key: MeterKey, value: str) -> bool:
 async def add_held(
     conn: AsyncConnection, key: MeterKey, aggregation: str, held: float, now: float
 ) -> None:
-    """Reserve (or, negative, return) ``held`` units on a meter row, creating it at zero."""
+    """Reserve (or, negative, return) ``held`` units on a meter (its holds' shard),
+    creating the row at zero."""
     s, m, p, g = key
     await conn.execute(
         text(
             f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
-            "held, updated_at) VALUES (:s, :m, :p, :g, :a, 0, 0, NULL, :h, :now) "
+            "held, updated_at) VALUES (:s, :m, :p, :g, :sh, :a, 0, 0, NULL, :h, :now) "
             f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET held = usage_meters.held + excluded.held, "
             "updated_at = excluded.updated_at"
         ),
-        {"s": s, "m": m, "p": p, "g": g, "a": aggregation, "h": held, "now": now},
+        {"s": s, "m": m, "p": p, "g": g, "sh": HOLD_SHARD, "a": aggregation, "h": held, "now": now},
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -87,7 +88,10 @@ class OutboxWriter:
         self.wake = database.wake(PENDING)
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._writers)]
+        self._tasks = [
+            asyncio.create_task(self._run(meters_store.writer_shard(os.getpid(), writer)))
+            for writer in range(self._writers)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -121,7 +125,8 @@ class OutboxWriter:
         self._inflight |= keys
         return group
 
-    async def _run(self) -> None:
+    async def _run(self, shard: int) -> None:
+        """One writer; what it adds to meters goes to its own rows (``shard``)."""
         held = HeldConnection(self._database.engine)
         direct = DirectConnection(self._database.url) if self._database.is_postgres else None
         try:
@@ -134,7 +139,7 @@ class OutboxWriter:
                 if self._queue:
                     self._wakeup.set()
                 try:
-                    await self._write_with_retry(group, held, direct)
+                    await self._write_with_retry(group, held, direct, shard)
                 finally:
                     for request in group:
                         self._inflight -= request.keys
@@ -146,11 +151,15 @@ class OutboxWriter:
                 await direct.release()
 
     async def _write_with_retry(
-        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+        self,
+        group: list[_Request],
+        held: HeldConnection,
+        direct: DirectConnection | None,
+        shard: int,
     ) -> None:
         """Write the group; when its data is refused, write each half on its own, down to
         the request that fails alone."""
-        failure = await self._attempt(group, held, direct)
+        failure = await self._attempt(group, held, direct, shard)
         if failure is None:
             return
         if not _row_caused(failure):
@@ -162,17 +171,21 @@ class OutboxWriter:
                 "usage.outbox.group_split", error=type(failure).__name__, requests=len(group)
             )
             half = len(group) // 2
-            await self._write_with_retry(group[:half], held, direct)
-            await self._write_with_retry(group[half:], held, direct)
+            await self._write_with_retry(group[:half], held, direct, shard)
+            await self._write_with_retry(group[half:], held, direct, shard)
 
     async def _attempt(
-        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+        self,
+        group: list[_Request],
+        held: HeldConnection,
+        direct: DirectConnection | None,
+        shard: int,
     ) -> Exception | None:
         """Write and answer the group (transient failures retried); the failure, if any."""
         attempts = 0
         while True:
             try:
-                results = await self._store(group, held, direct)
+                results = await self._store(group, held, direct, shard)
             except Exception as exc:
                 await held.release()
                 if direct is not None:
@@ -188,15 +201,21 @@ class OutboxWriter:
             return None
 
     async def _store(
-        self, group: list[_Request], held: HeldConnection, direct: DirectConnection | None
+        self,
+        group: list[_Request],
+        held: HeldConnection,
+        direct: DirectConnection | None,
+        shard: int,
     ) -> list[Stored]:
-        if direct is not None and await _store_new_pg(await direct.get(), group):
+        if direct is not None and await _store_new_pg(await direct.get(), group, shard):
             return [Stored() for _ in group]
         conn = await held.get()
         async with conn.begin():
-            return await self._write(conn, group)
+            return await self._write(conn, group, shard)
 
-    async def _write(self, conn: AsyncConnection, group: list[_Request]) -> list[Stored]:
+    async def _write(
+        self, conn: AsyncConnection, group: list[_Request], shard: int
+    ) -> list[Stored]:
         rows = _rows(group)
         now = time.time()
         if self._database.is_postgres:
@@ -223,7 +242,7 @@ class OutboxWriter:
             for delta in request.meters
             if (delta.external_subscription_id, delta.transaction_id) not in missing
         ]
-        await meters_store.apply(conn, stored_now, now)
+        await meters_store.apply(conn, stored_now, now, shard)
         return results
 
 
@@ -236,12 +255,14 @@ def _rows(group: list[_Request]) -> list[OutboxRow]:
     return sorted((row for request in group for row in request.rows), key=_row_key)
 
 
-async def _store_new_pg(conn: psycopg.AsyncConnection[Any], group: list[_Request]) -> bool:
+async def _store_new_pg(
+    conn: psycopg.AsyncConnection[Any], group: list[_Request], shard: int
+) -> bool:
     """Store a group whose keys are all new, and its audit rows, in one round trip; False
     (nothing stored) when any key is already stored."""
     audit = [_audit_row(request, Stored()) for request in group]
     meters = [delta for request in group for delta in request.meters]
-    return await store.store_new_pg(conn, _rows(group), audit, time.time(), meters)
+    return await store.store_new_pg(conn, _rows(group), audit, time.time(), meters, shard)
 
 
 def _fail(group: list[_Request], exc: Exception) -> None:

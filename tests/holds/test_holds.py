@@ -41,13 +41,13 @@ async def meter(gw: Gateway, sub: str, metric: str) -> tuple[float, float]:
         row = (
             await conn.execute(
                 text(
-                    "SELECT units, held FROM usage_meters WHERE external_subscription_id = :s "
-                    "AND metric = :m AND group_key = ''"
+                    "SELECT sum(units) AS units, sum(held) AS held FROM usage_meters "
+                    "WHERE external_subscription_id = :s AND metric = :m AND group_key = ''"
                 ),
                 {"s": sub, "m": metric},
             )
         ).first()
-    return (0.0, 0.0) if row is None else (row.units, row.held)
+    return (0.0, 0.0) if row is None or row.units is None else (row.units, row.held)
 
 
 async def outbox(gw: Gateway, sub: str) -> list[str]:

@@ -29,8 +29,9 @@ async def meters(gw: Gateway, sub: str) -> dict[tuple[str, str], tuple[float, in
     async with gw.runtime.database.engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT metric, group_key, units, events, held FROM usage_meters "
-                "WHERE external_subscription_id = :s"
+                "SELECT metric, group_key, sum(units) AS units, sum(events) AS events, "
+                "sum(held) AS held FROM usage_meters WHERE external_subscription_id = :s "
+                "GROUP BY metric, group_key"
             ),
             {"s": sub},
         )
@@ -146,3 +147,21 @@ async def test_the_postgresql_one_statement_path_aggregates_as_apply_does(
         assert units == {**EXPECTED, "m_sum": 7.5, "m_count": 4.0}
     finally:
         await direct.release()
+
+
+async def test_writers_add_to_their_own_shards_and_reads_combine_them(database: Any) -> None:
+    photo = [_delta("a", "count", 1, 10), _delta("b", "count", 1, 11)]
+    top = [_delta("a", "max", 3, 10), _delta("b", "max", 9, 11)]
+    last = [_delta("a", "latest", 3, 30), _delta("b", "latest", 9, 20)]
+    async with database.engine.begin() as conn:
+        for shard, deltas in enumerate(zip(photo, top, last, strict=True), start=1):
+            await store.apply(conn, list(deltas), time.time(), shard)
+        await store.add_held(conn, ("sub", "m_count", 1000.0, ""), "count", 2.0, time.time())
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT count(*) FROM usage_meters"))
+        assert rows.scalar() == 7  # two shards each, and the holds' shard of m_count
+        combined = {r["metric"]: r for r in await store.meters_of(conn, "sub", 1000.0)}
+    assert (combined["m_count"]["units"], combined["m_count"]["held"]) == (2.0, 2.0)
+    assert combined["m_count"]["events"] == 2
+    assert combined["m_max"]["units"] == 9.0
+    assert combined["m_latest"]["units"] == 3.0  # the event at 30 is the latest

@@ -34,7 +34,7 @@ async def units(gw: Gateway, sub: str) -> float | None:
         return (
             await conn.execute(
                 text(
-                    "SELECT units FROM usage_meters WHERE external_subscription_id = :s "
+                    "SELECT sum(units) FROM usage_meters WHERE external_subscription_id = :s "
                     "AND metric = 'photo_generation' AND group_key = ''"
                 ),
                 {"s": sub},

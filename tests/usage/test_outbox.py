@@ -113,15 +113,15 @@ async def test_the_one_statement_path_stores_all_or_refuses_all(
     try:
         conn = await direct.get()
         new = [_request([_row("s1", "a")]), _request([_row("s1", "b"), _row("s2", "c")])]
-        assert await _store_new_pg(conn, new)
+        assert await _store_new_pg(conn, new, 1)
         assert set(await _stored(database)) == {("s1", "a"), ("s1", "b"), ("s2", "c")}
         assert await _count(database, "audit_entries") == 2
 
         mixed = [_request([_row("s3", "d")]), _request([_row("s1", "a", content="changed")])]
-        assert not await _store_new_pg(conn, mixed)
+        assert not await _store_new_pg(conn, mixed, 1)
         assert ("s3", "d") not in await _stored(database)
         assert await _count(database, "audit_entries") == 2
-        assert await _store_new_pg(conn, [_request([_row("s3", "d")])])  # the connection is fine
+        assert await _store_new_pg(conn, [_request([_row("s3", "d")])], 1)  # the connection is fine
     finally:
         await direct.release()
 

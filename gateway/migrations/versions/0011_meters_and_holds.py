@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("metric", _ID, primary_key=True),
         sa.Column("period_start", sa.Float, primary_key=True),
         sa.Column("group_key", _ID, primary_key=True),
+        sa.Column("shard", sa.Integer, primary_key=True),
         sa.Column("aggregation", sa.String(16), nullable=False),
         sa.Column("units", sa.Float, nullable=False),
         sa.Column("events", sa.BigInteger, nullable=False),

@@ -74,9 +74,11 @@ async def store_new_pg(
     audit: list[dict[str, Any]],
     now: float,
     meters: Sequence[Delta] = (),
+    shard: int = 1,
 ) -> bool:
     """Store rows whose keys are all new, their audit rows and what they add to meters, in
-    one autocommitted statement; False (nothing stored) when any key is already stored."""
+    one autocommitted statement (meters on the writer's ``shard``); False (nothing stored)
+    when any key is already stored."""
     params = {
         "rows": _rows_json(rows),
         "audit": orjson.dumps(audit).decode(),
@@ -87,6 +89,7 @@ async def store_new_pg(
     if meters:
         sql = _STORE_NEW_METERED_SQL
         params["meters"] = deltas_json(meters)
+        params["shard"] = shard
     try:
         await conn.execute(sql, params)
     except psycopg.errors.DivisionByZero:
