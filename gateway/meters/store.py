@@ -58,13 +58,13 @@ _NEW_VALUE = text(
 # statement's WITH list; the statement's own rows are all new, so every delta counts.
 PG_METER_CTES = (
     "md AS (SELECT * FROM json_to_recordset(%(meters)s::json) AS md(s text, m text, "
-    "p float8, g text, a text, v float8, t float8, q text)), "
+    "p float8, g text, a text, n int8, v float8, t float8, q text)), "
     f"mv AS (INSERT INTO usage_meter_values ({_VALUE_KEY}, value) "
     "SELECT DISTINCT s, m, p, g, q FROM md WHERE q IS NOT NULL ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT DO NOTHING RETURNING external_subscription_id AS s, metric AS m, "
     "period_start AS p, group_key AS g), "
     "mn AS (SELECT s, m, p, g, count(*) AS fresh FROM mv GROUP BY s, m, p, g), "
-    "mg AS (SELECT s, m, p, g, min(a) AS a, count(*) AS n, sum(v) AS total, max(v) AS top, "
+    "mg AS (SELECT s, m, p, g, min(a) AS a, sum(n) AS n, sum(v) AS total, max(v) AS top, "
     "(array_agg(v ORDER BY t DESC))[1] AS last_v, max(t) AS last_t FROM md GROUP BY s, m, p, g), "
     f"mu AS (INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
     "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, %(shard)s, mg.a, CASE mg.a "
@@ -85,22 +85,35 @@ PG_METER_CTES = (
 
 
 def deltas_json(deltas: Iterable[Delta]) -> str:
-    """The ``%(meters)s`` parameter of ``PG_METER_CTES``."""
-    return orjson.dumps(
-        [
-            {
-                "s": d.external_subscription_id,
-                "m": d.metric,
-                "p": d.period_start,
-                "g": d.group_key,
-                "a": d.aggregation,
-                "v": d.value,
-                "t": d.at,
-                "q": d.unique,
-            }
-            for d in deltas
-        ]
-    ).decode()
+    """The ``%(meters)s`` parameter of ``PG_METER_CTES``: the deltas summed per meter row
+    first (``n`` events, ``v`` their count, sum, max or latest value, ``t`` the latest
+    event's time), so the statement upserts each row from one record; unique-count deltas
+    stay one record per value (the database tells which values are new)."""
+    rows: dict[tuple[str, str, float, str], dict[str, Any]] = {}
+    values: list[dict[str, Any]] = []
+    for d in deltas:
+        if d.unique is not None:
+            values.append(
+                {"s": d.external_subscription_id, "m": d.metric, "p": d.period_start,
+                 "g": d.group_key, "a": d.aggregation, "n": 1, "v": 1.0, "t": d.at,
+                 "q": d.unique}
+            )  # fmt: skip
+            continue
+        key = (d.external_subscription_id, d.metric, d.period_start, d.group_key)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = {"s": key[0], "m": key[1], "p": key[2], "g": key[3], "a": d.aggregation,
+                         "n": 1, "v": d.value, "t": d.at, "q": None}  # fmt: skip
+            continue
+        row["n"] += 1
+        if d.aggregation == "sum":
+            row["v"] += d.value
+        elif d.aggregation == "max":
+            row["v"] = max(row["v"], d.value)
+        elif d.aggregation == "latest" and d.at >= row["t"]:
+            row["v"] = d.value
+        row["t"] = max(row["t"], d.at)
+    return orjson.dumps([*rows.values(), *values]).decode()
 
 
 MeterKey = tuple[str, str, float, str]
