@@ -80,9 +80,16 @@ def _print_dev_key(env: dict[str, str]) -> None:
     print(f"  export GATEWAY_KEY={created}")
 
 
+# Two pytest workers (pytest-xdist), each with its own PostgreSQL server: the suite in about
+# half the time on two cores. ``-n 0`` (or any ``-n``) given to ``test`` overrides it.
+WORKERS = ["-n", "2"]
+
+
 def test(args: list[str]) -> int:
     _ensure_venv("dev")
-    return subprocess.call([str(BIN / "python"), "-m", "pytest", *args], cwd=ROOT)
+    given = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+    workers = [] if given else WORKERS
+    return subprocess.call([str(BIN / "python"), "-m", "pytest", *workers, *args], cwd=ROOT)
 
 
 def main() -> int:
