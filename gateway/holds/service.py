@@ -24,7 +24,8 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -48,6 +49,7 @@ from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
+from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL, event_value
 from gateway.meters.service import Metered, Meters, Terms
@@ -102,7 +104,7 @@ class Holds:
         if period is None:
             raise ValidationFailed(details={"external_subscription_id": ["not_started"]})
         async with self.database.engine.begin() as conn:
-            account = await meters_store.lock_account(conn, customer, now)
+            account = await accounts.lock_account(conn, customer, now)
             subscription = event.external_subscription_id or ""
             found = await store.by_key(conn, subscription, event.transaction_id)
             if found is not None:
@@ -139,7 +141,7 @@ class Holds:
                 await meters_store.add_held(conn, key, aggregation, cover.allowance_units, now)
             if cover.tokens:
                 held = accounting.decimal(account["held_tokens"]) + cover.tokens
-                await meters_store.set_held_tokens(conn, customer, accounting.text(held))
+                await accounts.set_held_tokens(conn, customer, accounting.text(held))
             await announce(conn, row, "hold.created", "holds.create", actor)
         self.database.wake(DUE).set()
         return shape(row), True
@@ -219,7 +221,7 @@ class Holds:
         lock); afterwards the account is kept fresh by wallet writes, webhooks and the
         meters' reconciliation."""
         async with self.database.engine.connect() as conn:
-            account = await meters_store.account(conn, customer)
+            account = await accounts.account(conn, customer)
         if account is not None and account["wallet_read_at"] is not None:
             return
         try:
@@ -236,15 +238,24 @@ class Holds:
             raise NotFound("no such hold", code="hold_not_found")
         return shape(row)
 
-    async def capture(self, hold_id: str, params: Mapping[str, Any], actor: str) -> dict[str, Any]:
-        """Accept the hold's usage event (final ``properties`` if given) and return the
-        reservation; a repeat answers the captured hold."""
+    @asynccontextmanager
+    async def _locked(
+        self, hold_id: str
+    ) -> AsyncIterator[tuple[AsyncConnection, dict[str, Any], float]]:
+        """The hold, read again under its customer's account lock, in a transaction."""
         current = await self.get(hold_id)
         now = time.time()
         async with self.database.engine.begin() as conn:
-            await meters_store.lock_account(conn, current["external_customer_id"], now)
+            await accounts.lock_account(conn, current["external_customer_id"], now)
             row = await store.by_id(conn, hold_id)
             assert row is not None
+            yield conn, row, now
+
+    async def capture(self, hold_id: str, params: Mapping[str, Any], actor: str) -> dict[str, Any]:
+        """Accept the hold's usage event (final ``properties`` if given) and return the
+        reservation; a repeat answers the captured hold."""
+        accepted = False
+        async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == CAPTURED:
                 return shape(row)
             self._check_open(row, now)
@@ -268,12 +279,7 @@ class Holds:
 
     async def release(self, hold_id: str, actor: str) -> dict[str, Any]:
         """Return the reservation; no usage event. A repeat answers the released hold."""
-        current = await self.get(hold_id)
-        now = time.time()
-        async with self.database.engine.begin() as conn:
-            await meters_store.lock_account(conn, current["external_customer_id"], now)
-            row = await store.by_id(conn, hold_id)
-            assert row is not None
+        async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == RELEASED:
                 return shape(row)
             self._check_open(row, now)
@@ -313,11 +319,9 @@ class Holds:
             )
         tokens = accounting.decimal(row["tokens"])
         if tokens:
-            account = await meters_store.account(conn, row["external_customer_id"])
+            account = await accounts.account(conn, row["external_customer_id"])
             held = max(accounting.decimal(account["held_tokens"] if account else 0) - tokens, ZERO)
-            await meters_store.set_held_tokens(
-                conn, row["external_customer_id"], accounting.text(held)
-            )
+            await accounts.set_held_tokens(conn, row["external_customer_id"], accounting.text(held))
 
     async def _accept(
         self, conn: AsyncConnection, event: ParsedEvent, actor: str, now: float
@@ -348,7 +352,7 @@ class Holds:
         done = 0
         for candidate in due:
             async with self.database.engine.begin() as conn:
-                await meters_store.lock_account(conn, candidate["external_customer_id"], now)
+                await accounts.lock_account(conn, candidate["external_customer_id"], now)
                 row = await store.by_id(conn, candidate["id"])
                 if row is None or row["status"] != HELD:
                     continue

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL
 from gateway.meters.service import Terms, terms_of
@@ -130,7 +131,7 @@ async def accounts_of(conn: AsyncConnection, customers: Sequence[str]) -> dict[s
     for names in _chunks(sorted(set(customers))):
         result = await conn.execute(
             text(
-                f"SELECT {meters_store.ACCOUNT_COLUMNS} FROM meter_accounts "
+                f"SELECT {accounts.ACCOUNT_COLUMNS} FROM meter_accounts "
                 f"WHERE external_customer_id IN ({_in(names)})"
             ),
             names,

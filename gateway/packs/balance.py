@@ -27,6 +27,7 @@ from gateway.db import Database
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.logging import get_logger
+from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL
 from gateway.meters.service import Meters, Terms
@@ -97,20 +98,20 @@ async def refresh_account(
     config = catalog.token_wallet if catalog else None
     wallet = await read_wallet(lago, config, customer)
     async with database.engine.begin() as conn:
-        await meters_store.set_wallet(conn, customer, wallet, time.time())
+        await accounts.set_wallet(conn, customer, wallet, time.time())
 
 
 async def refresh_wallet_account(database: Database, lago: LagoClient, lago_wallet_id: str) -> bool:
     """Re-read a wallet an account tracks (a Lago wallet webhook named it); False when no
     account tracks it (a customer the gateway has not read yet reads it when first asked)."""
     async with database.engine.connect() as conn:
-        customer = await meters_store.account_of_wallet(conn, lago_wallet_id)
+        customer = await accounts.account_of_wallet(conn, lago_wallet_id)
     if customer is None:
         return False
     body = await lago.call("GET", f"/wallets/{_q(lago_wallet_id)}")
     wallet = await _credits(lago, body["wallet"])
     async with database.engine.begin() as conn:
-        await meters_store.set_wallet(conn, customer, wallet, time.time())
+        await accounts.set_wallet(conn, customer, wallet, time.time())
     return True
 
 
@@ -124,7 +125,7 @@ async def refresh_stale_accounts(
     """Read again the wallets last read more than ``older_than`` seconds ago (the meters'
     reconciliation, for wallets no webhook touched); how many were read."""
     async with database.engine.connect() as conn:
-        stale = await meters_store.stale_accounts(conn, time.time() - older_than, limit)
+        stale = await accounts.stale_accounts(conn, time.time() - older_than, limit)
     done = 0
     for customer in stale:
         try:
@@ -283,7 +284,7 @@ async def customer_balance(
     for attempt in range(2):
         async with database.engine.connect() as conn:
             found = await _known_subscription(conn, meters, customer, wanted)
-            account = await meters_store.account(conn, customer)
+            account = await accounts.account(conn, customer)
             known = found is not _UNKNOWN
             if (known and account is not None and account["wallet_read_at"] is not None) or (
                 attempt == 1
