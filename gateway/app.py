@@ -22,6 +22,7 @@ from gateway.finance.app import create_finance_app
 from gateway.http.fastpath import GatewayApp, error_response
 from gateway.http.responses import OrjsonResponse
 from gateway.logging import configure_logging, get_logger
+from gateway.packs.endpoints import fast_routes as balance_fast_routes
 from gateway.parts import Parts, build_parts
 from gateway.usage.endpoints import fast_routes as ingest_fast_routes
 from gateway.webhooks.endpoints import fast_routes as webhook_fast_routes
@@ -94,7 +95,7 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
-    app.serve_fast([*ingest_fast_routes, *webhook_fast_routes])
+    app.serve_fast([*ingest_fast_routes, *webhook_fast_routes, *balance_fast_routes])
     app.guard(
         body_max_bytes=settings.body_max_bytes,
         chunk_seconds=settings.body_read_timeout_seconds,

@@ -17,6 +17,10 @@ gets: about a third of the door's cost per request. These paths with another met
 through FastAPI as usual; the FastAPI routes of the same paths stay in the app for the
 OpenAPI schema. A fast route without a key scope (the webhook doors, whose signature is the
 credential) is handed the request's scope and checks the caller itself.
+
+A fast route's path may hold one ``{name}`` segment (``/gateway/holds/{hold_id}/capture``):
+it matches one non-empty path segment, handed to the handler as ``call.params[name]``, as
+FastAPI's ``str`` path parameter matches it. ``GET`` routes read ``call.query``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI
@@ -45,10 +50,16 @@ Header = tuple[bytes, bytes]
 class FastCall:
     """One request to a fast route, as its handler sees it."""
 
-    __slots__ = ("_door", "_principal", "_receive", "app", "part", "scope")
+    __slots__ = ("_door", "_principal", "_receive", "app", "params", "part", "scope", "status")
 
     def __init__(
-        self, door: Door, scope: Scope, receive: Receive, part: Any, principal: Principal | None
+        self,
+        door: Door,
+        scope: Scope,
+        receive: Receive,
+        part: Any,
+        principal: Principal | None,
+        params: dict[str, str] | None = None,
     ) -> None:
         self._door = door
         self._receive = receive
@@ -56,6 +67,14 @@ class FastCall:
         self.app: GatewayApp = door.app
         self.scope = scope
         self.part = part  # the capability state ``Parts.<route.part>``
+        self.params = params or {}  # the path's ``{name}`` segment
+        self.status = 200  # the handler may answer another success status (201)
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query string's parameters (the last value of a repeated name)."""
+        raw = self.scope.get("query_string", b"")
+        return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
 
     @property
     def principal(self) -> Principal:
@@ -75,15 +94,56 @@ Handler = Callable[[FastCall], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class FastRoute:
-    """``POST path``: ``handler(call)`` returns the JSON content of a 200, or raises a
-    ``GatewayError``. With a ``scope``, the door first admits only a key holding it; without
-    one (``None``: the provider webhooks, whose signature is the credential) the handler
-    checks the caller itself. ``part`` names the capability state it is handed."""
+    """``method path``: ``handler(call)`` returns the JSON content of a 200 (or of
+    ``call.status``), or raises a ``GatewayError``. With a ``scope``, the door first admits
+    only a key holding it; without one (``None``: the provider webhooks, whose signature is
+    the credential) the handler checks the caller itself. ``part`` names the capability state
+    it is handed."""
 
     path: str
     scope: KeyScope | None
     handler: Handler
     part: str
+    method: str = "POST"
+
+    def template(self) -> tuple[str, str, str] | None:
+        """(prefix, name, suffix) of a path with a ``{name}`` segment, else None."""
+        head, brace, rest = self.path.partition("{")
+        if not brace:
+            return None
+        name, _, tail = rest.partition("}")
+        if not head.endswith("/") or "{" in tail or (tail and not tail.startswith("/")):
+            raise ValueError(f"a fast route takes one whole {{name}} segment: {self.path}")
+        return head, name, tail
+
+
+class FastRoutes:
+    """The fast routes by method and path: exact paths first, then templates."""
+
+    def __init__(self, routes: list[FastRoute]) -> None:
+        self.exact: dict[tuple[str, str], FastRoute] = {}
+        self.templates: list[tuple[str, str, str, str, FastRoute]] = []
+        for route in routes:
+            found = route.template()
+            if found is None:
+                self.exact[(route.method, route.path)] = route
+            else:
+                self.templates.append((route.method, *found, route))
+        self.methods = {route.method for route in routes}
+
+    def match(self, method: str, path: str) -> tuple[FastRoute, dict[str, str] | None] | None:
+        if method not in self.methods:
+            return None
+        route = self.exact.get((method, path))
+        if route is not None:
+            return route, None
+        for wanted, prefix, name, suffix, route in self.templates:
+            if wanted != method or not path.startswith(prefix) or not path.endswith(suffix):
+                continue
+            value = path[len(prefix) : len(path) - len(suffix)]
+            if value and "/" not in value:
+                return route, {name: value}
+        return None
 
 
 class _Disconnected(Exception):
@@ -118,11 +178,11 @@ class GatewayApp(FastAPI):
     """FastAPI behind the door every request passes, with ``fast_routes`` answered by the
     door, ahead of FastAPI's middleware stack."""
 
-    fast_routes: dict[str, FastRoute]
+    fast_routes: FastRoutes = FastRoutes([])
     _entry: ASGIApp | None = None
 
     def serve_fast(self, routes: list[FastRoute]) -> None:
-        self.fast_routes = {route.path: route for route in routes}
+        self.fast_routes = FastRoutes(routes)
 
     def guard(
         self,
@@ -197,13 +257,12 @@ class Door:
         token = request_id_var.set(request_id)
         try:
             id_header = (b"x-request-id", request_id.encode("latin-1"))
-            route = None
-            if scope["method"] == "POST":
-                route = getattr(self.app, "fast_routes", {}).get(scope["path"])
+            found = self.app.fast_routes.match(scope["method"], scope["path"])
             if length > self.max_bytes:
                 await send_error(send, self.too_large(), id_header)
-            elif route is not None:
-                await self._fast(route, scope, receive, send, authorization, id_header)
+            elif found is not None:
+                route, params = found
+                await self._fast(route, params, scope, receive, send, authorization, id_header)
             else:
                 await self._framework(scope, receive, send, id_header)
         finally:
@@ -212,6 +271,7 @@ class Door:
     async def _fast(
         self,
         route: FastRoute,
+        params: dict[str, str] | None,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -223,7 +283,8 @@ class Door:
             if route.scope is not None:
                 keys = part_of(self.app, "keys")
                 principal = authorize(await authenticate(keys, authorization), route.scope)
-            call = FastCall(self, scope, receive, part_of(self.app, route.part), principal)
+            part = part_of(self.app, route.part)
+            call = FastCall(self, scope, receive, part, principal, params)
             content = await route.handler(call)
         except _Disconnected:
             return
@@ -236,7 +297,7 @@ class Door:
             (b"content-length", b"%d" % len(payload)),
             id_header,
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": call.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     async def _framework(

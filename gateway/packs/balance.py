@@ -310,6 +310,19 @@ async def _answer(
     if terms is not None and period is not None:
         rows = await meters_store.meters_of(conn, terms.row["external_id"], period[0])
     owed = await store.owed_bonus_credits_on(conn, customer)
+    return compose(catalog, customer, terms, period, account, rows, owed)
+
+
+def compose(
+    catalog: Catalog | None,
+    customer: str,
+    terms: Terms | None,
+    period: tuple[float, float] | None,
+    account: Mapping[str, Any] | None,
+    rows: list[dict[str, Any]],
+    owed: list[str],
+) -> dict[str, Any]:
+    """The answer from what was read: terms, period, account, meter rows, owed bonuses."""
     plan_code = terms.plan_code if terms is not None else None
     totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
     spent = accounting.tokens_spent(catalog, plan_code, totals)
