@@ -19,6 +19,7 @@ from gateway.api import router
 from gateway.config import Settings, load_settings
 from gateway.errors import GatewayError
 from gateway.finance.app import create_finance_app
+from gateway.holds.endpoints import fast_routes as holds_fast_routes
 from gateway.http.fastpath import GatewayApp, error_response
 from gateway.http.responses import OrjsonResponse
 from gateway.logging import configure_logging, get_logger
@@ -95,7 +96,9 @@ def create_app(
     app.state.settings = settings
     _install_error_handlers(app)
     app.include_router(router)
-    app.serve_fast([*ingest_fast_routes, *webhook_fast_routes, *balance_fast_routes])
+    app.serve_fast(
+        [*ingest_fast_routes, *webhook_fast_routes, *balance_fast_routes, *holds_fast_routes]
+    )
     app.guard(
         body_max_bytes=settings.body_max_bytes,
         chunk_seconds=settings.body_read_timeout_seconds,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -60,6 +61,12 @@ def entry(
 def record(session: AsyncSession, **fields: Any) -> None:
     """Add an audit row to the session's transaction (committed with the change)."""
     session.add(AuditEntry(**entry(**fields)))
+
+
+def direct_record(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The statement (and parameters) ``record_many`` runs on PostgreSQL, for a caller on a
+    direct psycopg connection, in its transaction."""
+    return store.BULK_INSERT_PG, {"rows": orjson.dumps(rows).decode()}
 
 
 async def record_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:

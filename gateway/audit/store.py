@@ -32,7 +32,7 @@ def bulk_insert_sql(rows_param: str) -> str:
     )
 
 
-_BULK_INSERT_PG = bulk_insert_sql("rows")
+BULK_INSERT_PG = bulk_insert_sql("rows")
 
 
 async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -41,7 +41,7 @@ async def insert_many(connection: AsyncConnection, rows: list[dict[str, Any]]) -
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        await connection.exec_driver_sql(_BULK_INSERT_PG, {"rows": orjson.dumps(rows).decode()})
+        await connection.exec_driver_sql(BULK_INSERT_PG, {"rows": orjson.dumps(rows).decode()})
     else:
         await connection.execute(insert(AuditEntry), rows)
 

@@ -43,13 +43,28 @@ async def reserve(
     """Reserve the event's increase: allowance first, then tokens, or refuse (402)."""
     subscription = terms.row["external_id"]
     rows = await meters_store.meters_of(conn, subscription, period_start)
-    totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
-    meter = totals.get(event.code) or {"units": 0.0, "held": 0.0}
-    value, distinct = event_value(rule, event.properties)
+    _, distinct = event_value(rule, event.properties)
     seen = False
     if distinct is not None:
         key = (subscription, event.code, period_start, TOTAL)
         seen = await meters_store.value_seen(conn, key, distinct)
+    return decide(catalog, rule, terms, event, rows, seen, account)
+
+
+def decide(
+    catalog: Catalog | None,
+    rule: MeterRule,
+    terms: Terms,
+    event: ParsedEvent,
+    rows: list[dict[str, Any]],
+    seen: bool,
+    account: Mapping[str, Any],
+) -> Cover:
+    """The cover of the event from the period's meters (``rows``, shards combined), whether
+    a unique-count value was ``seen`` already, and the locked token ``account``."""
+    totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
+    meter = totals.get(event.code) or {"units": 0.0, "held": 0.0}
+    value, _ = event_value(rule, event.properties)
     used = float(meter["units"]) + float(meter["held"])
     units = increase(rule.aggregation, used, value, seen)
     allowance = accounting.allowance(catalog, terms.plan_code, event.code)

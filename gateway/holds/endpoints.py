@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from gateway.auth.service import Scope
 from gateway.billing.payloads import body_schema, read_root
 from gateway.catalog.schemas import Catalog
 from gateway.holds.schemas import CaptureIn, HoldIn
 from gateway.holds.service import Holds
 from gateway.http.auth import EventsWriter
-from gateway.http.dependencies import RuntimeDep, part
+from gateway.http.dependencies import RuntimeDep, part, part_of
+from gateway.http.fastpath import FastCall, FastRoute
 from gateway.http.responses import OrjsonResponse
 from gateway.meters.service import Meters
 from gateway.usage.lookups import LagoLookups
@@ -83,3 +85,42 @@ async def capture_hold(
 async def release_hold(hold_id: str, holds: HoldsDep, principal: EventsWriter) -> Response:
     """Give the reservation back; no usage event."""
     return OrjsonResponse({"hold": await holds.release(hold_id, principal.name)})
+
+
+# Holds, capture and release answered by the door (``gateway.http.fastpath``), as above.
+def _holds_of(call: FastCall) -> Holds:
+    runtime = part_of(call.app, "runtime")
+    return Holds(
+        runtime.database,
+        runtime.lago,
+        call.part,
+        part_of(call.app, "lookups"),
+        part_of(call.app, "catalog"),
+        runtime.settings.event_max_future_seconds,
+    )
+
+
+async def _fast_create(call: FastCall) -> dict[str, Any]:
+    params = read_root(await call.body(), "hold")
+    hold, created = await _holds_of(call).hold(params, call.principal.name)
+    call.status = 201 if created else 200
+    return {"hold": hold}
+
+
+async def _fast_capture(call: FastCall) -> dict[str, Any]:
+    params = _optional_root(await call.body(), "hold")
+    holds = _holds_of(call)
+    return {"hold": await holds.capture(call.params["hold_id"], params, call.principal.name)}
+
+
+async def _fast_release(call: FastCall) -> dict[str, Any]:
+    await call.body()
+    holds = _holds_of(call)
+    return {"hold": await holds.release(call.params["hold_id"], call.principal.name)}
+
+
+fast_routes = [
+    FastRoute(router.prefix, Scope.EVENTS_WRITE, _fast_create, "meters"),
+    FastRoute(f"{router.prefix}/{{hold_id}}/capture", Scope.EVENTS_WRITE, _fast_capture, "meters"),
+    FastRoute(f"{router.prefix}/{{hold_id}}/release", Scope.EVENTS_WRITE, _fast_release, "meters"),
+]

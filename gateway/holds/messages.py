@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.service import entry, record_many
-from gateway.relay.service import enqueue_message
+from gateway.relay.service import NewMessage, enqueue_many, new_message
 
 
 def shape(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,29 +42,32 @@ async def announce(
     conn: AsyncConnection, row: Mapping[str, Any], kind: str, action: str, actor: str
 ) -> None:
     """The audit row and the relay message of a hold's change, in its transaction."""
-    body = shape(row)
-    await record_many(
-        conn,
-        [
-            entry(
-                actor=actor,
-                action=action,
-                outcome="success",
-                target=row["id"],
-                target_ids=[row["external_subscription_id"], row["transaction_id"]],
-                detail={
-                    "code": row["code"],
-                    "units": row["units"],
-                    "paid_from": row["paid_from"],
-                    "tokens": row["tokens"],
-                },
-            )
-        ],
+    await record_many(conn, [audit_row(row, action, actor)])
+    await enqueue_many(conn, [message_of(row, kind)])
+
+
+def audit_row(row: Mapping[str, Any], action: str, actor: str) -> dict[str, Any]:
+    """The audit row of a hold's change."""
+    return entry(
+        actor=actor,
+        action=action,
+        outcome="success",
+        target=row["id"],
+        target_ids=[row["external_subscription_id"], row["transaction_id"]],
+        detail={
+            "code": row["code"],
+            "units": row["units"],
+            "paid_from": row["paid_from"],
+            "tokens": row["tokens"],
+        },
     )
-    await enqueue_message(
-        conn,
+
+
+def message_of(row: Mapping[str, Any], kind: str) -> NewMessage:
+    """The relay message of a hold's change (``hold.captured``...)."""
+    return new_message(
         message_id=f"msg_gateway_{kind.replace('.', '_')}_{row['id']}",
         type=kind,
         source="gateway",
-        data={"hold": body},
+        data={"hold": shape(row)},
     )

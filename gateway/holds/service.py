@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import accounting
@@ -42,9 +43,9 @@ from gateway.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
-from gateway.holds import store
-from gateway.holds.cover import Cover, reserve
-from gateway.holds.messages import announce, shape
+from gateway.holds import direct, store
+from gateway.holds.cover import Cover, decide, reserve
+from gateway.holds.messages import announce, audit_row, message_of, shape
 from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
@@ -53,6 +54,7 @@ from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL, event_value
 from gateway.meters.service import Metered, Meters, Terms
+from gateway.meters.store import HOLD_SHARD
 from gateway.packs.balance import refresh_account
 from gateway.relay.service import DUE
 from gateway.usage import store as usage_store
@@ -67,6 +69,7 @@ MAX_EXPIRES_IN = 24 * 3600
 EXPIRY_POLL_SECONDS = 1.0
 EXPIRY_BATCH = 100
 ZERO = accounting.ZERO
+AsyncConnection_ = psycopg.AsyncConnection[Any]
 
 
 class Holds:
@@ -97,43 +100,26 @@ class Holds:
         event = self._event(params, terms.row["external_id"], time.time())
         self._check_metered(event.code)
         self._check_entitled(terms, event)
-        customer = terms.customer
-        await self._fresh_wallet(customer)
+        if self.database.is_postgres:
+            made = await self._hold_direct(terms, event, expires_in, actor)
+            if made is None:  # a customer seen for the first time: its wallet, then again
+                await self._read_wallet(terms.customer)
+                made = await self._hold_direct(terms, event, expires_in, actor)
+            assert made is not None
+            return made
+        await self._fresh_wallet(terms.customer)
         now = time.time()
-        period = terms.period_of(now)
-        if period is None:
-            raise ValidationFailed(details={"external_subscription_id": ["not_started"]})
+        period = _period(terms, now)
         async with self.database.engine.begin() as conn:
-            account = await accounts.lock_account(conn, customer, now)
+            account = await accounts.lock_account(conn, terms.customer, now)
             subscription = event.external_subscription_id or ""
             found = await store.by_key(conn, subscription, event.transaction_id)
             if found is not None:
-                if found["fingerprint"] != event.fingerprint():
-                    raise ValidationFailed(details={"transaction_id": ["value_already_exist"]})
-                return shape(found), False
+                return _same(found, event), False
             cover: Cover = await reserve(
                 conn, self.catalog, self.meters.rules[event.code], terms, event, period[0], account
             )
-            row = {
-                "id": "hold_" + secrets.token_hex(12),
-                "external_subscription_id": event.external_subscription_id,
-                "external_customer_id": customer,
-                "transaction_id": event.transaction_id,
-                "code": event.code,
-                "properties": orjson.dumps(event.properties or {}).decode(),
-                "fingerprint": event.fingerprint(),
-                "period_start": period[0],
-                "units": cover.units,
-                "allowance_units": cover.allowance_units,
-                "tokens": accounting.text(cover.tokens),
-                "paid_from": cover.paid_from,
-                "status": HELD,
-                "created_at": now,
-                "expires_at": now + expires_in,
-                "settled_at": None,
-                "captured_units": None,
-                "actor": actor,
-            }
+            row = _new_row(terms, event, period, cover, now, expires_in, actor)
             await store.insert(conn, row)
             key = (subscription, event.code, period[0], TOTAL)
             if cover.allowance_units:
@@ -141,8 +127,44 @@ class Holds:
                 await meters_store.add_held(conn, key, aggregation, cover.allowance_units, now)
             if cover.tokens:
                 held = accounting.decimal(account["held_tokens"]) + cover.tokens
-                await accounts.set_held_tokens(conn, customer, accounting.text(held))
+                await accounts.set_held_tokens(conn, terms.customer, accounting.text(held))
             await announce(conn, row, "hold.created", "holds.create", actor)
+        self.database.wake(DUE).set()
+        return shape(row), True
+
+    async def _hold_direct(
+        self, terms: Terms, event: ParsedEvent, expires_in: int, actor: str
+    ) -> tuple[dict[str, Any], bool] | None:
+        """``hold`` on PostgreSQL in two round trips (``direct``); None when the customer's
+        wallet was never read."""
+        now = time.time()
+        period = _period(terms, now)
+        rule = self.meters.rules[event.code]
+        subscription = event.external_subscription_id or ""
+        _, distinct = event_value(rule, event.properties)
+        async with self.database.direct() as conn, conn.pipeline(), conn.transaction():
+            locked = await direct.lock(conn, direct.LOCK, {"c": terms.customer, "now": now})
+            facts = await direct.read_for_hold(
+                conn, subscription, event.transaction_id, event.code, period[0], distinct
+            )
+            account = await locked.fetchone()
+            found, rows, seen = await direct.hold_facts(facts)
+            assert account is not None
+            if account["wallet_read_at"] is None:
+                return None
+            if found is not None:
+                return _same(found, event), False
+            cover = decide(self.catalog, rule, terms, event, rows, seen, account)
+            row = _new_row(terms, event, period, cover, now, expires_in, actor)
+            await direct.insert(conn, row)
+            if cover.allowance_units:
+                await direct.add_held(conn, row, rule.aggregation, cover.allowance_units, now)
+            if cover.tokens:
+                held = accounting.decimal(account["held_tokens"]) + cover.tokens
+                await direct.set_held_tokens(conn, terms.customer, accounting.text(held))
+            message = message_of(row, "hold.created")
+            relay = await direct.announce(conn, audit_row(row, "holds.create", actor), message)
+        await direct.announced(relay, message)
         self.database.wake(DUE).set()
         return shape(row), True
 
@@ -222,8 +244,10 @@ class Holds:
         meters' reconciliation."""
         async with self.database.engine.connect() as conn:
             account = await accounts.account(conn, customer)
-        if account is not None and account["wallet_read_at"] is not None:
-            return
+        if account is None or account["wallet_read_at"] is None:
+            await self._read_wallet(customer)
+
+    async def _read_wallet(self, customer: str) -> None:
         try:
             await refresh_account(self.database, self.lago, self.catalog, customer)
         except LagoError as exc:
@@ -254,21 +278,17 @@ class Holds:
     async def capture(self, hold_id: str, params: Mapping[str, Any], actor: str) -> dict[str, Any]:
         """Accept the hold's usage event (final ``properties`` if given) and return the
         reservation; a repeat answers the captured hold."""
+        if self.database.is_postgres:
+            return await self._capture_direct(hold_id, params, actor)
         accepted = False
         async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == CAPTURED:
                 return shape(row)
             self._check_open(row, now)
-            properties = params.get("properties")
-            if properties is None:
-                properties = orjson.loads(row["properties"])
-            event = self._event(
-                {**row, "properties": properties}, row["external_subscription_id"], now
-            )
+            event = self._captured_event(row, params, now)
             accepted = await self._accept(conn, event, actor, now)
             await self._return(conn, row, now)
-            units, _ = event_value(self.meters.rules[row["code"]], event.properties)
-            props = orjson.dumps(event.properties or {}).decode()
+            units, props = self._captured(row, event)
             await store.settle(conn, hold_id, CAPTURED, now, captured_units=units, properties=props)
             row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
             await announce(conn, row, "hold.captured", "holds.capture", actor)
@@ -277,8 +297,23 @@ class Holds:
         self.database.wake(DUE).set()
         return shape(row)
 
+    def _captured_event(
+        self, row: Mapping[str, Any], params: Mapping[str, Any], now: float
+    ) -> ParsedEvent:
+        properties = params.get("properties")
+        if properties is None:
+            properties = orjson.loads(row["properties"])
+        return self._event({**row, "properties": properties}, row["external_subscription_id"], now)
+
+    def _captured(self, row: Mapping[str, Any], event: ParsedEvent) -> tuple[float, str]:
+        """The units the captured event counts and its properties (JSON)."""
+        units, _ = event_value(self.meters.rules[row["code"]], event.properties)
+        return units, orjson.dumps(event.properties or {}).decode()
+
     async def release(self, hold_id: str, actor: str) -> dict[str, Any]:
         """Return the reservation; no usage event. A repeat answers the released hold."""
+        if self.database.is_postgres:
+            return await self._release_direct(hold_id, actor)
         async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == RELEASED:
                 return shape(row)
@@ -286,6 +321,88 @@ class Holds:
             await self._end(conn, row, RELEASED, now, actor)
         self.database.wake(DUE).set()
         return shape(row)
+
+    # The same on PostgreSQL, two round trips each (``direct``) ---------------------------
+
+    @asynccontextmanager
+    async def _locked_direct(
+        self, hold_id: str
+    ) -> AsyncIterator[tuple[AsyncConnection_, dict[str, Any], dict[str, Any], float]]:
+        """The hold and its customer's account, read under the account's lock, in a
+        transaction on a pipelined direct connection (404 ``hold_not_found``)."""
+        now = time.time()
+        async with self.database.direct() as conn, conn.pipeline(), conn.transaction():
+            locked = await direct.lock(conn, direct.LOCK_OF_HOLD, {"id": hold_id, "now": now})
+            read = await direct.read_hold(conn, hold_id)
+            account = await locked.fetchone()
+            row = await read.fetchone()
+            if row is None or account is None:
+                raise NotFound("no such hold", code="hold_not_found")
+            yield conn, row, account, now
+
+    async def _capture_direct(
+        self, hold_id: str, params: Mapping[str, Any], actor: str
+    ) -> dict[str, Any]:
+        async with self._locked_direct(hold_id) as (conn, row, account, now):
+            if row["status"] == CAPTURED:
+                return shape(row)
+            self._check_open(row, now)
+            event = self._captured_event(row, params, now)
+            accepted = await self._accept_direct(conn, event, actor, now)
+            await self._return_direct(conn, row, account, now)
+            units, props = self._captured(row, event)
+            await direct.settle(conn, hold_id, CAPTURED, now, units, props)
+            row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
+            message = message_of(row, "hold.captured")
+            relay = await direct.announce(conn, audit_row(row, "holds.capture", actor), message)
+        inserted = await accepted.fetchone()
+        await direct.announced(relay, message)
+        if inserted and inserted[0]:
+            self.database.wake(PENDING).set(1)
+        self.database.wake(DUE).set()
+        return shape(row)
+
+    async def _release_direct(self, hold_id: str, actor: str) -> dict[str, Any]:
+        async with self._locked_direct(hold_id) as (conn, row, account, now):
+            if row["status"] == RELEASED:
+                return shape(row)
+            self._check_open(row, now)
+            await self._return_direct(conn, row, account, now)
+            await direct.settle(conn, hold_id, RELEASED, now)
+            row.update(status=RELEASED, settled_at=now)
+            message = message_of(row, "hold.released")
+            relay = await direct.announce(conn, audit_row(row, "holds.release", actor), message)
+        await direct.announced(relay, message)
+        self.database.wake(DUE).set()
+        return shape(row)
+
+    async def _accept_direct(
+        self, conn: AsyncConnection_, event: ParsedEvent, actor: str, now: float
+    ) -> psycopg.AsyncCursor[Any]:
+        """Queue the usage event into the outbox and (if new) the meters; the cursor's one
+        value says whether it was new."""
+        sub = event.external_subscription_id or ""
+        row = OutboxRow(
+            sub, event.transaction_id, event.code, event.payload(), event.fingerprint(), 0, actor
+        )
+        metered = Metered(
+            sub, event.transaction_id, event.code, float(event.timestamp), event.properties
+        )
+        deltas = await self.meters.deltas([metered])
+        return await conn.execute(*usage_store.direct_accept([row], now, deltas, HOLD_SHARD))
+
+    async def _return_direct(
+        self, conn: AsyncConnection_, row: Mapping[str, Any], account: Mapping[str, Any], now: float
+    ) -> None:
+        """Queue the return of what the hold reserved (``account`` is locked)."""
+        if row["allowance_units"]:
+            rule = self.meters.rules.get(row["code"])
+            aggregation = rule.aggregation if rule else "count"
+            await direct.add_held(conn, row, aggregation, -float(row["allowance_units"]), now)
+        tokens = accounting.decimal(row["tokens"])
+        if tokens:
+            held = max(accounting.decimal(account["held_tokens"]) - tokens, ZERO)
+            await direct.set_held_tokens(conn, row["external_customer_id"], accounting.text(held))
 
     def _check_open(self, row: Mapping[str, Any], now: float) -> None:
         if row["status"] != HELD or row["expires_at"] <= now:
@@ -361,6 +478,52 @@ class Holds:
         if done:
             self.database.wake(DUE).set()
         return done
+
+
+def _period(terms: Terms, now: float) -> tuple[float, float]:
+    period = terms.period_of(now)
+    if period is None:
+        raise ValidationFailed(details={"external_subscription_id": ["not_started"]})
+    return period
+
+
+def _same(found: Mapping[str, Any], event: ParsedEvent) -> dict[str, Any]:
+    """The hold already made for the event's key, when the resend is the same request."""
+    if found["fingerprint"] != event.fingerprint():
+        raise ValidationFailed(details={"transaction_id": ["value_already_exist"]})
+    return shape(found)
+
+
+def _new_row(
+    terms: Terms,
+    event: ParsedEvent,
+    period: tuple[float, float],
+    cover: Cover,
+    now: float,
+    expires_in: int,
+    actor: str,
+) -> dict[str, Any]:
+    """A new hold's row."""
+    return {
+        "id": "hold_" + secrets.token_hex(12),
+        "external_subscription_id": event.external_subscription_id,
+        "external_customer_id": terms.customer,
+        "transaction_id": event.transaction_id,
+        "code": event.code,
+        "properties": orjson.dumps(event.properties or {}).decode(),
+        "fingerprint": event.fingerprint(),
+        "period_start": period[0],
+        "units": cover.units,
+        "allowance_units": cover.allowance_units,
+        "tokens": accounting.text(cover.tokens),
+        "paid_from": cover.paid_from,
+        "status": HELD,
+        "created_at": now,
+        "expires_at": now + expires_in,
+        "settled_at": None,
+        "captured_units": None,
+        "actor": actor,
+    }
 
 
 def _expires_in(value: Any) -> int:

@@ -111,8 +111,9 @@ class FastRoute:
         head, brace, rest = self.path.partition("{")
         if not brace:
             return None
-        name, _, tail = rest.partition("}")
-        if not head.endswith("/") or "{" in tail or (tail and not tail.startswith("/")):
+        name, closed, tail = rest.partition("}")
+        whole = head.endswith("/") and (not tail or tail.startswith("/"))
+        if not closed or not name or "/" in name or "{" in tail or not whole:
             raise ValueError(f"a fast route takes one whole {{name}} segment: {self.path}")
         return head, name, tail
 

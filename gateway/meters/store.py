@@ -56,9 +56,9 @@ _NEW_VALUE = text(
 
 # The PostgreSQL fast path: CTEs over ``%(meters)s`` (``deltas_json``), appended to a
 # statement's WITH list; the statement's own rows are all new, so every delta counts.
-PG_METER_CTES = (
+_PG_METER_CTES = (
     "md AS (SELECT * FROM json_to_recordset(%(meters)s::json) AS md(s text, m text, "
-    "p float8, g text, a text, n int8, v float8, t float8, q text)), "
+    "p float8, g text, a text, n int8, v float8, t float8, q text){gate}), "
     f"mv AS (INSERT INTO usage_meter_values ({_VALUE_KEY}, value) "
     "SELECT DISTINCT s, m, p, g, q FROM md WHERE q IS NOT NULL ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT DO NOTHING RETURNING external_subscription_id AS s, metric AS m, "
@@ -82,6 +82,10 @@ PG_METER_CTES = (
     "latest_at = GREATEST(COALESCE(usage_meters.latest_at, excluded.latest_at), "
     "excluded.latest_at), updated_at = excluded.updated_at RETURNING 1)"
 )
+PG_METER_CTES = _PG_METER_CTES.replace("{gate}", "")
+# The same, counting only when the statement's CTE ``ins`` inserted a row (a capture whose
+# event the producer had sent already adds nothing).
+PG_METER_CTES_IF_INSERTED = _PG_METER_CTES.replace("{gate}", " WHERE EXISTS (SELECT 1 FROM ins)")
 
 
 def deltas_json(deltas: Iterable[Delta]) -> str:

@@ -79,6 +79,27 @@ class NewMessage:
     body: str
 
 
+def direct_enqueue(messages: Sequence[NewMessage]) -> tuple[str, dict[str, Any]]:
+    """The statement (and parameters) ``enqueue_many`` runs on PostgreSQL, for a caller on
+    a direct psycopg connection, in its transaction; its one row goes to ``enqueued``."""
+    return store.ENQUEUE_PG, store.enqueue_params(messages, time.time(), NOTIFY_CHANNEL)
+
+
+def enqueued(messages: Sequence[NewMessage], row: Sequence[Any]) -> tuple[set[str], int]:
+    """What ``direct_enqueue``'s statement stored (ids, deliveries added), counted."""
+    stored, deliveries = set(row[0] or ()), int(row[1])
+    _count(messages, stored)
+    return stored, deliveries
+
+
+def _count(messages: Sequence[NewMessage], stored: set[str]) -> None:
+    for m in messages:
+        if m.id in stored:
+            metrics.MESSAGES_ENQUEUED.labels(source=m.source).inc()
+    if len(stored) < len(messages):
+        metrics.MESSAGES_DUPLICATE.inc(len(messages) - len(stored))
+
+
 async def enqueue_many(
     conn: AsyncConnection, messages: Sequence[NewMessage]
 ) -> tuple[set[str], int]:
@@ -100,11 +121,7 @@ async def enqueue_many(
                 await store.insert_deliveries(conn, m.id, endpoints, now)
                 stored.add(m.id)
                 deliveries += len(endpoints)
-    for m in messages:
-        if m.id in stored:
-            metrics.MESSAGES_ENQUEUED.labels(source=m.source).inc()
-    if len(stored) < len(messages):
-        metrics.MESSAGES_DUPLICATE.inc(len(messages) - len(stored))
+    _count(messages, stored)
     return stored, deliveries
 
 
@@ -122,6 +139,22 @@ async def enqueue_message(
     Runs in the caller's transaction (no commit). Returns False, writing nothing, when a
     message with this id already exists.
     """
+    message = new_message(
+        message_id=message_id, type=type, source=source, data=data, created_at=created_at
+    )
+    stored, _ = await enqueue_many(conn, [message])
+    return bool(stored)
+
+
+def new_message(
+    *,
+    message_id: str,
+    type: str,
+    source: str,
+    data: dict[str, Any],
+    created_at: datetime | None = None,
+) -> NewMessage:
+    """A checked message with its envelope, for ``enqueue_many`` or ``direct_enqueue``."""
     if source not in SOURCES:
         raise ValueError(f"unknown relay source {source!r}")
     if not message_id or len(message_id) > MAX_ID_LENGTH:
@@ -132,8 +165,7 @@ async def enqueue_message(
         raise ValueError("created_at must be timezone-aware")
     created = created_at.timestamp() if created_at is not None else time.time()
     body = envelope(message_id, type, source, created, data)
-    stored, _ = await enqueue_many(conn, [NewMessage(message_id, type, source, created, body)])
-    return bool(stored)
+    return NewMessage(message_id, type, source, created, body)
 
 
 async def matching_endpoints(conn: AsyncConnection, event_type: str) -> list[str]:

@@ -5,7 +5,8 @@ attempts, one module per phase. Statements are built once, at import.
     sending     Target, Claimed, Outcome; claim_due, targets_by_id, record_outcomes, release,
                 pending_count
     health      mark_healthy, mark_failing, failing_longer_than, disable_endpoint
-    enqueue     insert_messages_pg, insert_message, enabled_filters, insert_deliveries
+    enqueue     insert_messages_pg, ENQUEUE_PG, enqueue_params, insert_message,
+                enabled_filters, insert_deliveries
     reads       (the API and the CLI) endpoints_oldest_first, cancel_deliveries, message_page,
                 message_row, deliveries_of, attempts_of, lock_message, endpoint_enabled,
                 requeue, requeue_failed
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 from gateway.relay.store.columns import ATTEMPT_COLUMNS, MESSAGE_COLUMNS
 from gateway.relay.store.enqueue import (
+    ENQUEUE_PG,
     enabled_filters,
+    enqueue_params,
     insert_deliveries,
     insert_message,
     insert_messages_pg,
@@ -55,6 +58,7 @@ from gateway.relay.store.sending import (
 
 __all__ = [
     "ATTEMPT_COLUMNS",
+    "ENQUEUE_PG",
     "FIRST_SEQ",
     "MESSAGE_COLUMNS",
     "OLDEST",
@@ -69,6 +73,7 @@ __all__ = [
     "enabled_filters",
     "endpoint_enabled",
     "endpoints_oldest_first",
+    "enqueue_params",
     "failing_longer_than",
     "insert_deliveries",
     "insert_message",

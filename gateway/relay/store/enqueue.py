@@ -55,14 +55,22 @@ _ENQUEUE_PG = (
 )
 
 
+ENQUEUE_PG = _ENQUEUE_PG
+
+
+def enqueue_params(messages: Sequence[Any], now: float, channel: str) -> dict[str, Any]:
+    """The parameters of ``ENQUEUE_PG`` (psycopg's ``%(name)s`` style)."""
+    rows = orjson.dumps([_message_row(m, now) for m in messages]).decode()
+    return {"rows": rows, "now": now, "pending": PENDING, "channel": channel}
+
+
 async def insert_messages_pg(
     conn: AsyncConnection, messages: Sequence[Any], now: float, channel: str
 ) -> tuple[set[str], int]:
     """PostgreSQL: store the new messages and their deliveries in one statement, which also
     notifies ``channel`` (on commit) of how many deliveries it added, if any; the ids stored
     now (the others existed) and the deliveries added."""
-    rows = orjson.dumps([_message_row(m, now) for m in messages]).decode()
-    params = {"rows": rows, "now": now, "pending": PENDING, "channel": channel}
+    params = enqueue_params(messages, now, channel)
     found: Any = (await conn.exec_driver_sql(_ENQUEUE_PG, params)).one()
     return set(found[0] or ()), int(found[1])
 

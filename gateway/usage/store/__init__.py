@@ -3,7 +3,7 @@
     rows        COLUMNS, Key, OutboxRow, Claimed: the column list and the row types, from
                 the ``UsageEvent`` model (shared)
     acceptance  (the group-commit writer, ``outbox``) SQLITE_CHUNK, store_new_pg, insert_pg,
-                insert_sqlite, existing, delete
+                insert_sqlite, existing, delete; direct_accept (a hold's capture)
     claims      (the forwarder) ClaimCursor, Claim, claim_connection, claim, mark_forwarded,
                 mark_dead, reschedule
     reads       (the API and the CLI) describe, find_events, list_dead, replay_dead; the
@@ -19,6 +19,7 @@ from __future__ import annotations
 from gateway.usage.store.acceptance import (
     SQLITE_CHUNK,
     delete,
+    direct_accept,
     existing,
     insert_pg,
     insert_sqlite,
@@ -60,6 +61,7 @@ __all__ = [
     "delete",
     "delete_forwarded",
     "describe",
+    "direct_accept",
     "existing",
     "find_events",
     "insert_pg",

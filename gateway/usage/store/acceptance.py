@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.store import bulk_insert_sql
 from gateway.meters.metering import Delta
-from gateway.meters.store import PG_METER_CTES, deltas_json
+from gateway.meters.store import PG_METER_CTES, PG_METER_CTES_IF_INSERTED, deltas_json
 from gateway.usage.models import PENDING
 from gateway.usage.store.rows import TABLE, Key, OutboxRow
 
@@ -61,6 +61,10 @@ _STORE_NEW_METERED_SQL = (
     + f", audit AS ({bulk_insert_sql('audit')}), {PG_METER_CTES} "
     + _ALL_NEW
 )
+# One event unless its key is stored, added to its meters only if inserted (a capture).
+_ACCEPT_METERED_SQL = (
+    _insert_events_sql("1") + f", {PG_METER_CTES_IF_INSERTED} SELECT count(*) FROM ins"
+)
 _INSERT_SQLITE_ROW = "(" + ",".join("?" * len(OutboxRow._fields)) + ",?,0,?,?)"
 
 
@@ -95,6 +99,22 @@ async def store_new_pg(
     except psycopg.errors.DivisionByZero:
         return False
     return True
+
+
+def direct_accept(
+    rows: Sequence[OutboxRow], now: float, meters: Sequence[Delta], shard: int
+) -> tuple[str, dict[str, Any]]:
+    """The statement (and parameters) that inserts the rows not stored yet and adds, for
+    those only, ``meters`` to the meters' ``shard`` rows; its one value: how many were
+    inserted. For a caller on a direct psycopg connection, in its transaction."""
+    params = {
+        "rows": _rows_json(rows),
+        "status": PENDING,
+        "now": now,
+        "meters": deltas_json(meters),
+        "shard": shard,
+    }
+    return _ACCEPT_METERED_SQL, params
 
 
 async def insert_pg(conn: AsyncConnection, rows: Sequence[OutboxRow], now: float) -> set[Key]:
