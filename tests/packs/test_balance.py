@@ -1,21 +1,28 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from gateway.packs import reconciler
+import orjson
+import pytest
+from sqlalchemy import text
+
+from gateway.packs import balance, reconciler, snapshot
 from gateway.packs.balance import refresh_account
 from tests.conftest import Gateway
-from tests.packs.conftest import subscribe
+from tests.packs.conftest import pay, rows, subscribe
 
 
-async def _events(gw: Gateway, customer: str, code: str, count: int, **properties: Any) -> None:
+async def _events(
+    gw: Gateway, customer: str, code: str, count: int, start: int = 0, **properties: Any
+) -> None:
     """Usage through the gateway (accepted into the outbox and the meters, not forwarded:
     workers are off, so Lago has none of it)."""
     now = int(time.time())
     events = [
         {
-            "transaction_id": f"{customer}-{code}-{i}",
+            "transaction_id": f"{customer}-{code}-{start + i}",
             "external_subscription_id": f"sub_{customer}",
             "code": code,
             "timestamp": now,
@@ -161,3 +168,313 @@ async def test_balance_of_an_unknown_customer_is_404(shop: Gateway) -> None:
 
     assert response.status_code == 404
     assert response.json()["code"] == "customer_not_found"
+
+
+# The one-statement read (packs/snapshot.py) against the general path -------------------
+
+
+def _general(gw: Gateway, customer: str, sub: str | None = None) -> Any:
+    runtime, parts = gw.runtime, gw.parts
+    return balance.customer_balance(
+        runtime.database, runtime.lago, parts.meters, parts.catalog, customer, sub
+    )
+
+
+def _snapshot(gw: Gateway, customer: str, sub: str | None = None) -> Any:
+    return snapshot.customer_balance(gw.parts.meters, gw.parts.catalog, customer, sub)
+
+
+def _no_general_path(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """From now on the general path fails the test; the calls it got (none, if all is well)."""
+    calls: list[tuple[Any, ...]] = []
+
+    async def refuse(*args: Any) -> Any:
+        calls.append(args)
+        raise AssertionError("fell back to balance.customer_balance")
+
+    monkeypatch.setattr(balance, "customer_balance", refuse)
+    return calls
+
+
+def _spy_meters_at(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
+    calls: list[tuple[str, float]] = []
+    real = snapshot.meters_at
+
+    async def spy(conn: Any, subscription: str, period_start: float) -> Any:
+        calls.append((subscription, period_start))
+        return await real(conn, subscription, period_start)
+
+    monkeypatch.setattr(snapshot, "meters_at", spy)
+    return calls
+
+
+async def _busy_customer(gw: Gateway, customer: str) -> None:
+    """A free plan's subscription with usage over two filters beyond its allowance (10
+    photos), a paid pack, a hold paid from its tokens (held units and tokens), and the pack's
+    bonus still owed."""
+    await subscribe(gw, customer, "free_monthly")
+    bought = await gw.client.post(
+        f"/gateway/customers/{customer}/token-packs/medium",
+        headers=await gw.headers("billing:write"),
+    )
+    assert bought.status_code == 201, bought.text
+    await pay(gw, bought.json()["token_pack_purchase"]["lago_invoice_id"])
+    await refresh_account(gw.runtime.database, gw.runtime.lago, gw.parts.catalog, customer)
+    await _events(gw, customer, "photo_generation", 5, quality="hd")
+    await _events(gw, customer, "photo_generation", 4, start=5, quality="sd")
+    await _events(gw, customer, "video_generation", 2, seconds=6)
+    headers = await gw.headers("events:write")
+    for n, paid_from in enumerate(["allowance", "tokens"]):
+        body = {
+            "external_subscription_id": f"sub_{customer}",
+            "code": "photo_generation",
+            "transaction_id": f"{customer}-hold-{n}",
+            "properties": {"quality": "sd"},
+        }
+        held = await gw.client.post("/gateway/holds", json={"hold": body}, headers=headers)
+        assert held.status_code == 201, held.text
+        assert held.json()["hold"]["paid_from"] == paid_from
+
+
+def _assert_busy(answer: dict[str, Any], customer: str) -> None:
+    """What ``_busy_customer`` made: so that comparing two answers compares something."""
+    photo, video = answer["usage"]["photo_generation"], answer["usage"]["video_generation"]
+    assert (photo["units"], photo["held"]) == (9, 1)
+    assert photo["breakdown"] == {"quality=hd": 5, "quality=sd": 4}
+    assert video["units"] == 12
+    wallet = answer["wallet"]
+    assert wallet["settled_credits"] == "199.8"
+    assert wallet["pending_bonus_credits"] == "75.2"
+    assert wallet["held_tokens"] == "5"
+    assert wallet["read_at"] is not None
+    assert answer["subscription"] == {"external_id": f"sub_{customer}", "status": "active"}
+
+
+async def test_the_one_statement_read_answers_what_the_general_path_answers(
+    shop: Gateway, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _busy_customer(shop, "ann")
+    general = await _general(shop, "ann")
+    named = await _general(shop, "ann", "sub_ann")
+    _assert_busy(general, "ann")
+    assert named == general
+    served = await _balance(shop, "ann")
+    assert served == general
+
+    calls = _no_general_path(monkeypatch)
+    meters_at = _spy_meters_at(monkeypatch)
+    if backend == "sqlite":
+        # No direct pool on SQLite: the general path answers.
+        with pytest.raises(AssertionError, match="fell back"):
+            await _snapshot(shop, "ann")
+        assert len(calls) == 1
+        return
+    assert await _snapshot(shop, "ann") == general
+    assert await _snapshot(shop, "ann", "sub_ann") == general
+    assert await _balance(shop, "ann") == general
+    # Served from the statement alone: the stored period is the current one.
+    assert (calls, meters_at) == ([], [])
+
+
+async def test_the_http_balance_is_served_by_the_door(
+    shop: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await subscribe(shop, "gus", "basic_monthly")
+    await _events(shop, "gus", "photo_generation", 2, quality="hd")
+    expected = await _general(shop, "gus")
+    headers = await shop.headers("billing:read")
+
+    async def no_framework(*_: Any) -> None:
+        raise AssertionError("reached FastAPI")
+
+    monkeypatch.setattr(shop.app, "framework", no_framework)
+    answer = await shop.client.get("/gateway/customers/gus/balance", headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"balance": expected}
+    assert answer.json()["balance"]["usage"]["photo_generation"]["units"] == 2
+    named = await shop.client.get(
+        "/gateway/customers/gus/balance?external_subscription_id=sub_gus", headers=headers
+    )
+    assert named.json() == {"balance": expected}
+    refused = await shop.client.get(
+        "/gateway/customers/gus/balance", headers=await shop.headers("events:write")
+    )
+    assert (refused.status_code, refused.json()["code"]) == (403, "missing_scope")
+
+
+async def _framework_answer(gw: Gateway, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """``GET url`` answered by FastAPI's route, past the door's fast routes."""
+    path, _, query = url.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "server": ("gateway.test", 80),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+    }
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    app: Any = gw.app
+    await app.framework(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], orjson.loads(body)
+
+
+@pytest.mark.parametrize("length", [255, 256])
+async def test_an_external_subscription_id_over_255_characters_is_422(
+    shop: Gateway, monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    await subscribe(shop, "hal", "basic_monthly")
+    headers = await shop.headers("billing:read")
+    asked: list[str | None] = []
+    real = snapshot.customer_balance
+
+    async def spy(meters: Any, catalog: Any, customer: str, sub: str | None = None) -> Any:
+        asked.append(sub)
+        return await real(meters, catalog, customer, sub)
+
+    monkeypatch.setattr(snapshot, "customer_balance", spy)
+    path = f"/gateway/customers/hal/balance?external_subscription_id={'s' * length}"
+    response = await shop.client.get(path, headers=headers)
+    if length == 256:
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "validation_errors"
+        assert list(response.json()["error_details"]) == ["external_subscription_id"]
+        assert asked == []  # refused before anything is read
+        # As FastAPI's route of the same path answers it.
+        assert await _framework_answer(shop, path, headers) == (422, response.json())
+    else:
+        # As long as the column: read, and not this customer's (Lago has no such one).
+        assert response.status_code == 404, response.text
+        assert asked == ["s" * 255]
+
+
+async def _fell_back(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The general path stubbed: it records its calls and answers a marker."""
+    calls: list[tuple[Any, ...]] = []
+
+    async def general(*args: Any) -> Any:
+        calls.append(args[4:])
+        return {"general": True}
+
+    monkeypatch.setattr(balance, "customer_balance", general)
+    return calls
+
+
+async def test_what_the_statement_cannot_answer_goes_to_the_general_path(
+    shop: Gateway, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await subscribe(shop, "ivy", "basic_monthly")
+    await subscribe(shop, "jon", "basic_monthly")
+    await _general(shop, "ivy")  # reads the wallet into ivy's account
+    await _general(shop, "jon")
+    # A second active subscription for jon.
+    second = {"external_customer_id": "jon", "plan_code": "premium_monthly",
+              "external_id": "sub_jon_2"}  # fmt: skip
+    created = await shop.client.post(
+        "/api/v1/subscriptions",
+        json={"subscription": second},
+        headers=await shop.headers("billing:write"),
+    )
+    assert created.status_code == 200, created.text
+    calls = await _fell_back(shop, monkeypatch)
+    if backend == "sqlite":  # no direct pool: the general path answers everything
+        assert await _snapshot(shop, "ivy") == {"general": True}
+        assert calls == [("ivy", None)]
+        return
+
+    answer = await _snapshot(shop, "ivy")
+    assert answer["subscription"] == {"external_id": "sub_ivy", "status": "active"}
+    assert calls == []  # the known customer is answered by the statement
+    fallbacks: list[tuple[str, str | None]] = [
+        ("nobody", None),  # no stored terms
+        ("ivy", "sub_jon"),  # another customer's subscription
+        ("ivy", "sub_unknown"),
+        ("ivy", " "),  # blank: the general path refuses it
+        ("jon", None),  # several active subscriptions
+    ]
+    for customer, sub in fallbacks:
+        assert await _snapshot(shop, customer, sub) == {"general": True}, (customer, sub)
+    assert calls == fallbacks
+    # Either of jon's subscriptions named: the statement answers.
+    assert (await _snapshot(shop, "jon", "sub_jon_2"))["plan"]["code"] == "premium_monthly"
+    assert len(calls) == len(fallbacks)
+
+    # The wallet never read, then no account at all.
+    async with shop.runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE meter_accounts SET wallet_read_at = NULL"))
+    assert await _snapshot(shop, "ivy") == {"general": True}
+    async with shop.runtime.database.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM meter_accounts"))
+    assert await _snapshot(shop, "ivy") == {"general": True}
+    assert calls[len(fallbacks) :] == [("ivy", None), ("ivy", None)]
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _month_before(start: float) -> float:
+    at = datetime.fromtimestamp(start, UTC)
+    year, month = (at.year - 1, 12) if at.month == 1 else (at.year, at.month - 1)
+    return at.replace(year=year, month=month, day=min(at.day, 28)).timestamp()
+
+
+async def test_a_stale_stored_period_reads_the_current_periods_meters(
+    shop: Gateway, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _busy_customer(shop, "ann")
+    current = await _general(shop, "ann")
+    _assert_busy(current, "ann")
+    [(start, end)] = await rows(
+        shop,
+        "SELECT period_start, period_end FROM meter_subscriptions WHERE external_id = 'sub_ann'",
+    )
+    # The stored period is the current one (the statement alone would answer).
+    assert [_stamp(start), _stamp(end)] == [current["period"]["from"], current["period"]["to"]]
+    last = _month_before(start)
+    async with shop.runtime.database.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE meter_subscriptions SET period_start = :s, period_end = :e, "
+                "subscription_at = :since, started_at = :since WHERE external_id = 'sub_ann'"
+            ),
+            # Subscribed before: this month's period is a whole one, as Lago has it.
+            {"s": last, "e": start, "since": _month_before(last)},
+        )
+        # Last month's meters, which the stored (stale) period would wrongly point at.
+        await conn.execute(
+            text(
+                "INSERT INTO usage_meters (external_subscription_id, metric, period_start, "
+                "group_key, shard, aggregation, units, events, latest_at, held, updated_at) "
+                "SELECT external_subscription_id, metric, :last, group_key, shard, "
+                "aggregation, units + 100, events, latest_at, held, updated_at "
+                "FROM usage_meters WHERE external_subscription_id = 'sub_ann'"
+            ),
+            {"last": last},
+        )
+    shop.parts.meters.forget("sub_ann")
+    assert await _general(shop, "ann") == current
+
+    calls = _no_general_path(monkeypatch)
+    meters_at = _spy_meters_at(monkeypatch)
+    if backend == "sqlite":
+        with pytest.raises(AssertionError, match="fell back"):
+            await _snapshot(shop, "ann")
+        return
+    assert await _snapshot(shop, "ann") == current
+    assert await _snapshot(shop, "ann", "sub_ann") == current
+    assert calls == []
+    assert meters_at == [("sub_ann", start), ("sub_ann", start)]
