@@ -16,13 +16,16 @@ Capture accepts the usage event into the outbox with the hold's transaction
 id and adds it to the meters, in the transaction that returns the reservation: exactly
 once, however often it is called. Release returns the reservation; a hold not captured by
 ``expires_at`` is released by the worker (``expire_due``) as ``expired``.
+
+On PostgreSQL, holds, captures and releases take two round trips each on a direct psycopg
+connection (``pipelined``); SQLite and the expiry job go through SQLAlchemy below. Both
+decide with the same functions (``decisions``, ``cover.decide``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -37,24 +40,22 @@ from gateway.catalog.entitlements import overrides_from_lago, refusal
 from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.errors import (
-    Conflict,
     Forbidden,
     NotFound,
     UpstreamUnavailable,
     ValidationFailed,
 )
-from gateway.holds import direct, store
-from gateway.holds.cover import Cover, decide, reserve
-from gateway.holds.messages import announce, audit_row, message_of, shape
+from gateway.holds import decisions, pipelined, store
+from gateway.holds.cover import Cover, reserve
+from gateway.holds.messages import announce, shape
 from gateway.holds.models import CAPTURED, EXPIRED, HELD, RELEASED
 from gateway.integrations.lago.client import LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
-from gateway.meters.metering import TOTAL, event_value
+from gateway.meters.metering import TOTAL
 from gateway.meters.service import Metered, Meters, Terms
-from gateway.meters.store import HOLD_SHARD
 from gateway.packs.balance import refresh_account
 from gateway.relay.service import DUE
 from gateway.usage import store as usage_store
@@ -64,8 +65,6 @@ from gateway.usage.parsing import EventRules, ParsedEvent, parse_event
 from gateway.usage.store import OutboxRow
 
 log = get_logger(__name__)
-DEFAULT_EXPIRES_IN = 600
-MAX_EXPIRES_IN = 24 * 3600
 EXPIRY_POLL_SECONDS = 1.0
 EXPIRY_BATCH = 100
 ZERO = accounting.ZERO
@@ -95,31 +94,32 @@ class Holds:
 
     async def hold(self, params: Mapping[str, Any], actor: str) -> tuple[dict[str, Any], bool]:
         """The hold (new: True) or the one already made for this transaction id (False)."""
-        expires_in = _expires_in(params.get("expires_in"))
+        expires_in = decisions.expires_in(params.get("expires_in"))
         terms = await self._terms(params)
         event = self._event(params, terms.row["external_id"], time.time())
         self._check_metered(event.code)
         self._check_entitled(terms, event)
         if self.database.is_postgres:
-            made = await self._hold_direct(terms, event, expires_in, actor)
+            args = (self.database, self.meters, self.catalog, terms, event, expires_in, actor)
+            made = await pipelined.hold(*args)
             if made is None:  # a customer seen for the first time: its wallet, then again
                 await self._read_wallet(terms.customer)
-                made = await self._hold_direct(terms, event, expires_in, actor)
+                made = await pipelined.hold(*args)
             assert made is not None
             return made
         await self._fresh_wallet(terms.customer)
         now = time.time()
-        period = _period(terms, now)
+        period = decisions.period(terms, now)
         async with self.database.engine.begin() as conn:
             account = await accounts.lock_account(conn, terms.customer, now)
             subscription = event.external_subscription_id or ""
             found = await store.by_key(conn, subscription, event.transaction_id)
             if found is not None:
-                return _same(found, event), False
+                return decisions.same(found, event), False
             cover: Cover = await reserve(
                 conn, self.catalog, self.meters.rules[event.code], terms, event, period[0], account
             )
-            row = _new_row(terms, event, period, cover, now, expires_in, actor)
+            row = decisions.new_row(terms, event, period, cover, now, expires_in, actor)
             await store.insert(conn, row)
             key = (subscription, event.code, period[0], TOTAL)
             if cover.allowance_units:
@@ -129,42 +129,6 @@ class Holds:
                 held = accounting.decimal(account["held_tokens"]) + cover.tokens
                 await accounts.set_held_tokens(conn, terms.customer, accounting.text(held))
             await announce(conn, row, "hold.created", "holds.create", actor)
-        self.database.wake(DUE).set()
-        return shape(row), True
-
-    async def _hold_direct(
-        self, terms: Terms, event: ParsedEvent, expires_in: int, actor: str
-    ) -> tuple[dict[str, Any], bool] | None:
-        """``hold`` on PostgreSQL in two round trips (``direct``); None when the customer's
-        wallet was never read."""
-        now = time.time()
-        period = _period(terms, now)
-        rule = self.meters.rules[event.code]
-        subscription = event.external_subscription_id or ""
-        _, distinct = event_value(rule, event.properties)
-        async with self.database.direct() as conn, conn.pipeline(), conn.transaction():
-            locked = await direct.lock(conn, direct.LOCK, {"c": terms.customer, "now": now})
-            facts = await direct.read_for_hold(
-                conn, subscription, event.transaction_id, event.code, period[0], distinct
-            )
-            account = await locked.fetchone()
-            found, rows, seen = await direct.hold_facts(facts)
-            assert account is not None
-            if account["wallet_read_at"] is None:
-                return None
-            if found is not None:
-                return _same(found, event), False
-            cover = decide(self.catalog, rule, terms, event, rows, seen, account)
-            row = _new_row(terms, event, period, cover, now, expires_in, actor)
-            await direct.insert(conn, row)
-            if cover.allowance_units:
-                await direct.add_held(conn, row, rule.aggregation, cover.allowance_units, now)
-            if cover.tokens:
-                held = accounting.decimal(account["held_tokens"]) + cover.tokens
-                await direct.set_held_tokens(conn, terms.customer, accounting.text(held))
-            message = message_of(row, "hold.created")
-            relay = await direct.announce(conn, audit_row(row, "holds.create", actor), message)
-        await direct.announced(relay, message)
         self.database.wake(DUE).set()
         return shape(row), True
 
@@ -279,16 +243,18 @@ class Holds:
         """Accept the hold's usage event (final ``properties`` if given) and return the
         reservation; a repeat answers the captured hold."""
         if self.database.is_postgres:
-            return await self._capture_direct(hold_id, params, actor)
+            return await pipelined.capture(
+                self.database, self.meters, hold_id, params, self._captured_event, actor
+            )
         accepted = False
         async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == CAPTURED:
                 return shape(row)
-            self._check_open(row, now)
+            decisions.check_open(row, now)
             event = self._captured_event(row, params, now)
             accepted = await self._accept(conn, event, actor, now)
             await self._return(conn, row, now)
-            units, props = self._captured(row, event)
+            units, props = decisions.captured(self.meters.rules[row["code"]], event)
             await store.settle(conn, hold_id, CAPTURED, now, captured_units=units, properties=props)
             row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
             await announce(conn, row, "hold.captured", "holds.capture", actor)
@@ -305,113 +271,17 @@ class Holds:
             properties = orjson.loads(row["properties"])
         return self._event({**row, "properties": properties}, row["external_subscription_id"], now)
 
-    def _captured(self, row: Mapping[str, Any], event: ParsedEvent) -> tuple[float, str]:
-        """The units the captured event counts and its properties (JSON)."""
-        units, _ = event_value(self.meters.rules[row["code"]], event.properties)
-        return units, orjson.dumps(event.properties or {}).decode()
-
     async def release(self, hold_id: str, actor: str) -> dict[str, Any]:
         """Return the reservation; no usage event. A repeat answers the released hold."""
         if self.database.is_postgres:
-            return await self._release_direct(hold_id, actor)
+            return await pipelined.release(self.database, self.meters, hold_id, actor)
         async with self._locked(hold_id) as (conn, row, now):
             if row["status"] == RELEASED:
                 return shape(row)
-            self._check_open(row, now)
+            decisions.check_open(row, now)
             await self._end(conn, row, RELEASED, now, actor)
         self.database.wake(DUE).set()
         return shape(row)
-
-    # The same on PostgreSQL, two round trips each (``direct``) ---------------------------
-
-    @asynccontextmanager
-    async def _locked_direct(
-        self, hold_id: str
-    ) -> AsyncIterator[tuple[AsyncConnection_, dict[str, Any], dict[str, Any], float]]:
-        """The hold and its customer's account, read under the account's lock, in a
-        transaction on a pipelined direct connection (404 ``hold_not_found``)."""
-        now = time.time()
-        async with self.database.direct() as conn, conn.pipeline(), conn.transaction():
-            locked = await direct.lock(conn, direct.LOCK_OF_HOLD, {"id": hold_id, "now": now})
-            read = await direct.read_hold(conn, hold_id)
-            account = await locked.fetchone()
-            row = await read.fetchone()
-            if row is None or account is None:
-                raise NotFound("no such hold", code="hold_not_found")
-            yield conn, row, account, now
-
-    async def _capture_direct(
-        self, hold_id: str, params: Mapping[str, Any], actor: str
-    ) -> dict[str, Any]:
-        async with self._locked_direct(hold_id) as (conn, row, account, now):
-            if row["status"] == CAPTURED:
-                return shape(row)
-            self._check_open(row, now)
-            event = self._captured_event(row, params, now)
-            accepted = await self._accept_direct(conn, event, actor, now)
-            await self._return_direct(conn, row, account, now)
-            units, props = self._captured(row, event)
-            await direct.settle(conn, hold_id, CAPTURED, now, units, props)
-            row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
-            message = message_of(row, "hold.captured")
-            relay = await direct.announce(conn, audit_row(row, "holds.capture", actor), message)
-        inserted = await accepted.fetchone()
-        await direct.announced(relay, message)
-        if inserted and inserted[0]:
-            self.database.wake(PENDING).set(1)
-        self.database.wake(DUE).set()
-        return shape(row)
-
-    async def _release_direct(self, hold_id: str, actor: str) -> dict[str, Any]:
-        async with self._locked_direct(hold_id) as (conn, row, account, now):
-            if row["status"] == RELEASED:
-                return shape(row)
-            self._check_open(row, now)
-            await self._return_direct(conn, row, account, now)
-            await direct.settle(conn, hold_id, RELEASED, now)
-            row.update(status=RELEASED, settled_at=now)
-            message = message_of(row, "hold.released")
-            relay = await direct.announce(conn, audit_row(row, "holds.release", actor), message)
-        await direct.announced(relay, message)
-        self.database.wake(DUE).set()
-        return shape(row)
-
-    async def _accept_direct(
-        self, conn: AsyncConnection_, event: ParsedEvent, actor: str, now: float
-    ) -> psycopg.AsyncCursor[Any]:
-        """Queue the usage event into the outbox and (if new) the meters; the cursor's one
-        value says whether it was new."""
-        sub = event.external_subscription_id or ""
-        row = OutboxRow(
-            sub, event.transaction_id, event.code, event.payload(), event.fingerprint(), 0, actor
-        )
-        metered = Metered(
-            sub, event.transaction_id, event.code, float(event.timestamp), event.properties
-        )
-        deltas = await self.meters.deltas([metered])
-        return await conn.execute(*usage_store.direct_accept([row], now, deltas, HOLD_SHARD))
-
-    async def _return_direct(
-        self, conn: AsyncConnection_, row: Mapping[str, Any], account: Mapping[str, Any], now: float
-    ) -> None:
-        """Queue the return of what the hold reserved (``account`` is locked)."""
-        if row["allowance_units"]:
-            rule = self.meters.rules.get(row["code"])
-            aggregation = rule.aggregation if rule else "count"
-            await direct.add_held(conn, row, aggregation, -float(row["allowance_units"]), now)
-        tokens = accounting.decimal(row["tokens"])
-        if tokens:
-            held = max(accounting.decimal(account["held_tokens"]) - tokens, ZERO)
-            await direct.set_held_tokens(conn, row["external_customer_id"], accounting.text(held))
-
-    def _check_open(self, row: Mapping[str, Any], now: float) -> None:
-        if row["status"] != HELD or row["expires_at"] <= now:
-            status = row["status"] if row["status"] != HELD else EXPIRED
-            raise Conflict(
-                f"the hold is {status}",
-                code="hold_not_held",
-                details={"status": status},
-            )
 
     async def _end(
         self, conn: AsyncConnection, row: dict[str, Any], status: str, now: float, actor: str
@@ -478,62 +348,6 @@ class Holds:
         if done:
             self.database.wake(DUE).set()
         return done
-
-
-def _period(terms: Terms, now: float) -> tuple[float, float]:
-    period = terms.period_of(now)
-    if period is None:
-        raise ValidationFailed(details={"external_subscription_id": ["not_started"]})
-    return period
-
-
-def _same(found: Mapping[str, Any], event: ParsedEvent) -> dict[str, Any]:
-    """The hold already made for the event's key, when the resend is the same request."""
-    if found["fingerprint"] != event.fingerprint():
-        raise ValidationFailed(details={"transaction_id": ["value_already_exist"]})
-    return shape(found)
-
-
-def _new_row(
-    terms: Terms,
-    event: ParsedEvent,
-    period: tuple[float, float],
-    cover: Cover,
-    now: float,
-    expires_in: int,
-    actor: str,
-) -> dict[str, Any]:
-    """A new hold's row."""
-    return {
-        "id": "hold_" + secrets.token_hex(12),
-        "external_subscription_id": event.external_subscription_id,
-        "external_customer_id": terms.customer,
-        "transaction_id": event.transaction_id,
-        "code": event.code,
-        "properties": orjson.dumps(event.properties or {}).decode(),
-        "fingerprint": event.fingerprint(),
-        "period_start": period[0],
-        "units": cover.units,
-        "allowance_units": cover.allowance_units,
-        "tokens": accounting.text(cover.tokens),
-        "paid_from": cover.paid_from,
-        "status": HELD,
-        "created_at": now,
-        "expires_at": now + expires_in,
-        "settled_at": None,
-        "captured_units": None,
-        "actor": actor,
-    }
-
-
-def _expires_in(value: Any) -> int:
-    if value is None:
-        return DEFAULT_EXPIRES_IN
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed(details={"expires_in": ["invalid_type"]})
-    if not 1 <= value <= MAX_EXPIRES_IN:
-        raise ValidationFailed(details={"expires_in": ["value_is_out_of_range"]})
-    return value
 
 
 def _unavailable() -> UpstreamUnavailable:
