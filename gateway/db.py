@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import BigInteger, DateTime, Integer, event
 from sqlalchemy.engine import Dialect, make_url
@@ -147,6 +149,7 @@ class Database:
                     min_size=1,
                     max_size=2 * self._pool_size,
                     kwargs={"autocommit": True},
+                    configure=_configure_direct,
                     open=False,
                     name="gateway-direct",
                 )
@@ -159,6 +162,12 @@ class Database:
             await self._direct.close()
             self._direct = None
         await self.engine.dispose()
+
+
+async def _configure_direct(conn: psycopg.AsyncConnection[Any]) -> None:
+    """JSON results parsed by orjson (the standard library's parser cost a balance read
+    ~80 µs of its ~500)."""
+    set_json_loads(orjson.loads, conn)
 
 
 class HeldConnection:
