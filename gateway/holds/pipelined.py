@@ -1,20 +1,9 @@
 """Holds on PostgreSQL: each hold, capture or release in two round trips on a direct
-psycopg connection (the statements and how they travel: ``direct``).
-
-1. ``BEGIN``, the lock of the customer's token account (an upsert that returns the
-   account), and what the decision reads, as a statement of its own: under READ COMMITTED a
-   statement's snapshot is taken when it starts, so the reads see everything the previous
-   holder of the lock committed.
-2. Every write (the hold, the meter's ``held``, the held tokens, a capture's outbox row and
-   meter deltas, the audit row, the relay message) and ``COMMIT``.
-
-A refusal (402, 409, 422) after the first round trip rolls back. ``service.Holds`` sends
-PostgreSQL's holds here and decides the same way (``decisions``, ``cover.decide``).
-"""
+psycopg connection (the statements: ``direct``; why two: its docstring). ``service.Holds``
+sends PostgreSQL's holds here and decides the same way (``decisions``, ``cover.decide``)."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,7 +22,7 @@ from gateway.holds.models import CAPTURED, RELEASED
 from gateway.meters.metering import event_value
 from gateway.meters.service import Metered, Meters, Terms
 from gateway.meters.store import HOLD_SHARD
-from gateway.relay.service import DUE, NewMessage, enqueued
+from gateway.relay.service import DUE
 from gateway.usage import store as usage_store
 from gateway.usage.outbox import PENDING
 from gateway.usage.parsing import ParsedEvent
@@ -60,65 +49,31 @@ async def hold(
     rule = meters.rules[event.code]
     subscription = event.external_subscription_id or ""
     _, distinct = event_value(rule, event.properties)
-    async with _transaction(database) as conn:
-        read = direct.read_for_hold(
-            subscription, event.transaction_id, event.code, period[0], distinct
+    async with database.direct() as conn, conn.pipeline(), conn.transaction():
+        locked = await direct.lock(conn, direct.LOCK, {"c": terms.customer, "now": now})
+        facts = await direct.read_for_hold(
+            conn, subscription, event.transaction_id, event.code, period[0], distinct
         )
-        _, locked, facts = await direct.send(
-            conn, [direct.BEGIN, direct.lock(terms.customer, now), read]
-        )
-        assert locked
-        account = locked[0]
-        found, rows, seen = direct.hold_facts(facts)
+        account = await locked.fetchone()
+        found, rows, seen = await direct.hold_facts(facts)
+        assert account is not None
         if account["wallet_read_at"] is None:
             return None
         if found is not None:
             return decisions.same(found, event), False
         cover = decide(catalog, rule, terms, event, rows, seen, account)
         row = decisions.new_row(terms, event, period, cover, now, expires_in, actor)
-        writes = [direct.insert(row)]
+        await direct.insert(conn, row)
         if cover.allowance_units:
-            writes.append(direct.add_held(row, rule.aggregation, cover.allowance_units, now))
+            await direct.add_held(conn, row, rule.aggregation, cover.allowance_units, now)
         if cover.tokens:
             held = accounting.decimal(account["held_tokens"]) + cover.tokens
-            writes.append(direct.set_held_tokens(terms.customer, accounting.text(held)))
+            await direct.set_held_tokens(conn, terms.customer, accounting.text(held))
         message = message_of(row, "hold.created")
-        done = await direct.send(conn, _announced(writes, row, "holds.create", actor, message))
-    _count(done, message)
+        relay = await direct.announce(conn, audit_row(row, "holds.create", actor), message)
+    await direct.announced(relay, message)
     database.wake(DUE).set()
     return shape(row), True
-
-
-def _announced(
-    writes: list[direct.Statement],
-    row: Mapping[str, Any],
-    action: str,
-    actor: str,
-    message: NewMessage,
-) -> list[direct.Statement]:
-    """The writes, then the audit row and the relay message, then ``COMMIT``."""
-    return [*writes, *direct.announce(audit_row(row, action, actor), message), direct.COMMIT]
-
-
-def _count(done: list[direct.Rows], message: NewMessage) -> None:
-    """Count the relay message (the result before ``COMMIT``'s)."""
-    relayed = done[-2]
-    assert relayed
-    enqueued([message], list(relayed[0].values()))
-
-
-@asynccontextmanager
-async def _transaction(database: Database) -> AsyncIterator[Connection]:
-    """A direct connection whose transaction (begun by ``direct.send``) is rolled back if
-    the block raises or returns without committing."""
-    async with database.direct() as conn:
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(psycopg.Error):  # a broken connection leaves the pool
-                await direct.rollback(conn)
-            raise
-        await direct.rollback(conn)
 
 
 @asynccontextmanager
@@ -126,15 +81,16 @@ async def _locked(
     database: Database, hold_id: str
 ) -> AsyncIterator[tuple[Connection, dict[str, Any], dict[str, Any], float]]:
     """The hold and its customer's account, read under the account's lock, in a
-    transaction on a direct connection (404 ``hold_not_found``)."""
+    transaction on a pipelined direct connection (404 ``hold_not_found``)."""
     now = time.time()
-    async with _transaction(database) as conn:
-        _, locked, read = await direct.send(
-            conn, [direct.BEGIN, direct.lock_of_hold(hold_id, now), direct.read_hold(hold_id)]
-        )
-        if not locked or not read:
+    async with database.direct() as conn, conn.pipeline(), conn.transaction():
+        locked = await direct.lock(conn, direct.LOCK_OF_HOLD, {"id": hold_id, "now": now})
+        read = await direct.read_hold(conn, hold_id)
+        account = await locked.fetchone()
+        row = await read.fetchone()
+        if row is None or account is None:
             raise NotFound("no such hold", code="hold_not_found")
-        yield conn, read[0], locked[0], now
+        yield conn, row, account, now
 
 
 async def capture(
@@ -151,16 +107,16 @@ async def capture(
             return shape(row)
         decisions.check_open(row, now)
         event = event_of(row, params, now)
-        writes = [await _accept(meters, event, actor, now)]
-        writes += _return(meters, row, account, now)
+        accepted = await _accept(conn, meters, event, actor, now)
+        await _return(conn, meters, row, account, now)
         units, props = decisions.captured(meters.rules[row["code"]], event)
-        writes.append(direct.settle(hold_id, CAPTURED, now, units, props))
+        await direct.settle(conn, hold_id, CAPTURED, now, units, props)
         row.update(status=CAPTURED, settled_at=now, captured_units=units, properties=props)
         message = message_of(row, "hold.captured")
-        done = await direct.send(conn, _announced(writes, row, "holds.capture", actor, message))
-    _count(done, message)
-    inserted = done[0]
-    if inserted and next(iter(inserted[0].values())):
+        relay = await direct.announce(conn, audit_row(row, "holds.capture", actor), message)
+    inserted = await accepted.fetchone()
+    await direct.announced(relay, message)
+    if inserted and inserted[0]:
         database.wake(PENDING).set(1)
     database.wake(DUE).set()
     return shape(row)
@@ -172,19 +128,21 @@ async def release(database: Database, meters: Meters, hold_id: str, actor: str) 
         if row["status"] == RELEASED:
             return shape(row)
         decisions.check_open(row, now)
-        writes = _return(meters, row, account, now)
-        writes.append(direct.settle(hold_id, RELEASED, now))
+        await _return(conn, meters, row, account, now)
+        await direct.settle(conn, hold_id, RELEASED, now)
         row.update(status=RELEASED, settled_at=now)
         message = message_of(row, "hold.released")
-        done = await direct.send(conn, _announced(writes, row, "holds.release", actor, message))
-    _count(done, message)
+        relay = await direct.announce(conn, audit_row(row, "holds.release", actor), message)
+    await direct.announced(relay, message)
     database.wake(DUE).set()
     return shape(row)
 
 
-async def _accept(meters: Meters, event: ParsedEvent, actor: str, now: float) -> direct.Statement:
-    """The usage event into the outbox and (if new) onto the meters; its one value says
-    whether it was new."""
+async def _accept(
+    conn: Connection, meters: Meters, event: ParsedEvent, actor: str, now: float
+) -> psycopg.AsyncCursor[Any]:
+    """Queue the usage event into the outbox and (if new) onto the meters; the cursor's one
+    value says whether it was new."""
     sub = event.external_subscription_id or ""
     row = OutboxRow(
         sub, event.transaction_id, event.code, event.payload(), event.fingerprint(), 0, actor
@@ -193,20 +151,22 @@ async def _accept(meters: Meters, event: ParsedEvent, actor: str, now: float) ->
         sub, event.transaction_id, event.code, float(event.timestamp), event.properties
     )
     deltas = await meters.deltas([metered])
-    return usage_store.direct_accept([row], now, deltas, HOLD_SHARD)
+    return await conn.execute(*usage_store.direct_accept([row], now, deltas, HOLD_SHARD))
 
 
-def _return(
-    meters: Meters, row: Mapping[str, Any], account: Mapping[str, Any], now: float
-) -> list[direct.Statement]:
-    """Giving back what the hold reserved (``account`` is locked)."""
-    writes = []
+async def _return(
+    conn: Connection,
+    meters: Meters,
+    row: Mapping[str, Any],
+    account: Mapping[str, Any],
+    now: float,
+) -> None:
+    """Queue the return of what the hold reserved (``account`` is locked)."""
     if row["allowance_units"]:
         rule = meters.rules.get(row["code"])
         aggregation = rule.aggregation if rule else "count"
-        writes.append(direct.add_held(row, aggregation, -float(row["allowance_units"]), now))
+        await direct.add_held(conn, row, aggregation, -float(row["allowance_units"]), now)
     tokens = accounting.decimal(row["tokens"])
     if tokens:
         held = max(accounting.decimal(account["held_tokens"]) - tokens, ZERO)
-        writes.append(direct.set_held_tokens(row["external_customer_id"], accounting.text(held)))
-    return writes
+        await direct.set_held_tokens(conn, row["external_customer_id"], accounting.text(held))
