@@ -56,6 +56,9 @@ _NEW_VALUE = text(
 
 # The PostgreSQL fast path: CTEs over ``%(meters)s`` (``deltas_json``), appended to a
 # statement's WITH list; the statement's own rows are all new, so every delta counts.
+# ``deltas_json`` sends one record per meter row already summed (``n`` events, ``v`` the
+# row's count, sum, max or latest value), except unique counts: one record per value, counted
+# by the values the statement inserts (``mv``, ``mn``).
 _PG_METER_CTES = (
     "md AS (SELECT * FROM json_to_recordset(%(meters)s::json) AS md(s text, m text, "
     "p float8, g text, a text, n int8, v float8, t float8, q text){gate}), "
@@ -64,12 +67,13 @@ _PG_METER_CTES = (
     "ON CONFLICT DO NOTHING RETURNING external_subscription_id AS s, metric AS m, "
     "period_start AS p, group_key AS g), "
     "mn AS (SELECT s, m, p, g, count(*) AS fresh FROM mv GROUP BY s, m, p, g), "
-    "mg AS (SELECT s, m, p, g, min(a) AS a, sum(n) AS n, sum(v) AS total, max(v) AS top, "
-    "(array_agg(v ORDER BY t DESC))[1] AS last_v, max(t) AS last_t FROM md GROUP BY s, m, p, g), "
+    "mg AS (SELECT s, m, p, g, a, n, CASE a WHEN 'count' THEN n ELSE v END AS v, t "
+    "FROM md WHERE q IS NULL UNION ALL "
+    "SELECT s, m, p, g, min(a), sum(n), NULL, max(t) FROM md WHERE q IS NOT NULL "
+    "GROUP BY s, m, p, g), "
     f"mu AS (INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
-    "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, %(shard)s, mg.a, CASE mg.a "
-    "WHEN 'count' THEN mg.n WHEN 'sum' THEN mg.total WHEN 'max' THEN mg.top "
-    "WHEN 'latest' THEN mg.last_v ELSE COALESCE(mn.fresh, 0) END, mg.n, mg.last_t, 0, %(now)s "
+    "held, updated_at) SELECT mg.s, mg.m, mg.p, mg.g, %(shard)s, mg.a, "
+    "COALESCE(mg.v, mn.fresh, 0), mg.n, mg.t, 0, %(now)s "
     "FROM mg LEFT JOIN mn USING (s, m, p, g) ORDER BY 1, 2, 3, 4, 5 "
     f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET "
     "units = CASE usage_meters.aggregation "
