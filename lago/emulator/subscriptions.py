@@ -77,7 +77,8 @@ def _record(state: EmulatorState, params: dict[str, Any], plan: Record, customer
         "status": "active" if active else "pending",
         "created_at": iso(now),
         "canceled_at": None,
-        "started_at": iso(now) if active else None,
+        # Subscriptions::CreateService#started_at_for: a subscription_at already past starts it
+        "started_at": iso(starts) if active else None,
         "ending_at": params.get("ending_at"),
         "subscription_at": iso(starts),
         "terminated_at": None,
@@ -98,7 +99,13 @@ def current_period(state: EmulatorState, subscription: Record) -> tuple[Any, Any
     if subscription["status"] != "active" or plan is None:
         return None
     anchor = parse_iso(subscription["subscription_at"])
-    return billing_period(plan["interval"], subscription["billing_time"], anchor, state.now())
+    start, end = billing_period(plan["interval"], subscription["billing_time"], anchor, state.now())
+    # Subscriptions::DatesService#charges_from_datetime: a period that began before the
+    # subscription started begins when it started (the instant, not its midnight).
+    started = subscription.get("started_at")
+    if started:
+        start = max(start, parse_iso(started))
+    return start, end
 
 
 def serialize(state: EmulatorState, subscription: Record) -> Record:

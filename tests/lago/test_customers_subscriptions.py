@@ -129,7 +129,25 @@ async def test_subscription_auto_creates_a_bare_customer(
     assert body["status"] == "active"
     assert body["plan"]["code"] == "pro"
     assert body["lago_customer_id"] == state.customers["acme"]["lago_id"]
-    assert body["current_billing_period_started_at"].endswith("T00:00:00Z")
+    # Subscriptions::DatesService#charges_from_datetime: the first period begins when the
+    # subscription started, not at the month's midnight.
+    assert body["current_billing_period_started_at"] == body["started_at"]
+
+
+async def test_a_subscription_started_earlier_bills_from_the_calendar_period(
+    lago: httpx.AsyncClient, state: EmulatorState, catalog: dict[str, str]
+) -> None:
+    """CreateService#started_at_for: a past ``subscription_at`` is when it started; its
+    current period then begins on the calendar boundary (the 1st, at midnight)."""
+    earlier = "2024-03-15T10:00:00Z"
+    response = await lago.post(
+        "/subscriptions", json={"subscription": {**subscription("pro")["subscription"],
+                                                 "subscription_at": earlier}}
+    )  # fmt: skip
+
+    body = response.json()["subscription"]
+    assert body["started_at"] == earlier
+    assert body["current_billing_period_started_at"].endswith("-01T00:00:00Z")
 
 
 async def test_same_plan_returns_the_existing_subscription(

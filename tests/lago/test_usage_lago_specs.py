@@ -9,7 +9,7 @@ charge filters and past usage.
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -43,7 +43,10 @@ async def setup_graduated_plan(lago: httpx.AsyncClient) -> None:
         "charges": [charge],
     }
     assert (await lago.post("/plans", json={"plan": plan})).status_code == 200
-    subscription = {"external_customer_id": "acme", "plan_code": "eur", "external_id": "sub-1"}
+    # As the spec's subscription: started two years ago (its current period: this month).
+    started = (datetime.now(UTC) - timedelta(days=730)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    subscription = {"external_customer_id": "acme", "plan_code": "eur", "external_id": "sub-1",
+                    "subscription_at": started}  # fmt: skip
     await lago.post("/subscriptions", json={"subscription": subscription})
     now = int(datetime.now(UTC).timestamp())
     events = [

@@ -448,11 +448,11 @@ async def test_a_stale_stored_period_reads_the_current_periods_meters(
     async with shop.runtime.database.engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE meter_subscriptions SET period_start = :s, period_end = :e, "
-                "subscription_at = :since, started_at = :since WHERE external_id = 'sub_ann'"
+                "UPDATE meter_subscriptions SET period_start = :s, period_end = :e "
+                "WHERE external_id = 'sub_ann'"
             ),
-            # Subscribed before: this month's period is a whole one, as Lago has it.
-            {"s": last, "e": start, "since": _month_before(last)},
+            # A period before the current one (which the terms compute: it began at ``start``).
+            {"s": last, "e": start},
         )
         # Last month's meters, which the stored (stale) period would wrongly point at.
         await conn.execute(
