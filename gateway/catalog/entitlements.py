@@ -4,7 +4,9 @@
 A feature gates usage through its gateway-only rules: ``metric`` (any event of that metric
 needs it) and ``properties`` (an event whose property holds one of the listed values needs
 it; with ``metric`` too, both must match). A plan has a feature when its ``entitlements``
-name it. Overrides are one subscription's differences from its plan, as Lago keeps them
+name it. An integer privilege with ``limits`` caps an event property of the events its
+feature gates (``max_clip_seconds`` caps ``seconds``): the plan's value is the most allowed.
+Overrides are one subscription's differences from its plan, as Lago keeps them
 (``PATCH /subscriptions/{id}/entitlements`` adds or changes, ``DELETE`` removes):
 feature code → privilege values (added or changed), or ``None`` (removed).
 """
@@ -83,6 +85,60 @@ def refusal(
         matched, hit = _needs(feature, metric, properties)
         if matched:
             return Refusal(feature.code, feature.name, plan_code, metric, hit)
+    return None
+
+
+@dataclass(frozen=True)
+class Excess:
+    """An event property above the cap a privilege of the plan sets."""
+
+    feature: str
+    privilege: str
+    limit: int
+    key: str  # the event property
+    value: float
+
+    @property
+    def message(self) -> str:
+        return f"{self.key} {self.value:g} is above {self.privilege} {self.limit}"
+
+
+def excess(
+    catalog: Catalog,
+    plan_code: str | None,
+    metric: str,
+    properties: Mapping[str, Any],
+    overrides: Overrides | None = None,
+) -> Excess | None:
+    """The first capped privilege (catalog order) the event goes beyond: of a feature the
+    plan has (overrides applied) that gates this event, whose value the plan sets. A
+    property that is absent or not a number is not capped."""
+    entitled = features_of(catalog, plan_code, overrides)
+    for feature in catalog.features:
+        values = entitled.get(feature.code)
+        if values is None or not feature.gates_usage or not _needs(feature, metric, properties)[0]:
+            continue
+        for privilege in feature.privileges:
+            cap = values.get(privilege.code)
+            if privilege.limits is None or isinstance(cap, bool) or not isinstance(cap, int):
+                continue
+            value = _number(properties.get(privilege.limits))
+            if value is not None and value > cap:
+                return Excess(feature.code, privilege.code, cap, privilege.limits, value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A property as a number (a JSON number or numeric text), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
     return None
 
 

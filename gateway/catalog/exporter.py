@@ -74,15 +74,18 @@ def _feature(lago_feature: dict[str, Any], base: Catalog | None) -> dict[str, An
     view: dict[str, Any] = _compact(
         {k: lago_feature.get(k) for k in ("code", "name", "description")}
     )
+    known = base.feature(view["code"]) if base else None
     privileges = []
     for privilege in lago_feature.get("privileges") or []:
         item = _compact({k: privilege.get(k) for k in ("code", "name", "value_type")})
         if privilege.get("config"):
             item["config"] = privilege["config"]
+        mine = known.privilege(str(item.get("code"))) if known is not None else None
+        if mine is not None and mine.limits is not None:  # gateway-only, like metric
+            item["limits"] = mine.limits
         privileges.append(item)
     if privileges:
         view["privileges"] = privileges
-    known = base.feature(view["code"]) if base else None
     if known is not None and known.metric is not None:
         view["metric"] = known.metric
     if known is not None and known.properties:

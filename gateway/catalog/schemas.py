@@ -354,6 +354,9 @@ class Privilege(Strict):
     name: str | None = None
     value_type: Literal["integer", "string", "boolean", "select"] = "string"
     config: PrivilegeConfig | None = None
+    # Gateway-only: the event property an integer privilege caps (``max_clip_seconds`` caps
+    # ``seconds``): a hold whose property is above the plan's value is refused.
+    limits: str | None = Field(default=None, min_length=1, max_length=255, exclude=True)
 
     @model_validator(mode="after")
     def _config_only_for_select(self) -> Privilege:
@@ -361,6 +364,8 @@ class Privilege(Strict):
             raise ValueError("a select privilege needs config.select_options")
         if self.value_type != "select" and self.config is not None:
             raise ValueError("only a select privilege has a config")
+        if self.limits is not None and self.value_type != "integer":
+            raise ValueError("only an integer privilege limits a property")
         return self
 
     def accepts(self, value: Any) -> bool:

@@ -36,7 +36,7 @@ import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import accounting
-from gateway.catalog.entitlements import overrides_from_lago, refusal
+from gateway.catalog.entitlements import excess, overrides_from_lago, refusal
 from gateway.catalog.schemas import Catalog
 from gateway.db import Database
 from gateway.errors import (
@@ -199,6 +199,20 @@ class Holds:
                     "property": None
                     if refused.matched_property is None
                     else dict([refused.matched_property]),
+                },
+            )
+        over = excess(self.catalog, terms.plan_code, event.code, properties, overrides)
+        if over is not None:
+            raise Forbidden(
+                f"the plan allows at most {over.limit} for {over.key} ({over.privilege})",
+                code="privilege_exceeded",
+                details={
+                    "feature": over.feature,
+                    "privilege": over.privilege,
+                    "limit": over.limit,
+                    "plan_code": terms.plan_code,
+                    "code": event.code,
+                    "property": {over.key: properties.get(over.key)},
                 },
             )
 

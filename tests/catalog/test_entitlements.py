@@ -7,7 +7,14 @@ import httpx
 import orjson
 import pytest
 
-from gateway.catalog.entitlements import Refusal, features_of, overrides_from_lago, refusal
+from gateway.catalog.entitlements import (
+    Excess,
+    Refusal,
+    excess,
+    features_of,
+    overrides_from_lago,
+    refusal,
+)
 from gateway.catalog.exporter import catalog_from_lago, render
 from gateway.catalog.loader import CatalogError, parse_catalog
 from gateway.catalog.schemas import Catalog
@@ -109,8 +116,8 @@ async def test_features_and_privileges_follow_the_file(
     edited = (
         catalog_text.replace("      priority: {}\n", "", 1)
         .replace(
-            "{code: max_clip_seconds, name: Longest clip in seconds, value_type: integer}",
-            "{code: max_clip_seconds, name: Longest clip in seconds, value_type: string}",
+            "value_type: integer, limits: seconds}",
+            "value_type: string}",
         )
         .replace("video: {max_clip_seconds: 60}", 'video: {max_clip_seconds: "60"}')
         .replace("select_options: [basic, premium]", "select_options: [basic, premium, studio]")
@@ -199,7 +206,67 @@ def test_a_select_privilege_needs_options(catalog_text: str) -> None:
     assert "a select privilege needs config.select_options" in str(failed.value)
 
 
+def test_only_an_integer_privilege_limits_a_property(catalog_text: str) -> None:
+    text = catalog_text.replace(
+        "value_type: integer, limits: seconds}", "value_type: string, limits: seconds}", 1
+    )
+
+    with pytest.raises(CatalogError) as failed:
+        parse_catalog(text)
+
+    assert "only an integer privilege limits a property" in str(failed.value)
+
+
+def test_limits_stay_in_the_gateway(catalog: Catalog) -> None:
+    video = catalog.feature("video")
+    assert video is not None
+    privilege = video.privilege("max_clip_seconds")
+    assert privilege is not None and privilege.limits == "seconds"
+    assert "limits" not in privilege.model_dump(mode="json")  # never sent to Lago
+
+
 # -- refusal and features_of --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plan", "properties", "overrides", "expected"),
+    [
+        ("premium_monthly", {"seconds": 61}, None, ("max_clip_seconds", 60, 61.0)),
+        ("premium_monthly", {"seconds": "61.5"}, None, ("max_clip_seconds", 60, 61.5)),
+        ("premium_monthly", {"seconds": 60}, None, None),
+        ("premium_monthly", {}, None, None),
+        ("premium_monthly", {"seconds": "long"}, None, None),
+        ("premium_monthly", {"seconds": True}, None, None),
+        ("premium_monthly", {"seconds": 90}, {"video": {"max_clip_seconds": 120}}, None),
+        # An override without values keeps the plan's (Lago's PATCH adds or changes).
+        ("premium_monthly", {"seconds": 90}, {"video": {}}, ("max_clip_seconds", 60, 90.0)),
+        ("basic_monthly", {"seconds": 90}, None, None),  # not entitled: refusal() answers
+        (
+            "basic_monthly",
+            {"seconds": 16},
+            {"video": {"max_clip_seconds": 15}},
+            ("max_clip_seconds", 15, 16.0),
+        ),
+    ],
+)
+def test_excess_names_the_capped_privilege_an_event_goes_beyond(
+    catalog: Catalog,
+    plan: str,
+    properties: dict[str, object],
+    overrides: dict[str, dict[str, int]] | None,
+    expected: tuple[str, int, float] | None,
+) -> None:
+    found = excess(catalog, plan, "video_generation", properties, overrides)
+
+    assert (None if found is None else (found.privilege, found.limit, found.value)) == expected
+
+
+def test_excess_caps_only_the_events_its_feature_gates(catalog: Catalog) -> None:
+    # ``seconds`` on a photo is not a clip: the video feature does not gate photos.
+    assert excess(catalog, "premium_monthly", "photo_generation", {"seconds": 999}) is None
+    found = excess(catalog, "premium_monthly", "video_generation", {"seconds": 75})
+    assert found == Excess("video", "max_clip_seconds", 60, "seconds", 75.0)
+    assert found.message == "seconds 75 is above max_clip_seconds 60"
 
 
 @pytest.mark.parametrize(

@@ -271,3 +271,25 @@ async def test_a_subscription_s_entitlement_overrides_decide_its_holds(metered: 
     features = balance.json()["balance"]["features"]
     assert features["video"] == {"max_clip_seconds": 15}
     assert "hd_photos" not in features
+
+
+async def test_a_hold_beyond_a_capped_privilege_is_refused_with_403(metered: Gateway) -> None:
+    sub = await subscribe(metered, "cap", "premium_monthly")  # video: max_clip_seconds 60
+    long = await hold(metered, sub, "v-long", "video_generation", properties={"seconds": 61})
+    assert long.status_code == 403
+    body = long.json()
+    assert body["code"] == "privilege_exceeded"
+    assert body["error_details"] == {
+        "feature": "video", "privilege": "max_clip_seconds", "limit": 60,
+        "plan_code": "premium_monthly", "code": "video_generation", "property": {"seconds": 61},
+    }  # fmt: skip
+    assert await meter(metered, sub, "video_generation") == (0.0, 0.0)
+
+    ok = await hold(metered, sub, "v-ok", "video_generation", properties={"seconds": 60})
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["hold"]["paid_from"] == "invoice"
+    # Usage that happened is billed: a capture's final seconds are not capped.
+    captured = await act(metered, ok.json()["hold"]["id"], "capture",
+                         {"hold": {"properties": {"seconds": 75}}})  # fmt: skip
+    assert captured.status_code == 200
+    assert captured.json()["hold"]["captured_units"] == 75
