@@ -22,6 +22,7 @@ from gateway.integrations.lago.client import LagoClient
 from gateway.integrations.stripe.client import StripeClient
 from gateway.logging import get_logger
 from gateway.meters.metering import meter_rules
+from gateway.meters.reconciler import Reconciler
 from gateway.meters.service import Meters
 from gateway.runtime import Runtime
 from gateway.usage.lookups import LagoLookups
@@ -111,6 +112,7 @@ async def build_parts(
             lookups.metric_rules = metric_rules(catalog)
         writer = OutboxWriter(database, writers=settings.outbox_writers)
         meters = Meters(database, lago, meter_rules(catalog) if settings.meters_enabled else {})
+        meters.seed = Reconciler(meters, lago).seed
         parts = Parts(
             runtime=runtime,
             keys=KeyVerifier(database, settings.api_key_cache_seconds),

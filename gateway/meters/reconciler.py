@@ -14,6 +14,11 @@ event forwarded between the two reads is in flight, not drift). A drift is logge
 plus the pending ones. Lago's period replaces the stored one, so a subscription whose terms
 were learned late, or whose events reached Lago around the gateway, is seeded from Lago.
 
+A subscription learned from Lago on first sight (``Meters.adopt``: a hold, a balance read or
+a webhook named one the gateway had not seen) is seeded at once (``seed``): its events
+accepted before were not metered, so a difference then is history, not drift in flight, and
+is corrected without waiting for a second pass.
+
 While the outbox holds a backlog (more than ``MAX_PENDING`` events), passes compare nothing:
 Lago is behind by design then.
 """
@@ -34,7 +39,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db import Database
-from gateway.integrations.lago.client import LagoApiError, LagoClient
+from gateway.integrations.lago.client import LagoApiError, LagoClient, LagoError
 from gateway.jobs import log_failure
 from gateway.logging import get_logger
 from gateway.meters import store
@@ -94,8 +99,17 @@ class Reconciler:
             done["drift"] += drift
         return done
 
-    async def check(self, terms: Mapping[str, Any]) -> int:
-        """Compare one subscription's meters with Lago; how many drifts were corrected."""
+    async def seed(self, terms: Mapping[str, Any]) -> None:
+        """Set a subscription learned on first sight to Lago's usage plus its pending events
+        (``Meters.seed``); Lago unreachable: the passes do it later."""
+        try:
+            await self.check(terms, confirm=False)
+        except LagoError as exc:
+            log.warning("meters.seed_failed", error=type(exc).__name__)
+
+    async def check(self, terms: Mapping[str, Any], *, confirm: bool = True) -> int:
+        """Compare one subscription's meters with Lago; how many drifts were corrected
+        (``confirm``: only a difference the previous pass saw too)."""
         subscription, customer = str(terms["external_id"]), str(terms["external_customer_id"])
         usage = await self.lago.call(
             "GET",
@@ -127,6 +141,7 @@ class Reconciler:
                     totals.get(metric),
                     lago_units.get(metric, 0.0),
                     pending.get(metric, []),
+                    confirm,
                 )
                 if fix is not None:
                     await _set_units(conn, subscription, metric, start, rule, fix)
@@ -140,8 +155,10 @@ class Reconciler:
         meter: Mapping[str, Any] | None,
         lago: float,
         pending: list[dict[str, Any]],
+        confirm: bool = True,
     ) -> float | None:
-        """The units the meter should hold, when a confirmed drift says so."""
+        """The units the meter should hold, when a confirmed drift says so (or, not
+        ``confirm``, any difference)."""
         subscription, metric, _ = key
         units = float(meter["units"]) if meter else 0.0
         if rule.aggregation in ("count", "sum"):
@@ -157,6 +174,9 @@ class Reconciler:
         if abs(difference) <= EPSILON:
             self._seen.pop(key, None)
             return None
+        if not confirm:  # a first sight's history: seeded, not drift
+            log.info("meters.seeded", subscription=subscription, metric=metric, units=target)
+            return target
         seen = self._seen.get(key)
         if seen is None or abs(seen - difference) > EPSILON:
             self._seen[key] = difference  # first sight: in flight, or drift? Next pass says.

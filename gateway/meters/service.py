@@ -11,7 +11,7 @@ metered.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -141,6 +141,9 @@ class Meters:
         self.lago = lago
         self.rules = dict(rules)
         self._terms: dict[str, tuple[float, Terms | None]] = {}
+        # Set at wiring (``reconciler.Reconciler.seed``): a subscription learned on first
+        # sight gets its meters from Lago at once (its earlier events were not metered).
+        self.seed: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -225,11 +228,14 @@ class Meters:
         subscription = body.get("subscription")
         if not isinstance(subscription, dict) or subscription.get("external_id") != external_id:
             return None
-        return await self.adopt(subscription)
+        return await self.adopt(subscription, first_sight=True)
 
-    async def adopt(self, subscription: Mapping[str, Any]) -> Terms | None:
+    async def adopt(
+        self, subscription: Mapping[str, Any], *, first_sight: bool = False
+    ) -> Terms | None:
         """Store the terms of a Lago subscription object (an answer or a webhook's), asking
-        Lago for what it lacks: its customer's timezone, its plan's interval."""
+        Lago for what it lacks: its customer's timezone, its plan's interval. ``first_sight``:
+        one the gateway had not seen (its earlier events unmetered), seeded from Lago."""
         try:
             customer = subscription.get("customer")
             if customer is None:
@@ -243,7 +249,10 @@ class Meters:
             log.warning("meters.learn_failed", error=type(exc).__name__)
             return None
         entitlements = await self._entitlements(str(subscription["external_id"]))
-        return await self.save(subscription, plan, _timezone(customer), entitlements)
+        terms = await self.save(subscription, plan, _timezone(customer), entitlements)
+        if first_sight and self.seed is not None and self.enabled and terms.active:
+            await self.seed(terms.row)
+        return terms
 
     async def _entitlements(self, external_id: str) -> list[Any] | None:
         """Lago's entitlements of a subscription; None when Lago cannot say."""

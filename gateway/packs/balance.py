@@ -204,7 +204,7 @@ async def _learn_active(meters: Meters, lago: LagoClient, customer: str) -> Term
         "subscriptions",
         {"external_customer_id": customer, "status[]": ACTIVE},
     )
-    learned = [await meters.adopt(subscription) for subscription in active]
+    learned = [await meters.adopt(s, first_sight=True) for s in active]
     found = [terms for terms in learned if terms is not None]
     if len(found) > 1:
         raise Conflict(

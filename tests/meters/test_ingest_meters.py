@@ -165,3 +165,28 @@ async def test_writers_add_to_their_own_shards_and_reads_combine_them(database: 
     assert combined["m_count"]["events"] == 2
     assert combined["m_max"]["units"] == 9.0
     assert combined["m_latest"]["units"] == 3.0  # the event at 30 is the latest
+
+
+async def test_a_subscription_first_seen_on_a_balance_read_is_seeded_from_lago(
+    metered: Gateway,
+) -> None:
+    """Its earlier events were not metered: the first read sets the meter to Lago's usage
+    plus the events Lago does not have yet (pending in the outbox), without waiting for the
+    reconciliation's second pass."""
+    lago = metered.runtime.lago
+    await lago.call("POST", "/customers", json={"customer": {"external_id": "eve"}})
+    subscription = {"external_customer_id": "eve", "plan_code": "basic_monthly",
+                    "external_id": "sub_eve"}  # fmt: skip
+    await lago.call("POST", "/subscriptions", json={"subscription": subscription})
+    assert await post(metered, [photo("sub_eve", "p1"), photo("sub_eve", "p2", "hd")]) == 200
+    around = {**photo("sub_eve", "direct-1"), "timestamp": int(time.time())}  # reached Lago alone
+    await lago.call("POST", "/events", json={"event": around})
+    assert await meters(metered, "sub_eve") == {}
+
+    response = await metered.client.get(
+        "/gateway/customers/eve/balance", headers=await metered.headers("billing:read")
+    )
+    assert response.status_code == 200, response.text
+    usage = response.json()["balance"]["usage"]["photo_generation"]
+    assert (usage["units"], usage["included"], usage["remaining_included"]) == (3, 200, 197)
+    assert (await meters(metered, "sub_eve"))[("photo_generation", "")][0] == 3.0

@@ -46,6 +46,26 @@ def drifts() -> float:
     return METER_DRIFT.labels(metric="photo_generation")._value.get()
 
 
+async def test_a_subscription_learned_on_first_sight_is_seeded_from_lago_at_once(
+    metered: Gateway,
+) -> None:
+    lago = metered.runtime.lago
+    await lago.call("POST", "/customers", json={"customer": {"external_id": "oli"}})
+    subscription = {"external_customer_id": "oli", "plan_code": "basic_monthly",
+                    "external_id": "sub_oli"}  # fmt: skip
+    await lago.call("POST", "/subscriptions", json={"subscription": subscription})
+    await lago.call("POST", "/events/batch", json={"events": photos("sub_oli", "l", 3)})
+    before = drifts()
+
+    await metered.parts.meters.learn("sub_oli")  # a hold or balance read names it first
+
+    assert await units(metered, "sub_oli") == 3.0
+    assert drifts() == before, "history seeded, not drift"
+    reconciler = Reconciler(metered.parts.meters, lago)
+    assert (await reconciler.run_once())["drift"] == 0
+    assert await units(metered, "sub_oli") == 3.0
+
+
 async def test_a_subscription_learned_late_is_seeded_from_lago_on_the_second_pass(
     metered: Gateway,
 ) -> None:
@@ -53,9 +73,10 @@ async def test_a_subscription_learned_late_is_seeded_from_lago_on_the_second_pas
     await lago.call("POST", "/customers", json={"customer": {"external_id": "ola"}})
     subscription = {"external_customer_id": "ola", "plan_code": "basic_monthly",
                     "external_id": "sub_ola"}  # fmt: skip
-    await lago.call("POST", "/subscriptions", json={"subscription": subscription})
+    created = await lago.call("POST", "/subscriptions", json={"subscription": subscription})
     await lago.call("POST", "/events/batch", json={"events": photos("sub_ola", "l", 3)})
-    await metered.parts.meters.learn("sub_ola")
+    # Terms from a webhook's subscription object: stored, not seeded.
+    await metered.parts.meters.adopt(created["subscription"])
     reconciler = Reconciler(metered.parts.meters, lago)
     before = drifts()
 
