@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.catalog import accounting
-from gateway.catalog.entitlements import features_of, overrides_from_lago
+from gateway.catalog.entitlements import Overrides, features_of, overrides_from_lago, refusal
 from gateway.catalog.schemas import Allowance, Catalog, TokenWallet
 from gateway.db import Database
 from gateway.errors import Conflict, NotFound, ValidationFailed
@@ -217,11 +217,13 @@ async def _learn_active(meters: Meters, lago: LagoClient, customer: str) -> Term
 
 def _usage(
     catalog: Catalog | None,
-    plan_code: str | None,
+    terms: Terms | None,
     rows: list[dict[str, Any]],
     available: Decimal,
-    subscribed: bool,
 ) -> dict[str, Any]:
+    plan_code = terms.plan_code if terms is not None else None
+    subscribed = terms is not None
+    overrides = _overrides(catalog, terms)
     totals = {r["metric"]: r for r in rows if r["group_key"] == TOTAL}
     costs = accounting.token_costs(catalog)
     metrics = set(catalog.metric_codes if catalog else ()) | set(totals)
@@ -232,6 +234,7 @@ def _usage(
             if subscribed
             else Allowance(included=0, beyond="tokens")
         )
+        entitled = catalog is None or refusal(catalog, plan_code, metric, {}, overrides) is None
         meter = totals.get(metric)
         units = float(meter["units"]) if meter else 0.0
         held = float(meter["held"]) if meter else 0.0
@@ -246,9 +249,11 @@ def _usage(
             "remaining_included": remaining,
             "beyond_included": allowance.beyond if allowance else None,
             "tokens_per_unit": accounting.text(costs[metric]) if metric in costs else None,
+            # A feature the metric needs and the plan lacks (a hold: 403).
+            "entitled": entitled,
             "can_generate": None
             if allowance is None
-            else _can_generate(allowance, units + held, available, costs.get(metric)),
+            else entitled and _can_generate(allowance, units + held, available, costs.get(metric)),
             "breakdown": {
                 r["group_key"]: _number(float(r["units"]))
                 for r in rows
@@ -334,7 +339,7 @@ def compose(
         else {"external_id": terms.row["external_id"], "status": terms.row["status"]},
         "plan": None if terms is None else _plan(catalog, terms),
         "period": None if period is None else {"from": _iso(period[0]), "to": _iso(period[1])},
-        "usage": _usage(catalog, plan_code, rows, available, terms is not None),
+        "usage": _usage(catalog, terms, rows, available),
         "wallet": _wallet(catalog, account, spent, available, owed),
         "features": _features(catalog, terms),
         "next_grant": _next_grant(catalog, plan_code, account),
@@ -351,11 +356,14 @@ def _features(catalog: Catalog | None, terms: Terms | None) -> dict[str, Any]:
     if catalog is None:
         return {}
     plan_code = terms.plan_code if terms is not None else None
-    entitlements = terms.entitlements if terms is not None else None
-    overrides = None
-    if entitlements is not None:
-        overrides = overrides_from_lago(catalog, plan_code, entitlements)
-    return features_of(catalog, plan_code, overrides)
+    return features_of(catalog, plan_code, _overrides(catalog, terms))
+
+
+def _overrides(catalog: Catalog | None, terms: Terms | None) -> Overrides | None:
+    """The subscription's entitlement overrides, from Lago's list kept with its terms."""
+    if catalog is None or terms is None or terms.entitlements is None:
+        return None
+    return overrides_from_lago(catalog, terms.plan_code, terms.entitlements)
 
 
 def _next_grant(

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from gateway.meters.service import terms_of
 from gateway.packs import balance, reconciler, snapshot
 from gateway.packs.balance import refresh_account
 from tests.conftest import Gateway
@@ -69,6 +70,7 @@ async def test_balance_shows_plan_period_usage_against_allowances_tokens_and_cos
         "remaining_included": 197,
         "beyond_included": "tokens",
         "tokens_per_unit": "5",
+        "entitled": True,
         "can_generate": True,
         "breakdown": {"quality=hd": 3},
     }
@@ -79,6 +81,7 @@ async def test_balance_shows_plan_period_usage_against_allowances_tokens_and_cos
         "remaining_included": 0,
         "beyond_included": "tokens",
         "tokens_per_unit": "3",
+        "entitled": False,  # Basic has no video feature: a hold is 403
         "can_generate": False,
         "breakdown": {},
     }
@@ -478,3 +481,32 @@ async def test_a_stale_stored_period_reads_the_current_periods_meters(
     assert await _snapshot(shop, "ann", "sub_ann") == current
     assert calls == []
     assert meters_at == [("sub_ann", start), ("sub_ann", start)]
+
+
+def test_can_generate_is_false_for_a_metric_the_plan_does_not_entitle(shop: Gateway) -> None:
+    """Plenty of tokens pay for a Basic video beyond its allowance, yet Basic lacks the
+    video feature: a hold would be 403, so the hint says no; an override that adds it says
+    yes."""
+    catalog = shop.parts.catalog
+    assert catalog is not None
+    now = time.time()
+    row = {"external_id": "sub_x", "external_customer_id": "x", "plan_code": "basic_monthly",
+           "status": "active", "interval": "monthly", "billing_time": "calendar",
+           "bill_charges_monthly": 0, "timezone": "UTC", "subscription_at": now - 86_400,
+           "started_at": now - 86_400, "ending_at": None, "period_start": now - 3_600,
+           "period_end": now + 3_600, "entitlements": None, "learned_at": now}  # fmt: skip
+    account = {"credits": "1000", "held_tokens": "0", "wallet_read_at": now}
+
+    def usage(entitlements: Any) -> dict[str, Any]:
+        terms = terms_of({**row, "entitlements": entitlements})
+        period = terms.period_of(now)
+        found = balance.compose(catalog, "x", terms, period, account, [], [])
+        return dict(found["usage"]["video_generation"])
+
+    plain = usage(None)
+    assert (plain["entitled"], plain["can_generate"]) == (False, False)
+    added = [{"code": "video", "privileges": [{"code": "max_clip_seconds", "value": 15}]},
+             {"code": "hd_photos", "privileges": [{"code": "max_resolution", "value": 2048}]},
+             {"code": "badge", "privileges": [{"code": "tier", "value": "basic"}]}]  # fmt: skip
+    overridden = usage(orjson.dumps(added).decode())
+    assert (overridden["entitled"], overridden["can_generate"]) == (True, True)
