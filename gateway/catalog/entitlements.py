@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalog.schemas import Catalog, Feature, property_text
+from gateway.catalog.features import Feature, property_text
+from gateway.catalog.schemas import Catalog
 
 PrivilegeValues = dict[str, Any]
 Overrides = Mapping[str, Mapping[str, Any] | None]

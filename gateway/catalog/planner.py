@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from gateway.catalog.features import Feature
 from gateway.catalog.schemas import (
     BillableMetric,
     Catalog,
     Charge,
     Coupon,
-    Feature,
     Plan,
 )
 

@@ -8,31 +8,31 @@ which the gateway resolves when it applies the file). ``allow_negative`` on a me
 it becomes a recurring transaction rule on each subscriber's token wallet
 (``gateway.packs.grants``).
 
-``features`` mirror Lago's ``POST /features`` body; a plan's ``entitlements`` (feature code →
-privilege values) go to ``POST /plans/{code}/entitlements``, not in the plan's body. A
-feature's ``metric`` and ``properties`` (what an event uses that needs the feature) never go
-to Lago.
+``features`` (``gateway.catalog.features``) mirror Lago's ``POST /features`` body; a plan's
+``entitlements`` (feature code → privilege values) go to ``POST /plans/{code}/entitlements``,
+not in the plan's body. The shared field types and base model are in
+``gateway.catalog.fields``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
-    StringConstraints,
     model_validator,
 )
+
+from gateway.catalog.features import Feature
+from gateway.catalog.fields import Code, Currency, DecimalText, Strict
 
 # The aggregations that add or compare the values of field_name (so need numbers).
 NUMERIC_AGGREGATIONS = frozenset({"sum_agg", "max_agg", "latest_agg", "weighted_sum_agg"})
@@ -40,35 +40,8 @@ INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")
 CREDIT_PLACES = Decimal("0.00001")
 
 
-def _decimal_text(value: Any) -> Any:
-    """YAML numbers become Lago's decimal strings ("0.25"); anything else must parse."""
-    if isinstance(value, bool):
-        raise ValueError("must be a decimal number")
-    if isinstance(value, int | float | Decimal):
-        value = str(value)
-    if isinstance(value, str):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise ValueError("must be a decimal number") from None
-        if not number.is_finite() or number < 0:
-            raise ValueError("must be a decimal number, zero or more")
-    return value
-
-
 def _unlimited(value: Any) -> Any:
     return None if value == "unlimited" else value
-
-
-DecimalText = Annotated[str, BeforeValidator(_decimal_text)]
-Code = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
-]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MetricFilter(Strict):
@@ -337,90 +310,6 @@ class Coupon(Strict):
             raise ValueError("a recurring coupon needs frequency_duration")
         if self.expiration == "time_limit" and self.expiration_at is None:
             raise ValueError("expiration time_limit needs expiration_at")
-        return self
-
-
-VALUE_TYPES = ("integer", "string", "boolean", "select")
-
-
-class PrivilegeConfig(Strict):
-    select_options: list[str] = Field(min_length=1)
-
-
-class Privilege(Strict):
-    """One privilege of a feature: a value each plan sets (``max_resolution: 2048``)."""
-
-    code: Code
-    name: str | None = None
-    value_type: Literal["integer", "string", "boolean", "select"] = "string"
-    config: PrivilegeConfig | None = None
-    # Gateway-only: the event property an integer privilege caps (``max_clip_seconds`` caps
-    # ``seconds``): a hold whose property is above the plan's value is refused.
-    limits: str | None = Field(default=None, min_length=1, max_length=255, exclude=True)
-
-    @model_validator(mode="after")
-    def _config_only_for_select(self) -> Privilege:
-        if self.value_type == "select" and self.config is None:
-            raise ValueError("a select privilege needs config.select_options")
-        if self.value_type != "select" and self.config is not None:
-            raise ValueError("only a select privilege has a config")
-        if self.limits is not None and self.value_type != "integer":
-            raise ValueError("only an integer privilege limits a property")
-        return self
-
-    def accepts(self, value: Any) -> bool:
-        """Whether ``value`` fits this privilege (an option of a select)."""
-        if self.value_type == "integer":
-            return isinstance(value, int) and not isinstance(value, bool)
-        if self.value_type == "boolean":
-            return isinstance(value, bool)
-        if self.value_type == "select":
-            return self.config is not None and value in self.config.select_options
-        return isinstance(value, str)
-
-
-def property_text(value: Any) -> str:
-    """An event property value as the rules compare it (``true``, ``2``, ``hd``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _property_values(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
-    return value
-
-
-class Feature(Strict):
-    """``POST /features`` body, plus gateway-only rules saying which events need it.
-
-    ``metric``: an event of that metric needs the feature; ``properties``: an event whose
-    properties hold one of these values needs it (both set: both must match).
-    """
-
-    code: Code
-    name: str | None = Field(default=None, max_length=255)
-    description: str | None = Field(default=None, max_length=600)
-    privileges: list[Privilege] = []
-    metric: Code | None = Field(default=None, exclude=True)
-    properties: Annotated[
-        dict[str, list[Annotated[str, BeforeValidator(property_text)]]],
-        BeforeValidator(_property_values),
-    ] = Field(default={}, exclude=True)
-
-    def privilege(self, code: str) -> Privilege | None:
-        return next((p for p in self.privileges if p.code == code), None)
-
-    @property
-    def gates_usage(self) -> bool:
-        return self.metric is not None or bool(self.properties)
-
-    @model_validator(mode="after")
-    def _unique_privileges(self) -> Feature:
-        codes = [p.code for p in self.privileges]
-        if len(codes) != len(set(codes)):
-            raise ValueError("privilege codes must be unique")
         return self
 
 

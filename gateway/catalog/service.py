@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from gateway.catalog.features import Feature
 from gateway.catalog.loader import configured_catalog_path, load_catalog
 from gateway.catalog.planner import (
     CatalogPlan,
@@ -29,7 +30,6 @@ from gateway.catalog.schemas import (
     Catalog,
     Charge,
     Coupon,
-    Feature,
     Plan,
 )
 from gateway.config import Settings
