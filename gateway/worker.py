@@ -17,7 +17,7 @@ from gateway.logging import get_logger
 from gateway.meters import alerts
 from gateway.meters import handlers as meters_handlers
 from gateway.meters import reconciler as meters_reconciler
-from gateway.packs import balance
+from gateway.packs import account
 from gateway.packs import grants as packs_grants
 from gateway.packs import handlers as packs
 from gateway.packs import reconciler as packs_reconciler
@@ -103,7 +103,7 @@ async def reconcile_meters(parts: Parts, stop: asyncio.Event) -> None:
     settings = runtime.settings
 
     async def refresh_stale() -> None:
-        await balance.refresh_stale_accounts(
+        await account.refresh_stale_accounts(
             runtime.database, runtime.lago, parts.catalog, settings.meters_wallet_refresh_seconds
         )
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalog.features import Feature, property_text
+from gateway.catalog.features import Feature, property_number, property_text
 from gateway.catalog.schemas import Catalog
 
 PrivilegeValues = dict[str, Any]
@@ -123,23 +123,9 @@ def excess(
             cap = values.get(privilege.code)
             if privilege.limits is None or isinstance(cap, bool) or not isinstance(cap, int):
                 continue
-            value = _number(properties.get(privilege.limits))
+            value = property_number(properties.get(privilege.limits))
             if value is not None and value > cap:
                 return Excess(feature.code, privilege.code, cap, privilege.limits, value)
-    return None
-
-
-def _number(value: Any) -> float | None:
-    """A property as a number (a JSON number or numeric text), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
     return None
 
 

@@ -4,6 +4,7 @@ an integer privilege caps (``limits``); none of them go to Lago."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
@@ -54,6 +55,21 @@ def property_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def property_number(value: Any) -> float | None:
+    """A property as a number, as Lago reads it (a JSON number or numeric text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value)
+        except InvalidOperation:
+            return None
+        return float(parsed) if parsed.is_finite() else None
+    return None
 
 
 def _property_values(value: Any) -> Any:

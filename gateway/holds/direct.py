@@ -21,53 +21,40 @@ import psycopg
 from psycopg.rows import dict_row
 
 from gateway.audit.service import direct_record
+from gateway.db import pyformat
+from gateway.holds import store
 from gateway.holds.models import HELD
-from gateway.holds.store import COLUMNS
-from gateway.meters.account_store import ACCOUNT_COLUMNS
+from gateway.meters import account_store as accounts
+from gateway.meters import store as meters_store
+from gateway.meters.metering import TOTAL
 from gateway.meters.store import HOLD_SHARD, combine
 from gateway.relay.service import NewMessage, direct_enqueue, enqueued
 
-_LOCK_SET = (
-    "ON CONFLICT (external_customer_id) DO UPDATE SET touched_at = excluded.touched_at "
-    f"RETURNING {ACCOUNT_COLUMNS}"
-)
-LOCK = (
-    "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, touched_at) "
-    f"VALUES (%(c)s, '0', '0', %(now)s) {_LOCK_SET}"
-)
-# The account of a hold's customer (none: no such hold).
+# The statements the SQLAlchemy path runs too (its ``:name`` style made psycopg's).
+LOCK = pyformat(accounts.LOCK_ACCOUNT)
+HOLD_BY_ID = pyformat(store.SELECT_BY_ID)
+INSERT = pyformat(store.INSERT)
+ADD_HELD = pyformat(meters_store.ADD_HELD)
+SET_HELD_TOKENS = pyformat(accounts.SET_HELD_TOKENS)
+SETTLE = pyformat(store.SETTLE)
+# The account of a hold's customer, locked (no row: no such hold).
 LOCK_OF_HOLD = (
     "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, touched_at) "
-    f"SELECT external_customer_id, '0', '0', %(now)s FROM holds WHERE id = %(id)s {_LOCK_SET}"
+    "SELECT external_customer_id, '0', '0', %(now)s FROM holds WHERE id = %(id)s "
+    "ON CONFLICT (external_customer_id) DO UPDATE SET touched_at = excluded.touched_at "
+    f"RETURNING {accounts.ACCOUNT_COLUMNS}"
 )
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM holds"
-HOLD_BY_ID = f"{_SELECT} WHERE id = %(id)s"
 # What a new hold decides on: the hold already made for this key, the period's meters (rows
 # of every shard), whether a unique-count value was counted already.
 HOLD_READ = (
     "SELECT (SELECT row_to_json(h) FROM ("
-    f"{_SELECT} WHERE external_subscription_id = %(s)s AND transaction_id = %(t)s) h), "
+    f"SELECT {', '.join(store.COLUMNS)} FROM holds "
+    "WHERE external_subscription_id = %(s)s AND transaction_id = %(t)s) h), "
     "(SELECT coalesce(json_agg(m), '[]') FROM (SELECT metric, group_key, aggregation, units, "
     "events, latest_at, held, updated_at FROM usage_meters "
     "WHERE external_subscription_id = %(s)s AND period_start = %(p)s) m), "
     "EXISTS (SELECT 1 FROM usage_meter_values WHERE external_subscription_id = %(s)s "
     "AND metric = %(m)s AND period_start = %(p)s AND group_key = '' AND value = %(v)s)"
-)
-INSERT = (
-    f"INSERT INTO holds ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(f'%({name})s' for name in COLUMNS)})"
-)
-ADD_HELD = (
-    "INSERT INTO usage_meters (external_subscription_id, metric, period_start, group_key, "
-    "shard, aggregation, units, events, latest_at, held, updated_at) "
-    "VALUES (%(s)s, %(m)s, %(p)s, '', %(sh)s, %(a)s, 0, 0, NULL, %(h)s, %(now)s) "
-    "ON CONFLICT (external_subscription_id, metric, period_start, group_key, shard) "
-    "DO UPDATE SET held = usage_meters.held + excluded.held, updated_at = excluded.updated_at"
-)
-SET_HELD_TOKENS = "UPDATE meter_accounts SET held_tokens = %(h)s WHERE external_customer_id = %(c)s"
-SETTLE = (
-    "UPDATE holds SET status = %(status)s, settled_at = %(now)s, captured_units = %(units)s, "
-    "properties = COALESCE(%(props)s, properties) WHERE id = %(id)s AND status = %(held)s"
 )
 
 
@@ -122,6 +109,7 @@ async def add_held(
         "s": row["external_subscription_id"],
         "m": row["code"],
         "p": row["period_start"],
+        "g": TOTAL,
         "sh": HOLD_SHARD,
         "a": aggregation,
         "h": held,
@@ -135,7 +123,7 @@ async def set_held_tokens(conn: psycopg.AsyncConnection[Any], customer: str, hel
 
 
 async def insert(conn: psycopg.AsyncConnection[Any], row: Mapping[str, Any]) -> None:
-    await conn.execute(INSERT, {name: row.get(name) for name in COLUMNS})
+    await conn.execute(INSERT, {name: row.get(name) for name in store.COLUMNS})
 
 
 async def settle(

@@ -56,7 +56,7 @@ from gateway.meters import account_store as accounts
 from gateway.meters import store as meters_store
 from gateway.meters.metering import TOTAL
 from gateway.meters.service import Metered, Meters, Terms
-from gateway.packs.balance import refresh_account
+from gateway.packs.account import refresh_account
 from gateway.relay.service import DUE
 from gateway.usage import store as usage_store
 from gateway.usage.lookups import LagoLookups

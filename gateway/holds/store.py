@@ -11,18 +11,22 @@ from gateway.holds.models import HELD, Hold
 
 COLUMNS = tuple(column.name for column in Hold.__table__.columns)  # type: ignore[attr-defined]
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM holds"
+SELECT_BY_ID = f"{_SELECT} WHERE id = :id"
+INSERT = f"INSERT INTO holds ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+# End a held hold (``:status``, ``:now``, ``:units``, ``:props``, ``:id``, ``:held``).
+SETTLE = (
+    "UPDATE holds SET status = :status, settled_at = :now, "
+    "captured_units = :units, properties = COALESCE(:props, properties) "
+    "WHERE id = :id AND status = :held"
+)
 
 
 async def insert(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    values = ", ".join(f":{name}" for name in COLUMNS)
-    await conn.execute(
-        text(f"INSERT INTO holds ({', '.join(COLUMNS)}) VALUES ({values})"),
-        {name: row.get(name) for name in COLUMNS},
-    )
+    await conn.execute(text(INSERT), {name: row.get(name) for name in COLUMNS})
 
 
 async def by_id(conn: AsyncConnection, hold_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": hold_id})).first()
+    row = (await conn.execute(text(SELECT_BY_ID), {"id": hold_id})).first()
     return None if row is None else dict(row._mapping)
 
 
@@ -49,11 +53,7 @@ async def settle(
 ) -> None:
     """End a held hold: captured, released or expired."""
     await conn.execute(
-        text(
-            "UPDATE holds SET status = :status, settled_at = :now, "
-            "captured_units = :units, properties = COALESCE(:props, properties) "
-            "WHERE id = :id AND status = :held"
-        ),
+        text(SETTLE),
         {
             "status": status,
             "now": now,

@@ -14,19 +14,21 @@ ACCOUNT_COLUMNS = (
 )
 
 
+# The account of a customer, created if new, locked (``:c``, ``:now``); its row: the account.
+LOCK_ACCOUNT = (
+    "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, touched_at) "
+    "VALUES (:c, '0', '0', :now) ON CONFLICT (external_customer_id) DO UPDATE "
+    f"SET touched_at = excluded.touched_at RETURNING {ACCOUNT_COLUMNS}"
+)
+SET_HELD_TOKENS = "UPDATE meter_accounts SET held_tokens = :h WHERE external_customer_id = :c"
+
+
 async def lock_account(
     conn: AsyncConnection, external_customer_id: str, now: float
 ) -> dict[str, Any]:
     """The customer's token account, created if new, and locked for the caller's transaction:
     an upsert that writes the row takes its lock on PostgreSQL and SQLite's write lock."""
-    result = await conn.execute(
-        text(
-            "INSERT INTO meter_accounts (external_customer_id, credits, held_tokens, touched_at) "
-            "VALUES (:c, '0', '0', :now) ON CONFLICT (external_customer_id) DO UPDATE "
-            f"SET touched_at = excluded.touched_at RETURNING {ACCOUNT_COLUMNS}"
-        ),
-        {"c": external_customer_id, "now": now},
-    )
+    result = await conn.execute(text(LOCK_ACCOUNT), {"c": external_customer_id, "now": now})
     return dict(result.one()._mapping)
 
 
@@ -41,7 +43,7 @@ async def account(conn: AsyncConnection, external_customer_id: str) -> dict[str,
 
 async def set_held_tokens(conn: AsyncConnection, external_customer_id: str, held: str) -> None:
     await conn.execute(
-        text("UPDATE meter_accounts SET held_tokens = :h WHERE external_customer_id = :c"),
+        text(SET_HELD_TOKENS),
         {"h": held, "c": external_customer_id},
     )
 

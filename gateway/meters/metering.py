@@ -13,9 +13,9 @@ Pure functions: no database, no clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from gateway.catalog.features import property_number
 from gateway.catalog.schemas import Catalog
 
 # Lago's aggregation type -> the meter's own word for how it combines values.
@@ -65,21 +65,6 @@ def meter_rules(catalog: Catalog | None) -> dict[str, MeterRule]:
     return rules
 
 
-def number(value: Any) -> float | None:
-    """A property as a number, as Lago reads it (a JSON number or numeric text)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            parsed = Decimal(value)
-        except InvalidOperation:
-            return None
-        return float(parsed) if parsed.is_finite() else None
-    return None
-
-
 def event_value(rule: MeterRule, properties: Mapping[str, Any] | None) -> tuple[float, str | None]:
     """(value, distinct value) of one event under ``rule``; value 0 when Lago would not
     count the property (absent, or not a number where one is added or compared)."""
@@ -90,7 +75,7 @@ def event_value(rule: MeterRule, properties: Mapping[str, Any] | None) -> tuple[
         if raw is None or isinstance(raw, dict | list):
             return 0.0, None
         return 1.0, str(raw)
-    return number(raw) or 0.0, None
+    return property_number(raw) or 0.0, None
 
 
 def groups(rule: MeterRule, properties: Mapping[str, Any] | None) -> list[str]:

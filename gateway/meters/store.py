@@ -236,6 +236,15 @@ async def value_seen(conn: AsyncConnection, key: MeterKey, value: str) -> bool:
     return found.first() is not None
 
 
+# Reserve (negative: return) ``:h`` units on a meter row (``:s :m :p :g :sh``), created at 0.
+ADD_HELD = (
+    f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
+    "held, updated_at) VALUES (:s, :m, :p, :g, :sh, :a, 0, 0, NULL, :h, :now) "
+    f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET held = usage_meters.held + excluded.held, "
+    "updated_at = excluded.updated_at"
+)
+
+
 async def add_held(
     conn: AsyncConnection, key: MeterKey, aggregation: str, held: float, now: float
 ) -> None:
@@ -243,12 +252,7 @@ async def add_held(
     creating the row at zero."""
     s, m, p, g = key
     await conn.execute(
-        text(
-            f"INSERT INTO usage_meters ({_METER_KEY}, aggregation, units, events, latest_at, "
-            "held, updated_at) VALUES (:s, :m, :p, :g, :sh, :a, 0, 0, NULL, :h, :now) "
-            f"ON CONFLICT ({_METER_KEY}) DO UPDATE SET held = usage_meters.held + excluded.held, "
-            "updated_at = excluded.updated_at"
-        ),
+        text(ADD_HELD),
         {"s": s, "m": m, "p": p, "g": g, "sh": HOLD_SHARD, "a": aggregation, "h": held, "now": now},
     )
 

@@ -17,7 +17,7 @@ from gateway.http.fastpath import FastCall, FastRoute
 from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoError
 from gateway.meters.service import Meters
-from gateway.packs import balance, service, snapshot
+from gateway.packs import account, service, snapshot
 from gateway.packs.schemas import PromoCode
 from gateway.runtime import Runtime
 
@@ -49,7 +49,7 @@ async def buy_token_pack(
     )
     if result.status < 300 and not result.replayed:
         # The wallet changed: its account (balance, holds) reads it again.
-        await balance.refresh_quietly(runtime.database, runtime.lago, catalog, external_id)
+        await account.refresh_quietly(runtime.database, runtime.lago, catalog, external_id)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return OrjsonResponse(result.body, status_code=result.status, headers=headers)
 

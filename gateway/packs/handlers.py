@@ -1,7 +1,7 @@
 """What token packs do with Lago's webhooks (listed in ``gateway.worker.WEBHOOK_HANDLERS``).
 
 Any wallet change (``wallet.*``, ``wallet_transaction.*``): the customer's token account
-reads the wallet again (``balance.refresh_wallet_account``).
+reads the wallet again (``account.refresh_wallet_account``).
 
 A pack's paid top-up settled or failed (``wallet_transaction.updated``), or its credit
 invoice's payment changed (``invoice.payment_status_updated``): grant or withhold the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.packs import balance, settlement
+from gateway.packs import account, settlement
 from gateway.runtime import Runtime
 from gateway.webhooks.models import InboundWebhook
 
@@ -48,7 +48,7 @@ async def on_wallet_change(runtime: Runtime, inbound: InboundWebhook, payload: A
         payload.get("wallet_transaction") or {}
     ).get("lago_wallet_id")
     if wallet_id:
-        await balance.refresh_wallet_account(runtime.database, runtime.lago, str(wallet_id))
+        await account.refresh_wallet_account(runtime.database, runtime.lago, str(wallet_id))
 
 
 async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:

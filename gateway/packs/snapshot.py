@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import psycopg
 
 from gateway.catalog.schemas import Catalog
@@ -66,11 +65,6 @@ class Snapshot:
     owed: list[str]
 
 
-def _json(value: Any) -> Any:
-    """psycopg hands ``json`` back parsed, or as text when its loader is not set."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
 async def read(
     conn: psycopg.AsyncConnection[Any], customer: str, subscription: str | None
 ) -> Snapshot:
@@ -78,7 +72,7 @@ async def read(
     cursor = await conn.execute(_SNAPSHOT, params)
     row = await cursor.fetchone()
     assert row is not None
-    subscriptions, account, meters, owed = (_json(value) for value in row)
+    subscriptions, account, meters, owed = row  # json: parsed by psycopg (orjson)
     return Snapshot(subscriptions, account, meters, [str(credits) for credits in owed if credits])
 
 

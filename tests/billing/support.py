@@ -16,19 +16,56 @@ BASIC, PREMIUM = "basic", "premium"
 async def seed_catalog(gw: Gateway) -> None:
     """A metric, two monthly plans (basic < premium) and a one-off coupon, straight in Lago."""
     lago = gw.runtime.lago
-    metric = await lago.call("POST", "/billable_metrics", json={"billable_metric": {
-        "name": "Photos", "code": "photo_generation", "aggregation_type": "count_agg"}})
+    metric = await lago.call(
+        "POST",
+        "/billable_metrics",
+        json={
+            "billable_metric": {
+                "name": "Photos",
+                "code": "photo_generation",
+                "aggregation_type": "count_agg",
+            }
+        },
+    )
     metric_id = metric["billable_metric"]["lago_id"]
     for code, cents in ((BASIC, 999), (PREMIUM, 2999)):
-        await lago.call("POST", "/plans", json={"plan": {
-            "name": code.title(), "code": code, "interval": "monthly", "amount_cents": cents,
-            "amount_currency": "USD", "pay_in_advance": False,
-            "charges": [{"billable_metric_id": metric_id, "charge_model": "standard",
-                         "properties": {"amount": "0.05"}}]}})
-    await lago.call("POST", "/coupons", json={"coupon": {
-        "name": "Welcome", "code": "welcome", "coupon_type": "fixed_amount",
-        "amount_cents": 500, "amount_currency": "USD", "frequency": "once",
-        "expiration": "no_expiration", "reusable": False}})
+        await lago.call(
+            "POST",
+            "/plans",
+            json={
+                "plan": {
+                    "name": code.title(),
+                    "code": code,
+                    "interval": "monthly",
+                    "amount_cents": cents,
+                    "amount_currency": "USD",
+                    "pay_in_advance": False,
+                    "charges": [
+                        {
+                            "billable_metric_id": metric_id,
+                            "charge_model": "standard",
+                            "properties": {"amount": "0.05"},
+                        }
+                    ],
+                }
+            },
+        )
+    await lago.call(
+        "POST",
+        "/coupons",
+        json={
+            "coupon": {
+                "name": "Welcome",
+                "code": "welcome",
+                "coupon_type": "fixed_amount",
+                "amount_cents": 500,
+                "amount_currency": "USD",
+                "frequency": "once",
+                "expiration": "no_expiration",
+                "reusable": False,
+            }
+        },
+    )
 
 
 async def audit_rows(gw: Gateway, action: str | None = None) -> list[AuditEntry]:

@@ -34,8 +34,14 @@ T = TypeVar("T")
 async def served(gateway: Gateway) -> AsyncIterator[str]:
     """The gateway's base URL on a real socket (its lifespan already runs in the fixture)."""
     config = uvicorn.Config(
-        gateway.app, host="127.0.0.1", port=0, lifespan="off", ws="none", http="h11",
-        log_config=None, access_log=False,
+        gateway.app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        ws="none",
+        http="h11",
+        log_config=None,
+        access_log=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -63,23 +69,31 @@ async def test_the_lago_sdk_drives_the_whole_customer_lifecycle_through_the_gate
     key = await gateway.key("billing:read", "billing:write")
     client = Client(api_key=key, api_url=served)
 
-    customer = await call(client.customers.create, Customer(
-        external_id="acme", name="Acme", email="billing@acme.test", currency="USD"))
+    customer = await call(
+        client.customers.create,
+        Customer(external_id="acme", name="Acme", email="billing@acme.test", currency="USD"),
+    )
     assert customer is not None and customer.lago_id == lago.customers["acme"]["lago_id"]
     assert lago.customers["acme"]["email"] == "billing@acme.test"
 
-    await call(client.subscriptions.create, Subscription(
-        external_customer_id="acme", plan_code=BASIC, external_id="sub_acme"))
+    await call(
+        client.subscriptions.create,
+        Subscription(external_customer_id="acme", plan_code=BASIC, external_id="sub_acme"),
+    )
     assert lago.subscription("sub_acme")["plan_code"] == BASIC
 
-    upgraded = await call(client.subscriptions.create, Subscription(
-        external_customer_id="acme", plan_code=PREMIUM, external_id="sub_acme"))
+    upgraded = await call(
+        client.subscriptions.create,
+        Subscription(external_customer_id="acme", plan_code=PREMIUM, external_id="sub_acme"),
+    )
     assert upgraded is not None and upgraded.plan_code == PREMIUM
     assert lago.subscription("sub_acme")["plan_code"] == PREMIUM
     assert lago.subscription("sub_acme", "terminated")["plan_code"] == BASIC
 
-    downgraded = await call(client.subscriptions.create, Subscription(
-        external_customer_id="acme", plan_code=BASIC, external_id="sub_acme"))
+    downgraded = await call(
+        client.subscriptions.create,
+        Subscription(external_customer_id="acme", plan_code=BASIC, external_id="sub_acme"),
+    )
     assert downgraded is not None and downgraded.next_plan_code == BASIC
     assert lago.subscription("sub_acme")["plan_code"] == PREMIUM
     assert lago.subscription("sub_acme", "pending")["plan_code"] == BASIC
@@ -87,18 +101,29 @@ async def test_the_lago_sdk_drives_the_whole_customer_lifecycle_through_the_gate
     usage = await call(client.customers.current_usage, "acme", "sub_acme")
     assert usage.currency == "USD" and usage.total_amount_cents == 0
 
-    wallet = await call(client.wallets.create, Wallet(
-        external_customer_id="acme", currency="USD", rate_amount="1", name="Tokens",
-        granted_credits="10"))
+    wallet = await call(
+        client.wallets.create,
+        Wallet(
+            external_customer_id="acme",
+            currency="USD",
+            rate_amount="1",
+            name="Tokens",
+            granted_credits="10",
+        ),
+    )
     assert wallet is not None and lago.wallets[wallet.lago_id]["external_customer_id"] == "acme"
-    topped = await call(client.wallet_transactions.create, WalletTransaction(
-        wallet_id=wallet.lago_id, paid_credits="20", granted_credits="5"))
+    topped = await call(
+        client.wallet_transactions.create,
+        WalletTransaction(wallet_id=wallet.lago_id, paid_credits="20", granted_credits="5"),
+    )
     statuses = {(t.transaction_status, t.status) for t in topped["wallet_transactions"]}
     assert statuses == {("purchased", "pending"), ("granted", "settled")}
     assert lago.wallets[wallet.lago_id]["credits_balance"] == "15.0"
 
-    applied = await call(client.applied_coupons.create, AppliedCoupon(
-        external_customer_id="acme", coupon_code="welcome"))
+    applied = await call(
+        client.applied_coupons.create,
+        AppliedCoupon(external_customer_id="acme", coupon_code="welcome"),
+    )
     assert applied is not None and lago.applied_coupons[applied.lago_id]["status"] == "active"
 
     terminated = await call(client.subscriptions.destroy, "sub_acme")
@@ -125,8 +150,10 @@ async def test_the_sdk_raises_its_usual_error_with_lagos_code(
     await seed_catalog(gateway)
     client = Client(api_key=await gateway.key("billing:write"), api_url=served)
     with pytest.raises(LagoApiError) as raised:
-        await call(client.subscriptions.create, Subscription(
-            external_customer_id="acme", plan_code="platinum", external_id="sub_x"))
+        await call(
+            client.subscriptions.create,
+            Subscription(external_customer_id="acme", plan_code="platinum", external_id="sub_x"),
+        )
     assert raised.value.status_code == 404
     assert raised.value.response["code"] == "plan_not_found"
     with pytest.raises(LagoApiError) as missing:

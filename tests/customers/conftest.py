@@ -19,7 +19,9 @@ async def _running(
     database_url: str, emulator: EmulatorState, stripe: FakeStripe, collection: str
 ) -> AsyncIterator[Gateway]:
     settings = make_settings(
-        database_url, stripe_secret_key=API_KEY, stripe_api_base="https://stripe.test",
+        database_url,
+        stripe_secret_key=API_KEY,
+        stripe_api_base="https://stripe.test",
         collection=collection,
     )
     gw, manager = await start_gateway(settings, emulator, stripe_transport=stripe)

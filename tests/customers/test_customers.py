@@ -13,9 +13,16 @@ from tests.conftest import Gateway, make_settings, start_gateway
 from tests.integrations.fake_stripe import FakeStripe
 
 ACME = {
-    "external_id": "acme", "name": "Acme", "email": "billing@acme.test", "currency": "USD",
-    "billing_configuration": {"payment_provider": "stripe", "sync_with_provider": True,
-                              "provider_payment_methods": ["card"], "document_locale": "fr"},
+    "external_id": "acme",
+    "name": "Acme",
+    "email": "billing@acme.test",
+    "currency": "USD",
+    "billing_configuration": {
+        "payment_provider": "stripe",
+        "sync_with_provider": True,
+        "provider_payment_methods": ["card"],
+        "document_locale": "fr",
+    },
 }
 
 
@@ -63,10 +70,12 @@ async def test_concurrent_identical_upserts_create_one_stripe_customer(
     linked: Gateway, stripe: FakeStripe
 ) -> None:
     headers = await linked.headers("billing:write")
-    answers = await asyncio.gather(*[
-        linked.client.post("/api/v1/customers", json={"customer": ACME}, headers=headers)
-        for _ in range(6)
-    ])
+    answers = await asyncio.gather(
+        *[
+            linked.client.post("/api/v1/customers", json={"customer": ACME}, headers=headers)
+            for _ in range(6)
+        ]
+    )
     assert {r.status_code for r in answers} == {200}
     assert len(stripe.customers) == 1
     assert len({r.json()["customer"]["lago_id"] for r in answers}) == 1
@@ -84,8 +93,10 @@ async def test_a_given_stripe_customer_is_adopted_not_created(
     ok(await linked.client.post("/api/v1/customers", json={"customer": customer}, headers=headers))
     assert stripe.creates == []
     assert (await links(linked))["acme"].stripe_customer_id == existing
-    assert linked.emulator.customers["acme"]["billing_configuration"].get(
-        "provider_customer_id") is None
+    assert (
+        linked.emulator.customers["acme"]["billing_configuration"].get("provider_customer_id")
+        is None
+    )
     adopted = (await audit_rows(linked, "customers.stripe_link"))[0]
     assert adopted.detail == {"stripe_customer_id": existing, "via": "adopted"}
 
@@ -209,14 +220,26 @@ async def test_list_get_and_delete_pass_lagos_shapes_through(gateway: Gateway) -
     writer = await gateway.headers("billing:write")
     reader = await gateway.headers("billing:read")
     for name in ("a", "b", "c"):
-        ok(await gateway.client.post(
-            "/api/v1/customers", json={"customer": {"external_id": name}}, headers=writer))
+        ok(
+            await gateway.client.post(
+                "/api/v1/customers", json={"customer": {"external_id": name}}, headers=writer
+            )
+        )
     page = ok(await gateway.client.get("/api/v1/customers?page=2&per_page=2", headers=reader))
-    assert page["meta"] == {"current_page": 2, "next_page": None, "prev_page": 1,
-                            "total_pages": 2, "total_count": 3}
+    assert page["meta"] == {
+        "current_page": 2,
+        "next_page": None,
+        "prev_page": 1,
+        "total_pages": 2,
+        "total_count": 3,
+    }
     assert [c["external_id"] for c in page["customers"]] == ["c"]
-    assert ok(await gateway.client.get("/api/v1/customers/b", headers=reader))["customer"][
-        "external_id"] == "b"
+    assert (
+        ok(await gateway.client.get("/api/v1/customers/b", headers=reader))["customer"][
+            "external_id"
+        ]
+        == "b"
+    )
     missing = await gateway.client.get("/api/v1/customers/nobody", headers=reader)
     assert missing.status_code == 404
     assert missing.json() == {"status": 404, "error": "Not Found", "code": "customer_not_found"}

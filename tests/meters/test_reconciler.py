@@ -12,7 +12,7 @@ from sqlalchemy import text
 from gateway.meters import reconciler as meters_reconciler
 from gateway.meters.reconciler import METER_DRIFT, Reconciler
 from gateway.packs import handlers
-from gateway.packs.balance import refresh_account, refresh_stale_accounts
+from gateway.packs.account import refresh_account, refresh_stale_accounts
 from tests.conftest import Gateway
 from tests.meters.conftest import subscribe
 

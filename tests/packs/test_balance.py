@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from gateway.meters.service import terms_of
 from gateway.packs import balance, reconciler, snapshot
-from gateway.packs.balance import refresh_account
+from gateway.packs.account import refresh_account
 from tests.conftest import Gateway
 from tests.packs.conftest import pay, rows, subscribe
 

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.integrations.lago.client import LagoClient
 from gateway.packs import handlers, reconciler, settlement
-from gateway.packs.balance import refresh_account
+from gateway.packs.account import refresh_account
 from gateway.runtime import Runtime
 from gateway.webhooks.processor import Processor
 from gateway.worker import WEBHOOK_HANDLERS

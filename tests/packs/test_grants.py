@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.db import utcnow
 from gateway.packs import grants
-from gateway.packs.balance import refresh_account
+from gateway.packs.account import refresh_account
 from gateway.packs.service import token_wallet
 from lago.emulator.recurring_rules import run_clock
 from tests.conftest import Gateway

@@ -60,8 +60,15 @@ async def create_endpoint(
     return created
 
 
-async def enqueue(gw: Gateway, message_id: str, type_: str, data: dict[str, Any] | None = None,
-                  source: str = "lago", *, announce: bool = True) -> bool:
+async def enqueue(
+    gw: Gateway,
+    message_id: str,
+    type_: str,
+    data: dict[str, Any] | None = None,
+    source: str = "lago",
+    *,
+    announce: bool = True,
+) -> bool:
     """Enqueue in a transaction of its own; then, as the inbox does, wake this process's
     senders (``announce=False``: as another process would, leaving it to NOTIFY or the poll)."""
     database = gw.runtime.database

@@ -52,8 +52,10 @@ async def test_a_subscriber_down_for_a_while_gets_everything_once_across_a_resta
         expected_invoices = {m for m, d in sent.items() if TYPES[d["i"] % 3].startswith("invoice.")}
         async with sending(gw, receiver):
             await eventually(
-                lambda: {r.message_id for r in receiver.at("/all")} == expected_all
-                and {r.message_id for r in receiver.at("/invoices")} == expected_invoices,
+                lambda: (
+                    {r.message_id for r in receiver.at("/all")} == expected_all
+                    and {r.message_id for r in receiver.at("/invoices")} == expected_invoices
+                ),
                 seconds=30,
             )
     finally:
@@ -99,8 +101,9 @@ async def test_a_stopping_sender_hands_back_attempts_it_could_not_finish(
 
     slow = Slow()
     await enqueue(relay_gateway, "m1", "invoice.created")
-    sender = Sender(relay_gateway.runtime.settings, relay_gateway.runtime.database,
-                    transport=slow.transport())
+    sender = Sender(
+        relay_gateway.runtime.settings, relay_gateway.runtime.database, transport=slow.transport()
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run(stop))
     await eventually(lambda: sender._inflight)

@@ -70,9 +70,9 @@ async def test_redeliver_sends_the_same_message_again_under_the_same_id(
     assert len({r.body for r in receiver.received}) == 1
     found = (await _get(relay_gateway, "/gateway/messages/m1"))["message"]
     assert [a["outcome"] for a in found["attempts"]] == ["succeeded"] * 3
-    assert (await relay_gateway.client.post(
-        "/gateway/messages/nope/redeliver", headers=admin
-    )).status_code == 404
+    assert (
+        await relay_gateway.client.post("/gateway/messages/nope/redeliver", headers=admin)
+    ).status_code == 404
     audit = await relay_gateway.client.get(
         "/gateway/audit", params={"action": "relay.message.redeliver"}, headers=admin
     )
@@ -106,7 +106,8 @@ async def test_recover_requeues_what_failed_since_a_time(
         await eventually(lambda: len(receiver.received) == 5)
     assert receiver.counts == {f"m{i}": 1 for i in range(5)}
     naive = await relay_gateway.client.post(
-        f"/gateway/endpoints/{ep['id']}/recover", params={"since": "2024-01-01T00:00:00"},
+        f"/gateway/endpoints/{ep['id']}/recover",
+        params={"since": "2024-01-01T00:00:00"},
         headers=admin,
     )
     assert naive.status_code == 422
@@ -121,9 +122,7 @@ async def _count(gw: Gateway, status: str, expected: int) -> bool:
     return len(page["messages"]) == expected
 
 
-async def test_messages_list_filters_and_pages(
-    relay_gateway: Gateway, receiver: Receiver
-) -> None:
+async def test_messages_list_filters_and_pages(relay_gateway: Gateway, receiver: Receiver) -> None:
     inv = (await create_endpoint(relay_gateway, "/inv", ["invoice.*"]))["endpoint"]
     await create_endpoint(relay_gateway, "/pay", ["payment_intent.*"])
     for i in range(5):
@@ -137,7 +136,13 @@ async def test_messages_list_filters_and_pages(
 
     everything = await _get(relay_gateway, "/gateway/messages")
     assert [m["id"] for m in everything["messages"]] == [
-        "cus1", "pi1", "inv4", "inv3", "inv2", "inv1", "inv0"
+        "cus1",
+        "pi1",
+        "inv4",
+        "inv3",
+        "inv2",
+        "inv1",
+        "inv0",
     ]
     assert everything["next_cursor"] is None
     statuses = {m["id"]: m["status"] for m in everything["messages"]}
@@ -154,9 +159,10 @@ async def test_messages_list_filters_and_pages(
     assert len(ids(await _get(relay_gateway, "/gateway/messages", type="invoice.*"))) == 5
     assert len(ids(await _get(relay_gateway, "/gateway/messages", endpoint=inv["id"]))) == 5
     assert ids(await _get(relay_gateway, "/gateway/messages", status="failed")) == ["pi1"]
-    assert ids(
-        await _get(relay_gateway, "/gateway/messages", endpoint=inv["id"], status="failed")
-    ) == []
+    assert (
+        ids(await _get(relay_gateway, "/gateway/messages", endpoint=inv["id"], status="failed"))
+        == []
+    )
 
     seen: list[str] = []
     cursor: str | None = None
@@ -180,7 +186,8 @@ async def test_messages_list_filters_and_pages(
     )
     assert missing.status_code == 404
     bad = await relay_gateway.client.get(
-        "/gateway/messages", params={"status": "weird"},
+        "/gateway/messages",
+        params={"status": "weird"},
         headers=await relay_gateway.headers("billing:read"),
     )
     assert bad.status_code == 422

@@ -135,7 +135,10 @@ async def test_deliveries_resume_after_the_worker_process_is_sigkilled(
                 )
                 for i in range(150):
                     await enqueue_message(
-                        conn, message_id=f"m{i}", type="invoice.created", source="lago",
+                        conn,
+                        message_id=f"m{i}",
+                        type="invoice.created",
+                        source="lago",
                         data={"i": i},
                     )
             first = _worker(database_url)

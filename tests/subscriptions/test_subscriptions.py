@@ -8,8 +8,14 @@ from tests.conftest import Gateway
 
 
 def _sub(plan: str, **extra: str) -> dict[str, dict[str, str]]:
-    return {"subscription": {"external_customer_id": "acme", "plan_code": plan,
-                             "external_id": "sub_acme", **extra}}
+    return {
+        "subscription": {
+            "external_customer_id": "acme",
+            "plan_code": plan,
+            "external_id": "sub_acme",
+            **extra,
+        }
+    }
 
 
 async def test_create_subscribes_audits_and_usage_validation_knows_it_at_once(
@@ -25,7 +31,11 @@ async def test_create_subscribes_audits_and_usage_validation_knows_it_at_once(
     assert sum(gateway.emulator.requests_by_status.values()) == calls  # answered from memory
     [row] = await audit_rows(gateway)
     assert (row.action, row.outcome, row.target, row.detail) == (
-        "subscriptions.create", "success", "sub_acme", {"plan_code": BASIC})
+        "subscriptions.create",
+        "success",
+        "sub_acme",
+        {"plan_code": BASIC},
+    )
 
 
 async def test_an_upgrade_applies_at_once_and_a_downgrade_at_period_end(gateway: Gateway) -> None:
@@ -34,7 +44,9 @@ async def test_an_upgrade_applies_at_once_and_a_downgrade_at_period_end(gateway:
     ok(await gateway.client.post("/api/v1/subscriptions", json=_sub(BASIC), headers=writer))
     up = ok(await gateway.client.post("/api/v1/subscriptions", json=_sub(PREMIUM), headers=writer))
     assert (up["subscription"]["plan_code"], up["subscription"]["previous_plan_code"]) == (
-        PREMIUM, BASIC)
+        PREMIUM,
+        BASIC,
+    )
     assert gateway.emulator.subscription("sub_acme")["plan_code"] == PREMIUM
     assert gateway.emulator.subscription("sub_acme", "terminated")["plan_code"] == BASIC
 
@@ -44,11 +56,13 @@ async def test_an_upgrade_applies_at_once_and_a_downgrade_at_period_end(gateway:
     assert down["subscription"]["downgrade_plan_date"]
     assert gateway.emulator.subscription("sub_acme", "pending")["plan_code"] == BASIC
     reader = await gateway.headers("billing:read")
-    pending = ok(await gateway.client.get("/api/v1/subscriptions/sub_acme?status=pending",
-                                          headers=reader))
+    pending = ok(
+        await gateway.client.get("/api/v1/subscriptions/sub_acme?status=pending", headers=reader)
+    )
     assert pending["subscription"]["plan_code"] == BASIC
-    listed = ok(await gateway.client.get("/api/v1/subscriptions?external_customer_id=acme",
-                                         headers=reader))
+    listed = ok(
+        await gateway.client.get("/api/v1/subscriptions?external_customer_id=acme", headers=reader)
+    )
     assert [s["plan_code"] for s in listed["subscriptions"]] == [PREMIUM]
     assert listed["meta"]["total_count"] == 1
 
@@ -60,16 +74,21 @@ async def test_terminate_with_lagos_options_and_cancel_a_pending_downgrade(
     writer = await gateway.headers("billing:write")
     ok(await gateway.client.post("/api/v1/subscriptions", json=_sub(PREMIUM), headers=writer))
     ok(await gateway.client.post("/api/v1/subscriptions", json=_sub(BASIC), headers=writer))
-    canceled = ok(await gateway.client.delete("/api/v1/subscriptions/sub_acme?status=pending",
-                                              headers=writer))
+    canceled = ok(
+        await gateway.client.delete("/api/v1/subscriptions/sub_acme?status=pending", headers=writer)
+    )
     assert canceled["subscription"]["status"] == "canceled"
     assert gateway.emulator.subscription("sub_acme")["plan_code"] == PREMIUM
     wrong = await gateway.client.delete(
-        "/api/v1/subscriptions/sub_acme?on_termination_invoice=later", headers=writer)
+        "/api/v1/subscriptions/sub_acme?on_termination_invoice=later", headers=writer
+    )
     assert wrong.status_code == 422
     assert wrong.json()["error_details"] == {"on_termination_invoice": ["value_is_invalid"]}
-    ended = ok(await gateway.client.delete(
-        "/api/v1/subscriptions/sub_acme?on_termination_invoice=skip", headers=writer))
+    ended = ok(
+        await gateway.client.delete(
+            "/api/v1/subscriptions/sub_acme?on_termination_invoice=skip", headers=writer
+        )
+    )
     assert ended["subscription"]["status"] == "terminated"
     terminated = gateway.emulator.subscription("sub_acme", "terminated")
     assert terminated["on_termination_invoice"] == "skip"
@@ -86,19 +105,22 @@ async def test_update_passes_the_change_through(gateway: Gateway) -> None:
     writer = await gateway.headers("billing:write")
     ok(await gateway.client.post("/api/v1/subscriptions", json=_sub(BASIC), headers=writer))
     change = {"subscription": {"name": "Workspace A", "ending_at": "2031-01-01T00:00:00Z"}}
-    body = ok(await gateway.client.put("/api/v1/subscriptions/sub_acme", json=change,
-                                       headers=writer))
+    body = ok(
+        await gateway.client.put("/api/v1/subscriptions/sub_acme", json=change, headers=writer)
+    )
     assert body["subscription"]["name"] == "Workspace A"
     assert gateway.emulator.subscription("sub_acme")["ending_at"] == "2031-01-01T00:00:00Z"
     assert outcomes(await audit_rows(gateway, "subscriptions.update")) == [
-        ("subscriptions.update", "success", "lago", 200)]
+        ("subscriptions.update", "success", "lago", 200)
+    ]
 
 
 async def test_an_unknown_plan_is_lagos_404_and_creates_nothing(gateway: Gateway) -> None:
     await seed_catalog(gateway)
     writer = await gateway.headers("billing:write")
-    response = await gateway.client.post("/api/v1/subscriptions", json=_sub("platinum"),
-                                         headers=writer)
+    response = await gateway.client.post(
+        "/api/v1/subscriptions", json=_sub("platinum"), headers=writer
+    )
     assert response.status_code == 404
     assert response.json() == {"status": 404, "error": "Not Found", "code": "plan_not_found"}
     assert gateway.emulator.subscriptions == {} and gateway.emulator.customers == {}
@@ -109,7 +131,8 @@ async def test_an_unknown_plan_is_lagos_404_and_creates_nothing(gateway: Gateway
 async def test_missing_fields_are_named_before_lago_is_called(gateway: Gateway) -> None:
     writer = await gateway.headers("billing:write")
     response = await gateway.client.post(
-        "/api/v1/subscriptions", json={"subscription": {"plan_code": None}}, headers=writer)
+        "/api/v1/subscriptions", json={"subscription": {"plan_code": None}}, headers=writer
+    )
     assert response.status_code == 422
     assert response.json()["error_details"] == {
         "external_customer_id": ["value_is_mandatory"],
@@ -130,7 +153,8 @@ async def test_lago_down_is_503_with_retry_after_and_audited_unavailable(gateway
     gateway.emulator.faults.clear()
     assert gateway.emulator.subscriptions == {}
     assert outcomes(await audit_rows(gateway)) == [
-        ("subscriptions.create", "unavailable", "lago", 503)]
+        ("subscriptions.create", "unavailable", "lago", 503)
+    ]
     assert await gateway.parts.lookups.subscription("sub_acme") is Known.NO
 
 
