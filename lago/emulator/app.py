@@ -11,6 +11,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from . import (
+    add_ons,
+    analytics,
     applied_coupons,
     control,
     coupons,
@@ -20,6 +22,7 @@ from . import (
     events,
     invoices,
     metrics,
+    payments,
     plans,
     subscriptions,
     usage,
@@ -100,10 +103,6 @@ def _billing_routes() -> list[BaseRoute]:
         Route(f"{invoice}/download", invoices.download, methods=["POST"]),
         Route(f"{invoice}/retry_payment", invoices.retry_payment, methods=["POST"]),
         Route(f"{invoice}/lose_dispute", invoices.lose_dispute, methods=["POST"]),
-        Route("/credit_notes", credit_notes.create, methods=["POST"]),
-        Route("/credit_notes", credit_notes.index, methods=["GET"]),
-        Route("/credit_notes/{lago_id}", credit_notes.show, methods=["GET"]),
-        Route("/credit_notes/{lago_id}", credit_notes.update, methods=["PUT"]),
         Route("/webhook_endpoints", webhook_endpoints.create, methods=["POST"]),
         Route("/webhook_endpoints", webhook_endpoints.index, methods=["GET"]),
         Route("/webhook_endpoints/{lago_id}", webhook_endpoints.show, methods=["GET"]),
@@ -147,6 +146,16 @@ def _entitlement_routes() -> list[BaseRoute]:
             e.subscription_privilege_destroy,
             methods=["DELETE"],
         ),
+    ]
+
+
+def _module_routes() -> list[BaseRoute]:
+    return [
+        *_entitlement_routes(),
+        *credit_notes.routes(),
+        *payments.routes(),
+        *add_ons.routes(),
+        *analytics.routes(),
     ]
 
 
@@ -212,7 +221,7 @@ def create_app(
         middleware.insert(0, _contract_middleware(lago_state, allow_request_nulls))
     app = EmulatorApp(
         routes=[
-            Mount("/api/v1", routes=_api_routes() + _billing_routes() + _entitlement_routes()),
+            Mount("/api/v1", routes=_api_routes() + _billing_routes() + _module_routes()),
             *_control_routes(),
         ],
         middleware=middleware,

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from .clock import iso, new_id
 from .errors import MethodNotAllowed, NotFound, ValidationFailed, invalid
@@ -208,3 +209,13 @@ async def update(request: Request) -> Response:
         if status != note["refund_status"]:
             note.update(refund_status=status, updated_at=iso(state.now()))
     return ok({"credit_note": note})
+
+
+def routes() -> list[BaseRoute]:
+    """The credit note routes, mounted under ``/api/v1``."""
+    return [
+        Route("/credit_notes", create, methods=["POST"]),
+        Route("/credit_notes", index, methods=["GET"]),
+        Route("/credit_notes/{lago_id}", show, methods=["GET"]),
+        Route("/credit_notes/{lago_id}", update, methods=["PUT"]),
+    ]

@@ -48,6 +48,8 @@ class EmulatorState:
     applied_coupons: dict[str, Record] = field(default_factory=dict)
     invoices: dict[str, Record] = field(default_factory=dict)
     credit_notes: dict[str, Record] = field(default_factory=dict)
+    add_ons: dict[str, Record] = field(default_factory=dict)
+    payments: dict[str, Record] = field(default_factory=dict)
     webhook_endpoints: dict[str, Record] = field(default_factory=dict)
     features: dict[str, Record] = field(default_factory=dict)
     entitlements: dict[str, Record] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Lago's revenue analytics (MRR, gross revenue, collections, overdue balance, invoiced usage)."""

@@ -1,0 +1,1 @@
+"""Lago's credit notes through the gateway: created, estimated, listed, voided (audited)."""

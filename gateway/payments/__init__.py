@@ -1,0 +1,1 @@
+"""Lago's payments and payment methods, read through the gateway."""
