@@ -1,19 +1,8 @@
-"""``lago-python-client`` works against the gateway by changing only its base URL and key.
-
-The SDK is synchronous and opens its own connection per call (module-level ``httpx.post``),
-so the gateway is served for real: uvicorn on 127.0.0.1 (a free port), on the test's own
-event loop, over the same app and database; each SDK call runs in a worker thread so the loop
-stays free to answer it.
-"""
+"""``lago-python-client`` works against the gateway by changing only its base URL and key."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
-
 import pytest
-import uvicorn
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import (
@@ -26,39 +15,9 @@ from lago_python_client.models import (
 
 from tests.billing.support import BASIC, PREMIUM, audit_rows, seed_catalog
 from tests.conftest import Gateway
+from tests.support.served import call, served
 
-T = TypeVar("T")
-
-
-@pytest.fixture
-async def served(gateway: Gateway) -> AsyncIterator[str]:
-    """The gateway's base URL on a real socket (its lifespan already runs in the fixture)."""
-    config = uvicorn.Config(
-        gateway.app,
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        ws="none",
-        http="h11",
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def call(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.to_thread(fn, *args)
+__all__ = ["served"]
 
 
 async def test_the_lago_sdk_drives_the_whole_customer_lifecycle_through_the_gateway(
