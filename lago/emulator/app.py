@@ -17,11 +17,9 @@ from . import (
     control,
     coupons,
     credit_notes,
-    customer_lists,
     customers,
     entitlements,
     events,
-    invoice_files,
     invoices,
     metrics,
     one_off_invoices,
@@ -159,7 +157,6 @@ def _module_routes() -> list[BaseRoute]:
         *_entitlement_routes(),
         *credit_notes.routes(),
         *payments.routes(),
-        *customer_lists.routes(),
         *add_ons.routes(),
         *analytics.routes(),
     ]
@@ -172,8 +169,6 @@ def _control_routes() -> list[BaseRoute]:
         Route("/_emulator/faults", control.faults, methods=["POST"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
         Route("/_emulator/events", control.events, methods=["GET"]),
-        Route("/_emulator/close_period", control.close_period, methods=["POST"]),
-        Route(f"{invoice_files.FILES_PATH}/{{lago_id}}.pdf", invoice_files.pdf, methods=["GET"]),
         Route(
             "/_emulator/clock/recurring_transaction_rules",
             control.recurring_rules_clock,
