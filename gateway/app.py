@@ -6,15 +6,18 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import worker
+from gateway import embedded, worker
 from gateway.api import router
 from gateway.config import Settings, load_settings
 from gateway.errors import GatewayError
@@ -22,6 +25,7 @@ from gateway.finance.app import create_finance_app
 from gateway.holds.endpoints import fast_routes as holds_fast_routes
 from gateway.http.fastpath import GatewayApp, error_response
 from gateway.http.responses import OrjsonResponse
+from gateway.invoices import files
 from gateway.logging import configure_logging, get_logger
 from gateway.packs.endpoints import fast_routes as balance_fast_routes
 from gateway.parts import Parts, build_parts
@@ -31,14 +35,27 @@ from gateway.webhooks.endpoints import fast_routes as webhook_fast_routes
 log = get_logger(__name__)
 
 
-def _embedded_emulator(app: FastAPI, settings: Settings) -> httpx.AsyncBaseTransport:
-    from lago.emulator import create_app as create_emulator
-
-    emulator = create_emulator(api_key=settings.lago_key)
+def _embedded_emulator(app: FastAPI, settings: Settings) -> Any:
+    emulator = embedded.build(settings, getattr(app.state, "public_url", None))
     app.mount("/lago", emulator)
     app.state.emulator = emulator
+    # Its file URLs are under /lago: fetched through this app, never over the network.
+    files.serve_locally(emulator.state.lago.api_url, httpx.ASGITransport(app=app))
     log.warning("app.lago.embedded_emulator", hint="set GATEWAY_LAGO_API_URL for a real Lago")
-    return httpx.ASGITransport(app=emulator)
+    return emulator
+
+
+@asynccontextmanager
+async def _embedded_jobs(
+    app: FastAPI, emulator: Any, parts: Parts, workers: bool
+) -> AsyncIterator[None]:
+    """The embedded emulator's state file and, with the workers, its webhook deliveries."""
+    async with embedded.running(emulator):
+        if emulator is None or not workers:
+            yield
+            return
+        async with embedded.delivering(app, emulator, parts.runtime.lago):
+            yield
 
 
 @asynccontextmanager
@@ -72,15 +89,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        transport = lago_transport
+        transport, emulator = lago_transport, None
         if transport is None and settings.uses_emulator:
-            transport = _embedded_emulator(app, settings)
+            emulator = _embedded_emulator(app, settings)
+            transport = httpx.ASGITransport(app=emulator)
         async with build_parts(settings, transport, stripe_transport) as parts:
             app.state.parts = parts
-            async with running_workers(parts, enabled=run_workers):
+            async with (
+                _embedded_jobs(app, emulator, parts, run_workers),
+                running_workers(parts, enabled=run_workers),
+            ):
                 if server_gc:
                     tune_gc()  # once everything long-lived exists
                 yield
+        if emulator is not None:
+            files.serve_locally(emulator.state.lago.api_url, None)
 
     app = GatewayApp(
         title="Billing gateway",
@@ -89,6 +112,8 @@ def create_app(
             "Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets (no CDN)
+        redoc_url=None,
         # No OpenTelemetry here: left on, FastAPI asks OTel for its providers (environment
         # lookups) on every request, a tenth of the CPU of a single-event request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -105,7 +130,26 @@ def create_app(
         total_seconds=settings.body_read_total_seconds,
     )
     app.mount("/finance", create_finance_app(app, settings))
+    _offline_docs(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the swagger-ui-bundle package, under ``/docs/assets``."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        """The OpenAPI explorer, every asset served by the gateway itself."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
 
 def tune_gc() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.auth.cli import keys
 from gateway.catalog.cli import catalog
 from gateway.cli_settings import database_problem, schema_behind, settings_or_exit
+from gateway.emulator_cli import close_period
 from gateway.errors import GatewayError
 from gateway.integrations.lago.client import LagoError
 from gateway.relay.cli import relay
@@ -147,11 +148,19 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         from gateway.app import create_app
 
         app = create_app(settings, run_workers=not no_worker, server_gc=True)
+        app.state.public_url = f"http://{_reachable(host)}:{port}"
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     if no_worker:
         os.environ["GATEWAY_NO_WORKER"] = "1"
     uvicorn.run("gateway.app:create_app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+
+
+def _reachable(host: str) -> str:
+    """The address to reach a server bound to ``host`` from this machine."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - not a bind: where to reach one
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 @main.command()
@@ -191,6 +200,7 @@ def worker() -> None:
 main.add_command(keys)
 main.add_command(outbox)
 main.add_command(relay)
+lago.add_command(close_period)
 main.add_command(lago)
 main.add_command(webhooks)
 main.add_command(catalog)

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DATABASE_URL = "sqlite:///gateway.db"
 EMULATOR_LAGO_KEY = "lago-emulator-key"
+# Where `gateway serve` listens by default: the CLI reaches the embedded emulator there.
+EMBEDDED_GATEWAY_URL = "http://127.0.0.1:8080"
 
 
 class CollectionMode(StrEnum):

@@ -14,29 +14,30 @@ from gateway.catalog.loader import CatalogError, configured_catalog_path, load_c
 from gateway.catalog.schemas import Catalog
 from gateway.catalog.service import Applied, ApplyFailed, apply_catalog, fetch_lago_catalog
 from gateway.cli_settings import settings_or_exit
-from gateway.config import Settings
+from gateway.config import EMBEDDED_GATEWAY_URL, Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient, LagoError
 
-NEEDS_LAGO = (
-    "configuration error: GATEWAY_LAGO_API_URL: `gateway catalog` needs a real Lago "
-    "(the embedded emulator lives inside `gateway serve`, which applies the catalog "
-    "to it when it starts)"
+GATEWAY_URL_OPTION = click.option(
+    "--gateway-url",
+    default=EMBEDDED_GATEWAY_URL,
+    show_default=True,
+    help="Embedded default: the running `gateway serve` whose emulator (/lago) to change.",
 )
 
 
-def _settings() -> Settings:
-    settings = settings_or_exit()
+def lago_url(settings: Settings, gateway_url: str) -> str:
+    """Lago's URL: GATEWAY_LAGO_API_URL, or on the embedded default the emulator the running
+    gateway mounts at ``/lago`` (it lives inside `gateway serve`)."""
     if settings.uses_emulator:
-        click.echo(NEEDS_LAGO, err=True)
-        sys.exit(2)
-    return settings
+        return f"{gateway_url.rstrip('/')}/lago"
+    return settings.lago_api_url
 
 
-def lago_client(settings: Settings) -> LagoClient:
+def lago_client(settings: Settings, gateway_url: str = EMBEDDED_GATEWAY_URL) -> LagoClient:
     """The Lago client the commands use (tests replace it to reach an emulator)."""
     return LagoClient(
-        settings.lago_api_url, settings.lago_key, timeout=settings.lago_timeout_seconds
+        lago_url(settings, gateway_url), settings.lago_key, timeout=settings.lago_timeout_seconds
     )
 
 
@@ -58,21 +59,32 @@ def catalog() -> None:
 
 @catalog.command("apply")
 @click.option("--dry-run", is_flag=True, help="Print the diff; change nothing.")
+@GATEWAY_URL_OPTION
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def apply(dry_run: bool, file: str | None) -> None:
+def apply(dry_run: bool, gateway_url: str, file: str | None) -> None:
     """Make Lago match FILE (default: GATEWAY_CATALOG_PATH, lago/catalog.yaml): idempotent."""
-    settings = _settings()
+    settings = settings_or_exit()
     loaded, source = _load(file, settings)
     if not dry_run:
         from gateway.migrations.runner import ensure_current
 
         ensure_current(settings)
-    click.echo(f"{source} → Lago at {settings.lago_api_url}")
-    sys.exit(asyncio.run(_apply(settings, loaded, dry_run)))
+    click.echo(f"{source} → Lago at {lago_url(settings, gateway_url)}")
+    sys.exit(asyncio.run(_apply(settings, loaded, dry_run, gateway_url)))
 
 
-async def _apply(settings: Settings, loaded: Catalog, dry_run: bool) -> int:
-    lago = lago_client(settings)
+def _client(settings: Settings, gateway_url: str) -> LagoClient:
+    return lago_client(settings, gateway_url) if settings.uses_emulator else lago_client(settings)
+
+
+def _unreachable_hint(settings: Settings, gateway_url: str) -> str:
+    if not settings.uses_emulator:
+        return ""
+    return f" (is `gateway serve` running at {gateway_url}? the emulator lives inside it)"
+
+
+async def _apply(settings: Settings, loaded: Catalog, dry_run: bool, gateway_url: str) -> int:
+    lago = _client(settings, gateway_url)
     database = Database(settings.database_url)
 
     async def audit(done: Applied) -> None:
@@ -97,7 +109,8 @@ async def _apply(settings: Settings, loaded: Catalog, dry_run: bool) -> int:
         click.echo(f"{len(exc.applied)} change(s) applied before it; fix and re-run", err=True)
         return 1
     except LagoError as exc:
-        click.echo(f"error: cannot read Lago's catalog: {_reason(exc)}", err=True)
+        hint = _unreachable_hint(settings, gateway_url)
+        click.echo(f"error: cannot read Lago's catalog: {_reason(exc)}{hint}", err=True)
         return 1
     finally:
         await lago.aclose()
@@ -120,14 +133,15 @@ def _reason(exc: LagoError) -> str:
     help="Carry gateway-only sections over from this file (default: GATEWAY_CATALOG_PATH).",
 )
 @click.option("--lago-only", is_flag=True, help="Only what Lago holds: no gateway-only sections.")
-def export(output: str | None, base: str | None, lago_only: bool) -> None:
+@GATEWAY_URL_OPTION
+def export(output: str | None, base: str | None, lago_only: bool, gateway_url: str) -> None:
     """Write Lago's current catalog in the catalog file's format."""
-    settings = _settings()
+    settings = settings_or_exit()
     base_catalog = None
     if not lago_only:
         path = base or configured_catalog_path(settings)
         base_catalog = _load(str(path), settings)[0] if path else None
-    text = asyncio.run(_export(settings, base_catalog))
+    text = asyncio.run(_export(settings, base_catalog, gateway_url))
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")
@@ -138,13 +152,13 @@ def export(output: str | None, base: str | None, lago_only: bool) -> None:
         click.echo(text, nl=False)
 
 
-async def _export(settings: Settings, base: Catalog | None) -> str:
-    lago = lago_client(settings)
+async def _export(settings: Settings, base: Catalog | None, gateway_url: str) -> str:
+    lago = _client(settings, gateway_url)
     try:
         data = catalog_from_lago(await fetch_lago_catalog(lago), base)
     except (LagoError, ExportError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc}{_unreachable_hint(settings, gateway_url)}", err=True)
         sys.exit(1)
     finally:
         await lago.aclose()
-    return render(data, f"Lago at {settings.lago_api_url}")
+    return render(data, f"Lago at {lago_url(settings, gateway_url)}")

@@ -20,6 +20,7 @@ from . import (
     customers,
     entitlements,
     events,
+    invoice_files,
     invoices,
     metrics,
     one_off_invoices,
@@ -169,6 +170,8 @@ def _control_routes() -> list[BaseRoute]:
         Route("/_emulator/faults", control.faults, methods=["POST"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
         Route("/_emulator/events", control.events, methods=["GET"]),
+        Route("/_emulator/close_period", control.close_period, methods=["POST"]),
+        Route(f"{invoice_files.FILES_PATH}/{{lago_id}}.pdf", invoice_files.pdf, methods=["GET"]),
         Route(
             "/_emulator/clock/recurring_transaction_rules",
             control.recurring_rules_clock,

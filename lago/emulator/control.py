@@ -8,8 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .clock import iso
-from .errors import BadRequest
+from .errors import BadRequest, NotFound
 from .http import ok, read_json, state_of
+from .invoicing import serialize
+from .period_close import close_period as close_period_now
 from .recurring_rules import run_clock
 
 
@@ -72,3 +74,17 @@ async def recurring_rules_clock(request: Request) -> Response:
     jobs once at the emulator's now (``recurring_rules.run_clock``)."""
     state = state_of(request)
     return ok({"now": iso(state.now()), **run_clock(state)})
+
+
+async def close_period(request: Request) -> Response:
+    """POST /_emulator/close_period ``{"external_customer_id": optional}``: the billing run
+    of a period's end, now (``period_close.close_period``): ``{"now", "invoices"}``."""
+    state = state_of(request)
+    body = await read_json(request)
+    customer = body.get("external_customer_id") if isinstance(body, dict) else None
+    if customer is not None and not isinstance(customer, str):
+        raise BadRequest("external_customer_id must be a string")
+    if customer is not None and customer not in state.customers:
+        raise NotFound("customer")
+    invoices = [serialize(state, invoice) for invoice in close_period_now(state, customer)]
+    return ok({"now": iso(state.now()), "invoices": invoices})

@@ -11,6 +11,7 @@ from .billing import finalize, set_payment_status
 from .clock import iso, new_id
 from .errors import LagoError, MethodNotAllowed, NotFound, error_body, invalid
 from .http import ok, paginate, query_list, read_json, read_root, state_of
+from .invoice_files import file_url
 from .invoicing import recompute, serialize
 from .outbox import emit
 from .state import EmulatorState, Record
@@ -19,7 +20,6 @@ PAYMENT_STATUSES = ("pending", "succeeded", "failed")
 # Invoice::VISIBLE_STATUS; generating, open, closed and deleted invoices are not in the API.
 VISIBLE = ("draft", "finalized", "voided", "failed", "pending")
 METADATA_PER_INVOICE = 5  # Metadata::InvoiceMetadata::COUNT_PER_INVOICE
-_FILE_HOST = "https://lago-emulator.test/invoices"
 
 
 def get_invoice(state: EmulatorState, lago_id: str, statuses: tuple[str, ...] = VISIBLE) -> Record:
@@ -170,7 +170,7 @@ async def download(request: Request) -> Response:
     and generates the file in a job the first time)."""
     state = state_of(request)
     invoice = get_invoice(state, request.path_params["lago_id"], ("finalized",))
-    invoice["file_url"] = f"{_FILE_HOST}/{invoice['lago_id']}.pdf"
+    invoice["file_url"] = file_url(state, invoice)
     return ok({"invoice": serialize(state, invoice)})
 
 

@@ -54,6 +54,8 @@ class EmulatorState:
     features: dict[str, Record] = field(default_factory=dict)
     entitlements: dict[str, Record] = field(default_factory=dict)
     entitlement_removals: list[Record] = field(default_factory=list)
+    # Lago's InvoiceSubscription: the boundaries each periodic invoice billed (period_close.py).
+    invoice_subscriptions: dict[str, Record] = field(default_factory=dict)
     webhooks_pending: list[Webhook] = field(default_factory=list)
     webhooks_sent: list[Webhook] = field(default_factory=list)
     webhook_attempts: int = 3

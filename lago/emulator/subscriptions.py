@@ -6,7 +6,7 @@ create_service.rb, update_service.rb, terminate_service.rb and validate_service.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -105,6 +105,10 @@ def current_period(state: EmulatorState, subscription: Record) -> tuple[Any, Any
     started = subscription.get("started_at")
     if started:
         start = max(start, parse_iso(started))
+    # A period closed early (period_close.py): the next one's charges start right after it.
+    for row in state.invoice_subscriptions.values():
+        if row["lago_subscription_id"] == subscription["lago_id"]:
+            start = max(start, parse_iso(row["charges_to_datetime"]) + timedelta(microseconds=1))
     return start, end
 
 

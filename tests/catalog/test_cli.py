@@ -67,16 +67,17 @@ def test_catalog_commands_apply_once_audit_export_and_refuse_a_broken_file(
     assert ("catalog.create", "plan:premium_yearly") in actions
 
 
-def test_catalog_apply_without_a_lago_url_explains_the_embedded_emulator(
-    monkeypatch: pytest.MonkeyPatch,
+def test_catalog_apply_on_the_embedded_default_needs_the_running_gateway(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("GATEWAY_LAGO_API_URL", raising=False)
-    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'gateway.db'}")
+    closed = "http://127.0.0.1:9"  # nothing listens: no `gateway serve` there
 
-    result = CliRunner().invoke(main, ["catalog", "apply", "--dry-run"])
+    result = CliRunner().invoke(main, ["catalog", "apply", "--dry-run", "--gateway-url", closed])
 
-    assert result.exit_code == 2
-    assert "GATEWAY_LAGO_API_URL" in result.output
+    assert result.exit_code == 1
+    assert f"Lago at {closed}/lago" in result.output
     assert "gateway serve" in result.output
 
 

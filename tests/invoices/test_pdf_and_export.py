@@ -22,7 +22,7 @@ PDF = b"%PDF-1.7\n" + b"x" * 200_000 + b"\n%%EOF"
 async def test_pdf_is_streamed_from_lagos_file_url(gateway: Gateway) -> None:
     upsert_customer(gateway.emulator, {"external_id": "acme", "currency": "USD"})
     issued = gateway.emulator.issue_invoice("acme", 1500)
-    url = f"https://lago-emulator.test/invoices/{issued['lago_id']}.pdf"
+    url = f"http://lago-emulator:3000/files/invoices/{issued['lago_id']}.pdf"
     headers = await gateway.headers("billing:read")
 
     with respx.mock(assert_all_called=True) as files:
@@ -47,7 +47,7 @@ async def test_unreachable_file_is_a_502_not_a_broken_download(gateway: Gateway)
     headers = await gateway.headers("billing:read")
 
     with respx.mock() as files:
-        files.get(url__regex=r"https://lago-emulator\.test/.*").respond(404)
+        files.get(url__regex=r"http://lago-emulator:3000/.*").respond(404)
         answer = await gateway.client.get(
             f"/gateway/invoices/{issued['lago_id']}/pdf", headers=headers
         )
