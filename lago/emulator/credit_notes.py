@@ -1,4 +1,9 @@
-"""Credit notes on finalized invoices: credited, refunded or offset amounts."""
+"""Credit notes on finalized invoices: credited, refunded or offset amounts.
+
+Create, show, update, void and download (``app/controllers/api/v1/credit_notes_controller.rb``);
+the lists and the estimate are in ``credit_note_queries``, the validations in
+``credit_note_rules``.
+"""
 
 from __future__ import annotations
 
@@ -8,128 +13,62 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from . import credit_note_queries as queries
+from . import credit_note_rules as rules
 from .clock import iso, new_id
 from .errors import MethodNotAllowed, NotFound, ValidationFailed, invalid
-from .http import ok, paginate, read_root, state_of
+from .http import ok, read_root, state_of
 from .invoices import get_invoice
 from .outbox import emit
 from .state import EmulatorState, Record
+from .wallets import top_up
 
-REFUND_STATUSES = ("pending", "succeeded", "failed")  # CreditNote::REFUND_STATUS
-REASONS = (
-    "duplicated_charge",
-    "product_unsatisfactory",
-    "order_change",
-    "order_cancellation",
-    "fraudulent_charge",
-    "other",
-)
+_FILE_HOST = "https://lago.emulator.test/credit_notes"
+_PARTS = {"credit": "credit_amount_cents", "refund": "refund_amount_cents"}
+_PARTS["offset"] = "offset_amount_cents"
 
 
-def _credited(state: EmulatorState, fee_id: str) -> int:
-    return sum(
-        item["amount_cents"]
-        for note in state.credit_notes.values()
-        for item in note["items"]
-        if item["fee"]["lago_id"] == fee_id
-    )
+def _amounts(params: dict[str, Any]) -> dict[str, int]:
+    return {part: int(params.get(key) or 0) for part, key in _PARTS.items()}
 
 
-def _items(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> list[Record]:
-    """CreditNotes::CreateService#create_items and ValidateItemService: items must be a list,
-    each of a fee of the invoice (404 ``fee_not_found``) and within what is left of it."""
-    raw = params.get("items")
-    if not isinstance(raw, list):
-        raise ValidationFailed({"items": ["must_be_an_array"]})
-    fees = {fee["lago_id"]: fee for fee in invoice["fees"]}
-    items = []
-    for item in raw:
-        fee = fees.get(str(item.get("fee_id"))) if isinstance(item, dict) else None
-        if fee is None:
-            raise NotFound("fee")
-        amount = int(item.get("amount_cents") or 0)
-        errors = []
-        if amount < 0:
-            errors.append("invalid_value")
-        if amount > fee["amount_cents"] - _credited(state, fee["lago_id"]):
-            errors.append("higher_than_remaining_fee_amount")
-        if errors:
-            raise ValidationFailed({"amount_cents": errors})
-        items.append(
-            {
-                "lago_id": new_id(),
-                "amount_cents": amount,
-                "amount_currency": invoice["currency"],
-                "fee": fee,
-            }
-        )
-    return items
-
-
-def _earlier(state: EmulatorState, invoice: Record, key: str) -> int:
-    return sum(
-        n[key] for n in state.credit_notes.values() if n["lago_invoice_id"] == invoice["lago_id"]
-    )
-
-
-def _amounts(
-    state: EmulatorState, invoice: Record, params: dict[str, Any], items_total: int
-) -> tuple[int, int, int]:
-    """CreditNotes::ValidateService: every failed check is reported, in its order."""
-    credit, refund, offset = (
-        int(params.get(k) or 0)
-        for k in ("credit_amount_cents", "refund_amount_cents", "offset_amount_cents")
-    )
-    total = credit + refund + offset
-    credited = _earlier(state, invoice, "credit_amount_cents")
-    offsetted = _earlier(state, invoice, "offset_amount_cents")
-    creditable = invoice["fees_amount_cents"] - credited - offsetted
-    paid = invoice["total_paid_amount_cents"]
-    errors: dict[str, list[str]] = {}
-    if abs(total - items_total) > 1:
-        errors.setdefault("base", []).append("does_not_match_item_amounts")
-    refunded = _earlier(state, invoice, "refund_amount_cents")
-    if refund and paid <= 0:
-        errors["refund_amount_cents"] = ["cannot_refund_unpaid_invoice"]
-    elif refund and refund > paid - refunded:
-        errors["refund_amount_cents"] = ["higher_than_remaining_invoice_amount"]
-    if credit - creditable > 1:
-        errors["credit_amount_cents"] = ["higher_than_remaining_invoice_amount"]
-    if offset and offset > min(invoice["total_amount_cents"] - paid - offsetted, creditable):
-        errors["offset_amount_cents"] = ["higher_than_remaining_invoice_amount"]
-    remaining = invoice["fees_amount_cents"] - credited - refunded - offsetted
-    if total - remaining > 1:
-        errors.setdefault("base", []).append("higher_than_remaining_invoice_amount")
-    if total <= 0:
-        errors.setdefault("base", []).append("total_amount_must_be_positive")
-    if errors:
-        raise ValidationFailed(errors)
-    return credit, refund, offset
+def _metadata(value: Any) -> dict[str, Any] | None:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Record:
-    items = _items(state, invoice, params)
-    credit, refund, offset = _amounts(
-        state, invoice, params, sum(item["amount_cents"] for item in items)
-    )
+    """``CreditNotes::CreateService#call``: items first, then the amounts' checks."""
+    made = rules.items(state, invoice, params.get("items"))
+    amounts = _amounts(params)
+    errors = rules.amount_errors(state, invoice, amounts, sum(a for _, a in made))
+    if errors:
+        raise ValidationFailed(errors)
+    credit, refund, offset = amounts["credit"], amounts["refund"], amounts["offset"]
     total = credit + refund + offset
     sequence = state.next_sequence("credit_note")
-    now = state.now()
+    now = iso(state.now())
+    items = [
+        {"lago_id": new_id(), "amount_cents": a, "amount_currency": invoice["currency"], "fee": f}
+        for f, a in made
+    ]
     return {
         "lago_id": new_id(),
         "sequential_id": sequence,
-        "billing_entity_code": "default",
+        "billing_entity_code": invoice.get("billing_entity_code") or "default",
         "number": f"{invoice['number']}-CN{sequence:03d}",
         "lago_invoice_id": invoice["lago_id"],
         "invoice_number": invoice["number"],
-        "issuing_date": now.date().isoformat(),
+        "purchase_order_number": invoice.get("purchase_order_number"),
+        "issuing_date": state.now().date().isoformat(),
         "credit_status": "available",
         "refund_status": "pending" if refund else None,
-        "reason": params.get("reason") if params.get("reason") in REASONS else "other",
+        "reason": params.get("reason") or "other",
         "description": params.get("description"),
         "currency": invoice["currency"],
         "total_amount_cents": total,
+        "precise_total_amount_cents": f"{total:.1f}",
         "taxes_amount_cents": 0,
+        "precise_taxes_amount_cents": "0.0",
         "taxes_rate": 0.0,
         "sub_total_excluding_taxes_amount_cents": total,
         "balance_amount_cents": credit,
@@ -137,14 +76,33 @@ def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Re
         "refund_amount_cents": refund,
         "offset_amount_cents": offset,
         "coupons_adjustment_amount_cents": 0,
-        "created_at": iso(now),
-        "updated_at": iso(now),
+        "created_at": now,
+        "updated_at": now,
         "file_url": None,
+        "xml_url": None,
         "items": items,
         "applied_taxes": [],
-        "self_billed": False,
+        "self_billed": bool(invoice.get("self_billed")),
         "customer": invoice["customer"],
     }
+
+
+def _void_prepaid_credit(state: EmulatorState, invoice: Record, note: Record) -> None:
+    """``CreateService#void_prepaid_credit``: a credit invoice's refund takes its credits back
+    out of the wallet (a settled ``voided`` transaction naming the credit note)."""
+    wallet = rules.credit_wallet(state, invoice)
+    if wallet is None or note["refund_amount_cents"] <= 0:
+        return
+    credits = rules.wallet_credits(wallet, note["refund_amount_cents"])
+    top_up(
+        state, wallet, {"voided_credits": str(credits)}, {"lago_credit_note_id": note["lago_id"]}
+    )
+
+
+def _generate_documents(state: EmulatorState, note: Record) -> None:
+    """``CreditNotes::GenerateDocumentsJob``: the PDF, then ``credit_note.generated``."""
+    note["file_url"] = f"{_FILE_HOST}/{note['lago_id']}.pdf"
+    emit(state, "credit_note.generated", "credit_note", note)
 
 
 def create_credit_note(state: EmulatorState, params: dict[str, Any]) -> Record:
@@ -153,9 +111,17 @@ def create_credit_note(state: EmulatorState, params: dict[str, Any]) -> Record:
     invoice = get_invoice(state, str(params.get("invoice_id")))
     if invoice["status"] not in ("finalized", "voided"):
         raise MethodNotAllowed("invalid_type_or_status")
+    rules.check_type_or_status(state, invoice, _amounts(params))
+    if params.get("reason") is not None and params["reason"] not in rules.REASONS:
+        raise invalid("reason")  # enum :reason, validate: true (on the first save!)
     note = _record(state, invoice, params)
+    metadata = _metadata(params.get("metadata"))
+    if metadata is not None:
+        note["metadata"] = metadata
     state.credit_notes[note["lago_id"]] = note
+    _void_prepaid_credit(state, invoice, note)
     emit(state, "credit_note.created", "credit_note", note)
+    _generate_documents(state, note)
     return note
 
 
@@ -173,49 +139,84 @@ async def create(request: Request) -> Response:
     return ok({"credit_note": create_credit_note(state_of(request), params)})
 
 
-_FILTERS = ("currency", "reason", "credit_status", "refund_status", "invoice_number")
-
-
-async def index(request: Request) -> Response:
-    """GET /credit_notes with CreditNotesQuery's exact-match filters; newest first."""
-    state = state_of(request)
-    query = request.query_params
-    customer_id = query.get("external_customer_id")
-    found = [
-        n
-        for n in reversed(state.credit_notes.values())
-        if (customer_id is None or n["customer"]["external_id"] == customer_id)
-        and all(query.get(f) in (None, n[f]) for f in _FILTERS)
-    ]
-    return paginate(request, "credit_notes", found)
-
-
 async def show(request: Request) -> Response:
     """GET /credit_notes/{lago_id}."""
     note = get_credit_note(state_of(request), request.path_params["lago_id"])
     return ok({"credit_note": note})
 
 
+def _merge_metadata(note: Record, value: Any) -> bool:
+    """``Metadata::UpdateItemService`` with ``partial: true``: merged, created when given and
+    not empty, never deleted; whether anything changed."""
+    given = _metadata(value)
+    if not given:
+        return False
+    merged = {**(note.get("metadata") or {}), **given}
+    changed = merged != note.get("metadata")
+    note["metadata"] = merged
+    return changed
+
+
 async def update(request: Request) -> Response:
-    """PUT /credit_notes/{lago_id}: ``refund_status`` (CreditNotesController#update and
-    CreditNotes::UpdateService); an unknown status is 422 ``value_is_invalid``."""
+    """PUT /credit_notes/{lago_id}: ``refund_status`` and ``metadata`` (merged), as
+    CreditNotes::UpdateService; an unknown status is 422 ``value_is_invalid``."""
     state = state_of(request)
     note = get_credit_note(state, request.path_params["lago_id"])
     params = await read_root(request, "credit_note")
+    changed = False
     if "refund_status" in params:
         status = params["refund_status"]
-        if status is not None and status not in REFUND_STATUSES:
+        if status is not None and status not in rules.REFUND_STATUSES:
             raise invalid("refund_status")
-        if status != note["refund_status"]:
-            note.update(refund_status=status, updated_at=iso(state.now()))
+        changed = status != note["refund_status"]
+        note["refund_status"] = status
+    changed = _merge_metadata(note, params.get("metadata")) or changed
+    if changed:
+        note["updated_at"] = iso(state.now())
     return ok({"credit_note": note})
+
+
+async def void(request: Request) -> Response:
+    """PUT /credit_notes/{lago_id}/void: ``CreditNotes::VoidService``: what is left of the
+    credit is voided (405 ``no_voidable_amount`` when nothing is: ``CreditNote#voidable?``)."""
+    state = state_of(request)
+    note = get_credit_note(state, request.path_params["lago_id"])
+    if note["credit_status"] == "voided" or note["balance_amount_cents"] <= 0:
+        raise MethodNotAllowed("no_voidable_amount")
+    now = iso(state.now())
+    note.update(credit_status="voided", balance_amount_cents=0, updated_at=now)
+    return ok({"credit_note": note})
+
+
+_WITHOUT_INCLUDES = ("customer", "items", "applied_taxes", "error_details")
+
+
+async def download(request: Request) -> Response:
+    """POST /credit_notes/{lago_id}/download (and ``download_pdf``): the credit note without
+    its includes once its file exists; else an empty 200 while the file is made
+    (``CreditNotesController#download_pdf``)."""
+    state = state_of(request)
+    note = get_credit_note(state, request.path_params["lago_id"])
+    if not note.get("file_url"):
+        _generate_documents(state, note)
+        return Response(status_code=200)
+    return ok({"credit_note": {k: v for k, v in note.items() if k not in _WITHOUT_INCLUDES}})
 
 
 def routes() -> list[BaseRoute]:
     """The credit note routes, mounted under ``/api/v1``."""
     return [
         Route("/credit_notes", create, methods=["POST"]),
-        Route("/credit_notes", index, methods=["GET"]),
+        Route("/credit_notes", queries.index, methods=["GET"]),
+        Route("/credit_notes/estimate", queries.estimate, methods=["POST"]),
         Route("/credit_notes/{lago_id}", show, methods=["GET"]),
         Route("/credit_notes/{lago_id}", update, methods=["PUT"]),
+        Route("/credit_notes/{lago_id}/void", void, methods=["PUT"]),
+        Route("/credit_notes/{lago_id}/download", download, methods=["POST"]),
+        Route("/credit_notes/{lago_id}/download_pdf", download, methods=["POST"]),
+        Route(
+            "/customers/{external_customer_id}/credit_notes",
+            queries.customer_index,
+            methods=["GET"],
+        ),
     ]
