@@ -9,6 +9,7 @@ Both create ./.venv and install the project into it on first use.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import venv
@@ -78,6 +79,23 @@ def _print_dev_key(env: dict[str, str]) -> None:
     )
     print("embedded default: created an admin key named 'dev' for you:")
     print(f"  export GATEWAY_KEY={created}")
+    _make_dev_person(gateway, env)
+
+
+def _make_dev_person(gateway: str, env: dict[str, str]) -> None:
+    """With the first key, one finance operator 'dev' and a random password (printed once)."""
+    password = secrets.token_urlsafe(12)
+    command = [gateway, "users", "create", "--username", "dev", "--name", "Developer"]
+    made = subprocess.run(
+        [*command, "--role", "operator", "--password-stdin"],
+        cwd=ROOT,
+        env=env,
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode == 0:
+        print(f"  finance pages: sign in as 'dev' with the password {password}")
 
 
 # Two pytest workers (pytest-xdist), each with its own PostgreSQL server: the suite in about

@@ -26,6 +26,7 @@ from gateway.errors import GatewayError
 from gateway.integrations.lago.client import LagoError
 from gateway.relay.cli import relay
 from gateway.usage.cli import outbox
+from gateway.users.cli import users
 from gateway.webhooks.cli import lago, webhooks
 
 DISTRIBUTION = "billing-gateway"
@@ -204,3 +205,4 @@ lago.add_command(close_period)
 main.add_command(lago)
 main.add_command(webhooks)
 main.add_command(catalog)
+main.add_command(users)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import Settings
 from gateway.finance.endpoints import install_error_pages, router
 from gateway.logging import get_logger
+from gateway.users.throttle import SignInThrottle
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
@@ -91,6 +92,7 @@ def create_finance_app(
     """The finance pages; ``parent`` holds the runtime (built in its lifespan)."""
     finance = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     finance.state.parent = parent
+    finance.state.sign_in_throttle = SignInThrottle()
     finance.include_router(router)
     finance.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_error_pages(finance)

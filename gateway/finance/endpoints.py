@@ -1,8 +1,9 @@
 """Finance pages: sign-in, invoices with filters and totals, one invoice, collection.
 
 No page is readable without a session; every POST form carries the session's CSRF token.
-The session holds the signed-in key's prefix and hash, never the key, and the key is
-checked again on every request, so revoking it ends the session at once.
+People sign in with their username and password (``gateway users``); the session holds
+the user's id and session version, checked again on every request, so disabling the
+account, a new password or a new role ends the session at once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from gateway.invoices.schemas import (
     parse_page,
 )
 from gateway.runtime import Runtime
+from gateway.users import service as users
+from gateway.users.service import Refusal
+from gateway.users.throttle import SignInThrottle
 
 router = APIRouter()
 FILTER_FIELDS = (
@@ -99,11 +103,11 @@ async def check_csrf(request: Request) -> dict[str, str]:
 
 
 async def viewer_of(request: Request) -> Viewer:
-    """The signed-in viewer, checked against the key store on every request."""
-    prefix, key_hash = request.session.get("key_prefix"), request.session.get("key_hash")
-    if not isinstance(prefix, str) or not isinstance(key_hash, str):
+    """The signed-in person, checked against the users table on every request."""
+    user_id, version = request.session.get("user_id"), request.session.get("user_version")
+    if not isinstance(user_id, int) or not isinstance(version, int):
         raise SignInRequired()
-    viewer = await service.current_viewer(runtime_of(request).database, prefix, key_hash)
+    viewer = await service.current_viewer(runtime_of(request).database, user_id, version)
     if viewer is None:
         request.session.clear()
         raise SignInRequired()
@@ -145,32 +149,58 @@ async def home(request: Request, _: SignedIn) -> Response:
 
 @router.get("/login", include_in_schema=False)
 async def login_form(request: Request, next: str | None = None) -> Response:
-    return page(request, "login.html", None, next=_safe_next(request, next), error=None)
+    return page(
+        request, "login.html", None, next=_safe_next(request, next), error=None, username=""
+    )
 
 
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     form = await check_csrf(request)
-    runtime = runtime_of(request)
-    signed = await service.sign_in(runtime.database, form.get("api_key", ""))
-    await _audit(
-        runtime,
-        signed.name if signed else "finance",
-        "finance.sign_in",
-        "success" if signed else "rejected",
+    runtime, client = runtime_of(request), client_of(request)
+    throttle: SignInThrottle = request.app.state.sign_in_throttle
+    username = form.get("username", "").strip().lower()[:64]
+    wait = throttle.retry_after(client)
+    outcome = (
+        Refusal("throttled")
+        if wait
+        else await users.sign_in(runtime.database, username, form.get("password", ""))
     )
-    if signed is None:
-        return page(
-            request,
-            "login.html",
-            None,
-            status=401,
-            next=form.get("next", ""),
-            error="That key is unknown, revoked, or lacks the billing:read scope.",
-        )
-    request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    request.session.update({"key_prefix": signed.prefix, "key_hash": signed.key_hash})
+    if isinstance(outcome, Refusal):
+        if outcome.reason in ("credentials", "disabled"):
+            throttle.failed(client)
+        await _audit(runtime, "finance", "finance.sign_in", "rejected", username, outcome.reason)
+        return _refused(request, form, outcome, wait)
+    throttle.succeeded(client)
+    await _audit(runtime, outcome.actor, "finance.sign_in", "success", username, None)
+    request.session.clear()  # a fresh session (and CSRF token) for the signed-in person
+    request.session.update({"user_id": outcome.id, "user_version": outcome.session_version})
     return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _refused(request: Request, form: dict[str, str], refusal: Refusal, wait: int) -> Response:
+    if refusal.reason in ("locked", "throttled"):
+        if refusal.until is not None:
+            wait = int((refusal.until - datetime.now(UTC)).total_seconds())
+        minutes = max(1, -(-wait // 60))
+        error = f"Too many failed sign-ins. Try again in {minutes} minutes."
+        status = 429
+    else:
+        error = "That username and password do not match an active account."
+        status = 401
+    return page(
+        request,
+        "login.html",
+        None,
+        status=status,
+        next=form.get("next", ""),
+        username=form.get("username", ""),
+        error=error,
+    )
 
 
 @router.post("/logout", include_in_schema=False)
@@ -253,7 +283,7 @@ async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Re
 async def invoice_pdf(lago_id: str, request: Request, viewer: SignedIn) -> Response:
     runtime = runtime_of(request)
     invoice, url = await invoices.locate_pdf(
-        runtime.database, runtime.lago, lago_id, actor=viewer.name
+        runtime.database, runtime.lago, lago_id, actor=viewer.actor
     )
     if url is None:
         return page(
@@ -277,7 +307,10 @@ async def invoice_pdf(lago_id: str, request: Request, viewer: SignedIn) -> Respo
 
 def _require_write(viewer: Viewer) -> None:
     if not viewer.can_write:
-        raise Forbidden("this key is read only (billing:write is needed)", code="missing_scope")
+        raise Forbidden(
+            "viewers read; an operator may retry payments and send payment links",
+            code="operator_required",
+        )
 
 
 @router.post("/invoices/{lago_id}/retry", include_in_schema=False)
@@ -285,7 +318,7 @@ async def invoice_retry(lago_id: str, request: Request, viewer: SignedIn) -> Res
     await check_csrf(request)
     _require_write(viewer)
     try:
-        await dunning.retry_now(runtime_of(request), invoices.check_id(lago_id), actor=viewer.name)
+        await dunning.retry_now(runtime_of(request), invoices.check_id(lago_id), actor=viewer.actor)
     except (GatewayError, StripeError) as exc:
         flash(request, f"Not retried: {getattr(exc, 'message', None) or exc}", "error")
     else:
@@ -299,7 +332,7 @@ async def invoice_payment_link(lago_id: str, request: Request, viewer: SignedIn)
     _require_write(viewer)
     try:
         row = await checkout.open_link(
-            runtime_of(request), invoices.check_id(lago_id), actor=viewer.name
+            runtime_of(request), invoices.check_id(lago_id), actor=viewer.actor
         )
     except (GatewayError, StripeError) as exc:
         flash(request, f"No link: {getattr(exc, 'message', None) or exc}", "error")
@@ -322,9 +355,12 @@ async def collection_overview(request: Request, viewer: SignedIn) -> Response:
     )
 
 
-async def _audit(runtime: Runtime, actor: str, action: str, outcome: str) -> None:
+async def _audit(
+    runtime: Runtime, actor: str, action: str, outcome: str, target: str, reason: str | None
+) -> None:
     async with runtime.database.session() as session:
-        record(session, actor=actor, action=action, outcome=outcome)
+        detail = {"reason": reason} if reason else None
+        record(session, actor=actor, action=action, outcome=outcome, target=target, detail=detail)
         await session.commit()
 
 

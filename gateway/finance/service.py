@@ -7,23 +7,20 @@ invoices as Lago computed them.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import select
-
 from gateway.audit.models import AuditEntry
 from gateway.audit.service import AuditFilter, search
-from gateway.auth.models import ApiKey
-from gateway.auth.service import KEY_PREFIX, Principal, Scope, hash_key
 from gateway.collection import store as collection
 from gateway.collection.models import Collection, CollectionRefund
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
 from gateway.invoices import service as invoices
 from gateway.invoices.schemas import InvoiceFilters
+from gateway.users import service as users
+from gateway.users.service import Person
 
 TOTALS_MAX_PAGES = 100  # 10,000 invoices; past that the page says the totals are partial
 PAGE_SIZE = 50
@@ -31,44 +28,25 @@ PAGE_SIZE = 50
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is signed in: the key's name, and whether it may act (billing:write)."""
+    """Who is signed in: the audit trail's actor, the name pages show, and whether they may act
+    (an operator)."""
 
+    actor: str
     name: str
     can_write: bool
 
 
-@dataclass(frozen=True)
-class SignIn:
-    """What the session keeps: the key's prefix and hash (never the key), and its name."""
-
-    prefix: str
-    key_hash: str
-    name: str
-
-
-async def sign_in(database: Database, key: str) -> SignIn | None:
-    """The key's identity if it is valid and may read billing; None otherwise."""
-    parts = key.strip().split("_")
-    if len(parts) < 3 or not key.startswith(KEY_PREFIX):
+async def current_viewer(database: Database, user_id: int, version: int) -> Viewer | None:
+    """The signed-in person, checked on every page: disabling the account, a new password or
+    a new role ends the session."""
+    person = await users.current(database, user_id, version)
+    if person is None:
         return None
-    digest = hash_key(key.strip())
-    viewer = await current_viewer(database, parts[1], digest)
-    return None if viewer is None else SignIn(parts[1], digest, viewer.name)
+    return viewer_of_person(person)
 
 
-async def current_viewer(database: Database, prefix: str, key_hash: str) -> Viewer | None:
-    """The signed-in key, checked on every page: a revoked key ends the session."""
-    async with database.session() as session:
-        result = await session.exec(select(ApiKey).where(ApiKey.prefix == prefix))
-        row = result.first()
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.key_hash, key_hash):
-        return None
-    principal = Principal(name=row.name, scopes=frozenset(row.scopes.split()))
-    if not principal.allows(Scope.BILLING_READ):
-        return None
-    return Viewer(row.name, principal.allows(Scope.BILLING_WRITE))
+def viewer_of_person(person: Person) -> Viewer:
+    return Viewer(actor=person.actor, name=person.display_name, can_write=person.can_act)
 
 
 @dataclass

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
+from gateway.users.service import Role
 from tests.collection.conftest import Harness
 from tests.collection.stripe_fake import AUTHENTICATE, DECLINE, SUCCEED
+from tests.support.people import csrf_of, sign_in
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-
-async def _sign_in(harness: Harness, *scopes: str) -> None:
-    key = await harness.gw.key(*scopes)
-    form = await harness.gw.client.get("/finance/login")
-    token = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
-    answer = await harness.gw.client.post(
-        "/finance/login", data={"api_key": key, "csrf_token": token}
-    )
-    assert answer.status_code == 303
+async def _sign_in(harness: Harness, role: Role) -> None:
+    await sign_in(harness.gw, role=role)
 
 
 async def test_collection_overview_shows_links_dunning_and_amounts(harness: Harness) -> None:
@@ -26,7 +18,7 @@ async def test_collection_overview_shows_links_dunning_and_amounts(harness: Harn
     waiting = harness.emulator.issue_invoice("acme", 3_000)
     failing = harness.emulator.issue_invoice("globex", 4_500)
     await harness.settle()
-    await _sign_in(harness, "billing:read")
+    await _sign_in(harness, Role.VIEWER)
 
     page = await harness.gw.client.get("/finance/collection")
 
@@ -43,13 +35,13 @@ async def test_retry_from_the_invoice_page_needs_write_and_csrf(harness: Harness
     issued = harness.emulator.issue_invoice("acme", 2_000)
     await harness.settle()
     harness.stripe.add_card(stripe_customer, SUCCEED)
-    await _sign_in(harness, "billing:read", "billing:write")
+    await _sign_in(harness, Role.OPERATOR)
     path = f"/finance/invoices/{issued['lago_id']}"
 
     page = await harness.gw.client.get(path)
     assert "generic_decline" in page.text and "Retry payment now" in page.text
     forged = await harness.gw.client.post(f"{path}/retry", data={"csrf_token": "x"})
-    token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page.text)
     retried = await harness.gw.client.post(f"{path}/retry", data={"csrf_token": token})
     await harness.settle()
     after = await harness.gw.client.get(path)
@@ -65,10 +57,10 @@ async def test_read_only_key_cannot_retry(harness: Harness) -> None:
     await harness.customer("acme", DECLINE)
     issued = harness.emulator.issue_invoice("acme", 2_000)
     await harness.settle()
-    await _sign_in(harness, "billing:read")
+    await _sign_in(harness, Role.VIEWER)
     path = f"/finance/invoices/{issued['lago_id']}"
     page = await harness.gw.client.get(path)
-    token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(page.text)
 
     answer = await harness.gw.client.post(f"{path}/retry", data={"csrf_token": token})
 

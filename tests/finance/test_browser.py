@@ -20,8 +20,10 @@ import pytest
 import uvicorn
 
 from gateway.collection.models import Collection
+from gateway.users.service import Role
 from lago.emulator.customers import upsert_customer
 from tests.conftest import Gateway
+from tests.support.people import PASSWORD, make_person
 from tests.support.postgres import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -103,7 +105,7 @@ async def test_finance_pages_in_chromium(gateway: Gateway) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     ARTIFACTS.mkdir(exist_ok=True)
     seeded = await _seed(gateway)
-    key = await gateway.key("billing:read", name="finance-browser")
+    await make_person(gateway, "ann", Role.VIEWER)
 
     async with serving(gateway.app) as base, playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
@@ -116,7 +118,8 @@ async def test_finance_pages_in_chromium(gateway: Gateway) -> None:
             assert page.url.startswith(f"{base}/finance/login")  # nothing without a session
             await page.screenshot(path=ARTIFACTS / "finance-login.png", full_page=True)
 
-            await page.fill("input[name=api_key]", key)
+            await page.fill("input[name=username]", "ann")
+            await page.fill("input[name=password]", PASSWORD)
             await page.click("button[type=submit]")
             await page.wait_for_url(f"{base}/finance/invoices")
             assert await page.locator("table.invoices tbody tr").count() == 5
