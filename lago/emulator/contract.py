@@ -18,6 +18,11 @@ quirks are corrected when it is loaded (LAGO_NOTES section 11):
   ``SubscriptionEntitlement``, but both controllers render the whole collection
   (``subscriptions/entitlements_controller.rb#destroy``, ``.../privileges_controller.rb``);
   they are read as ``SubscriptionEntitlements``.
+- the analytics rows (``MrrObject``, ``GrossRevenueObject``, ...) type every figure an
+  integer and the currency an enum, but Lago renders its SQL's columns: ``numeric`` sums as
+  ``BigDecimal`` strings (``"1000.0"``), ``float`` sums as numbers, and a month without data
+  as nulls (``app/models/analytics/*.rb``, ``app/serializers/v1/analytics/*``); those
+  fields also take a decimal string or ``null``.
 - the Lago SDKs send ``null`` for unset optional fields, which the spec does not allow;
   ``allow_nulls=True`` strips them before validating. Requests from the gateway are
   validated strictly: it must omit what it does not set.
@@ -121,6 +126,28 @@ def _correct_subscription_entitlements(document: dict[str, Any]) -> None:
             body["schema"] = {"$ref": collection}
 
 
+_ANALYTICS_ROWS = (
+    "GrossRevenueObject",
+    "InvoiceCollectionObject",
+    "InvoicedUsageObject",
+    "MrrObject",
+    "OverdueBalanceObject",
+)
+_DECIMAL = {"type": "string", "pattern": r"^-?\d+\.\d+$"}
+
+
+def _correct_analytics(document: dict[str, Any]) -> None:
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in _ANALYTICS_ROWS:
+        properties = schemas.get(name, {}).get("properties", {})
+        for key in ("amount_cents", "invoices_count"):
+            if key in properties:
+                properties[key] = {"anyOf": [{"type": ["number", "null"]}, _DECIMAL]}
+        for key in ("currency", "payment_status"):
+            if key in properties:
+                properties[key] = {"anyOf": [properties[key], {"type": "null"}]}
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: Path) -> Spec | None:
     if not path.is_file():
@@ -131,6 +158,7 @@ def _load(path: Path) -> Spec | None:
     _allow_null_in_nullable_enums(document)
     _unsecure_webhooks(document)
     _correct_subscription_entitlements(document)
+    _correct_analytics(document)
     # Checking the 877 KB spec against the OpenAPI meta-schema takes seconds and proves
     # nothing about Lago; upstream publishes it bundled and linted.
     return OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))
