@@ -43,6 +43,7 @@ WEBHOOK_HANDLERS = HandlerTable(
         Route("lago", "invoice.voided", collection.on_invoice_settled),
         Route("lago", "invoice.payment_status_updated", collection.on_invoice_settled),
         Route("lago", "credit_note.created", collection.on_credit_note),
+        Route("lago", "credit_note.created", packs.on_credit_note),
         Route("stripe", "payment_intent.*", collection.on_payment_intent),
         Route("stripe", "checkout.session.*", collection.on_checkout_session),
         Route("stripe", "setup_intent.succeeded", collection.on_setup_intent),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.packs import account, settlement
+from gateway.packs import account, clawback, settlement
 from gateway.runtime import Runtime
 from gateway.webhooks.models import InboundWebhook
 
@@ -75,3 +75,13 @@ async def on_credit_invoice(runtime: Runtime, inbound: InboundWebhook, payload: 
         reconcile_seconds=runtime.settings.packs_reconcile_seconds,
         recheck_soon=True,
     )
+
+
+async def on_credit_note(runtime: Runtime, inbound: InboundWebhook, payload: Any) -> None:
+    """A credit note on a pack's credit invoice: take the pack's unspent tokens back.
+
+    ``ClawbackBusy`` propagates: the webhook is retried once the bonus's lease is free."""
+    note = payload.get("credit_note") or {}
+    if note.get("lago_id"):
+        lease = settlement.lease_seconds(runtime.settings)
+        await clawback.claw_back(runtime.database, runtime.lago, note, actor=ACTOR, lease=lease)

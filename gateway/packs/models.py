@@ -68,3 +68,36 @@ class PackPurchase(SQLModel, table=True):
     bonus_next_check_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     bonus_lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     bonus_settled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+# A token pack clawback (a credit note on a pack's invoice).
+CLAWBACK_CLAIMED = "claimed"
+CLAWBACK_DONE = "done"
+
+
+class PackClawback(SQLModel, table=True):
+    """What a credit note on a pack's credit invoice took back from the token wallet.
+
+    One row per credit note (unique), committed ``claimed`` before Lago is called, so the
+    create call and the ``credit_note.created`` webhook take back once between them; a claim
+    whose ``claimed_until`` passed (crashed process) may be taken over. ``done`` rows say
+    what was taken back: the paid credits Lago voided itself, the bonus share voided by the
+    gateway (``lago_transaction_id``) and what could not be taken back (already spent).
+    Credits are exact decimal text.
+    """
+
+    __tablename__ = "pack_clawbacks"
+
+    id: int | None = Field(default=None, sa_column=Column(BIG_ID, primary_key=True))
+    credit_note_id: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    purchase_id: str = Field(sa_column=Column(String(40), nullable=False))
+    external_customer_id: str = Field(sa_column=Column(String(255), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    paid_credits_voided: str | None = Field(default=None, sa_column=Column(String(40)))
+    bonus_credits: str | None = Field(default=None, sa_column=Column(String(40)))
+    bonus_credits_voided: str | None = Field(default=None, sa_column=Column(String(40)))
+    not_taken_back: str | None = Field(default=None, sa_column=Column(String(40)))
+    lago_transaction_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
