@@ -1,8 +1,9 @@
 """Lago-shaped request bodies: read the root object, check what Lago requires, drop the SDKs' nulls.
 
 Bodies are validated, not rebuilt: what reaches Lago is the caller's JSON minus its ``null``s
-(Lago's SDKs send ``null`` for every unset field; Lago's spec allows none of them), so
-fields this gateway does not know yet still pass through.
+(Lago's SDKs send ``null`` for every unset field), so fields this gateway does not know yet
+still pass through. A route names the root fields where Lago gives ``null`` a meaning (e.g. a
+subscription update's ``ending_at: null`` undoes a scheduled end); those nulls are kept.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ class LagoInput(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def read_root(body: bytes, root: str) -> dict[str, Any]:
-    """The object under ``root`` (without nulls); 400 as Rails answers when it is absent."""
+def read_root(body: bytes, root: str, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The object under ``root`` without nulls, except a null of a ``nullable`` field;
+    400 as Rails answers when it is absent."""
     try:
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as exc:
@@ -35,6 +37,7 @@ def read_root(body: bytes, root: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest(f"param is missing or the value is empty: {root}", code="bad_request")
     cleaned: dict[str, Any] = without_nulls(value)
+    cleaned.update({name: None for name in nullable if name in value and value[name] is None})
     return cleaned
 
 

@@ -14,6 +14,7 @@ from gateway.customers.service import Customers
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.http.responses import OrjsonResponse
+from gateway.payments import unserved
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
@@ -77,3 +78,73 @@ async def current_usage(
     """Usage of the current billing period, priced by the plan."""
     query = list(request.query_params.multi_items())
     return OrjsonResponse(await customers(runtime).current_usage(external_id, query))
+
+
+@router.get("/{external_id}/past_usage")
+async def past_usage(
+    external_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    external_subscription_id: Annotated[str, Query(description="The subscription's periods")],
+    billable_metric_code: str | None = None,
+    periods_count: Annotated[int | None, Query(ge=1)] = None,
+    page: Page = None,
+    per_page: PerPage = None,
+) -> Response:
+    """Usage of the subscription's invoiced periods, newest first, as Lago has it."""
+    query = list(request.query_params.multi_items())
+    return OrjsonResponse(await customers(runtime).listing(external_id, "past_usage", query))
+
+
+# Lago's lists nested under a customer (config/routes.rb, ``scope module: :customers``),
+# answered by Lago with their filters and ``meta`` pagination.
+NESTED_LISTS = {
+    "invoices": "The customer's invoices (Lago's invoice filters), newest first.",
+    "payments": "The payments Lago recorded for the customer's invoices.",
+    "payment_requests": "The customer's payment requests.",
+    "subscriptions": "The customer's subscriptions (active only unless ``status[]`` says).",
+    "wallets": "The customer's wallets.",
+    "applied_coupons": "The coupons applied to the customer.",
+    "payment_methods": "The payment methods Lago holds for the customer (none when the "
+    "gateway collects: Stripe holds them, see POST /gateway/customers/{id}/portal).",
+}
+
+
+def _nested_list(name: str, summary: str) -> None:
+    async def endpoint(
+        external_id: str,
+        request: Request,
+        runtime: RuntimeDep,
+        _: BillingReader,
+        page: Page = None,
+        per_page: PerPage = None,
+    ) -> Response:
+        query = list(request.query_params.multi_items())
+        return OrjsonResponse(await customers(runtime).listing(external_id, name, query))
+
+    router.add_api_route(
+        f"/{{external_id}}/{name}",
+        endpoint,
+        methods=["GET"],
+        name=f"list_customer_{name}",
+        summary=f"List customer {name.replace('_', ' ')}",
+        description=summary,
+    )
+
+
+for _name, _summary in NESTED_LISTS.items():
+    _nested_list(_name, _summary)
+
+
+@router.get("/{external_id}/portal_url", responses={405: {"description": "Not served"}})
+async def portal_url(external_id: str, _: BillingReader) -> Response:
+    """Not served: Lago's portal stays private; use ``POST /gateway/customers/{id}/portal``."""
+    raise unserved.portal_url(external_id)
+
+
+@router.post("/{external_id}/checkout_url", responses={405: {"description": "Not served"}})
+async def checkout_url(external_id: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
+    """Lago's checkout link when Lago collects; when the gateway collects, refused in favour
+    of ``POST /gateway/customers/{id}/checkout``."""
+    return OrjsonResponse(await customers(runtime).checkout_url(external_id, principal.name))

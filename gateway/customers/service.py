@@ -18,6 +18,7 @@ from gateway.billing.passthrough import (
     Write,
     checked_write,
     read,
+    refuse,
     segment,
     write,
 )
@@ -28,6 +29,7 @@ from gateway.customers.schemas import CustomerInput
 from gateway.db import Database
 from gateway.errors import ValidationFailed
 from gateway.integrations.lago.client import LagoClient
+from gateway.payments import unserved
 
 # The billing_configuration keys that belong to a payment provider.
 PROVIDER_KEYS = frozenset(
@@ -118,6 +120,18 @@ class Customers:
         change = Write(actor, "customers.delete", external_id)
         path = f"/customers/{segment(external_id)}"
         return await write(self._database, self._lago, change, "DELETE", path)
+
+    async def listing(self, external_id: str, name: str, params: Params) -> dict[str, Any]:
+        """One of Lago's lists nested under the customer (``/customers/{id}/{name}``)."""
+        return await read(self._lago, f"/customers/{segment(external_id)}/{name}", params)
+
+    async def checkout_url(self, external_id: str, actor: str) -> dict[str, Any]:
+        """Lago's checkout link (collection ``lago`` only: Lago's Stripe integration)."""
+        change = Write(actor, "customers.checkout_url", external_id)
+        if self._collection is CollectionMode.GATEWAY:
+            raise await refuse(self._database, change, unserved.checkout_url(external_id))
+        path = f"/customers/{segment(external_id)}/checkout_url"
+        return await write(self._database, self._lago, change, "POST", path)
 
     async def current_usage(self, external_id: str, params: Params) -> dict[str, Any]:
         """Current usage; without ``external_subscription_id`` the one active subscription's."""

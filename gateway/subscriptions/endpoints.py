@@ -13,7 +13,11 @@ from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.responses import OrjsonResponse
 from gateway.meters.service import Meters
-from gateway.subscriptions.schemas import SubscriptionCreate, SubscriptionUpdate
+from gateway.subscriptions.schemas import (
+    NULLABLE_ON_UPDATE,
+    SubscriptionCreate,
+    SubscriptionUpdate,
+)
 from gateway.subscriptions.service import Subscriptions
 from gateway.usage.lookups import LagoLookups
 
@@ -84,8 +88,9 @@ async def update_subscription(
     principal: BillingWriter,
     status: Status = None,
 ) -> Response:
-    """Change name, end date, start date (pending only) or plan overrides."""
-    params = read_root(await request.body(), "subscription")
+    """Change name, end date, start date (pending only) or plan overrides;
+    ``ending_at: null`` undoes a scheduled end."""
+    params = read_root(await request.body(), "subscription", NULLABLE_ON_UPDATE)
     return OrjsonResponse(
         await service.update(external_id, params, _query(request), principal.name)
     )

@@ -32,6 +32,13 @@ class SubscriptionChanges(LagoInput):
     name: str | None = None
     ending_at: str | None = None
     subscription_at: str | None = None
+    purchase_order_number: str | None = None
+
+
+# The fields a ``null`` sets in Lago (Subscriptions::UpdateService assigns each one whenever
+# the key is sent; SubscriptionUpdateInput declares them nullable): ``ending_at: null``
+# undoes a scheduled end, ``name``/``purchase_order_number: null`` clear them.
+NULLABLE_ON_UPDATE = frozenset({"ending_at", "name", "purchase_order_number"})
 
 
 class SubscriptionUpdate(BaseModel):

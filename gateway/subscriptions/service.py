@@ -69,8 +69,12 @@ class Subscriptions:
     async def update(
         self, external_id: str, params: dict[str, Any], query: Params, actor: str
     ) -> dict[str, Any]:
-        """Update name, end date, start (pending only) or overrides; ``?status=`` picks one."""
-        change = Write(actor, "subscriptions.update", external_id)
+        """Update name, end date, start (pending only) or overrides; ``?status=`` picks one.
+
+        The audit row names the fields cleared with ``null`` (``detail.cleared``)."""
+        cleared = sorted(name for name, value in params.items() if value is None)
+        detail = {"cleared": cleared} if cleared else None
+        change = Write(actor, "subscriptions.update", external_id, detail)
         try:
             check(SubscriptionChanges, params)
             _check_query(query, ("status",))

@@ -13,6 +13,7 @@ from gateway.http.dependencies import RuntimeDep, part
 from gateway.http.fastpath import FastCall, FastRoute, read_json_root
 from gateway.http.pagination import decode_cursor
 from gateway.usage import schemas, store
+from gateway.usage.event_lookup import find_event
 from gateway.usage.outbox import PENDING
 from gateway.usage.service import UsageIngest
 
@@ -88,6 +89,13 @@ fast_routes = [
     FastRoute("/api/v1/events", Scope.EVENTS_WRITE, _fast_one, "usage"),
     FastRoute("/api/v1/events/batch", Scope.EVENTS_WRITE, _fast_batch, "usage"),
 ]
+
+
+@router.get("/api/v1/events/{transaction_id}")
+async def get_lago_event(transaction_id: str, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """Lago's event; while Lago does not have it yet, the gateway's accepted copy in Lago's
+    shape (``lago_customer_id``/``lago_subscription_id`` null)."""
+    return _json(await find_event(runtime.database, runtime.lago, transaction_id))
 
 
 @router.get("/gateway/events/{transaction_id}", response_model=schemas.StoredEventResponse)

@@ -17,6 +17,7 @@ from . import (
     control,
     coupons,
     credit_notes,
+    customer_lists,
     customers,
     entitlements,
     events,
@@ -158,6 +159,7 @@ def _module_routes() -> list[BaseRoute]:
         *_entitlement_routes(),
         *credit_notes.routes(),
         *payments.routes(),
+        *customer_lists.routes(),
         *add_ons.routes(),
         *analytics.routes(),
     ]

@@ -18,6 +18,8 @@ quirks are corrected when it is loaded (LAGO_NOTES section 11):
   ``SubscriptionEntitlement``, but both controllers render the whole collection
   (``subscriptions/entitlements_controller.rb#destroy``, ``.../privileges_controller.rb``);
   they are read as ``SubscriptionEntitlements``.
+- ``GET /payments/{lago_id}`` is declared a bare ``PaymentObject``, but
+  ``payments_controller.rb#show`` renders it under ``payment``; it is read as ``Payment``.
 - the analytics rows (``MrrObject``, ``GrossRevenueObject``, ...) type every figure an
   integer and the currency an enum, but Lago renders its SQL's columns: ``numeric`` sums as
   ``BigDecimal`` strings (``"1000.0"``), ``float`` sums as numbers, and a month without data
@@ -126,6 +128,13 @@ def _correct_subscription_entitlements(document: dict[str, Any]) -> None:
             body["schema"] = {"$ref": collection}
 
 
+def _correct_payment_show(document: dict[str, Any]) -> None:
+    answer = document.get("paths", {}).get("/payments/{lago_id}", {}).get("get", {})
+    body = answer.get("responses", {}).get("200", {}).get("content", {})
+    if "schema" in body.get("application/json", {}):
+        body["application/json"]["schema"] = {"$ref": "#/components/schemas/Payment"}
+
+
 _ANALYTICS_ROWS = (
     "GrossRevenueObject",
     "InvoiceCollectionObject",
@@ -159,6 +168,7 @@ def _load(path: Path) -> Spec | None:
     _unsecure_webhooks(document)
     _correct_subscription_entitlements(document)
     _correct_analytics(document)
+    _correct_payment_show(document)
     # Checking the 877 KB spec against the OpenAPI meta-schema takes seconds and proves
     # nothing about Lago; upstream publishes it bundled and linted.
     return OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))

@@ -246,21 +246,27 @@ async def create(request: Request) -> Response:
     return ok({"subscription": serialize(state, create_subscription(state, params))})
 
 
-async def index(request: Request) -> Response:
-    """GET /subscriptions: ``external_customer_id``, ``external_id``, ``plan_code``,
-    ``currency``, ``status[]`` (default active), as SubscriptionsQuery filters."""
-    state = state_of(request)
+def listed(state: EmulatorState, request: Request, customer_id: str | None) -> Response:
+    """SubscriptionIndex#subscription_index: ``external_id``, ``plan_code``, ``currency``,
+    ``status[]`` (default active) and the customer, as SubscriptionsQuery filters."""
     statuses = set(query_list(request, "status") or ["active"])
     query = request.query_params
-    fields = ("external_customer_id", "external_id", "plan_code")
+    fields = ("external_id", "plan_code")
     found = [
         serialize(state, record)
         for record in state.subscriptions.values()
         if record["status"] in statuses
+        and customer_id in (None, record["external_customer_id"])
         and all(query.get(name, record[name]) == record[name] for name in fields)
         and query.get("currency", record["plan_amount_currency"]) == record["plan_amount_currency"]
     ]
     return paginate(request, "subscriptions", found)
+
+
+async def index(request: Request) -> Response:
+    """GET /subscriptions?external_customer_id=."""
+    customer_id = request.query_params.get("external_customer_id")
+    return listed(state_of(request), request, customer_id)
 
 
 async def show(request: Request) -> Response:
