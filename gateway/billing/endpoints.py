@@ -1,4 +1,5 @@
-"""Lago's wallet, wallet transaction, applied coupon, plan, billable metric and coupon routes."""
+"""Lago's wallet, wallet transaction, applied coupon, add-on, plan, billable metric and coupon
+routes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from starlette.responses import Response
 from gateway.billing.passthrough import segment
 from gateway.billing.payloads import body_schema, read_root
 from gateway.billing.schemas import (
+    AddOnCreate,
+    AddOnUpdate,
     AppliedCouponCreate,
     WalletCreate,
     WalletTransactionCreate,
@@ -192,3 +195,45 @@ async def get_billable_metric(code: str, runtime: RuntimeDep, _: BillingReader) 
     """One billable metric by code."""
     path = f"/billable_metrics/{segment(code)}"
     return OrjsonResponse(await _billing(runtime).read(path))
+
+
+@router.post("/add_ons", tags=["add_ons"], openapi_extra=body_schema(AddOnCreate))
+async def create_add_on(
+    request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Create an add-on: a named, priced item that one-off invoices bill."""
+    params = read_root(await request.body(), "add_on")
+    return OrjsonResponse(await _billing(runtime).create_add_on(params, principal.name))
+
+
+@router.get("/add_ons", tags=["add_ons"])
+async def list_add_ons(
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
+    per_page: PerPage = None,
+) -> Response:
+    """The add-ons, newest first."""
+    return OrjsonResponse(await _billing(runtime).read("/add_ons", _query(request)))
+
+
+@router.get("/add_ons/{code:path}", tags=["add_ons"])
+async def get_add_on(code: str, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """One add-on by code."""
+    return OrjsonResponse(await _billing(runtime).read(f"/add_ons/{segment(code)}"))
+
+
+@router.put("/add_ons/{code:path}", tags=["add_ons"], openapi_extra=body_schema(AddOnUpdate))
+async def update_add_on(
+    code: str, request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Change an add-on (name, code, price, description)."""
+    params = read_root(await request.body(), "add_on")
+    return OrjsonResponse(await _billing(runtime).update_add_on(code, params, principal.name))
+
+
+@router.delete("/add_ons/{code:path}", tags=["add_ons"])
+async def delete_add_on(code: str, runtime: RuntimeDep, principal: BillingWriter) -> Response:
+    """Delete an add-on; invoices that billed it keep their fees."""
+    return OrjsonResponse(await _billing(runtime).delete_add_on(code, principal.name))

@@ -1,11 +1,11 @@
-"""What the gateway checks in wallet and coupon bodies before Lago sees them."""
+"""What the gateway checks in wallet, coupon and add-on bodies before Lago sees them."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PositiveInt
 
 from gateway.billing.payloads import Id, LagoInput
 
@@ -71,3 +71,35 @@ class AppliedCouponCreate(BaseModel):
     """``POST /api/v1/applied_coupons``."""
 
     applied_coupon: AppliedCouponInput
+
+
+class AddOnInput(LagoInput):
+    name: Id
+    code: Id
+    amount_cents: PositiveInt
+    amount_currency: Id
+    invoice_display_name: str | None = None
+    description: str | None = None
+    tax_codes: list[str] | None = None
+
+
+class AddOnCreate(BaseModel):
+    """``POST /api/v1/add_ons``: a one-off charge's template (name, code, default price)."""
+
+    add_on: AddOnInput
+
+
+class AddOnChanges(LagoInput):
+    name: Id | None = None
+    code: Id | None = None
+    amount_cents: PositiveInt | None = None
+    amount_currency: Id | None = None
+    invoice_display_name: str | None = None
+    description: str | None = None
+    tax_codes: list[str] | None = None
+
+
+class AddOnUpdate(BaseModel):
+    """``PUT /api/v1/add_ons/{code}``: the fields given change."""
+
+    add_on: AddOnChanges

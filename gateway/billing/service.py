@@ -1,4 +1,4 @@
-"""Wallets, wallet transactions and applied coupons (audited writes), and catalog reads."""
+"""Wallets, wallet transactions, applied coupons and add-ons (audited writes), and catalog reads."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 from gateway.billing.passthrough import Params, Write, read, refuse, segment, write
 from gateway.billing.payloads import LagoInput, check, lago_uuid, required_query
 from gateway.billing.schemas import (
+    AddOnChanges,
+    AddOnInput,
     AppliedCouponInput,
     WalletChanges,
     WalletInput,
@@ -120,6 +122,28 @@ class Billing:
         return await self._write(
             change, "DELETE", path, ids=((applied_coupon_id, "applied_coupon"),)
         )
+
+    async def create_add_on(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """An add-on (a priced item for one-off invoices), keyed by its code."""
+        change = Write(actor, "add_ons.create", _text(params.get("code")))
+        return await self._write(
+            change, "POST", "/add_ons", root="add_on", params=params, model=AddOnInput
+        )
+
+    async def update_add_on(self, code: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Change an add-on's fields (its code too); invoices already issued keep theirs."""
+        renamed = _text(params.get("code"))
+        detail = {"code": renamed} if renamed and renamed != code else None
+        change = Write(actor, "add_ons.update", code, detail)
+        path = f"/add_ons/{segment(code)}"
+        return await self._write(
+            change, "PUT", path, root="add_on", params=params, model=AddOnChanges
+        )
+
+    async def delete_add_on(self, code: str, actor: str) -> dict[str, Any]:
+        """Delete an add-on (Lago discards it: its code is free again)."""
+        change = Write(actor, "add_ons.delete", code)
+        return await self._write(change, "DELETE", f"/add_ons/{segment(code)}")
 
     async def wallets(self, query: Params) -> dict[str, Any]:
         """A customer's wallets (``external_customer_id`` is required, as in Lago)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.collection import checkout, dunning
+from gateway.collection import checkout, dunning, payment_urls
 from gateway.collection.schemas import (
     CheckoutRequest,
     CheckoutResponse,
@@ -17,6 +17,7 @@ from gateway.config import CollectionMode
 from gateway.errors import Conflict, from_stripe
 from gateway.http.auth import BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.responses import OrjsonResponse
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices.endpoints import invoice_action, read_body
 from gateway.invoices.service import check_id
@@ -118,3 +119,21 @@ async def retry_invoice_payment(
             raise from_stripe(exc) from exc
         return Response(status_code=200)
     return await invoice_action(runtime, lago_id, "retry_payment", principal.name, body)
+
+
+@payments_router.post("/api/v1/invoices/{lago_id}/payment_url")
+async def invoice_payment_url(
+    lago_id: str, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Lago's payment URL of an invoice. With gateway collection it is the gateway's Stripe
+    payment link (422 ``missing_payment_provider`` without Stripe); with Lago collection,
+    Lago's provider's URL."""
+    if runtime.settings.collection != CollectionMode.GATEWAY:
+        return await invoice_action(runtime, lago_id, "payment_url", principal.name, None)
+    try:
+        answer = await payment_urls.invoice_payment_details(
+            runtime, check_id(lago_id), actor=principal.name
+        )
+    except StripeError as exc:
+        raise from_stripe(exc) from exc
+    return OrjsonResponse(answer)

@@ -13,10 +13,11 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from gateway.billing.payloads import body_schema, read_root
 from gateway.errors import BadRequest
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.invoices import export, files, service
+from gateway.invoices import export, files, one_off, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
 from gateway.runtime import Runtime
 
@@ -51,6 +52,15 @@ async def list_invoices(request: Request, runtime: RuntimeDep, _: BillingReader)
     and pagination, passed through."""
     filters, page, per_page = parse_listing(request.query_params, default_per_page=100)
     return _json(await service.list_page(runtime.lago, filters, page, per_page))
+
+
+@router.post("/api/v1/invoices", openapi_extra=body_schema(one_off.OneOffInvoiceCreate))
+async def create_one_off_invoice(
+    request: Request, runtime: RuntimeDep, principal: BillingWriter
+) -> Response:
+    """Issue a one-off invoice of add-on fees, finalized at once (audited)."""
+    params = read_root(await request.body(), "invoice")
+    return _json(await one_off.create(runtime.database, runtime.lago, params, principal.name))
 
 
 @router.get("/api/v1/invoices/{lago_id}")

@@ -24,6 +24,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "finalize": ("PUT", "/finalize"),
     "void": ("POST", "/void"),
     "retry_payment": ("POST", "/retry_payment"),
+    "payment_url": ("POST", "/payment_url"),
 }
 
 
