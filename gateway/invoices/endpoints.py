@@ -89,6 +89,7 @@ async def update_invoice(
 
 
 @router.post("/api/v1/invoices/{lago_id}/download")
+@router.post("/api/v1/invoices/{lago_id}/download_pdf")  # Lago's other name for it
 async def download_invoice(lago_id: str, runtime: RuntimeDep, principal: BillingReader) -> Response:
     """The invoice with its ``file_url``, or 200 with no body while the PDF is generated."""
     return await invoice_action(runtime, lago_id, "download", principal.name, None)
@@ -112,6 +113,27 @@ async def void_invoice(
 ) -> Response:
     """Void a finalized, unpaid invoice; optional credit note and refund amounts (audited)."""
     return await invoice_action(runtime, lago_id, "void", principal.name, await read_body(request))
+
+
+@router.get("/api/v1/fees", tags=["fees"])
+async def list_fees(
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    external_customer_id: str | None = None,
+    fee_type: str | None = None,
+    payment_status: str | None = None,
+    page: int | None = None,
+    per_page: int | None = None,
+) -> Response:
+    """Fees of every invoice, oldest first, with Lago's filters."""
+    return _json(await service.fees(runtime.lago, list(request.query_params.multi_items())))
+
+
+@router.get("/api/v1/fees/{lago_id}", tags=["fees"])
+async def get_fee(lago_id: str, runtime: RuntimeDep, _: BillingReader) -> Response:
+    """One fee."""
+    return _json(await service.fee(runtime.lago, lago_id))
 
 
 @router.get("/gateway/invoices/export.csv", response_class=StreamingResponse)

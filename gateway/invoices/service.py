@@ -82,6 +82,24 @@ async def fetch(lago: LagoClient, lago_id: str) -> dict[str, Any]:
     return invoice
 
 
+async def fees(lago: LagoClient, query: list[tuple[str, str]]) -> dict[str, Any]:
+    """Lago's ``GET /fees`` with its filters (``external_customer_id``, ``fee_type``...)."""
+    try:
+        return await lago.call("GET", "/fees", params=query or None)
+    except LagoError as exc:
+        raise from_lago(exc) from exc
+
+
+async def fee(lago: LagoClient, lago_id: str) -> dict[str, Any]:
+    """One fee (``{"fee": {...}}``); an id that is no UUID is 404 ``fee_not_found``."""
+    if not LAGO_ID.fullmatch(lago_id):
+        raise NotFound(code="fee_not_found")
+    try:
+        return await lago.call("GET", f"/fees/{lago_id}")
+    except LagoError as exc:
+        raise from_lago(exc) from exc
+
+
 def _strip_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_nulls(v) for k, v in value.items() if v is not None}

@@ -21,6 +21,7 @@ from . import (
     customers,
     entitlements,
     events,
+    fees,
     invoice_files,
     invoices,
     metrics,
@@ -161,6 +162,7 @@ def _module_routes() -> list[BaseRoute]:
         *payments.routes(),
         *customer_lists.routes(),
         *add_ons.routes(),
+        *fees.routes(),
         *analytics.routes(),
     ]
 
