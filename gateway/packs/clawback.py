@@ -28,7 +28,7 @@ from gateway.db import Database, utcnow
 from gateway.integrations.lago.client import LagoClient
 from gateway.logging import get_logger
 from gateway.packs import clawback_rows as rows
-from gateway.packs.models import BONUS_GRANTED
+from gateway.packs.models import BONUS_GRANTED, CLAWBACK_CLAIMED, CLAWBACK_DONE
 from gateway.packs.service import all_pages
 from gateway.packs.store import OPEN
 from gateway.relay.service import enqueue_message
@@ -37,6 +37,11 @@ log = get_logger(__name__)
 RELAY_TYPE = "packs.tokens.clawed_back"
 ACTION = "packs.clawback"
 QUANTUM = Decimal("0.00001")
+
+
+class ClawbackBusy(Exception):
+    """Another trigger holds this clawback, or the purchase's owed bonus is leased right
+    now; try again later."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ async def claw_back(
     database: Database, lago: LagoClient, note: dict[str, Any], *, actor: str, lease: float
 ) -> Clawback | None:
     """Take back what a credit note on a pack's invoice refunds; None when the invoice is not
-    a pack's, nothing is taken back, or the clawback is done or in hand elsewhere."""
+    a pack's, nothing is taken back, or it was done. ``ClawbackBusy`` when another trigger
+    holds it (a webhook is retried later); a failure gives the claim back and propagates."""
     purchase = await rows.purchase_for_invoice(database, str(note.get("lago_invoice_id")))
     share = share_of(note)
     if purchase is None or share <= 0 or not purchase["lago_wallet_id"]:
@@ -88,10 +94,17 @@ async def claw_back(
         "purchase_id": purchase["purchase_id"],
         "external_customer_id": purchase["external_customer_id"],
     }
-    if not await rows.claim(database, values, now, now + timedelta(seconds=lease)):
+    claimed = await rows.claim(database, values, now, now + timedelta(seconds=lease))
+    if claimed == CLAWBACK_DONE:
         return None
+    if claimed != CLAWBACK_CLAIMED:
+        raise ClawbackBusy(values["credit_note_id"])
     started = time.perf_counter()
-    done = await _take(database, lago, purchase, str(note["lago_id"]), share)
+    try:
+        done = await _take(database, lago, purchase, values["credit_note_id"], share)
+    except BaseException:
+        await rows.release(database, values["credit_note_id"], utcnow())
+        raise
     await _record(database, done, actor, (time.perf_counter() - started) * 1000)
     return done
 
@@ -167,10 +180,6 @@ async def _withdraw(
         raise ClawbackBusy(str(purchase["purchase_id"]))
     return Clawback(**base, bonus_credits_voided=base["bonus_credits"], not_taken_back="0",
                     bonus="withdrawn")  # fmt: skip
-
-
-class ClawbackBusy(Exception):
-    """The purchase's owed bonus is being checked or granted right now; try again later."""
 
 
 async def _record(database: Database, done: Clawback, actor: str, latency_ms: float) -> None:

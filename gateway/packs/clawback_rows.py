@@ -32,14 +32,14 @@ async def purchase_for_invoice(database: Database, invoice_id: str) -> RowMappin
         return found.mappings().first()
 
 
-async def claim(database: Database, values: dict[str, Any], now: datetime, until: datetime) -> bool:
+async def claim(database: Database, values: dict[str, Any], now: datetime, until: datetime) -> str:
     """Claim the clawback of ``values["credit_note_id"]``: a new row, or one whose claim
-    expired (never a ``done`` one); False when it is done or held by someone else."""
+    expired. ``claimed``, or why not: ``done`` or ``held`` (by someone else, for now)."""
     row = {**values, "status": CLAWBACK_CLAIMED, "claimed_until": until}
     try:
         async with database.engine.begin() as conn:
             await conn.execute(insert(TABLE).values(**row, created_at=now, updated_at=now))
-        return True
+        return CLAWBACK_CLAIMED
     except IntegrityError:
         pass
     async with database.engine.begin() as conn:
@@ -52,7 +52,22 @@ async def claim(database: Database, values: dict[str, Any], now: datetime, until
             )
             .values(claimed_until=until, updated_at=now)
         )
-        return bool(taken.rowcount == 1)
+        if taken.rowcount == 1:
+            return CLAWBACK_CLAIMED
+        found = await conn.execute(
+            select(_c.status).where(_c.credit_note_id == values["credit_note_id"])
+        )
+        return CLAWBACK_DONE if found.scalar() == CLAWBACK_DONE else "held"
+
+
+async def release(database: Database, credit_note_id: str, now: datetime) -> None:
+    """Give a claim back at once (the clawback failed: the next trigger may take it)."""
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            update(TABLE)
+            .where(_c.credit_note_id == credit_note_id, _c.status == CLAWBACK_CLAIMED)
+            .values(claimed_until=None, updated_at=now)
+        )
 
 
 async def finish(conn: Any, credit_note_id: str, values: dict[str, Any], now: datetime) -> bool:

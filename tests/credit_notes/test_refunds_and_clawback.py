@@ -5,10 +5,15 @@ unspent tokens back, bonus included, saying what it could not."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from gateway.collection import store
+from gateway.db import utcnow
+from gateway.packs import clawback, clawback_rows
 from lago.emulator.customers import upsert_customer
 from lago.emulator.wallets import top_up
 from tests.billing.support import audit_rows
@@ -198,3 +203,38 @@ async def test_a_bonus_not_granted_yet_is_withdrawn(shop: Gateway) -> None:
     [audited] = await audit_rows(shop, "packs.clawback")
     assert audited.outcome == "complete"
     assert audited.detail is not None and audited.detail["bonus"] == "withdrawn"
+
+
+async def test_a_clawback_held_elsewhere_is_retried_and_made_once(shop: Gateway) -> None:
+    upsert_customer(shop.emulator, {"external_id": "dave", "currency": "USD"})
+    response = await shop.client.post(
+        BUY.format("dave", "medium"), headers=await shop.headers("billing:write")
+    )
+    bought = response.json()["token_pack_purchase"]
+    await pay(shop, bought["lago_invoice_id"])
+    await reconcile(shop)  # the bonus is granted
+    invoice = shop.emulator.invoices[bought["lago_invoice_id"]]
+    body = {
+        "invoice_id": invoice["lago_id"],
+        "refund_amount_cents": 999,
+        "items": [{"fee_id": invoice["fees"][0]["lago_id"], "amount_cents": 999}],
+    }
+    note = (await shop.runtime.lago.call("POST", "/credit_notes", json={"credit_note": body}))[
+        "credit_note"
+    ]
+    database, lago = shop.runtime.database, shop.runtime.lago
+    now = utcnow()
+    held = {"credit_note_id": note["lago_id"], "purchase_id": bought["purchase_id"],
+            "external_customer_id": "dave"}  # fmt: skip
+    assert await clawback_rows.claim(database, held, now, now + timedelta(hours=1)) == "claimed"
+
+    with pytest.raises(clawback.ClawbackBusy):  # a webhook handler fails: retried later
+        await clawback.claw_back(database, lago, note, actor="webhook:lago", lease=60)
+    await clawback_rows.release(database, note["lago_id"], utcnow())  # the holder gave up
+    done = await clawback.claw_back(database, lago, note, actor="webhook:lago", lease=60)
+    again = await clawback.claw_back(database, lago, note, actor="webhook:lago", lease=60)
+
+    assert done is not None and (done.bonus_credits_voided, done.not_taken_back) == ("75.2", "0")
+    assert again is None
+    assert len([v for v in voids(shop) if v[2]]) == 1
+    assert shop.emulator.wallets[bought["lago_wallet_id"]]["credits_balance"] == "0.0"
