@@ -92,3 +92,28 @@ async def test_lago_unavailable_is_503(gateway: Gateway) -> None:
     answer = await _get(gateway, "mrr", reader)
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
+
+
+async def test_a_fraction_of_a_quarterly_fee_is_a_json_number(gateway: Gateway) -> None:
+    seeded = await seed(gateway)
+    lago = gateway.runtime.lago
+    plan = {"name": "Quarter", "code": "quarter", "interval": "quarterly", "amount_cents": 3000}
+    plan |= {"amount_currency": "EUR", "pay_in_advance": False}
+    await lago.call("POST", "/plans", json={"plan": plan})
+    subscription = {"external_customer_id": "acme", "plan_code": "quarter", "external_id": "q"}
+    made = await lago.call("POST", "/subscriptions", json={"subscription": subscription})
+    fee = {"amount_cents": 3000, "item": {"type": "subscription"}}
+    fee |= {"lago_subscription_id": made["subscription"]["lago_id"]}
+    fee |= {"from_date": "2024-01-01T00:00:00Z", "to_date": "2024-03-31T23:59:59Z"}
+    gateway.emulator.issue_invoice("acme", 0, "EUR", fees=[fee])
+    reader = await gateway.headers("billing:read")
+
+    raw = {r["month"]: r["amount_cents"] for r in (await _lago(gateway, "mrr"))["mrrs"]}
+    mine = (await _get(gateway, "mrr", reader)).json()["mrrs"]
+    # 3000 over 2.9895 billed months, in arrears: a share this month and one the month before.
+    assert raw[seeded.this_month].startswith("2003.524141")
+    assert [(r["month"], r["amount_cents"]) for r in mine] == [
+        (seeded.last_month, pytest.approx(3003.5241417, abs=1e-6)),
+        (seeded.this_month, pytest.approx(2003.5241417, abs=1e-6)),
+    ]
+    assert all(isinstance(r["amount_cents"], float) for r in mine)
