@@ -3,7 +3,7 @@ does not have it yet.
 
 The gateway answers ``POST /api/v1/events`` once an event is in its outbox and forwards it
 later, so an accepted event may not be in Lago yet. Lago is asked first and its answer wins.
-When Lago answers 404 (or cannot be reached) and the gateway holds the event pending or
+When Lago answers 404 (or is down: unreachable, 429, 5xx) and the gateway holds the event pending or
 forwarded, the answer is the event object ``POST /api/v1/events`` gave for it (Lago's
 ``EventSerializer`` shape: ``lago_customer_id`` and ``lago_subscription_id`` null, ``lago_id``
 the gateway's stable id). An event Lago refused (dead) is Lago's 404: its reason is at
@@ -28,7 +28,7 @@ async def find_event(database: Database, lago: LagoClient, transaction_id: str) 
     try:
         return await lago.call("GET", f"/events/{segment(transaction_id)}")
     except LagoError as exc:
-        if isinstance(exc, LagoApiError) and exc.status != 404:
+        if isinstance(exc, LagoApiError) and exc.status < 500 and exc.status not in (404, 429):
             raise from_lago(exc) from exc
         held = await held_event(database, transaction_id)
         if held is None:

@@ -175,3 +175,35 @@ async def test_past_usage_refusals(lago: httpx.AsyncClient, catalog: dict[str, s
     # PastUsageQuery does not look the customer up: an unknown one has no periods.
     nobody = await checked.get("/customers/nobody/past_usage?external_subscription_id=sub-1")
     assert nobody.status_code == 200 and nobody.json()["usage_periods"] == []
+
+
+async def test_checkout_url_returns_the_new_generated_checkout_url(
+    checked: httpx.AsyncClient,
+) -> None:
+    # customers_controller_spec.rb, describe "POST /api/v1/customers/:external_customer_id/
+    # checkout_url": a customer of the stripe provider gets the provider's link
+    customer = {
+        "external_id": "acme",
+        "currency": "USD",
+        "billing_configuration": {
+            "payment_provider": "stripe",
+            "payment_provider_code": "stripe_prod",
+        },
+    }
+    assert (await checked.post("/customers", json={"customer": customer})).status_code == 200
+    response = await checked.post("/customers/acme/checkout_url")
+    assert response.status_code == 200, response.text
+    answer = response.json()["customer"]
+    assert (answer["external_customer_id"], answer["payment_provider"]) == ("acme", "stripe")
+    assert answer["checkout_url"].startswith("https://")
+
+
+async def test_checkout_url_without_a_provider_or_customer(checked: httpx.AsyncClient) -> None:
+    # Customers::GenerateCheckoutUrlService: no provider customer, no customer
+    body = {"customer": {"external_id": "acme", "currency": "USD"}}
+    assert (await checked.post("/customers", json=body)).status_code == 200
+    none = await checked.post("/customers/acme/checkout_url")
+    assert none.status_code == 422
+    assert none.json()["error_details"] == {"base": ["no_linked_payment_provider"]}
+    unknown = await checked.post("/customers/nobody/checkout_url")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "customer_not_found")

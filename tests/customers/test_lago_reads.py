@@ -1,0 +1,68 @@
+"""Event lookup when Lago lacks the event or is down, and checkout_url when Lago collects."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from gateway.usage.models import DEAD
+from tests.billing.support import BASIC, audit_rows, ok, seed_catalog
+from tests.conftest import Gateway
+
+
+async def _pending_event(gateway: Gateway, tx: str) -> None:
+    await seed_catalog(gateway)
+    writer = await gateway.headers("billing:write")
+    sub = {"external_customer_id": "acme", "plan_code": BASIC, "external_id": "sub_acme"}
+    ok(
+        await gateway.client.post(
+            "/api/v1/subscriptions", json={"subscription": sub}, headers=writer
+        )
+    )
+    event = {
+        "transaction_id": tx,
+        "external_subscription_id": "sub_acme",
+        "code": "photo_generation",
+        "timestamp": "2025-09-01T10:00:00.5Z",
+    }
+    events = await gateway.headers("events:write")
+    ok(await gateway.client.post("/api/v1/events", json={"event": event}, headers=events))
+
+
+async def test_a_pending_event_is_answered_while_lago_is_down(gateway: Gateway) -> None:
+    await _pending_event(gateway, "tx-1")
+    reader = await gateway.headers("billing:read")
+    gateway.emulator.faults.outage(60)
+    answer = ok(await gateway.client.get("/api/v1/events/tx-1", headers=reader))
+    gateway.emulator.faults.clear()
+    event = answer["event"]
+    assert (event["transaction_id"], event["timestamp"]) == ("tx-1", "2025-09-01T10:00:00.500Z")
+    assert (event["lago_customer_id"], event["lago_subscription_id"]) == (None, None)
+    assert event["properties"] == {} and event["external_subscription_id"] == "sub_acme"
+
+
+async def test_a_dead_event_is_lagos_404_and_an_unknown_one_503_while_lago_is_down(
+    gateway: Gateway,
+) -> None:
+    await _pending_event(gateway, "tx-dead")
+    async with gateway.runtime.database.engine.begin() as conn:
+        await conn.execute(text("UPDATE usage_events SET status = :s"), {"s": DEAD})
+    reader = await gateway.headers("billing:read")
+    gone = await gateway.client.get("/api/v1/events/tx-dead", headers=reader)
+    assert (gone.status_code, gone.json()["code"]) == (404, "event_not_found")
+    gateway.emulator.faults.outage(60)
+    down = await gateway.client.get("/api/v1/events/tx-other", headers=reader)
+    gateway.emulator.faults.clear()
+    assert down.status_code == 503
+
+
+async def test_checkout_url_passes_through_when_lago_collects(lago_collects: Gateway) -> None:
+    gateway = lago_collects
+    writer = await gateway.headers("billing:write")
+    body = {"customer": {"external_id": "acme", "currency": "USD"}}
+    ok(await gateway.client.post("/api/v1/customers", json=body, headers=writer))
+    answer = ok(await gateway.client.post("/api/v1/customers/acme/checkout_url", headers=writer))
+    assert answer["customer"]["external_customer_id"] == "acme"
+    assert answer["customer"]["payment_provider"] == "stripe"
+    assert answer["customer"]["checkout_url"].startswith("https://")
+    [row] = await audit_rows(gateway, "customers.checkout_url")
+    assert (row.outcome, row.upstream, row.target) == ("success", "lago", "acme")
