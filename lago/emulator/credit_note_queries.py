@@ -138,6 +138,14 @@ def _estimate_type(invoice: Record, wallet: Record | None) -> None:
         raise MethodNotAllowed("invalid_type_or_status")
 
 
+def _due(state: EmulatorState, invoice: Record) -> int:
+    """``Invoice#total_due_amount_cents`` (0 once voided)."""
+    if invoice["status"] == "voided":
+        return 0
+    paid = invoice["total_paid_amount_cents"] + rules.earlier(state, invoice, "offset_amount_cents")
+    return int(invoice["total_amount_cents"]) - int(paid)
+
+
 def estimate_credit_note(state: EmulatorState, params: dict[str, Any]) -> Record:
     """``CreditNotes::EstimateService``: the items' amounts, how much may be credited and
     refunded (``compute_amounts_and_taxes``); nothing is stored."""
@@ -156,7 +164,7 @@ def estimate_credit_note(state: EmulatorState, params: dict[str, Any]) -> Record
         "sub_total_excluding_taxes_amount_cents": amount,
         "max_creditable_amount_cents": credit,
         "max_refundable_amount_cents": refund,
-        "max_offsettable_amount_cents": min(amount, max(rules.offsettable(state, invoice), 0)),
+        "max_offsettable_amount_cents": max(0, min(_due(state, invoice), credit)),
         "coupons_adjustment_amount_cents": 0,
         "precise_coupons_adjustment_amount_cents": 0.0,
         "taxes_rate": 0.0,

@@ -84,18 +84,6 @@ def refundable(state: EmulatorState, invoice: Record) -> int:
     return max(min(remaining, creditable(state, invoice)), 0)
 
 
-def offsettable(state: EmulatorState, invoice: Record) -> int:
-    """``Invoice#offsettable_amount_cents``."""
-    due = int(invoice["total_amount_cents"]) - int(invoice["total_paid_amount_cents"])
-    due -= earlier(state, invoice, "offset_amount_cents")
-    if invoice["status"] == "voided":
-        due = 0
-    unpaid = invoice["payment_status"] in ("pending", "failed")
-    if invoice["invoice_type"] == "credit" and due > 0 and unpaid:
-        return int(invoice["total_amount_cents"])
-    return min(due, creditable(state, invoice))
-
-
 def check_type_or_status(state: EmulatorState, invoice: Record, amounts: dict[str, int]) -> None:
     """``CreditNotes::CreateService#valid_type_or_status?``: a credit invoice needs its active
     wallet, and its payment (only an offset may settle an unpaid one); 405 otherwise."""

@@ -387,6 +387,8 @@ async def test_estimate_returns_the_computed_amounts(
         0,
     )
     assert estimated["coupons_adjustment_amount_cents"] == 0
+    # Types::CreditNotes::Estimate#max_offsettable_amount_cents: due, clamped to the credit
+    assert estimated["max_offsettable_amount_cents"] == 100
     assert [i["amount_cents"] for i in estimated["items"]] == [50, 50]
     assert estimated["applied_taxes"] == []
 
