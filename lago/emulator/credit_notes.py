@@ -43,14 +43,25 @@ def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Re
     errors = rules.amount_errors(state, invoice, amounts, sum(a for _, a in made))
     if errors:
         raise ValidationFailed(errors)
-    credit, refund, offset = amounts["credit"], amounts["refund"], amounts["offset"]
-    total = credit + refund + offset
-    sequence = state.next_sequence("credit_note")
-    now = iso(state.now())
     items = [
         {"lago_id": new_id(), "amount_cents": a, "amount_currency": invoice["currency"], "fee": f}
         for f, a in made
     ]
+    return _wire(state, invoice, params, amounts, items)
+
+
+def _wire(
+    state: EmulatorState,
+    invoice: Record,
+    params: dict[str, Any],
+    amounts: dict[str, int],
+    items: list[Record],
+) -> Record:
+    """The new credit note as ``V1::CreditNoteSerializer`` renders it, with its includes."""
+    credit, refund, offset = amounts["credit"], amounts["refund"], amounts["offset"]
+    total = credit + refund + offset
+    sequence = state.next_sequence("credit_note")
+    now = iso(state.now())
     return {
         "lago_id": new_id(),
         "sequential_id": sequence,
