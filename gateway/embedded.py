@@ -56,18 +56,30 @@ def build(settings: Settings, public_url: str | None) -> Any:
 @asynccontextmanager
 async def running(emulator: Any) -> AsyncIterator[None]:
     """Write the emulator's state on a short debounce while the block runs, and at its end."""
-    flush = getattr(emulator, "run", None)
-    if flush is None:
+    if not hasattr(emulator, "flush"):
         yield
         return
-    task = asyncio.create_task(flush())
+    task = asyncio.create_task(_autosave(emulator))
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        _flush(emulator)
+
+
+async def _autosave(emulator: Any) -> None:
+    while True:
+        await asyncio.sleep(emulator.interval)
+        _flush(emulator)
+
+
+def _flush(emulator: Any) -> None:
+    try:
         emulator.flush()
+    except Exception as exc:  # kept as changed: the next tick tries again
+        log.error("app.lago.emulator_state_not_saved", error=type(exc).__name__)
 
 
 @asynccontextmanager
