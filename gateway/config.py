@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     relay_lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     relay_disable_after_seconds: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
     session_secret: SecretStr = SecretStr("")
+    # Finance sign-in through the company's OpenID Connect provider (all three to turn it on):
+    # the issuer (its /.well-known/openid-configuration is read), this client's id and secret.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_label: str = "your company account"
     # The catalog file (lago/catalog.yaml: working folder, else the packaged one); "" for none.
     catalog_path: str = "lago/catalog.yaml"
     # Meters: on (the catalog's metrics are metered as events are accepted) or off; how often

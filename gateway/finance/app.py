@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import Settings
+from gateway.finance import oidc
 from gateway.finance.endpoints import install_error_pages, router
 from gateway.logging import get_logger
 from gateway.users.throttle import SignInThrottle
@@ -94,6 +95,9 @@ def create_finance_app(
     finance.state.parent = parent
     finance.state.sign_in_throttle = SignInThrottle()
     finance.include_router(router)
+    finance.include_router(oidc.router)
+    finance.state.oidc = oidc.provider(settings)
+    finance.state.oidc_label = settings.oidc_label if finance.state.oidc else None
     finance.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_error_pages(finance)
     finance.add_middleware(SchemeAwareSessions, secret=session_secret(settings), path=mount_path)

@@ -126,6 +126,7 @@ def page(
         "viewer": viewer,
         "csrf": csrf_token(request),
         "flashes": flashes,
+        "oidc_label": getattr(request.app.state, "oidc_label", None),
         **context,
     }
     return templates.TemplateResponse(request, name, values, status_code=status)
@@ -135,7 +136,7 @@ def flash(request: Request, message: str, kind: str = "") -> None:
     request.session["flash"] = [*request.session.get("flash", []), [message, kind]]
 
 
-def _safe_next(request: Request, value: str | None) -> str:
+def safe_next(request: Request, value: str | None) -> str:
     base = base_of(request)
     if value and value.startswith(f"{base}/") and not value.startswith("//"):
         return value
@@ -149,9 +150,7 @@ async def home(request: Request, _: SignedIn) -> Response:
 
 @router.get("/login", include_in_schema=False)
 async def login_form(request: Request, next: str | None = None) -> Response:
-    return page(
-        request, "login.html", None, next=_safe_next(request, next), error=None, username=""
-    )
+    return page(request, "login.html", None, next=safe_next(request, next), error=None, username="")
 
 
 @router.post("/login", include_in_schema=False)
@@ -169,13 +168,13 @@ async def login(request: Request) -> Response:
     if isinstance(outcome, Refusal):
         if outcome.reason in ("credentials", "disabled"):
             throttle.failed(client)
-        await _audit(runtime, "finance", "finance.sign_in", "rejected", username, outcome.reason)
+        await audit_sign_in(runtime, "finance", "rejected", username, outcome.reason)
         return _refused(request, form, outcome, wait)
     throttle.succeeded(client)
-    await _audit(runtime, outcome.actor, "finance.sign_in", "success", username, None)
+    await audit_sign_in(runtime, outcome.actor, "success", username, None)
     request.session.clear()  # a fresh session (and CSRF token) for the signed-in person
     request.session.update({"user_id": outcome.id, "user_version": outcome.session_version})
-    return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
+    return RedirectResponse(safe_next(request, form.get("next")), status_code=303)
 
 
 def client_of(request: Request) -> str:
@@ -355,7 +354,7 @@ async def collection_overview(request: Request, viewer: SignedIn) -> Response:
     )
 
 
-async def _audit(
+async def audit_action(
     runtime: Runtime, actor: str, action: str, outcome: str, target: str, reason: str | None
 ) -> None:
     async with runtime.database.session() as session:
@@ -394,3 +393,10 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: Exception) -> Response:
         return await gateway_error(request, exc)
+
+
+async def audit_sign_in(
+    runtime: Runtime, actor: str, outcome: str, target: str, reason: str | None
+) -> None:
+    """Audit one sign-in (``finance.sign_in``): who tried, and why it was refused."""
+    await audit_action(runtime, actor, "finance.sign_in", outcome, target, reason)

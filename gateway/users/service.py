@@ -181,6 +181,28 @@ async def _succeeded(database: Database, user: User, now: datetime) -> User:
         return fresh
 
 
+async def sign_in_oidc(
+    database: Database, subject: str, email: str | None, email_verified: bool
+) -> Person | Refusal:
+    """The person an OpenID Connect identity belongs to: the account linked to ``subject``,
+    else the account whose username is the verified ``email`` (linked now, for good)."""
+    async with database.session() as session:
+        user = await store.by_subject(session, subject)
+        if user is None and email and email_verified:
+            user = await store.by_username(session, email)
+            if user is not None and user.oidc_subject not in (None, subject):
+                user = None  # that account is linked to another identity
+        if user is None:
+            return Refusal("unknown_person")
+        if user.disabled_at is not None:
+            return Refusal("disabled")
+        user.oidc_subject = subject
+        user.last_sign_in_at = datetime.now(UTC)
+        await store.save(session, user)
+        await session.commit()
+        return person_of(user)
+
+
 async def current(database: Database, user_id: int, version: int) -> Person | None:
     """The signed-in person, checked on every page: a disabled account, a new password or a
     new role ends the session."""

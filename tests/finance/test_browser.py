@@ -7,24 +7,20 @@ browser download is not used: ``executable_path`` points at Debian's Chromium).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from gateway.collection.models import Collection
 from gateway.users.service import Role
 from lago.emulator.customers import upsert_customer
 from tests.conftest import Gateway
 from tests.support.people import PASSWORD, make_person
-from tests.support.postgres import free_port
+from tests.support.served import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -43,23 +39,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)",
 )
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` (already started) behind a real uvicorn server on 127.0.0.1."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _seed(gateway: Gateway) -> dict[str, Any]:

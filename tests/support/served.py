@@ -9,6 +9,7 @@ thread (``call``) so the loop stays free to answer it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import pytest
 import uvicorn
 
 from tests.conftest import Gateway
+from tests.support.postgres import free_port
 
 T = TypeVar("T")
 
@@ -50,3 +52,22 @@ async def served(gateway: Gateway) -> AsyncIterator[str]:
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one synchronous SDK call in a worker thread."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` (already started, or needing no lifespan) behind uvicorn on 127.0.0.1."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
