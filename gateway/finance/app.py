@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import Settings
 from gateway.finance import oidc
 from gateway.finance.endpoints import install_error_pages, router
+from gateway.finance.pages import customers, revenue
 from gateway.logging import get_logger
 from gateway.users.throttle import SignInThrottle
 
@@ -96,6 +97,8 @@ def create_finance_app(
     finance.state.sign_in_throttle = SignInThrottle()
     finance.include_router(router)
     finance.include_router(oidc.router)
+    finance.include_router(revenue.router)
+    finance.include_router(customers.router)
     finance.state.oidc = oidc.provider(settings)
     finance.state.oidc_label = settings.oidc_label if finance.state.oidc else None
     finance.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

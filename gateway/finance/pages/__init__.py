@@ -1,0 +1,1 @@
+"""Finance page routes beyond sign-in and invoices, one module per page."""

@@ -1,0 +1,7 @@
+"""The finance customers page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
