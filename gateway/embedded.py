@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 # The gateway's Lago door as the emulator posts to it (in process: the host is not looked up).
 WEBHOOK_URL = "http://gateway.embedded/gateway/webhooks/lago"
 DELIVERY_SECONDS = 0.25
+WRITE_SHARE = 10
 
 
 def state_file(settings: Settings) -> Path | None:
@@ -70,9 +72,14 @@ async def running(emulator: Any) -> AsyncIterator[None]:
 
 
 async def _autosave(emulator: Any) -> None:
+    """Every ``interval`` seconds; a big state (a load test's events) waits ten times its
+    last write, so that writing never takes more than a tenth of the process's time."""
+    wait = emulator.interval
     while True:
-        await asyncio.sleep(emulator.interval)
+        await asyncio.sleep(wait)
+        started = time.monotonic()
         _flush(emulator)
+        wait = max(emulator.interval, WRITE_SHARE * (time.monotonic() - started))
 
 
 def _flush(emulator: Any) -> None:
