@@ -46,8 +46,26 @@ def _matches(invoice: Record, request: Request) -> bool:
         invoice["issuing_date"] <= query.get("issuing_date_to", "9999-12-31"),
         int(query.get("amount_from", 0)) <= invoice["total_amount_cents"],
         invoice["total_amount_cents"] <= int(query.get("amount_to", 1 << 62)),
+        _searched(state_of(request), invoice, query.get("search_term"), customer_id is None),
     )
     return all(checks)
+
+
+def _searched(state: EmulatorState, invoice: Record, term: str | None, customers: bool) -> bool:
+    """InvoicesQuery#matching_invoices (app/queries/invoices_query.rb): the number contains
+    the term (ILIKE), or the term is the invoice's id, or (without a customer filter) the
+    customer's name, firstname, lastname, external id or email contains it."""
+    if not term:
+        return True
+    needle = term.lower()
+    if needle in str(invoice.get("number") or "").lower() or term == invoice["lago_id"]:
+        return True
+    if not customers:
+        return False
+    external_id = invoice["customer"]["external_id"]
+    customer = state.customers.get(external_id) or invoice["customer"]
+    fields = ("name", "firstname", "lastname", "external_id", "email")
+    return any(needle in str(customer.get(name) or "").lower() for name in fields)
 
 
 async def index(request: Request) -> Response:
