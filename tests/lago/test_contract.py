@@ -376,7 +376,7 @@ async def test_emitted_webhooks_match_the_specs_webhooks_section(
             json={
                 "credit_note": {
                     "invoice_id": credit_invoice,
-                    "credit_amount_cents": 100,
+                    "refund_amount_cents": 100,  # a credit invoice is refunded, never credited
                     "items": [{"fee_id": fee_id, "amount_cents": 100}],
                 }
             },

@@ -179,7 +179,7 @@ async def test_lifecycle_events_emit_lagos_webhook_types(
         json={
             "credit_note": {
                 "invoice_id": credit_invoice,
-                "credit_amount_cents": 100,
+                "refund_amount_cents": 100,  # a credit invoice is refunded, never credited
                 "items": [{"fee_id": fee, "amount_cents": 100}],
             }
         },

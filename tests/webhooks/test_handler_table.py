@@ -32,7 +32,7 @@ EXPECTED: dict[tuple[str, str], list[Handler]] = {
         collection.on_invoice_settled,
         packs.on_credit_invoice,
     ],
-    ("lago", "credit_note.created"): [collection.on_credit_note],
+    ("lago", "credit_note.created"): [collection.on_credit_note, packs.on_credit_note],
     ("lago", "wallet_transaction.updated"): [
         packs.on_wallet_transaction,
         packs.on_wallet_change,
@@ -66,7 +66,7 @@ def test_each_event_type_maps_to_the_expected_handlers() -> None:
     found = {key: table.matching(*key) for key in EXPECTED}
 
     assert found == EXPECTED
-    assert len(table.routes) == 18
+    assert len(table.routes) == 19
     unused = [r for r in table.routes if not any(r.matches(*key) for key in EXPECTED)]
     assert unused == [], "every route of the table is checked above"
 
