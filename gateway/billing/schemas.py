@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import UUID
 
-from pydantic import BaseModel, PositiveInt
+from pydantic import BaseModel
 
 from gateway.billing.payloads import Id, LagoInput
 
@@ -76,7 +76,7 @@ class AppliedCouponCreate(BaseModel):
 class AddOnInput(LagoInput):
     name: Id
     code: Id
-    amount_cents: PositiveInt
+    amount_cents: int
     amount_currency: Id
     invoice_display_name: str | None = None
     description: str | None = None
@@ -92,7 +92,7 @@ class AddOnCreate(BaseModel):
 class AddOnChanges(LagoInput):
     name: Id | None = None
     code: Id | None = None
-    amount_cents: PositiveInt | None = None
+    amount_cents: int | None = None
     amount_currency: Id | None = None
     invoice_display_name: str | None = None
     description: str | None = None

@@ -1,9 +1,10 @@
 """One-off invoices: add-on fees billed at once (Lago's ``POST /invoices``), audited.
 
 The body is checked (a customer, at least one fee, each naming an add-on; amounts and units
-that are numbers) and passed on as the caller wrote it, minus its nulls. Lago's spec types a
-fee's ``units`` as a decimal string, which Lago's SDKs send as a number: it is sent on as
-the string of that number, as Lago reads either (``fee[:units]&.to_f``).
+that are numbers, units not negative) and passed on as the caller wrote it,
+minus its nulls. Lago's spec types a fee's ``units`` as a decimal string, which Lago's SDKs
+send as a number: it is sent on as the string of that number, as Lago reads either
+(``fee[:units]&.to_f``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, NonNegativeInt
+from pydantic import BaseModel, Field
 
 from gateway.billing.passthrough import Write, refuse, write
 from gateway.billing.payloads import Id, LagoInput, check
@@ -22,8 +23,8 @@ from gateway.integrations.lago.client import LagoClient
 
 class OneOffFee(LagoInput):
     add_on_code: Id
-    unit_amount_cents: NonNegativeInt | None = None
-    units: Annotated[Decimal, Field(ge=0)] | None = None
+    unit_amount_cents: int | None = None
+    units: Annotated[Decimal, Field(ge=0)] | None = None  # the spec's pattern: no sign
     invoice_display_name: str | None = None
     description: str | None = None
     from_datetime: str | None = None

@@ -72,6 +72,8 @@ def fee_params(state: EmulatorState, fee: dict[str, Any]) -> dict[str, Any]:
     unit_cents = fee.get("unit_amount_cents")
     unit_cents = add_on["amount_cents"] if unit_cents is None else unit_cents
     units = _units(fee.get("units"))
+    if units < 0:  # Fee: validates :units, numericality: {greater_than_or_equal_to: 0}
+        raise ValidationFailed({"units": ["value_is_out_of_range"]})
     return {
         "amount_cents": _round_half_up(unit_cents * units),
         "units": str(units),

@@ -72,13 +72,16 @@ async def test_add_on_bodies_are_checked_and_scopes_enforced(gateway: Gateway, s
         await call(reader.add_ons.create, AddOn(name="Setup", code="setup", amount_cents=1))
     assert refused.value.status_code == 403
     with pytest.raises(LagoApiError) as invalid:
-        await call(writer.add_ons.create, AddOn(code="setup", amount_cents=0))
+        await call(writer.add_ons.create, AddOn(code="setup", amount_cents=5))
     assert invalid.value.status_code == 422
     assert invalid.value.response["error_details"] == {
         "name": ["value_is_mandatory"],
-        "amount_cents": ["value_is_invalid"],
         "amount_currency": ["value_is_mandatory"],
     }
+    free = AddOn(name="Setup", code="setup", amount_cents=0, amount_currency="USD")
+    with pytest.raises(LagoApiError) as by_lago:
+        await call(writer.add_ons.create, free)
+    assert by_lago.value.response["error_details"] == {"amount_cents": ["value_is_out_of_range"]}
     with pytest.raises(LagoApiError) as missing:
         await call(reader.add_ons.find, "nothing")
     assert (missing.value.status_code, missing.value.response["code"]) == (404, "add_on_not_found")
@@ -87,7 +90,10 @@ async def test_add_on_bodies_are_checked_and_scopes_enforced(gateway: Gateway, s
     assert unread.value.status_code == 403
 
     assert gateway.emulator.add_ons == {}
-    assert outcomes(await audit_rows(gateway)) == [("add_ons.create", "rejected", None, 422)]
+    assert outcomes(await audit_rows(gateway)) == [
+        ("add_ons.create", "rejected", None, 422),
+        ("add_ons.create", "rejected", "lago", 422),
+    ]
 
 
 async def test_the_sdk_issues_a_one_off_invoice_through_the_gateway(

@@ -167,6 +167,41 @@ async def test_fee_boundaries_must_be_both_given_and_ordered(checked: httpx.Asyn
     assert (fee["from_date"], fee["to_date"]) == (jan, feb)
 
 
+async def test_negative_units_are_refused(lago: httpx.AsyncClient, state: EmulatorState) -> None:
+    """Fee: ``validates :units, numericality: {greater_than_or_equal_to: 0}`` (outside the
+    spec's pattern, so sent unchecked)."""
+    upsert_customer(state, {"external_id": "cust", "name": "Cust", "currency": "EUR"})
+    add_on = {"name": "First", "code": "first", "amount_cents": 200, "amount_currency": "EUR"}
+    await lago.post("/add_ons", json={"add_on": add_on})
+
+    response = await create(lago, fees=[{**FIRST, "units": "-1"}])
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"units": ["value_is_out_of_range"]}
+    assert state.invoices == {}
+
+
+async def test_a_zero_invoice_of_a_skipping_customer_is_closed(
+    lago: httpx.AsyncClient, state: EmulatorState
+) -> None:
+    """Invoices::TransitionToFinalStatusService: no fees amount and the customer's
+    ``finalize_zero_amount_invoice`` is ``skip``: ``closed``, no webhook, not visible after
+    (unchecked: the spec's invoice statuses lack ``closed``, which the controller answers)."""
+    upsert_customer(state, {"external_id": "cust", "name": "Cust", "currency": "EUR"})
+    state.customers["cust"]["finalize_zero_amount_invoice"] = "skip"
+    add_on = {"name": "First", "code": "first", "amount_cents": 200, "amount_currency": "EUR"}
+    await lago.post("/add_ons", json={"add_on": add_on})
+    hook = {"webhook_endpoint": {"webhook_url": "https://hooks.test/lago"}}
+    await lago.post("/webhook_endpoints", json=hook)
+
+    response = await create(lago, fees=[{"add_on_code": "first", "unit_amount_cents": 0}])
+
+    invoice = response.json()["invoice"]
+    assert invoice["status"] == "closed"
+    assert state.webhooks_pending == []
+    assert (await lago.get(f"/invoices/{invoice['lago_id']}")).status_code == 404
+
+
 async def test_a_zero_invoice_is_paid_at_once(checked: httpx.AsyncClient) -> None:
     """CreateOneOffService: ``payment_status = total positive ? pending : succeeded``."""
     response = await create(checked, fees=[{"add_on_code": "first", "unit_amount_cents": 0}])
