@@ -1,9 +1,10 @@
-"""Lago's lists nested under a customer (config/routes.rb, ``scope module: :customers``).
+"""Lago's routes nested under a customer (config/routes.rb, ``scope module: :customers``).
 
 app/controllers/api/v1/customers/{invoices,payment_requests,subscriptions}_controller.rb
-(each finds the customer first, Customers::BaseController: 404 ``customer_not_found``) and
-customers/usage_controller.rb#past; the customer's payments and payment methods are in
-``payments``, its wallets and applied coupons in ``app._billing_routes``.
+(each finds the customer first, Customers::BaseController: 404 ``customer_not_found``),
+customers/usage_controller.rb#past and customers_controller.rb#checkout_url. The customer's
+payments and payment methods are in ``payments``; its wallets and applied coupons in
+``app._billing_routes``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from . import subscriptions, usage
-from .customers import checkout_url, get_customer
-from .http import paginate, query_list, state_of
+from .customers import get_customer
+from .errors import ValidationFailed
+from .http import ok, paginate, query_list, state_of
 from .invoicing import customer_invoices, serialize
 from .state import Record
 
@@ -59,6 +61,25 @@ async def payment_requests(request: Request) -> Response:
     payment requests (dunning), so a known customer has none."""
     get_customer(state_of(request), request.path_params["external_customer_id"])
     return paginate(request, "payment_requests", [])
+
+
+async def checkout_url(request: Request) -> Response:
+    """POST /customers/{external_customer_id}/checkout_url (Customers::
+    GenerateCheckoutUrlService): 404 for an unknown customer, 422 ``no_linked_payment_provider``
+    without a provider; else the provider's checkout link (CustomerCheckoutSerializer)."""
+    customer = get_customer(state_of(request), request.path_params["external_customer_id"])
+    billing = customer.get("billing_configuration") or {}
+    provider = billing.get("payment_provider")
+    if not provider:
+        raise ValidationFailed({"base": ["no_linked_payment_provider"]})
+    answer = {
+        "lago_customer_id": customer["lago_id"],
+        "external_customer_id": customer["external_id"],
+        "payment_provider": provider,
+        "payment_provider_code": billing.get("payment_provider_code"),
+        "checkout_url": f"https://checkout.{provider}.test/setup/{customer['lago_id']}",
+    }
+    return ok({"customer": {k: v for k, v in answer.items() if v is not None}})
 
 
 def routes() -> list[BaseRoute]:

@@ -252,22 +252,3 @@ async def destroy(request: Request) -> Response:
             _end(subscription, iso(state.now()))
     del state.customers[customer["external_id"]]
     return ok({"customer": customer})
-
-
-async def checkout_url(request: Request) -> Response:
-    """POST /customers/{external_customer_id}/checkout_url (Customers::
-    GenerateCheckoutUrlService): 404 for an unknown customer, 422 ``no_linked_payment_provider``
-    without a provider; else the provider's checkout link (CustomerCheckoutSerializer)."""
-    customer = get_customer(state_of(request), request.path_params["external_customer_id"])
-    billing = customer.get("billing_configuration") or {}
-    provider = billing.get("payment_provider")
-    if not provider:
-        raise ValidationFailed({"base": ["no_linked_payment_provider"]})
-    answer = {
-        "lago_customer_id": customer["lago_id"],
-        "external_customer_id": customer["external_id"],
-        "payment_provider": provider,
-        "payment_provider_code": billing.get("payment_provider_code"),
-        "checkout_url": f"https://checkout.{provider}.test/setup/{customer['lago_id']}",
-    }
-    return ok({"customer": {k: v for k, v in answer.items() if v is not None}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from sqlalchemy import text
 
 from gateway.usage.models import DEAD
@@ -66,3 +68,23 @@ async def test_checkout_url_passes_through_when_lago_collects(lago_collects: Gat
     assert answer["customer"]["checkout_url"].startswith("https://")
     [row] = await audit_rows(gateway, "customers.checkout_url")
     assert (row.outcome, row.upstream, row.target) == ("success", "lago", "acme")
+
+
+async def test_a_transaction_id_with_special_characters(gateway: Gateway) -> None:
+    # events_controller_spec.rb, "when transaction_id contains special characters"
+    tx = "tx #1?a=b&c%d"
+    await _pending_event(gateway, tx)
+    reader = await gateway.headers("billing:read")
+    path = f"/api/v1/events/{quote(tx, safe='')}"
+    assert ok(await gateway.client.get(path, headers=reader))["event"]["transaction_id"] == tx
+    body = {
+        "event": {
+            "transaction_id": tx,
+            "external_subscription_id": "sub_acme",
+            "code": "photo_generation",
+            "timestamp": 1756684800,
+        }
+    }
+    await gateway.runtime.lago.call("POST", "/events", json=body)
+    found = ok(await gateway.client.get(path, headers=reader))["event"]
+    assert found["lago_subscription_id"] == gateway.emulator.subscription("sub_acme")["lago_id"]
