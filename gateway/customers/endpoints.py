@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from gateway.billing.payloads import body_schema, read_root
+from gateway.billing.payloads import body_schema, read_root, required_query
 from gateway.customers.linking import StripeLinks
 from gateway.customers.schemas import CustomerCreate
 from gateway.customers.service import Customers
@@ -86,14 +86,17 @@ async def past_usage(
     request: Request,
     runtime: RuntimeDep,
     _: BillingReader,
-    external_subscription_id: Annotated[str, Query(description="The subscription's periods")],
+    external_subscription_id: Annotated[
+        str | None, Query(description="Required: the subscription whose periods to list")
+    ] = None,
     billable_metric_code: str | None = None,
-    periods_count: Annotated[int | None, Query(ge=1)] = None,
+    periods_count: int | None = None,
     page: Page = None,
     per_page: PerPage = None,
 ) -> Response:
     """Usage of the subscription's invoiced periods, newest first, as Lago has it."""
     query = list(request.query_params.multi_items())
+    required_query(query, "external_subscription_id")  # Lago's 422, without asking Lago
     return OrjsonResponse(await customers(runtime).listing(external_id, "past_usage", query))
 
 

@@ -88,3 +88,15 @@ async def test_a_transaction_id_with_special_characters(gateway: Gateway) -> Non
     await gateway.runtime.lago.call("POST", "/events", json=body)
     found = ok(await gateway.client.get(path, headers=reader))["event"]
     assert found["lago_subscription_id"] == gateway.emulator.subscription("sub_acme")["lago_id"]
+
+
+async def test_past_usage_needs_the_subscription_as_lago_says(gateway: Gateway) -> None:
+    reader = await gateway.headers("billing:read")
+    calls = sum(gateway.emulator.requests_by_status.values())
+    for query in ("", "?external_subscription_id="):
+        path = f"/api/v1/customers/acme/past_usage{query}"
+        refused = await gateway.client.get(path, headers=reader)
+        assert refused.status_code == 422
+        details = refused.json()["error_details"]
+        assert details == {"external_subscription_id": ["value_is_mandatory"]}
+    assert sum(gateway.emulator.requests_by_status.values()) == calls  # Lago not asked
