@@ -44,7 +44,13 @@ def _record(state: EmulatorState, invoice: Record, params: dict[str, Any]) -> Re
     if errors:
         raise ValidationFailed(errors)
     items = [
-        {"lago_id": new_id(), "amount_cents": a, "amount_currency": invoice["currency"], "fee": f}
+        {
+            "lago_id": new_id(),
+            "amount_cents": a,
+            "precise_amount_cents": f"{a:.1f}",
+            "amount_currency": invoice["currency"],
+            "fee": f,
+        }
         for f, a in made
     ]
     return _wire(state, invoice, params, amounts, items)
@@ -93,6 +99,7 @@ def _wire(
         "xml_url": None,
         "items": items,
         "applied_taxes": [],
+        "error_details": [],
         "self_billed": bool(invoice.get("self_billed")),
         "customer": invoice["customer"],
     }
