@@ -10,7 +10,7 @@ import pytest
 from lago_python_client import mixins
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
-from lago_python_client.models import Customer, Event, Subscription
+from lago_python_client.models import AppliedCoupon, Customer, Event, Subscription, Wallet
 from lago_python_client.services.request import make_headers
 
 from lago.emulator.payments import record_payment
@@ -69,14 +69,21 @@ async def test_the_sdks_customer_lists_answer_through_the_gateway(
     lago = gateway.emulator
     invoice = lago.issue_invoice("acme", 1500)
     payment = record_payment(lago, invoice["lago_id"], 1500)
+    wallet = await call(
+        client.wallets.create,
+        Wallet(external_customer_id="acme", currency="USD", rate_amount="1", name="Tokens"),
+    )
+    coupon = AppliedCoupon(external_customer_id="acme", coupon_code="welcome")
+    applied = await call(client.applied_coupons.create, coupon)
     found = {name: await call(getattr(client, name).find_all, "acme") for name in CHILD_LISTS}
     assert [i.lago_id for i in found["customer_invoices"]["invoices"]] == [invoice["lago_id"]]
     assert [p.lago_id for p in found["customer_payments"]["payments"]] == [payment["lago_id"]]
     subscriptions = found["customer_subscriptions"]["subscriptions"]
     assert [(s.external_id, s.status) for s in subscriptions] == [("sub_acme", "active")]
+    assert [w.lago_id for w in found["customer_wallets"]["wallets"]] == [wallet.lago_id]
+    coupons = found["customer_applied_coupons"]["applied_coupons"]
+    assert [c.lago_id for c in coupons] == [applied.lago_id]
     for name, root in (
-        ("customer_wallets", "wallets"),
-        ("customer_applied_coupons", "applied_coupons"),
         ("customer_payment_requests", "payment_requests"),
         ("customer_payment_methods", "payment_methods"),
     ):
