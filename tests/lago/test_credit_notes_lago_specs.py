@@ -696,3 +696,47 @@ async def test_every_route_answers_as_lagos_spec_says(
     ]
 
     assert [a.status_code for a in answers] == [200] * len(answers)
+
+
+async def test_a_refund_of_an_unpaid_invoice_paid_in_full(
+    lago: httpx.AsyncClient, invoice: dict[str, Any]
+) -> None:
+    """validate_service_spec.rb: "when invoice is not paid", "when paid amount equals the
+    total amount" (``valid_invoice_status?``)."""
+    invoice["payment_status"] = "pending"
+
+    response = await lago.post("/credit_notes", json=note(invoice, 10, refund_amount_cents=10))
+
+    assert response.json()["error_details"] == {
+        "refund_amount_cents": ["cannot_refund_unpaid_invoice"]
+    }
+
+
+async def test_an_offset_above_what_is_due(
+    lago: httpx.AsyncClient, invoice: dict[str, Any]
+) -> None:
+    """validate_service_spec.rb: "when offset_amount_cents exceeds invoice due amount" (a
+    paid invoice owes nothing)."""
+    response = await lago.post("/credit_notes", json=note(invoice, 10, offset_amount_cents=10))
+
+    assert response.json()["error_details"] == {
+        "offset_amount_cents": ["higher_than_remaining_invoice_amount"]
+    }
+
+
+async def test_credit_refund_and_offset_together(
+    lago: httpx.AsyncClient, invoice: dict[str, Any]
+) -> None:
+    """validate_service_spec.rb: "with combined credit, refund, and offset amounts" (half
+    paid: each part within its bound, all three in the total)."""
+    invoice.update(payment_status="pending", total_paid_amount_cents=1000)
+    body = note(
+        invoice, 200, 100, credit_amount_cents=100, refund_amount_cents=100, offset_amount_cents=100
+    )
+
+    response = await lago.post("/credit_notes", json=body)
+
+    assert response.status_code == 200, response.text
+    made = response.json()["credit_note"]
+    assert (made["total_amount_cents"], made["balance_amount_cents"]) == (300, 100)
+    assert (made["refund_status"], made["credit_status"]) == ("pending", "available")
