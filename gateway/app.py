@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ from gateway.usage.endpoints import fast_routes as ingest_fast_routes
 from gateway.webhooks.endpoints import fast_routes as webhook_fast_routes
 
 log = get_logger(__name__)
+DOCS_ASSETS = "/docs/assets"
 
 
 def _embedded_emulator(app: FastAPI, settings: Settings) -> Any:
@@ -112,7 +114,7 @@ def create_app(
             "Lago-compatible usage-billing gateway: durable ingestion, audit, webhook relay."
         ),
         lifespan=lifespan,
-        docs_url=None,  # served below from local assets (no CDN)
+        docs_url=None,  # served from local assets (_offline_docs)
         redoc_url=None,
         # No OpenTelemetry here: left on, FastAPI asks OTel for its providers (environment
         # lookups) on every request, a tenth of the CPU of a single-event request.
@@ -135,20 +137,24 @@ def create_app(
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """``/docs``: Swagger UI from the swagger-ui-bundle package, under ``/docs/assets``."""
-    from swagger_ui_bundle import swagger_ui_path
+    """``/docs`` (Swagger UI), its assets served by the gateway itself from the fastapi-offline
+    package (``/docs/assets``): no CDN, so it works offline. No ReDoc: its bundle fetches a
+    logo from Redocly's CDN."""
+    import fastapi_offline
 
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+    spec = app.openapi_url or "/openapi.json"
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        """The OpenAPI explorer, every asset served by the gateway itself."""
+        """The OpenAPI explorer (Swagger UI)."""
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=spec,
             title=f"{app.title} - API",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
         )
 
 
