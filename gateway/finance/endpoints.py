@@ -18,18 +18,18 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.audit.service import record
 from gateway.collection import checkout, dunning
 from gateway.collection.service import collectable
 from gateway.config import CollectionMode
 from gateway.errors import BadRequest, Forbidden, GatewayError
-from gateway.finance import service
+from gateway.finance import formatting, service
+from gateway.finance.listing import BUCKETS, SORTS, Ageing
 from gateway.finance.service import Viewer
 from gateway.integrations.stripe.client import StripeError
 from gateway.invoices import export, files
 from gateway.invoices import service as invoices
-from gateway.invoices.money import display
 from gateway.invoices.schemas import (
     PAYMENT_STATUSES,
     STATUSES,
@@ -38,35 +38,22 @@ from gateway.invoices.schemas import (
     parse_page,
 )
 from gateway.runtime import Runtime
-from gateway.users import service as users
-from gateway.users.service import Refusal
-from gateway.users.throttle import SignInThrottle
 
 router = APIRouter()
-FILTER_FIELDS = (
-    "external_customer_id",
-    "status",
-    "payment_status",
-    "issuing_date_from",
-    "issuing_date_to",
-    "currency",
-)
+FILTER_LABELS = {
+    "search_term": "Number or customer",
+    "external_customer_id": "Customer id",
+    "status": "Status",
+    "payment_status": "Payment",
+    "issuing_date_from": "Issued from",
+    "issuing_date_to": "Issued to",
+    "currency": "Currency",
+}
+FILTER_FIELDS = tuple(FILTER_LABELS)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def _money(cents: Any, currency: str | None) -> str:
-    return "—" if cents is None else display(cents, currency or "USD")
-
-
-def _when(value: Any) -> str:
-    if value is None or value == "":
-        return ""
-    moment = value if isinstance(value, datetime) else datetime.fromtimestamp(float(value), UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-templates.env.filters["money"] = _money
-templates.env.filters["when"] = _when
+templates.env.filters.update(formatting.FILTERS)
 
 
 class SignInRequired(Exception):
@@ -148,73 +135,19 @@ async def home(request: Request, _: SignedIn) -> Response:
     return RedirectResponse(f"{base_of(request)}/invoices", status_code=303)
 
 
-@router.get("/login", include_in_schema=False)
-async def login_form(request: Request, next: str | None = None) -> Response:
-    return page(request, "login.html", None, next=safe_next(request, next), error=None, username="")
-
-
-@router.post("/login", include_in_schema=False)
-async def login(request: Request) -> Response:
-    form = await check_csrf(request)
-    runtime, client = runtime_of(request), client_of(request)
-    throttle: SignInThrottle = request.app.state.sign_in_throttle
-    username = form.get("username", "").strip().lower()[:64]
-    wait = throttle.retry_after(client)
-    outcome = (
-        Refusal("throttled")
-        if wait
-        else await users.sign_in(runtime.database, username, form.get("password", ""))
-    )
-    if isinstance(outcome, Refusal):
-        if outcome.reason in ("credentials", "disabled"):
-            throttle.failed(client)
-        await audit_sign_in(runtime, "finance", "rejected", username, outcome.reason)
-        return _refused(request, form, outcome, wait)
-    throttle.succeeded(client)
-    await audit_sign_in(runtime, outcome.actor, "success", username, None)
-    request.session.clear()  # a fresh session (and CSRF token) for the signed-in person
-    request.session.update({"user_id": outcome.id, "user_version": outcome.session_version})
-    return RedirectResponse(safe_next(request, form.get("next")), status_code=303)
-
-
-def client_of(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-def _refused(request: Request, form: dict[str, str], refusal: Refusal, wait: int) -> Response:
-    if refusal.reason in ("locked", "throttled"):
-        if refusal.until is not None:
-            wait = int((refusal.until - datetime.now(UTC)).total_seconds())
-        minutes = max(1, -(-wait // 60))
-        error = f"Too many failed sign-ins. Try again in {minutes} minutes."
-        status = 429
-    else:
-        error = "That username and password do not match an active account."
-        status = 401
-    return page(
-        request,
-        "login.html",
-        None,
-        status=status,
-        next=form.get("next", ""),
-        username=form.get("username", ""),
-        error=error,
-    )
-
-
-@router.post("/logout", include_in_schema=False)
-async def logout(request: Request) -> Response:
-    await check_csrf(request)
-    request.session.clear()
-    return RedirectResponse(f"{base_of(request)}/login", status_code=303)
-
-
 def _filters_from(request: Request) -> tuple[InvoiceFilters | None, str | None]:
     try:
         return parse_filters(request.query_params), None
     except GatewayError as exc:
-        fields = ", ".join(sorted((exc.details or {}).keys()))
-        return None, f"Some filters are not valid: {fields}."
+        fields = sorted((exc.details or {}).keys())
+        named = ", ".join(FILTER_LABELS.get(name, name) for name in fields)
+        hint = "Dates look like 2026-01-31; a currency is three letters."
+        return None, f"Some filters are not valid: {named}. {hint}"
+
+
+def _sorting(request: Request) -> tuple[str | None, bool]:
+    sort = request.query_params.get("sort")
+    return (sort if sort in SORTS else None), request.query_params.get("dir") == "desc"
 
 
 @router.get("/invoices", include_in_schema=False)
@@ -222,16 +155,24 @@ async def invoice_list(request: Request, viewer: SignedIn) -> Response:
     form = {name: request.query_params.get(name, "") for name in FILTER_FIELDS}
     kept = {k: v for k, v in form.items() if v}
     filters, error = _filters_from(request)
+    sort, descending = _sorting(request)
     try:
         number = parse_page(request.query_params)[0]
     except GatewayError:
         number = 1
-    listing = service.InvoiceList([], {}, service.Totals())
+    listing = service.InvoiceList([], {}, service.Totals(), Ageing())
     if filters is not None:
-        listing = await service.invoice_list(runtime_of(request).lago, filters, number)
+        listing = await service.invoice_list(
+            runtime_of(request).lago, filters, number, sort, descending
+        )
+    order = {"sort": sort, "dir": "desc" if descending else "asc"} if sort else {}
 
     def page_query(n: int) -> str:
-        return urlencode({**kept, "page": n})
+        return urlencode({**kept, **order, "page": n})
+
+    def sort_query(column: str) -> str:
+        flip = "asc" if sort == column and descending else "desc" if sort == column else "asc"
+        return urlencode({**kept, "sort": column, "dir": flip})
 
     return page(
         request,
@@ -243,6 +184,11 @@ async def invoice_list(request: Request, viewer: SignedIn) -> Response:
         listing=listing,
         query=urlencode(kept),
         page_query=page_query,
+        sort_query=sort_query,
+        sort=sort,
+        descending=descending,
+        sorts=SORTS,
+        buckets=BUCKETS,
         statuses=STATUSES,
         payment_statuses=PAYMENT_STATUSES,
     )
@@ -265,8 +211,7 @@ async def invoice_export(request: Request, _: SignedIn) -> Response:
 async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Response:
     runtime = runtime_of(request)
     view = await service.invoice_view(runtime.database, runtime.lago, lago_id)
-    gateway_mode = runtime.settings.collection == CollectionMode.GATEWAY
-    can_collect = gateway_mode and runtime.stripe is not None and collectable(view.invoice)
+    reason = _why_no_collection(runtime, viewer)
     return page(
         request,
         "invoice.html",
@@ -274,8 +219,23 @@ async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Re
         section="invoices",
         view=view,
         inv=view.invoice,
-        can_collect=can_collect,
+        can_collect=reason is None and collectable(view.invoice),
+        collect_reason=reason,
     )
+
+
+def _why_no_collection(runtime: Runtime, viewer: Viewer) -> str | None:
+    """Why this person gets no payment buttons here, in words; None when they do."""
+    if runtime.settings.collection != CollectionMode.GATEWAY:
+        return "Lago's own payment provider collects invoices here (GATEWAY_COLLECTION=lago)."
+    if runtime.stripe is None:
+        return (
+            "Payment retries and links need Stripe, which is not configured "
+            "(GATEWAY_STRIPE_SECRET_KEY)."
+        )
+    if not viewer.can_write:
+        return "Payment retries and links are for operators; you are signed in as a viewer."
+    return None
 
 
 @router.get("/invoices/{lago_id}/pdf", include_in_schema=False)
@@ -354,15 +314,6 @@ async def collection_overview(request: Request, viewer: SignedIn) -> Response:
     )
 
 
-async def audit_action(
-    runtime: Runtime, actor: str, action: str, outcome: str, target: str, reason: str | None
-) -> None:
-    async with runtime.database.session() as session:
-        detail = {"reason": reason} if reason else None
-        record(session, actor=actor, action=action, outcome=outcome, target=target, detail=detail)
-        await session.commit()
-
-
 def install_error_pages(app: FastAPI) -> None:
     """Errors as pages, not JSON; no session sends the browser to sign in."""
 
@@ -375,28 +326,36 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        heading = {404: "Not found", 403: "Not allowed"}.get(exc.status, "Something went wrong")
         text = exc.message or exc.error
         if exc.status >= 500:
             text = f"{text} — Lago or Stripe did not answer; try again shortly."
-        return page(
-            request,
-            "message.html",
-            None,
-            status=exc.status,
-            heading=heading,
-            message=text,
-            back=f"{base_of(request)}/invoices",
-            refresh=None,
-        )
+        return await _error_page(request, exc.status, text)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unknown_page(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        text = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+        return await _error_page(request, exc.status_code, text)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: Exception) -> Response:
         return await gateway_error(request, exc)
 
 
-async def audit_sign_in(
-    runtime: Runtime, actor: str, outcome: str, target: str, reason: str | None
-) -> None:
-    """Audit one sign-in (``finance.sign_in``): who tried, and why it was refused."""
-    await audit_action(runtime, actor, "finance.sign_in", outcome, target, reason)
+async def _error_page(request: Request, status: int, text: str) -> Response:
+    """An error as a page, with the navigation when someone is signed in."""
+    try:
+        viewer: Viewer | None = await viewer_of(request)
+    except SignInRequired:
+        viewer = None
+    heading = {404: "Not found", 403: "Not allowed"}.get(status, "Something went wrong")
+    return page(
+        request,
+        "message.html",
+        viewer,
+        status=status,
+        heading=heading,
+        message=text,
+        back=f"{base_of(request)}/invoices",
+        refresh=None,
+    )

@@ -17,7 +17,8 @@ from fastapi.responses import RedirectResponse, Response
 from joserfc.errors import JoseError  # Authlib's ID token checks (joserfc, its dependency)
 
 from gateway.config import Settings
-from gateway.finance.endpoints import audit_sign_in, base_of, page, runtime_of, safe_next
+from gateway.finance.endpoints import base_of, page, runtime_of, safe_next
+from gateway.finance.pages.sign_in import audit_sign_in
 from gateway.logging import get_logger
 from gateway.users import service as users
 from gateway.users.service import Refusal

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.audit.models import AuditEntry
@@ -16,6 +17,7 @@ from gateway.audit.service import AuditFilter, search
 from gateway.collection import store as collection
 from gateway.collection.models import Collection, CollectionRefund
 from gateway.db import Database
+from gateway.finance.listing import Ageing, Row, ageing, ordered, row_of
 from gateway.integrations.lago.client import LagoClient
 from gateway.invoices import service as invoices
 from gateway.invoices.schemas import InvoiceFilters
@@ -96,28 +98,54 @@ def _paid(invoice: dict[str, Any]) -> int:
 
 async def totals(lago: LagoClient, filters: InvoiceFilters) -> Totals:
     """Totals over every invoice matching ``filters`` (up to ``TOTALS_MAX_PAGES`` pages)."""
-    found = Totals()
+    found, _, _ = await _every(lago, filters)
+    return found
+
+
+async def _every(lago: LagoClient, filters: InvoiceFilters) -> tuple[Totals, list[Row], int]:
+    """The totals and rows of every invoice matching ``filters``, and Lago's count of them."""
+    found, rows = Totals(), []
     first = await invoices.list_page(lago, filters, 1, 100)
-    pages = int((first.get("meta") or {}).get("total_pages") or 1)
+    meta = first.get("meta") or {}
     async for invoice in invoices.iterate(lago, filters, first=first, max_pages=TOTALS_MAX_PAGES):
         found.add(invoice)
-    found.partial = pages > TOTALS_MAX_PAGES
-    return found
+        rows.append(row_of(invoice))
+    found.partial = int(meta.get("total_pages") or 1) > TOTALS_MAX_PAGES
+    return found, rows, int(meta.get("total_count") or len(rows))
 
 
 @dataclass
 class InvoiceList:
-    invoices: list[dict[str, Any]]
+    """One page of rows, the pager, and the whole filtered set's totals and ageing."""
+
+    rows: list[Row]
     meta: dict[str, Any]
     totals: Totals
+    ageing: Ageing
 
 
-async def invoice_list(lago: LagoClient, filters: InvoiceFilters, page: int) -> InvoiceList:
-    """One page of invoices and the totals of the whole filtered set, fetched together."""
-    listed, summed = await asyncio.gather(
-        invoices.list_page(lago, filters, page, PAGE_SIZE), totals(lago, filters)
-    )
-    return InvoiceList(listed.get("invoices") or [], listed.get("meta") or {}, summed)
+async def invoice_list(
+    lago: LagoClient,
+    filters: InvoiceFilters,
+    page: int,
+    sort: str | None = None,
+    descending: bool = False,
+) -> InvoiceList:
+    """One page of invoices (Lago's order, or sorted by a column), with the totals and the
+    overdue ageing of the whole filtered set."""
+    summed, rows, count = await _every(lago, filters)
+    rows = ordered(rows, sort, descending)
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    meta = {
+        "current_page": page,
+        "total_pages": pages,
+        "total_count": count,
+        "prev_page": page - 1 or None,
+        "next_page": page + 1 if page < pages else None,
+    }
+    chunk = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return InvoiceList(chunk, meta, summed, ageing(rows, datetime.now(UTC).date()))
 
 
 @dataclass

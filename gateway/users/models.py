@@ -19,8 +19,12 @@ class User(SQLModel, table=True):
     role: str = Field(sa_column=Column(String(16), nullable=False))
     password_hash: str | None = Field(default=None, sa_column=Column(String(200)))
     oidc_subject: str | None = Field(default=None, sa_column=Column(String(255), unique=True))
-    session_version: int = Field(default=1, sa_column=Column(Integer, nullable=False))
-    failed_sign_ins: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    session_version: int = Field(
+        default=1, sa_column=Column(Integer, nullable=False, server_default="1")
+    )
+    failed_sign_ins: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_sign_in_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -142,3 +142,49 @@ async def test_finance_pages_in_chromium(gateway: Gateway) -> None:
         finally:
             await context.close()
             await browser.close()
+
+
+PHONE = {"width": 390, "height": 844}
+OVERFLOW = "document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+
+
+async def test_invoice_pages_fit_a_phone_and_sort_and_search(gateway: Gateway) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    seeded = await _seed(gateway)
+    await make_person(gateway, "olga", Role.OPERATOR)
+
+    async with serving(gateway.app) as base, playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        context = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await context.new_page()
+        try:
+            await page.goto(f"{base}/finance/login")
+            await page.fill("input[name=username]", "olga")
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(f"{base}/finance/invoices")
+            assert await page.evaluate(OVERFLOW) <= 0  # the table scrolls in its own box
+            await page.screenshot(path=ARTIFACTS / "finance-invoices-phone.png", full_page=True)
+
+            await page.click("table.invoices th >> text=Total")
+            await page.wait_for_url("**sort=total**")
+            cells = await page.locator("table.invoices tbody td.num:nth-child(8)").all_inner_texts()
+            usd = [float(c.split()[0].replace(",", "")) for c in cells if c.endswith("USD")]
+            assert usd == sorted(usd) and len(usd) == 3
+
+            await page.fill("input[name=search_term]", seeded["paid"]["number"])
+            await page.click("form.filters button[type=submit]")
+            await page.wait_for_url("**search_term=**")
+            assert await page.locator("table.invoices tbody tr").count() == 1
+
+            await page.goto(f"{base}/finance/invoices/{seeded['paid']['lago_id']}")
+            assert await page.evaluate(OVERFLOW) <= 0
+            await page.screenshot(path=ARTIFACTS / "finance-invoice-phone.png", full_page=True)
+            await page.goto(f"{base}/finance/nowhere")
+            assert await page.locator("header nav").count() == 1  # a 404 keeps the navigation
+        finally:
+            await context.close()
+            await browser.close()

@@ -161,7 +161,7 @@ async def test_invoice_list_filters_and_totals_per_currency(gateway: Gateway) ->
     assert ids["late"] in acme
     assert "export.csv?external_customer_id=acme&amp;currency=usd" in acme
     assert bad.status_code == 200
-    assert "Some filters are not valid: issuing_date_from" in bad.text
+    assert "Some filters are not valid: Issued from." in bad.text
 
 
 async def test_one_invoice_shows_lines_totals_and_audit(gateway: Gateway) -> None:
