@@ -267,6 +267,19 @@ async def in_dunning(session: AsyncSession, limit: int) -> list[Collection]:
     return list(result.all())
 
 
+async def for_customer(
+    session: AsyncSession, external_customer_id: str, limit: int
+) -> list[Collection]:
+    """A customer's attempts on any invoice, newest first."""
+    result = await session.exec(
+        select(Collection)
+        .where(Collection.external_customer_id == external_customer_id)
+        .order_by(col(Collection.created_at).desc(), col(Collection.id).desc())
+        .limit(limit)
+    )
+    return list(result.all())
+
+
 async def disputes(session: AsyncSession, limit: int) -> list[Collection]:
     result = await session.exec(
         select(Collection)
