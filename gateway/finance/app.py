@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.config import Settings
 from gateway.finance import oidc
 from gateway.finance.endpoints import install_error_pages, router
-from gateway.finance.pages import customers, revenue, sign_in
+from gateway.finance.pages import credits, customers, revenue, sign_in
 from gateway.logging import get_logger
 from gateway.users.throttle import SignInThrottle
 
@@ -98,6 +98,7 @@ def create_finance_app(
     finance.include_router(router)
     finance.include_router(sign_in.router)
     finance.include_router(oidc.router)
+    finance.include_router(credits.router)
     finance.include_router(revenue.router)
     finance.include_router(customers.router)
     finance.state.oidc = oidc.provider(settings)

@@ -24,7 +24,7 @@ from gateway.collection import checkout, dunning
 from gateway.collection.service import collectable
 from gateway.config import CollectionMode
 from gateway.errors import BadRequest, Forbidden, GatewayError
-from gateway.finance import formatting, service
+from gateway.finance import credits, formatting, service
 from gateway.finance.listing import BUCKETS, SORTS, Ageing
 from gateway.finance.service import Viewer
 from gateway.integrations.stripe.client import StripeError
@@ -212,6 +212,7 @@ async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Re
     runtime = runtime_of(request)
     view = await service.invoice_view(runtime.database, runtime.lago, lago_id)
     reason = _why_no_collection(runtime, viewer)
+    notes = await credits.of_invoice(runtime.lago, view.invoice)
     return page(
         request,
         "invoice.html",
@@ -221,6 +222,9 @@ async def invoice_detail(lago_id: str, request: Request, viewer: SignedIn) -> Re
         inv=view.invoice,
         can_collect=reason is None and collectable(view.invoice),
         collect_reason=reason,
+        notes=notes.items,
+        kinds=credits.KINDS,
+        reasons=credits.REASONS,
     )
 
 
@@ -264,10 +268,10 @@ async def invoice_pdf(lago_id: str, request: Request, viewer: SignedIn) -> Respo
     )
 
 
-def _require_write(viewer: Viewer) -> None:
+def require_operator(viewer: Viewer) -> None:
     if not viewer.can_write:
         raise Forbidden(
-            "viewers read; an operator may retry payments and send payment links",
+            "viewers read; an operator may retry payments, send payment links and refund",
             code="operator_required",
         )
 
@@ -275,7 +279,7 @@ def _require_write(viewer: Viewer) -> None:
 @router.post("/invoices/{lago_id}/retry", include_in_schema=False)
 async def invoice_retry(lago_id: str, request: Request, viewer: SignedIn) -> Response:
     await check_csrf(request)
-    _require_write(viewer)
+    require_operator(viewer)
     try:
         await dunning.retry_now(runtime_of(request), invoices.check_id(lago_id), actor=viewer.actor)
     except (GatewayError, StripeError) as exc:
@@ -288,7 +292,7 @@ async def invoice_retry(lago_id: str, request: Request, viewer: SignedIn) -> Res
 @router.post("/invoices/{lago_id}/payment-link", include_in_schema=False)
 async def invoice_payment_link(lago_id: str, request: Request, viewer: SignedIn) -> Response:
     await check_csrf(request)
-    _require_write(viewer)
+    require_operator(viewer)
     try:
         row = await checkout.open_link(
             runtime_of(request), invoices.check_id(lago_id), actor=viewer.actor

@@ -67,3 +67,33 @@ async def test_read_only_key_cannot_retry(harness: Harness) -> None:
     assert "Retry payment now" not in page.text
     assert answer.status_code == 403
     assert len(await harness.attempts(issued["lago_id"])) == 1
+
+
+async def test_an_operator_refunds_a_paid_invoice_from_its_page_once(harness: Harness) -> None:
+    await harness.customer("acme", SUCCEED)
+    issued = harness.emulator.issue_invoice("acme", 4_000)
+    await harness.settle()
+    await _sign_in(harness, Role.OPERATOR)
+    path = f"/finance/invoices/{issued['lago_id']}"
+    page = await harness.gw.client.get(path)
+
+    answer = await harness.gw.client.post(
+        f"{path}/credit-notes",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "amount": "25.00",
+            "kind": "refund",
+            "reason": "product_unsatisfactory",
+        },
+    )
+    await harness.settle()
+    after = await harness.gw.client.get(path)
+
+    assert answer.status_code == 303
+    [refund] = harness.stripe.refunds.values()
+    [note] = harness.emulator.credit_notes.values()
+    assert refund["amount"] == 2_500
+    assert refund["metadata"]["lago_credit_note_id"] == note["lago_id"]
+    assert note["refund_status"] == "succeeded"
+    assert "25.00 USD refunded to the card" in after.text
+    assert 'class="badge succeeded">succeeded</span></td>' in after.text
