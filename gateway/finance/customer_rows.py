@@ -8,9 +8,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from gateway.audit.models import AuditEntry
+from gateway.finance.formatting import changes
 from gateway.invoices.money import display, exponent
 
 MINUS = "\u2212"  # the minus sign
@@ -148,21 +147,13 @@ class AuditLine:
     change: str
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return ", ".join(_value(item) for item in value)
-    return orjson.dumps(value).decode()
-
-
 def describe(entry: AuditEntry, customer: str) -> str:
     """What an audit row says changed: its detail, and its target when not the customer."""
     parts = []
     if entry.target and entry.target != customer:
         parts.append(f"on {entry.target}")
-    for key, value in sorted((entry.detail or {}).items()):
-        parts.append(f"{key.replace('_', ' ')}: {_value(value)}")
+    if entry.detail:
+        parts.append(changes(entry.detail))
     text = "; ".join(parts) or "—"
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
 

@@ -229,7 +229,7 @@ async def test_customer_page_shows_each_section_with_its_numbers(gateway: Gatewa
 
     audit = section(html, "audit")
     assert "customers.stripe_link" in audit
-    assert "stripe customer id: cus_Acme123; via: adopted" in audit
+    assert "stripe_customer_id: cus_Acme123; via: adopted" in audit
     assert "user:bob" in audit
     assert "packs.token_pack.buy success 201 pack: medium" in audit
     assert "customers.upsert" in audit
