@@ -20,6 +20,7 @@ WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 48
 LEGEND = 20
 LABEL_WIDTH = 56  # room one month label needs on the axis
+MAX_BAR = 64  # a bar no wider than this, however few the months
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,12 @@ def bar_chart(
     zero = frame.y(0)
     for index, label in enumerate(labels):
         left, width = frame.slot(index, len(labels))
-        bar = width * 0.72 / max(1, len(series))
+        bar = min(width * 0.72 / max(1, len(series)), MAX_BAR)
+        start = left + (width - bar * len(series)) / 2
         for number, item in enumerate(series):
             value = item.values[index]
             y = frame.y(value)
-            x = left + width * 0.14 + number * bar
+            x = start + number * bar
             parts.append(
                 f'<rect class="bar {escape(item.css)}" x="{_n(x)}" y="{_n(min(y, zero))}" '
                 f'width="{_n(bar)}" height="{_n(abs(zero - y))}" data-value="{value}">'

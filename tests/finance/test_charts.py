@@ -11,7 +11,7 @@ import pytest
 
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.finance import revenue, revenue_output
-from gateway.finance.charts import Series, bar_chart, compact, line_chart, ticks
+from gateway.finance.charts import MAX_BAR, Series, bar_chart, compact, line_chart, ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -40,6 +40,18 @@ def test_bar_heights_are_proportional_to_the_values() -> None:
     assert len(bottoms) == 1  # every bar stands on the zero line
     lefts = [float(b.attrib["x"]) for b in bars]
     assert lefts == sorted(lefts)  # in the labels' order
+
+
+def test_few_months_keep_bars_narrow_and_centred_on_their_label() -> None:
+    root = _parse(bar_chart(["Jan 2025", "Feb 2025"], [Series("MRR", [1.0, 2.0])], title="MRR"))
+
+    bars = _bars(root)
+    labels = root.findall(f"{SVG}text[@class='label']")
+
+    assert [float(b.attrib["width"]) for b in bars] == [MAX_BAR, MAX_BAR]
+    for bar, label in zip(bars, labels, strict=True):
+        centre = float(bar.attrib["x"]) + float(bar.attrib["width"]) / 2
+        assert centre == pytest.approx(float(label.attrib["x"]), abs=0.01)
 
 
 def test_ticks_are_rounded_and_cover_the_values_and_zero() -> None:
