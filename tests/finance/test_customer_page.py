@@ -244,10 +244,12 @@ async def test_invoices_are_listed_newest_first(gateway: Gateway) -> None:
     gateway.emulator.invoices[later["lago_id"]]["issuing_date"] = "2026-03-05"
     await sign_in(gateway)
 
-    invoices = section((await gateway.client.get("/finance/customers/acme")).text, "invoices")
+    html = (await gateway.client.get("/finance/customers/acme")).text
 
+    invoices = section(html, "invoices")
     assert invoices.index(later["number"]) < invoices.index(first["number"])
-    assert "No credit notes." in (await gateway.client.get("/finance/customers/acme")).text
+    assert "No credit notes." in section(html, "credit-notes")
+    assert "No subscriptions." in section(html, "subscriptions")
 
 
 async def test_an_unknown_customer_is_a_404_page_with_navigation(gateway: Gateway) -> None:
@@ -276,36 +278,45 @@ class OneReadDown(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-@pytest.fixture
-async def payments_down(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
-    """The gateway with Lago failing every read of a customer's payments."""
+@pytest.fixture(params=[("/payments", "payments"), ("/credit_notes", "credit-notes")])
+async def one_read_down(
+    request: pytest.FixtureRequest, database_url: str, emulator: EmulatorState
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """The gateway with Lago failing every read of one list; and the section showing it."""
+    failing, section_name = request.param
     lago = create_emulator(emulator, api_key=LAGO_KEY)
-    transport = OneReadDown(httpx.ASGITransport(app=lago), "/payments")
+    transport = OneReadDown(httpx.ASGITransport(app=lago), failing)
     gateway, manager = await start_gateway(
         make_settings(database_url), emulator, lago_transport=transport
     )
     try:
-        yield gateway
+        yield gateway, section_name
     finally:
         await gateway.client.aclose()
         await manager.__aexit__(None, None, None)
     assert transport.failed > 0
 
 
-async def test_one_lago_read_failing_marks_only_its_section(payments_down: Gateway) -> None:
-    seeded = await seed(payments_down)
-    await sign_in(payments_down)
+async def test_one_lago_read_failing_marks_only_its_section(
+    one_read_down: tuple[Gateway, str],
+) -> None:
+    gateway, failed = one_read_down
+    seeded = await seed(gateway)
+    await sign_in(gateway)
 
-    answer = await payments_down.client.get("/finance/customers/acme")
+    answer = await gateway.client.get("/finance/customers/acme")
 
     assert answer.status_code == 200
     html = answer.text
-    assert "Lago did not answer" in section(html, "payments")
-    assert "pi_3CustomerPage" in section(html, "payments")  # the gateway's own rows stay
-    for name in ("customer", "subscriptions", "usage", "wallets", "invoices", "credit-notes"):
-        assert "Lago did not answer" not in section(html, name), name
-    assert seeded["paid"]["number"] in section(html, "invoices")
+    assert "Lago did not answer" in section(html, failed)
     assert html.count("Lago did not answer") == 1
+    everything = ("customer", "subscriptions", "usage", "wallets", "invoices", "payments")
+    for name in (*everything, "credit-notes", "audit"):
+        if name != failed:
+            assert "Lago did not answer" not in section(html, name), name
+    assert "pi_3CustomerPage" in section(html, "payments")  # the gateway's own rows stay
+    assert seeded["paid"]["number"] in section(html, "invoices")
+    assert "photo_generation" in section(html, "usage")
 
 
 async def test_lago_down_for_the_list_says_so(gateway: Gateway) -> None:
