@@ -109,8 +109,6 @@ NESTED_LISTS = {
     "subscriptions": "The customer's subscriptions (active only unless ``status[]`` says).",
     "wallets": "The customer's wallets.",
     "applied_coupons": "The coupons applied to the customer.",
-    "payment_methods": "The payment methods Lago holds for the customer (none when the "
-    "gateway collects: Stripe holds them, see POST /gateway/customers/{id}/portal).",
 }
 
 
@@ -138,6 +136,22 @@ def _nested_list(name: str, summary: str) -> None:
 
 for _name, _summary in NESTED_LISTS.items():
     _nested_list(_name, _summary)
+
+
+@router.get("/{external_id}/payment_methods")
+async def list_payment_methods(
+    external_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    _: BillingReader,
+    page: Page = None,
+    per_page: PerPage = None,
+) -> Response:
+    """Lago's list; when the gateway collects, the Stripe customer's saved methods in
+    Lago's shape (managed in the Stripe portal: ``POST /gateway/customers/{id}/portal``)."""
+    query = list(request.query_params.multi_items())
+    service = customers(runtime)
+    return OrjsonResponse(await service.payment_methods(external_id, query, runtime.stripe))
 
 
 @router.get("/{external_id}/portal_url", responses={405: {"description": "Not served"}})

@@ -23,12 +23,13 @@ from gateway.billing.passthrough import (
     write,
 )
 from gateway.config import CollectionMode
-from gateway.customers import store
+from gateway.customers import payment_methods, store
 from gateway.customers.linking import StripeLinks
 from gateway.customers.schemas import CustomerInput
 from gateway.db import Database
 from gateway.errors import ValidationFailed
 from gateway.integrations.lago.client import LagoClient
+from gateway.integrations.stripe.client import StripeClient
 from gateway.payments import unserved
 
 # The billing_configuration keys that belong to a payment provider.
@@ -124,6 +125,17 @@ class Customers:
     async def listing(self, external_id: str, name: str, params: Params) -> dict[str, Any]:
         """One of Lago's lists nested under the customer (``/customers/{id}/{name}``)."""
         return await read(self._lago, f"/customers/{segment(external_id)}/{name}", params)
+
+    async def payment_methods(
+        self, external_id: str, params: Params, stripe: StripeClient | None
+    ) -> dict[str, Any]:
+        """Lago's list; when the gateway collects, the linked Stripe customer's methods
+        in Lago's shape (``payment_methods.py``)."""
+        answer = await self.listing(external_id, "payment_methods", params)
+        if self._collection is not CollectionMode.GATEWAY or stripe is None:
+            return answer
+        found = await payment_methods.stripe_methods(self._database, stripe, external_id)
+        return answer if found is None else payment_methods.page(found, params)
 
     async def checkout_url(self, external_id: str, actor: str) -> dict[str, Any]:
         """Lago's checkout link (collection ``lago`` only: Lago's Stripe integration)."""

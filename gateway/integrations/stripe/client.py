@@ -216,6 +216,17 @@ class StripeClient:
         )
         return [_plain(item) for item in page.data]
 
+    async def list_payment_methods(
+        self, customer_id: str, *, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The customer's saved payment methods (one page, newest first)."""
+        page = await self._call(
+            self._stripe.v1.customers.payment_methods.list_async(
+                customer_id, params={"limit": limit}
+            )
+        )
+        return [_plain(item) for item in page.data]
+
     async def retrieve_payment_method(self, method_id: str) -> dict[str, Any]:
         """A PaymentMethod (card brand, last4...)."""
         return _plain(await self._call(self._stripe.v1.payment_methods.retrieve_async(method_id)))
