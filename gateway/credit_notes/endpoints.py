@@ -85,7 +85,7 @@ async def download_credit_note(
     lago_id: str, runtime: RuntimeDep, principal: BillingReader
 ) -> Response:
     """The credit note with its ``file_url``; an empty 200 while Lago makes the PDF."""
-    return _answer(await CreditNotes(runtime).download(lago_id, principal.name, "download"))
+    return _answer(await CreditNotes(runtime).download(lago_id, principal.name))
 
 
 @router.post("/credit_notes/{lago_id}/download_pdf")
@@ -93,7 +93,7 @@ async def download_credit_note_pdf(
     lago_id: str, runtime: RuntimeDep, principal: BillingReader
 ) -> Response:
     """Lago's other name for ``download``."""
-    return _answer(await CreditNotes(runtime).download(lago_id, principal.name, "download_pdf"))
+    return _answer(await CreditNotes(runtime).download(lago_id, principal.name))
 
 
 @router.get("/customers/{external_customer_id}/credit_notes")

@@ -113,11 +113,15 @@ class CreditNotes:
         path = f"/credit_notes/{segment(lago_id)}/void"
         return await write(self._database, self._lago, change, "PUT", path)
 
-    async def download(self, lago_id: str, actor: str, suffix: str) -> dict[str, Any]:
-        """The credit note with its ``file_url``, or ``{}`` while Lago makes the PDF."""
+    async def download(self, lago_id: str, actor: str) -> dict[str, Any]:
+        """The credit note with its ``file_url``, or ``{}`` while Lago makes the PDF.
+
+        Lago routes ``download`` and ``download_pdf`` to the same action
+        (config/routes.rb); its OpenAPI spec names only ``download``, so that is what the
+        gateway calls for both of its routes."""
         change = Write(actor, "credit_notes.download", lago_id)
         await self._checked(change, None, {}, lago_id)
-        path = f"/credit_notes/{segment(lago_id)}/{suffix}"
+        path = f"/credit_notes/{segment(lago_id)}/download"
         return await write(self._database, self._lago, change, "POST", path)
 
 
