@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import UpstreamRejected
+from gateway.finance import revenue
 from lago.emulator.billing import set_payment_status
 from lago.emulator.customers import upsert_customer
 from tests.conftest import Gateway
@@ -23,6 +25,7 @@ from tests.support.people import sign_in
 FEBRUARY = datetime(2025, 2, 10, 12, tzinfo=UTC)
 MARCH = datetime(2025, 3, 14, 12, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"
+MONTHS = ["2025-02", "2025-03"]
 BLOCK = re.compile(r'<div class="revenue-block[^"]*".*?</table>\s*</div>\s*</div>', re.S)
 
 
@@ -92,8 +95,8 @@ def bars(block: ET.Element) -> list[ET.Element]:
     ]
 
 
-def _usd(cents: int) -> str:
-    return f"{cents / 100:,.2f} USD"
+def _money(cents: int, currency: str) -> str:
+    return f"{cents / 100:,.2f} {currency}"
 
 
 async def _analytics(gateway: Gateway, route: str) -> list[dict[str, Any]]:
@@ -133,36 +136,39 @@ async def test_the_tables_hold_lagos_figures_per_currency_and_month(gateway: Gat
         ["Feb 2025", "25.00 USD"],
         ["Mar 2025", "0.00 USD"],
     ]
+
+
+async def test_the_tables_equal_the_analytics_api(gateway: Gateway) -> None:
+    await seed(gateway)
+    await sign_in(gateway)
+
+    found = blocks((await gateway.client.get("/finance/revenue")).text)
+
     for route, dataset, column in (
         ("mrr", "mrr", 1),
         ("gross_revenue", "gross-revenue", 2),
         ("overdue_balance", "overdue", 1),
     ):
-        figures = {
-            (r["currency"], r["month"][:7]): r["amount_cents"]
-            for r in await _analytics(gateway, route)
-            if r["currency"]
-        }
+        figures: dict[tuple[str, str], int] = {}
+        for row in await _analytics(gateway, route):
+            if row["currency"]:
+                key = (row["currency"], row["month"][:7])
+                figures[key] = figures.get(key, 0) + row["amount_cents"]
+        assert figures, route  # the comparison below compares something
         for currency in ("EUR", "USD"):
-            for (month, *cells), number in zip(
-                table_rows(found[(dataset, currency)]), ("2025-02", "2025-03"), strict=True
+            for month, (_, *cells) in zip(
+                MONTHS, table_rows(found[(dataset, currency)]), strict=True
             ):
-                expected = figures.get((currency, number), 0)
-                assert cells[column - 1] == f"{expected / 100:,.2f} {currency}", (
-                    route,
-                    currency,
-                    month,
-                )
-    collections = await _analytics(gateway, "invoice_collection")
-    usd = table_rows(found[("collections", "USD")])
+                expected = figures.get((currency, month), 0)
+                assert cells[column - 1] == _money(expected, currency), (route, currency, month)
+    collections = [r for r in await _analytics(gateway, "invoice_collection") if r["currency"]]
+    assert len(collections) == 6  # USD: 2 in February, 2 in March; EUR: 1 and 1
     for row in collections:
-        if row["currency"] == "USD":
-            index = {"succeeded": 1, "failed": 3, "pending": 5}[row["payment_status"]]
-            line = usd[["2025-02", "2025-03"].index(row["month"][:7])]
-            assert line[index : index + 2] == [
-                str(row["invoices_count"]),
-                _usd(row["amount_cents"]),
-            ]
+        table = table_rows(found[("collections", row["currency"])])
+        index = {"succeeded": 1, "failed": 3, "pending": 5}[row["payment_status"]]
+        line = table[MONTHS.index(row["month"][:7])]
+        shown = [str(row["invoices_count"]), _money(row["amount_cents"], row["currency"])]
+        assert line[index : index + 2] == shown, row
 
 
 async def test_one_bar_per_month_sized_by_the_figures(gateway: Gateway) -> None:
@@ -297,3 +303,29 @@ async def test_no_session_goes_to_sign_in(gateway: Gateway) -> None:
         answer = await gateway.client.get(path)
         assert answer.status_code == 303, path
         assert answer.headers["location"].startswith("/finance/login"), path
+
+
+async def test_a_read_lago_refuses_is_named_and_the_others_are_shown(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lago without a premium licence refuses MRR (403 ``feature_unavailable``)."""
+    await seed(gateway)
+    await sign_in(gateway)
+    read = revenue.figures
+
+    async def refusing(lago: Any, route: str, query: Any) -> dict[str, Any]:
+        if route == "mrr":
+            raise UpstreamRejected(403, {"error": "Forbidden", "code": "feature_unavailable"})
+        return await read(lago, route, query)
+
+    monkeypatch.setattr(revenue, "figures", refusing)
+    page = await gateway.client.get("/finance/revenue")
+    export = await gateway.client.get("/finance/revenue/mrr.csv")
+
+    assert page.status_code == 200
+    assert "MRR: Lago refused this read (403 feature_unavailable)." in page.text
+    assert "/finance/revenue/mrr.csv" not in page.text
+    assert sorted(blocks(page.text))[:2] == [("collections", "EUR"), ("collections", "USD")]
+    assert ("mrr", "USD") not in blocks(page.text)
+    assert ("gross-revenue", "USD") in blocks(page.text)
+    assert export.status_code == 403
