@@ -19,6 +19,7 @@ from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.invoices import export, files, one_off, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
+from gateway.payments.unserved import NotServed
 from gateway.runtime import Runtime
 
 router = APIRouter(tags=["invoices"])
@@ -134,6 +135,36 @@ async def list_fees(
 async def get_fee(lago_id: str, runtime: RuntimeDep, _: BillingReader) -> Response:
     """One fee."""
     return _json(await service.fee(runtime.lago, lago_id))
+
+
+@router.post("/api/v1/invoices/preview")
+async def preview_invoice(_: BillingReader) -> Response:
+    """Not served: Lago's invoice preview (405 ``not_served_by_gateway``)."""
+    raise NotServed(
+        "Lago's invoice preview (a premium Lago feature) is not served; the charges of the "
+        "current period so far are in the customer's current usage",
+        "GET /api/v1/customers/{external_customer_id}/current_usage",
+    )
+
+
+@router.post("/api/v1/invoices/{lago_id}/retry")
+async def retry_invoice(lago_id: str, _: BillingWriter) -> Response:
+    """Not served: re-generating an invoice a tax provider failed (405)."""
+    raise NotServed(
+        "retrying an invoice whose tax computation failed is not served: no tax provider is "
+        "connected, so no invoice fails that way; to collect an invoice again, retry its payment",
+        f"POST /api/v1/invoices/{lago_id}/retry_payment",
+    )
+
+
+@router.put("/api/v1/fees/{lago_id}")
+@router.delete("/api/v1/fees/{lago_id}")
+async def change_fee(lago_id: str, _: BillingWriter) -> Response:
+    """Not served: changing or deleting a fee not yet invoiced (405)."""
+    raise NotServed(
+        "fees are changed through their invoice: a fee's payment status follows the invoice's",
+        "PUT /api/v1/invoices/{lago_id}",
+    )
 
 
 @router.get("/gateway/invoices/export.csv", response_class=StreamingResponse)

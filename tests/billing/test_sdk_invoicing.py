@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
-from lago_python_client.models import AddOn, Customer, InvoiceFee, InvoiceFeesList, OneOffInvoice
+from lago_python_client.models import (
+    AddOn,
+    Customer,
+    Fee,
+    InvoiceFee,
+    InvoiceFeesList,
+    InvoicePreview,
+    OneOffInvoice,
+)
 
 from tests.billing.support import audit_rows, outcomes
 from tests.conftest import Gateway
@@ -233,4 +241,30 @@ async def test_download_pdf_is_lago_s_other_name_for_download(gateway: Gateway) 
     assert answer.status_code == 200, answer.text
     assert outcomes(await audit_rows(gateway, "invoices.download")) == [
         ("invoices.download", "success", "lago", 200)
+    ]
+
+
+async def test_calls_not_served_say_what_to_use(gateway: Gateway, served: str) -> None:
+    client = await _sdk(gateway, served, "billing:read", "billing:write")
+    some_id = "7c5a8ed4-1d58-4c5c-8f3f-1a2b3c4d5e6f"
+    calls = [
+        (client.invoices.preview, (InvoicePreview(plan_code="basic"),)),
+        (client.invoices.retry, (some_id,)),
+        (client.fees.update, (Fee(payment_status="succeeded"), some_id)),
+        (client.fees.destroy, (some_id,)),
+    ]
+
+    uses = []
+    for method, args in calls:
+        with pytest.raises(LagoApiError) as raised:
+            await call(method, *args)
+        assert raised.value.status_code == 405
+        assert raised.value.response["code"] == "not_served_by_gateway"
+        uses.append(raised.value.response["error_details"]["use"])
+
+    assert uses == [
+        "GET /api/v1/customers/{external_customer_id}/current_usage",
+        f"POST /api/v1/invoices/{some_id}/retry_payment",
+        "PUT /api/v1/invoices/{lago_id}",
+        "PUT /api/v1/invoices/{lago_id}",
     ]
