@@ -9,6 +9,7 @@ from sqlalchemy import text
 from gateway.usage.models import DEAD
 from tests.billing.support import BASIC, audit_rows, ok, seed_catalog
 from tests.conftest import Gateway
+from tests.integrations.fake_stripe import FakeStripe
 
 
 async def _pending_event(gateway: Gateway, tx: str) -> None:
@@ -100,3 +101,16 @@ async def test_past_usage_needs_the_subscription_as_lago_says(gateway: Gateway) 
         details = refused.json()["error_details"]
         assert details == {"external_subscription_id": ["value_is_mandatory"]}
     assert sum(gateway.emulator.requests_by_status.values()) == calls  # Lago not asked
+
+
+async def test_payment_methods_are_lagos_when_lago_collects(
+    lago_collects: Gateway, stripe: FakeStripe
+) -> None:
+    gateway = lago_collects
+    writer = await gateway.headers("billing:write")
+    body = {"customer": {"external_id": "acme", "currency": "USD"}}
+    ok(await gateway.client.post("/api/v1/customers", json=body, headers=writer))
+    reader = await gateway.headers("billing:read")
+    listed = ok(await gateway.client.get("/api/v1/customers/acme/payment_methods", headers=reader))
+    assert listed["payment_methods"] == [] and listed["meta"]["total_count"] == 0
+    assert not [r for r in stripe.requests if "payment_methods" in r.url.path]
