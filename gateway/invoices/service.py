@@ -126,10 +126,25 @@ async def act(
     except LagoError as exc:
         status = exc.status if isinstance(exc, LagoApiError) else 503
         outcome = "rejected" if status < 500 else "failed"
-        await _audit(database, actor, action, lago_id, outcome, status, started)
+        await _audit(database, actor, action, lago_id, outcome, status, started, changes(body))
         raise from_lago(exc) from exc
-    await _audit(database, actor, action, lago_id, "success", 200, started)
+    await _audit(database, actor, action, lago_id, "success", 200, started, changes(body))
     return answer
+
+
+def changes(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an update asked to change, for its audit row: ``payment_status`` as sent, the
+    metadata keys (their values may be anything a caller stores, so they stay out)."""
+    fields = (body or {}).get("invoice")
+    if not isinstance(fields, dict):
+        return None
+    found: dict[str, Any] = {}
+    if "payment_status" in fields:
+        found["payment_status"] = fields["payment_status"]
+    if isinstance(fields.get("metadata"), list):
+        keys = [m.get("key") for m in fields["metadata"] if isinstance(m, dict)]
+        found["metadata_keys"] = [k for k in keys if isinstance(k, str)]
+    return found or None
 
 
 async def _audit(
@@ -140,6 +155,7 @@ async def _audit(
     outcome: str,
     status: int,
     started: float,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     async with database.session() as session:
         record(
@@ -151,6 +167,7 @@ async def _audit(
             upstream="lago",
             status=status,
             latency_ms=(time.perf_counter() - started) * 1000,
+            detail=detail,
         )
         await session.commit()
 

@@ -149,3 +149,28 @@ async def test_not_found_pages_keep_the_navigation(gateway: Gateway) -> None:
         assert answer.status_code == 404
         assert "<nav>" in answer.text and "Sign out" in answer.text
     assert "There is no such page." in unknown_page.text
+
+
+async def test_the_audit_trail_says_what_an_update_changed(gateway: Gateway) -> None:
+    ids = _seed(gateway)
+    writer = await gateway.headers("billing:write")
+    body = {
+        "invoice": {
+            "payment_status": "succeeded",
+            "metadata": [{"key": "po", "value": "secret-purchase-order"}],
+        }
+    }
+    answer = await gateway.client.put(
+        f"/api/v1/invoices/{ids['late10']}", json=body, headers=writer
+    )
+    assert answer.status_code == 200
+    await sign_in(gateway)
+
+    page = (await gateway.client.get(f"/finance/invoices/{ids['late10']}")).text
+
+    trail = page[page.index('<table class="audit">') :]
+    assert (
+        "<code>invoices.update</code></td><td>payment_status: succeeded; metadata_keys: po</td>"
+        in trail
+    )
+    assert "secret-purchase-order" not in trail
