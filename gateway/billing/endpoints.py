@@ -21,11 +21,12 @@ from gateway.billing.schemas import (
 from gateway.billing.service import Billing
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1")
-Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
+Page = LagoPage
 PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 100)")]
 
 

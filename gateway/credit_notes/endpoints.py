@@ -17,10 +17,11 @@ from gateway.credit_notes.schemas import CreditNoteCreate, CreditNoteEstimate, C
 from gateway.credit_notes.service import CreditNotes
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 
 router = APIRouter(prefix="/api/v1", tags=["credit_notes"])
-Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
+Page = LagoPage
 PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 20)")]
 
 

@@ -13,12 +13,13 @@ from gateway.customers.schemas import CustomerCreate
 from gateway.customers.service import Customers
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 from gateway.payments import unserved
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
-Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
+Page = LagoPage
 PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 100)")]
 
 

@@ -22,6 +22,7 @@ from gateway.db import Database
 from gateway.errors import BadRequest, ValidationFailed
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoClient
 from gateway.logging import get_logger
@@ -29,7 +30,7 @@ from gateway.meters.service import Meters
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/api/v1")
-Page = Annotated[int | None, Query(ge=1, description="Lago's page number (1-based)")]
+Page = LagoPage
 PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page (Lago: 100)")]
 Status = Annotated[
     str | None,

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Query
+
 from gateway.errors import ValidationFailed
 
 MAX_ID = 2**63 - 1
+# Lago's page number on the Lago-compatible lists: past a 32-bit page Lago's offset would
+# overflow its database, so the gateway answers 422 naming ``page`` instead of passing it on.
+LagoPage = Annotated[
+    int | None, Query(ge=1, le=2**31 - 1, description="Lago's page number (1-based)")
+]
 
 
 def decode_cursor(cursor: str | None) -> int | None:

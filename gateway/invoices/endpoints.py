@@ -7,16 +7,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.billing.payloads import body_schema, read_root
 from gateway.errors import BadRequest
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import LagoPage
 from gateway.invoices import export, files, one_off, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
 from gateway.payments.unserved import NotServed
@@ -124,8 +125,8 @@ async def list_fees(
     external_customer_id: str | None = None,
     fee_type: str | None = None,
     payment_status: str | None = None,
-    page: int | None = None,
-    per_page: int | None = None,
+    page: LagoPage = None,
+    per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Fees of every invoice, oldest first, with Lago's filters."""
     return _json(await service.fees(runtime.lago, list(request.query_params.multi_items())))

@@ -17,6 +17,7 @@ from gateway.billing.passthrough import read
 from gateway.billing.payloads import lago_uuid
 from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 from gateway.payments import unserved
 
@@ -30,7 +31,7 @@ async def list_payments(
     _: BillingReader,
     external_customer_id: str | None = None,
     invoice_id: str | None = None,
-    page: Annotated[int | None, Query(ge=1)] = None,
+    page: LagoPage = None,
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Lago's payments, newest first, by customer or invoice, with ``meta`` pagination."""

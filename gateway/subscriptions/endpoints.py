@@ -11,6 +11,7 @@ from gateway.billing.payloads import body_schema, read_root
 from gateway.catalog.schemas import Catalog
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
+from gateway.http.pagination import LagoPage
 from gateway.http.responses import OrjsonResponse
 from gateway.meters.service import Meters
 from gateway.subscriptions.schemas import (
@@ -59,7 +60,7 @@ async def list_subscriptions(
     _: BillingReader,
     external_customer_id: str | None = None,
     plan_code: str | None = None,
-    page: Annotated[int | None, Query(ge=1)] = None,
+    page: LagoPage = None,
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Lago's list (active only unless ``status[]`` says otherwise)."""
