@@ -127,6 +127,8 @@ async def test_finance_pages_in_chromium(gateway: Gateway) -> None:
             body = await page.locator("main").inner_text()
             assert "Acme Inc" in body
             assert "pi_3Browser" in body
+            assert "Refunds and credits are for operators" in body  # ann is a viewer
+            assert await page.locator("text=Issue credit note").count() == 0
             assert "120.00 USD" in body
             await page.screenshot(path=ARTIFACTS / "finance-invoice.png", full_page=True)
 
@@ -182,7 +184,11 @@ async def test_invoice_pages_fit_a_phone_and_sort_and_search(gateway: Gateway) -
 
             await page.goto(f"{base}/finance/invoices/{seeded['paid']['lago_id']}")
             assert await page.evaluate(OVERFLOW) <= 0
+            assert await page.locator("text=Issue credit note").count() == 1  # an operator
             await page.screenshot(path=ARTIFACTS / "finance-invoice-phone.png", full_page=True)
+            await page.goto(f"{base}/finance/collection")
+            assert await page.evaluate(OVERFLOW) <= 0
+            await page.screenshot(path=ARTIFACTS / "finance-collection-phone.png", full_page=True)
             await page.goto(f"{base}/finance/nowhere")
             assert await page.locator("header nav").count() == 1  # a 404 keeps the navigation
         finally:
