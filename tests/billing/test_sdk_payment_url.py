@@ -16,7 +16,7 @@ from lago.emulator import EmulatorState
 from lago.emulator.billing import set_payment_status
 from tests.billing.support import audit_rows, outcomes
 from tests.collection.stripe_fake import API_KEY, WEBHOOK_SECRET, FakeStripe
-from tests.conftest import Gateway, make_settings, start_gateway
+from tests.conftest import Gateway, make_settings, running_gateway
 from tests.support.served import call, served
 
 __all__ = ["served"]
@@ -39,13 +39,8 @@ async def gateway(
         stripe_webhook_secret=WEBHOOK_SECRET,
         collection_return_url="https://shop.test/billing/done",
     )
-    gw, manager = await start_gateway(settings, emulator, stripe_transport=stripe)
-    try:
+    async with running_gateway(settings, emulator, stripe_transport=stripe) as gw:
         yield gw
-    finally:
-        await gw.client.aclose()
-        await manager.__aexit__(None, None, None)
-    assert emulator.contract_violations == [], "Lago contract violations"
 
 
 async def _one_off_invoice(client: Client) -> str:

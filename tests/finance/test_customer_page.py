@@ -22,7 +22,7 @@ from lago.emulator import EmulatorState
 from lago.emulator import create_app as create_emulator
 from lago.emulator.customers import upsert_customer
 from lago.emulator.payments import record_payment
-from tests.conftest import LAGO_KEY, Gateway, make_settings, start_gateway
+from tests.conftest import LAGO_KEY, Gateway, make_settings, running_gateway
 from tests.support.people import sign_in
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "lago" / "catalog.yaml"
@@ -286,14 +286,11 @@ async def one_read_down(
     failing, section_name = request.param
     lago = create_emulator(emulator, api_key=LAGO_KEY)
     transport = OneReadDown(httpx.ASGITransport(app=lago), failing)
-    gateway, manager = await start_gateway(
-        make_settings(database_url), emulator, lago_transport=transport
-    )
-    try:
+    settings = make_settings(database_url)
+    async with running_gateway(
+        settings, emulator, check_contract=False, lago_transport=transport
+    ) as gateway:
         yield gateway, section_name
-    finally:
-        await gateway.client.aclose()
-        await manager.__aexit__(None, None, None)
     assert transport.failed > 0
 
 

@@ -13,7 +13,7 @@ from gateway.audit.models import AuditEntry
 from gateway.users.models import User
 from gateway.users.service import Role, create_user, set_enabled
 from lago.emulator import EmulatorState
-from tests.conftest import Gateway, make_settings, start_gateway
+from tests.conftest import Gateway, make_settings, running_gateway
 from tests.finance.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.support.served import serving
 
@@ -36,12 +36,8 @@ async def company(database_url: str, emulator: EmulatorState) -> AsyncIterator[C
             oidc_client_secret=CLIENT_SECRET,
             oidc_label="Acme SSO",
         )
-        gw, manager = await start_gateway(settings, emulator)
-        try:
+        async with running_gateway(settings, emulator) as gw:
             yield Company(gw, provider)
-        finally:
-            await gw.client.aclose()
-            await manager.__aexit__(None, None, None)
 
 
 async def _person(gateway: Gateway, username: str, role: Role = Role.VIEWER) -> None:

@@ -9,18 +9,13 @@ import pytest
 from lago.emulator import EmulatorState
 from lago.emulator.customers import upsert_customer
 from tests.billing.support import audit_rows, outcomes
-from tests.conftest import Gateway, make_settings, start_gateway
+from tests.conftest import Gateway, make_settings, running_gateway
 
 
 @pytest.fixture
 async def lago_collects(database_url: str, emulator: EmulatorState) -> AsyncIterator[Gateway]:
-    gw, manager = await start_gateway(make_settings(database_url, collection="lago"), emulator)
-    try:
+    async with running_gateway(make_settings(database_url, collection="lago"), emulator) as gw:
         yield gw
-    finally:
-        await gw.client.aclose()
-        await manager.__aexit__(None, None, None)
-    assert emulator.contract_violations == [], "Lago contract violations"
 
 
 async def test_lago_s_provider_url_and_refusal_pass_through(lago_collects: Gateway) -> None:

@@ -15,7 +15,7 @@ from lago_python_client.services.request import make_headers
 from gateway.customers.payment_methods import METHOD_ID_NAMESPACE
 from lago.emulator import EmulatorState
 from tests.collection.stripe_fake import API_KEY, FakeStripe
-from tests.conftest import Gateway, make_settings, start_gateway
+from tests.conftest import Gateway, make_settings, running_gateway
 from tests.support.served import call, served
 
 __all__ = ["served"]
@@ -34,13 +34,8 @@ async def gateway(
     settings = make_settings(
         database_url, stripe_secret_key=API_KEY, stripe_api_base="https://stripe.test"
     )
-    gw, manager = await start_gateway(settings, emulator, stripe_transport=stripe)
-    try:
+    async with running_gateway(settings, emulator, stripe_transport=stripe) as gw:
         yield gw
-    finally:
-        await gw.client.aclose()
-        await manager.__aexit__(None, None, None)
-    assert emulator.contract_violations == [], "Lago contract violations"
 
 
 async def test_the_sdk_lists_the_stripe_customers_cards(
