@@ -14,6 +14,7 @@ from starlette.responses import Response
 from gateway.analytics import service
 from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
+from gateway.http.pagination import query_pairs
 from gateway.http.responses import OrjsonResponse
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
@@ -32,10 +33,6 @@ Customer = Annotated[
 ]
 
 
-def _query(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
-
-
 @router.get("/gross_revenue")
 async def gross_revenue(
     request: Request,
@@ -47,7 +44,7 @@ async def gross_revenue(
     billing_entity_code: BillingEntity = None,
 ) -> Response:
     """Finalized invoices' totals less refunds, per month, currency and billing entity."""
-    answer = await service.figures(runtime.lago, "gross_revenue", _query(request))
+    answer = await service.figures(runtime.lago, "gross_revenue", query_pairs(request))
     return OrjsonResponse(answer)
 
 
@@ -61,7 +58,7 @@ async def invoice_collection(
     billing_entity_code: BillingEntity = None,
 ) -> Response:
     """Finalized invoices' count and total per month, payment status and currency."""
-    answer = await service.figures(runtime.lago, "invoice_collection", _query(request))
+    answer = await service.figures(runtime.lago, "invoice_collection", query_pairs(request))
     return OrjsonResponse(answer)
 
 
@@ -75,7 +72,7 @@ async def invoiced_usage(
     billing_entity_code: BillingEntity = None,
 ) -> Response:
     """Invoiced usage fees per month, billable metric code and currency."""
-    answer = await service.figures(runtime.lago, "invoiced_usage", _query(request))
+    answer = await service.figures(runtime.lago, "invoiced_usage", query_pairs(request))
     return OrjsonResponse(answer)
 
 
@@ -89,7 +86,7 @@ async def mrr(
     billing_entity_code: BillingEntity = None,
 ) -> Response:
     """Monthly recurring revenue from subscription fees, per month and currency."""
-    answer = await service.figures(runtime.lago, "mrr", _query(request))
+    answer = await service.figures(runtime.lago, "mrr", query_pairs(request))
     return OrjsonResponse(answer)
 
 
@@ -104,5 +101,5 @@ async def overdue_balance(
     billing_entity_code: BillingEntity = None,
 ) -> Response:
     """Overdue invoices' unpaid amounts per due month, currency and billing entity."""
-    answer = await service.figures(runtime.lago, "overdue_balance", _query(request))
+    answer = await service.figures(runtime.lago, "overdue_balance", query_pairs(request))
     return OrjsonResponse(answer)

@@ -21,7 +21,7 @@ from gateway.billing.schemas import (
 from gateway.billing.service import Billing
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 from gateway.runtime import Runtime
 
@@ -32,10 +32,6 @@ PerPage = Annotated[int | None, Query(ge=1, le=1000, description="Items per page
 
 def _billing(runtime: Runtime) -> Billing:
     return Billing(runtime.database, runtime.lago)
-
-
-def _query(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
 
 
 @router.post("/wallets", tags=["wallets"], openapi_extra=body_schema(WalletCreate))
@@ -57,7 +53,7 @@ async def list_wallets(
     per_page: PerPage = None,
 ) -> Response:
     """A customer's wallets."""
-    return OrjsonResponse(await _billing(runtime).wallets(_query(request)))
+    return OrjsonResponse(await _billing(runtime).wallets(query_pairs(request)))
 
 
 @router.get("/wallets/{lago_id}", tags=["wallets"])
@@ -108,7 +104,7 @@ async def list_wallet_transactions(
 ) -> Response:
     """A wallet's transactions."""
     service = _billing(runtime)
-    return OrjsonResponse(await service.wallet_transactions(lago_id, _query(request)))
+    return OrjsonResponse(await service.wallet_transactions(lago_id, query_pairs(request)))
 
 
 @router.post("/applied_coupons", tags=["coupons"], openapi_extra=body_schema(AppliedCouponCreate))
@@ -129,7 +125,7 @@ async def list_applied_coupons(
     per_page: PerPage = None,
 ) -> Response:
     """Applied coupons, optionally of one customer."""
-    return OrjsonResponse(await _billing(runtime).read("/applied_coupons", _query(request)))
+    return OrjsonResponse(await _billing(runtime).read("/applied_coupons", query_pairs(request)))
 
 
 @router.delete("/customers/{external_id}/applied_coupons/{applied_coupon_id}", tags=["coupons"])
@@ -152,7 +148,7 @@ async def list_coupons(
     per_page: PerPage = None,
 ) -> Response:
     """The coupons defined in Lago."""
-    return OrjsonResponse(await _billing(runtime).read("/coupons", _query(request)))
+    return OrjsonResponse(await _billing(runtime).read("/coupons", query_pairs(request)))
 
 
 @router.get("/coupons/{code}", tags=["coupons"])
@@ -170,7 +166,7 @@ async def list_plans(
     per_page: PerPage = None,
 ) -> Response:
     """The plans, with their charges."""
-    return OrjsonResponse(await _billing(runtime).read("/plans", _query(request)))
+    return OrjsonResponse(await _billing(runtime).read("/plans", query_pairs(request)))
 
 
 @router.get("/plans/{code}", tags=["catalog"])
@@ -188,7 +184,7 @@ async def list_billable_metrics(
     per_page: PerPage = None,
 ) -> Response:
     """The billable metrics."""
-    return OrjsonResponse(await _billing(runtime).read("/billable_metrics", _query(request)))
+    return OrjsonResponse(await _billing(runtime).read("/billable_metrics", query_pairs(request)))
 
 
 @router.get("/billable_metrics/{code}", tags=["catalog"])
@@ -216,7 +212,7 @@ async def list_add_ons(
     per_page: PerPage = None,
 ) -> Response:
     """The add-ons, newest first."""
-    return OrjsonResponse(await _billing(runtime).read("/add_ons", _query(request)))
+    return OrjsonResponse(await _billing(runtime).read("/add_ons", query_pairs(request)))
 
 
 @router.get("/add_ons/{code:path}", tags=["add_ons"])

@@ -17,7 +17,7 @@ from gateway.credit_notes.schemas import CreditNoteCreate, CreditNoteEstimate, C
 from gateway.credit_notes.service import CreditNotes
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 
 router = APIRouter(prefix="/api/v1", tags=["credit_notes"])
@@ -49,7 +49,7 @@ async def list_credit_notes(
 ) -> Response:
     """Credit notes, newest first, with Lago's filters (``external_customer_id``, ``reason``,
     ``credit_status``, ``refund_status``, ``types[]``, dates, amounts, ``search_term``…)."""
-    params = list(request.query_params.multi_items())
+    params = query_pairs(request)
     return _answer(await CreditNotes(runtime).listing(params))  # fmt: skip
 
 
@@ -107,5 +107,5 @@ async def list_customer_credit_notes(
     per_page: PerPage = None,
 ) -> Response:
     """A customer's credit notes (404 ``customer_not_found``), with the same filters."""
-    params = list(request.query_params.multi_items())
+    params = query_pairs(request)
     return _answer(await CreditNotes(runtime).listing(params, external_customer_id))  # fmt: skip

@@ -13,7 +13,7 @@ from gateway.customers.schemas import CustomerCreate
 from gateway.customers.service import Customers
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 from gateway.payments import unserved
 from gateway.runtime import Runtime
@@ -47,7 +47,7 @@ async def list_customers(
     per_page: PerPage = None,
 ) -> Response:
     """Lago's customer list, with its filters and ``meta`` pagination."""
-    query = list(request.query_params.multi_items())
+    query = query_pairs(request)
     return OrjsonResponse(await customers(runtime).index(query))
 
 
@@ -77,7 +77,7 @@ async def current_usage(
     ] = None,
 ) -> Response:
     """Usage of the current billing period, priced by the plan."""
-    query = list(request.query_params.multi_items())
+    query = query_pairs(request)
     return OrjsonResponse(await customers(runtime).current_usage(external_id, query))
 
 
@@ -96,7 +96,7 @@ async def past_usage(
     per_page: PerPage = None,
 ) -> Response:
     """Usage of the subscription's invoiced periods, newest first, as Lago has it."""
-    query = list(request.query_params.multi_items())
+    query = query_pairs(request)
     required_query(query, "external_subscription_id")  # Lago's 422, without asking Lago
     return OrjsonResponse(await customers(runtime).listing(external_id, "past_usage", query))
 
@@ -122,7 +122,7 @@ def _nested_list(name: str, summary: str) -> None:
         page: Page = None,
         per_page: PerPage = None,
     ) -> Response:
-        query = list(request.query_params.multi_items())
+        query = query_pairs(request)
         return OrjsonResponse(await customers(runtime).listing(external_id, name, query))
 
     router.add_api_route(
@@ -150,7 +150,7 @@ async def list_payment_methods(
 ) -> Response:
     """Lago's list; when the gateway collects, the Stripe customer's saved methods in
     Lago's shape (managed in the Stripe portal: ``POST /gateway/customers/{id}/portal``)."""
-    query = list(request.query_params.multi_items())
+    query = query_pairs(request)
     service = customers(runtime)
     return OrjsonResponse(await service.payment_methods(external_id, query, runtime.stripe))
 

@@ -22,7 +22,7 @@ from gateway.db import Database
 from gateway.errors import BadRequest, ValidationFailed
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 from gateway.integrations.lago.client import LagoClient
 from gateway.logging import get_logger
@@ -55,13 +55,9 @@ _BODY_SCHEMA = {
 }
 
 
-def _query(request: Request) -> Params:
-    return list(request.query_params.multi_items())
-
-
 def _status(request: Request) -> Params:
     """Only the status parameters Lago reads to find the subscription."""
-    return [(k, v) for k, v in _query(request) if k in ("subscription_status", "status")]
+    return [(k, v) for k, v in query_pairs(request) if k in ("subscription_status", "status")]
 
 
 def _entitlements(body: bytes) -> dict[str, Any]:
@@ -159,7 +155,7 @@ async def list_features(
     search_term: Annotated[str | None, Query(description="In code, name, description")] = None,
 ) -> Response:
     """The features (what plans can unlock), with their privileges."""
-    return OrjsonResponse(await _service(runtime).read("/features", _query(request)))
+    return OrjsonResponse(await _service(runtime).read("/features", query_pairs(request)))
 
 
 @router.get("/features/{code}", tags=["entitlements"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 
 from gateway.errors import ValidationFailed
 
@@ -23,3 +23,9 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor.isdigit() or len(cursor) > 19 or int(cursor) > MAX_ID:
         raise ValidationFailed(details={"cursor": ["invalid_value"]})
     return int(cursor)
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The request's query as ordered pairs, repeated keys kept (``statuses[]=a&statuses[]=b``),
+    as Lago's lists take it."""
+    return list(request.query_params.multi_items())

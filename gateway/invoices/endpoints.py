@@ -17,7 +17,7 @@ from gateway.billing.payloads import body_schema, read_root
 from gateway.errors import BadRequest
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.invoices import export, files, one_off, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
 from gateway.payments.unserved import NotServed
@@ -129,7 +129,7 @@ async def list_fees(
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Fees of every invoice, oldest first, with Lago's filters."""
-    return _json(await service.fees(runtime.lago, list(request.query_params.multi_items())))
+    return _json(await service.fees(runtime.lago, query_pairs(request)))
 
 
 @router.get("/api/v1/fees/{lago_id}", tags=["fees"])

@@ -17,7 +17,7 @@ from gateway.billing.passthrough import read
 from gateway.billing.payloads import lago_uuid
 from gateway.http.auth import BillingReader
 from gateway.http.dependencies import RuntimeDep
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 from gateway.payments import unserved
 
@@ -35,7 +35,7 @@ async def list_payments(
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Lago's payments, newest first, by customer or invoice, with ``meta`` pagination."""
-    query = list(request.query_params.multi_items())
+    query = query_pairs(request)
     return OrjsonResponse(await read(runtime.lago, "/payments", query))
 
 

@@ -11,7 +11,7 @@ from gateway.billing.payloads import body_schema, read_root
 from gateway.catalog.schemas import Catalog
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep, part
-from gateway.http.pagination import LagoPage
+from gateway.http.pagination import LagoPage, query_pairs
 from gateway.http.responses import OrjsonResponse
 from gateway.meters.service import Meters
 from gateway.subscriptions.schemas import (
@@ -39,10 +39,6 @@ async def _subscriptions(
 SubscriptionsDep = Annotated[Subscriptions, Depends(_subscriptions)]
 
 
-def _query(request: Request) -> list[tuple[str, str]]:
-    return list(request.query_params.multi_items())
-
-
 @router.post("", openapi_extra=body_schema(SubscriptionCreate))
 async def create_subscription(
     request: Request, service: SubscriptionsDep, principal: BillingWriter
@@ -64,7 +60,7 @@ async def list_subscriptions(
     per_page: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> Response:
     """Lago's list (active only unless ``status[]`` says otherwise)."""
-    return OrjsonResponse(await service.index(_query(request)))
+    return OrjsonResponse(await service.index(query_pairs(request)))
 
 
 @router.get("/{external_id}")
@@ -78,7 +74,7 @@ async def get_subscription(
     ] = None,
 ) -> Response:
     """One subscription (the active record unless ``status`` names another)."""
-    return OrjsonResponse(await service.get(external_id, _query(request)))
+    return OrjsonResponse(await service.get(external_id, query_pairs(request)))
 
 
 @router.put("/{external_id}", openapi_extra=body_schema(SubscriptionUpdate))
@@ -93,7 +89,7 @@ async def update_subscription(
     ``ending_at: null`` undoes a scheduled end."""
     params = read_root(await request.body(), "subscription", NULLABLE_ON_UPDATE)
     return OrjsonResponse(
-        await service.update(external_id, params, _query(request), principal.name)
+        await service.update(external_id, params, query_pairs(request), principal.name)
     )
 
 
@@ -110,4 +106,6 @@ async def terminate_subscription(
     ] = None,
 ) -> Response:
     """Terminate now (``?status=pending`` cancels a pending one) with Lago's options."""
-    return OrjsonResponse(await service.terminate(external_id, _query(request), principal.name))
+    return OrjsonResponse(
+        await service.terminate(external_id, query_pairs(request), principal.name)
+    )
