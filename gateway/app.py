@@ -26,7 +26,6 @@ from gateway.finance.app import create_finance_app
 from gateway.holds.endpoints import fast_routes as holds_fast_routes
 from gateway.http.fastpath import GatewayApp, error_response
 from gateway.http.responses import OrjsonResponse
-from gateway.invoices import files
 from gateway.logging import configure_logging, get_logger
 from gateway.packs.endpoints import fast_routes as balance_fast_routes
 from gateway.parts import Parts, build_parts
@@ -41,8 +40,6 @@ def _embedded_emulator(app: FastAPI, settings: Settings) -> Any:
     emulator = embedded.build(settings, getattr(app.state, "public_url", None))
     app.mount("/lago", emulator)
     app.state.emulator = emulator
-    # Its file URLs are under /lago: fetched through this app, never over the network.
-    files.serve_locally(emulator.state.lago.api_url, httpx.ASGITransport(app=app))
     log.warning("app.lago.embedded_emulator", hint="set GATEWAY_LAGO_API_URL for a real Lago")
     return emulator
 
@@ -97,6 +94,9 @@ def create_app(
             transport = httpx.ASGITransport(app=emulator)
         async with build_parts(settings, transport, stripe_transport) as parts:
             app.state.parts = parts
+            if emulator is not None:
+                # Its file URLs are under /lago: fetched through this app, not the network.
+                parts.runtime.files = httpx.ASGITransport(app=app)
             async with (
                 _embedded_jobs(app, emulator, parts, run_workers),
                 running_workers(parts, enabled=run_workers),
@@ -104,8 +104,6 @@ def create_app(
                 if server_gc:
                     tune_gc()  # once everything long-lived exists
                 yield
-        if emulator is not None:
-            files.serve_locally(emulator.state.lago.api_url, None)
 
     app = GatewayApp(
         title="Billing gateway",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.integrations.lago.client import LagoClient
@@ -19,3 +21,6 @@ class Runtime:
     lago: LagoClient
     # Set when GATEWAY_STRIPE_SECRET_KEY is.
     stripe: StripeClient | None = None
+    # What invoice files (``file_url``) are fetched through: on the embedded default, this
+    # app itself (the emulator serves them under /lago); None: the network.
+    files: httpx.AsyncBaseTransport | None = None

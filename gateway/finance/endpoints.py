@@ -259,7 +259,7 @@ async def invoice_pdf(lago_id: str, request: Request, viewer: SignedIn) -> Respo
             refresh=5,
             back=f"{base_of(request)}/invoices/{lago_id}",
         )
-    opened = await files.open_file(url)
+    opened = await files.open_file(url, transport=runtime.files)
     name = invoices.pdf_filename(invoice.get("number"), lago_id)
     return StreamingResponse(
         opened.chunks,

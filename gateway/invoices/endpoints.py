@@ -203,7 +203,9 @@ async def pdf_response(runtime: Runtime, lago_id: str, actor: str) -> Response:
             headers={"Retry-After": "5"},
         )
     opened = await files.open_file(
-        url, wait_seconds=max(runtime.settings.lago_timeout_seconds, 30.0)
+        url,
+        wait_seconds=max(runtime.settings.lago_timeout_seconds, 30.0),
+        transport=runtime.files,
     )
     name = service.pdf_filename(invoice.get("number"), lago_id)
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}

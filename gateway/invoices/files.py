@@ -14,23 +14,6 @@ import httpx
 from gateway.errors import UpstreamError, UpstreamUnavailable
 
 CHUNK_BYTES = 64 * 1024
-# URL prefix -> transport: the embedded default's emulator serves its files in process.
-_LOCAL: dict[str, httpx.AsyncBaseTransport] = {}
-
-
-def serve_locally(prefix: str, transport: httpx.AsyncBaseTransport | None) -> None:
-    """Fetch URLs under ``prefix`` through ``transport`` (``None``: forget the prefix)."""
-    if transport is None:
-        _LOCAL.pop(prefix, None)
-    else:
-        _LOCAL[prefix] = transport
-
-
-def _local_transport(url: str) -> httpx.AsyncBaseTransport | None:
-    for prefix, transport in _LOCAL.items():
-        if url.startswith(f"{prefix.rstrip('/')}/"):
-            return transport
-    return None
 
 
 @dataclass
@@ -51,7 +34,7 @@ async def open_file(
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(wait_seconds, connect=min(wait_seconds, 5.0)),
         follow_redirects=True,
-        transport=transport or _local_transport(url),
+        transport=transport,
     )
     try:
         response = await client.send(client.build_request("GET", url), stream=True)
