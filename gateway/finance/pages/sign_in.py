@@ -7,7 +7,7 @@ slows a client address after too many failures (``gateway.users.throttle``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -35,7 +35,7 @@ async def login(request: Request) -> Response:
     username = form.get("username", "").strip().lower()[:64]
     wait = throttle.retry_after(client)
     outcome = (
-        Refusal("throttled")
+        Refusal("throttled", datetime.now(UTC) + timedelta(seconds=wait))
         if wait
         else await users.sign_in(runtime.database, username, form.get("password", ""))
     )
@@ -43,7 +43,7 @@ async def login(request: Request) -> Response:
         if outcome.reason in ("credentials", "disabled"):
             throttle.failed(client)
         await audit_sign_in(runtime, "finance", "rejected", username, outcome.reason)
-        return _refused(request, form, outcome, wait)
+        return _refused(request, form, outcome)
     throttle.succeeded(client)
     await audit_sign_in(runtime, outcome.actor, "success", username, None)
     request.session.clear()  # a fresh session (and CSRF token) for the signed-in person
@@ -55,10 +55,9 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _refused(request: Request, form: dict[str, str], refusal: Refusal, wait: int) -> Response:
-    if refusal.reason in ("locked", "throttled"):
-        if refusal.until is not None:
-            wait = int((refusal.until - datetime.now(UTC)).total_seconds())
+def _refused(request: Request, form: dict[str, str], refusal: Refusal) -> Response:
+    if refusal.until is not None:  # locked, or this client slowed down
+        wait = int((refusal.until - datetime.now(UTC)).total_seconds())
         minutes = max(1, -(-wait // 60))
         error = f"Too many failed sign-ins. Try again in {minutes} minutes."
         status = 429
@@ -83,17 +82,18 @@ async def logout(request: Request) -> Response:
     return RedirectResponse(f"{base_of(request)}/login", status_code=303)
 
 
-async def audit_action(
-    runtime: Runtime, actor: str, action: str, outcome: str, target: str, reason: str | None
-) -> None:
-    async with runtime.database.session() as session:
-        detail = {"reason": reason} if reason else None
-        record(session, actor=actor, action=action, outcome=outcome, target=target, detail=detail)
-        await session.commit()
-
-
 async def audit_sign_in(
     runtime: Runtime, actor: str, outcome: str, target: str, reason: str | None
 ) -> None:
     """Audit one sign-in (``finance.sign_in``): who tried, and why it was refused."""
-    await audit_action(runtime, actor, "finance.sign_in", outcome, target, reason)
+    async with runtime.database.session() as session:
+        detail = {"reason": reason} if reason else None
+        record(
+            session,
+            actor=actor,
+            action="finance.sign_in",
+            outcome=outcome,
+            target=target,
+            detail=detail,
+        )
+        await session.commit()
