@@ -6,6 +6,7 @@
     ├── PaymentRequired           402  (not enough allowance or tokens for a hold)
     ├── Forbidden                 403
     ├── NotFound                  404
+    ├── NotServed                 405  (a Lago route the gateway does not pass through: use …)
     ├── RequestTimeout            408  (the body stopped arriving; the connection is closed)
     ├── Conflict                  409
     ├── PayloadTooLarge           413
@@ -173,6 +174,18 @@ class UpstreamUnavailable(GatewayError):
     def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class NotServed(GatewayError):
+    """A Lago route the gateway deliberately does not pass through; ``error_details`` say why
+    (``message``) and what to call instead (``use``). 405 is Lago's own "not allowed" status."""
+
+    status = 405
+    error = "Method Not Allowed"
+    code = "not_served_by_gateway"
+
+    def __init__(self, message: str, use: str) -> None:
+        super().__init__(message, details={"message": message, "use": use})
 
 
 def rendered(

@@ -14,13 +14,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.billing.payloads import body_schema, read_root
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotServed
 from gateway.http.auth import BillingReader, BillingWriter
 from gateway.http.dependencies import RuntimeDep
 from gateway.http.pagination import LagoPage, query_pairs
 from gateway.invoices import export, files, one_off, service
 from gateway.invoices.schemas import PdfPending, parse_filters, parse_listing
-from gateway.payments.unserved import NotServed
 from gateway.runtime import Runtime
 
 router = APIRouter(tags=["invoices"])

@@ -1,26 +1,10 @@
-"""Lago calls the gateway answers with a refusal that names what to use instead.
-
-Each is a 405 in Lago's error shape (Lago's own ``not_allowed_failure!`` status, so Lago's
-SDKs raise their usual ``LagoApiError``) with the stable code ``not_served_by_gateway``;
-``error_details`` holds a ``message`` and the route to ``use``.
-"""
+"""The customer and webhook calls the gateway answers with ``NotServed`` (405
+``not_served_by_gateway``, Lago's own ``not_allowed_failure!`` status, so Lago's SDKs raise
+their usual ``LagoApiError``), each naming what to use instead."""
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError
-
-CODE = "not_served_by_gateway"
-
-
-class NotServed(GatewayError):
-    """A Lago route the gateway deliberately does not pass through."""
-
-    status = 405
-    error = "Method Not Allowed"
-    code = CODE
-
-    def __init__(self, message: str, use: str) -> None:
-        super().__init__(message, details={"message": message, "use": use})
+from gateway.errors import NotServed
 
 
 def portal_url(external_id: str) -> NotServed:
